@@ -1,0 +1,5 @@
+"""`python -m minibuild` runs the command line."""
+
+from minibuild.cli import main
+
+main()
