@@ -1,0 +1,438 @@
+"""Overlay upper dir → OCI layer blob, in one streaming pass (tar → sha256 DiffID → compressor → sink).
+
+The tar is written by hand (ustar headers, PAX records only when needed) because CPython's
+tarfile costs several times GNU tar on trees of small files; the bytes are deterministic:
+per-directory sorted names, no uname/gname, integer (optionally clamped) mtimes.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import hashlib
+import os
+import stat
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zstandard
+
+from minibuild import whiteout
+from minibuild.digest import Digest
+from minibuild.errors import LayerError
+
+BLOCK = 512
+RECORD = 20 * BLOCK  # GNU tar and tarfile pad the archive to whole records
+CHUNK = 1 << 20  # read/flush granularity: big enough that per-call overheads vanish
+_ZEROS = bytes(RECORD)
+_MAX_OCTAL_7 = 0o7777777
+_MAX_OCTAL_11 = 0o77777777777
+_WHITEOUT_MODE = 0o644
+
+
+class Compression(enum.Enum):
+    """How a layer tar is compressed in the store."""
+
+    ZSTD = "zstd"
+    GZIP = "gzip"
+    NONE = "none"
+
+    @property
+    def media_type(self) -> str:
+        """The OCI layer media type for this compression."""
+        base = "application/vnd.oci.image.layer.v1.tar"
+        return base if self is Compression.NONE else f"{base}+{self.value}"
+
+    @classmethod
+    def parse(cls, text: str) -> Compression:
+        """Parse "zstd", "gzip" or "none"; raise LayerError otherwise."""
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise LayerError(f"unknown compression {text!r} (want zstd, gzip or none)") from None
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """What history and wasted-space accounting need to know about a layer's content."""
+
+    files: tuple[tuple[str, int], ...]  # every non-dir entry; regular size, else 0
+    whiteouts: tuple[str, ...]  # paths this layer deletes
+    opaques: tuple[str, ...]  # dirs whose lower children this layer hides
+    content_size: int  # regular file bytes, hardlinked bodies once
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists, not tuples)."""
+        return {
+            "files": [[path, size] for path, size in self.files],
+            "whiteouts": list(self.whiteouts),
+            "opaques": list(self.opaques),
+            "content_size": self.content_size,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LayerSummary:
+        """Inverse of to_json."""
+        return cls(
+            files=tuple((str(p), int(s)) for p, s in d["files"]),
+            whiteouts=tuple(d["whiteouts"]),
+            opaques=tuple(d["opaques"]),
+            content_size=int(d["content_size"]),
+        )
+
+
+@dataclass(frozen=True)
+class LayerWrite:
+    """The result of writing one layer: its DiffID and what the image config/history needs."""
+
+    diff_id: Digest
+    media_type: str
+    tar_size: int
+    summary: LayerSummary
+    empty: bool
+
+
+def is_empty(upper: Path) -> bool:
+    """True when the upper dir holds no entry at all (the step changed nothing)."""
+    with os.scandir(upper) as it:
+        return next(it, None) is None
+
+
+# ---------------------------------------------------------------- compression stage
+
+
+class _Compressor:
+    """Feeds tar bytes to the sink, compressed; never closes the sink."""
+
+    def __init__(self, sink: BinaryIO, compression: Compression) -> None:
+        self._sink = sink
+        self._kind = compression
+        self._zstd = None
+        self._zlib = None
+        if compression is Compression.ZSTD:
+            cctx = zstandard.ZstdCompressor(level=3, threads=-1)
+            self._zstd = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)
+        elif compression is Compression.GZIP:
+            # wbits=31: zlib writes the gzip header itself, with mtime 0 and no file name.
+            self._zlib = zlib.compressobj(6, zlib.DEFLATED, 31)
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Compress and forward one piece of tar (the caller may reuse `data` afterwards)."""
+        if self._zstd is not None:
+            self._zstd.write(data)
+        elif self._zlib is not None:
+            out = self._zlib.compress(data)
+            if out:
+                self._sink.write(out)
+        else:
+            self._sink.write(bytes(data))  # a copy: the sink may keep what it is given
+
+    def finish(self) -> None:
+        """End the compressed stream (zstd frame / gzip trailer)."""
+        if self._zstd is not None:
+            self._zstd.flush(zstandard.FLUSH_FRAME)
+            self._zstd.close()
+        elif self._zlib is not None:
+            self._sink.write(self._zlib.flush())
+
+
+class _TarOut:
+    """The uncompressed tar stream: batches small pieces, hashes everything once (the DiffID)."""
+
+    def __init__(self, compressor: _Compressor) -> None:
+        self._buf = bytearray()
+        self._hash = hashlib.sha256()
+        self._out = compressor
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        """Append a small piece (headers, small file bodies)."""
+        self._buf += data
+        if len(self._buf) >= CHUNK:
+            self.flush()
+
+    def stream(self, data: memoryview) -> None:
+        """Pass a large piece straight through (after what is buffered)."""
+        self.flush()
+        self._pass(data)
+
+    def flush(self) -> None:
+        """Push buffered bytes downstream."""
+        if self._buf:
+            self._pass(memoryview(self._buf))
+            self._buf = bytearray()
+
+    def _pass(self, data: memoryview) -> None:
+        self._hash.update(data)
+        self._out.write(data)
+        self.size += len(data)
+
+    def close(self) -> Digest:
+        """Write the end-of-archive blocks and return the DiffID."""
+        trailer = 2 * BLOCK
+        total = self.size + len(self._buf) + trailer
+        self.add(_ZEROS[:trailer + (-total % RECORD)])
+        self.flush()
+        self._out.finish()
+        return Digest.from_hash(self._hash)
+
+
+# ---------------------------------------------------------------- tar headers
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    payload = b" " + key + b"=" + value + b"\n"
+    length = len(payload) + 1
+    while length != len(payload) + len(str(length)):
+        length = len(payload) + len(str(length))
+    return str(length).encode() + payload
+
+
+def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+           kind: bytes, link: bytes = b"", major: int = 0, minor: int = 0) -> bytes:
+    head = b"".join((
+        name[:100].ljust(100, b"\0"),
+        b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid,
+        b"%011o\0" % size, b"%011o\0" % mtime,
+        b"        ", kind, link[:100].ljust(100, b"\0"),
+        b"ustar\x0000", bytes(64),
+        b"%07o\0" % major, b"%07o\0" % minor, bytes(167),
+    ))
+    return b"".join((head[:148], b"%06o\0 " % sum(head), head[156:]))
+
+
+def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
+            link: bytes = b"", major: int = 0, minor: int = 0,
+            xattrs: dict[str, bytes] | None = None) -> bytes:
+    """A ustar header, preceded by a PAX header only when a field does not fit."""
+    records: list[bytes] = []
+    if len(name) > 100:
+        records.append(_pax_record(b"path", name))
+    if len(link) > 100:
+        records.append(_pax_record(b"linkpath", link))
+    if uid > _MAX_OCTAL_7:
+        records.append(_pax_record(b"uid", b"%d" % uid))
+        uid = 0
+    if gid > _MAX_OCTAL_7:
+        records.append(_pax_record(b"gid", b"%d" % gid))
+        gid = 0
+    if size > _MAX_OCTAL_11:
+        records.append(_pax_record(b"size", b"%d" % size))
+        size = 0
+    if not 0 <= mtime <= _MAX_OCTAL_11:
+        records.append(_pax_record(b"mtime", b"%d" % mtime))
+        mtime = 0
+    for key in sorted(xattrs or ()):
+        records.append(_pax_record(b"SCHILY.xattr." + key.encode(), xattrs[key]))
+    main = _ustar(name, mode, uid, gid, size, mtime, kind, link, major, minor)
+    if not records:
+        return main
+    if not _utf8(name) or not _utf8(link):
+        records.insert(0, _pax_record(b"hdrcharset", b"BINARY"))
+    body = b"".join(records)
+    pax = _ustar(b"././@PaxHeader", 0o644, 0, 0, len(body), 0, b"x")
+    return b"".join((pax, body, bytes(-len(body) % BLOCK), main))
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the walk
+
+
+def _xattrs(path: bytes) -> dict[str, bytes]:
+    """The xattrs snapshot cares about (kept ones and overlay markers), without following links."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    out: dict[str, bytes] = {}
+    for name in names:
+        if whiteout.needs_xattr_value(name):
+            try:
+                out[name] = os.getxattr(path, name, follow_symlinks=False)
+            except OSError as e:
+                if e.errno != errno.ENODATA:  # removed since listxattr: nothing to keep
+                    raise
+    return out
+
+
+class _Summary:
+    """Collects the LayerSummary while entries stream by."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[str, int]] = []
+        self.whiteouts: list[str] = []
+        self.opaques: list[str] = []
+        self.content_size = 0
+
+    def build(self) -> LayerSummary:
+        """The frozen summary."""
+        return LayerSummary(tuple(self.files), tuple(self.whiteouts), tuple(self.opaques),
+                            self.content_size)
+
+
+class _Walker:
+    """Walks one upper dir depth-first in bytes order and writes each entry to the tar."""
+
+    def __init__(self, out: _TarOut, clamp_mtime: int | None) -> None:
+        self.out = out
+        self.clamp = clamp_mtime
+        self.summary = _Summary()
+        self.links: dict[tuple[int, int], bytes] = {}  # (st_dev, st_ino) -> first tar name
+        self.buf = bytearray(CHUNK)
+        self.entries = 0
+
+    def _mtime(self, st: os.stat_result) -> int:
+        mtime = st.st_mtime_ns // 1_000_000_000
+        if self.clamp is not None and mtime > self.clamp:
+            return self.clamp
+        return mtime
+
+    def walk(self, root: bytes) -> None:
+        """Write every entry under root (not root itself), parents before children."""
+        stack: list[tuple[bytes, bytes]] = [(root, b"")]
+        while stack:
+            path, rel = stack.pop()
+            if rel:
+                if not self._entry(path, rel):
+                    continue
+                rel += b"/"
+            with os.scandir(path) as it:
+                children = sorted((e.name for e in it), reverse=True)
+            stack.extend((path + b"/" + name, rel + name) for name in children)
+
+    def _entry(self, path: bytes, rel: bytes) -> bool:
+        """Write one entry; True when it is a directory whose children must follow."""
+        self.entries += 1
+        st = os.lstat(path)
+        xattrs = _xattrs(path)
+        if whiteout.is_overlay_whiteout(st, xattrs):
+            self._whiteout(rel, st)
+            return False
+        whiteout.refuse_real_whiteout_name(rel)
+        whiteout.unrepresentable(os.fsdecode(rel), xattrs)
+        kept = {k: v for k, v in xattrs.items() if whiteout.keep_xattr(k)}
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            self._directory(rel, st, kept, whiteout.is_overlay_opaque(st, xattrs))
+            return True
+        if stat.S_ISREG(mode):
+            self._regular(path, rel, st, kept)
+        elif stat.S_ISLNK(mode):
+            self._simple(rel, st, b"2", kept, link=os.readlink(path))
+        elif stat.S_ISFIFO(mode):
+            self._simple(rel, st, b"6", kept)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            kind = b"3" if stat.S_ISCHR(mode) else b"4"
+            self._simple(rel, st, kind, kept, os.major(st.st_rdev), os.minor(st.st_rdev))
+        # sockets: a tar cannot hold them (GNU tar skips them too)
+        return False
+
+    def _head(self, name: bytes, st: os.stat_result, size: int, kind: bytes,
+              kept: dict[str, bytes], link: bytes = b"", major: int = 0, minor: int = 0) -> None:
+        self.out.add(_header(name, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
+                             self._mtime(st), kind, link, major, minor, kept))
+
+    def _whiteout(self, rel: bytes, st: os.stat_result) -> None:
+        parent, _, name = rel.rpartition(b"/")
+        wh = whiteout.whiteout_name(os.fsdecode(name)).encode("utf-8", "surrogateescape")
+        tar_name = parent + b"/" + wh if parent else wh
+        self.out.add(_header(tar_name, _WHITEOUT_MODE, 0, 0, 0, self._mtime(st), b"0"))
+        self.summary.whiteouts.append(os.fsdecode(rel))
+
+    def _directory(self, rel: bytes, st: os.stat_result, kept: dict[str, bytes],
+                   opaque: bool) -> None:
+        self._head(rel + b"/", st, 0, b"5", kept)
+        if opaque:
+            marker = rel + b"/" + whiteout.OPAQUE_MARKER.encode()
+            self.out.add(_header(marker, _WHITEOUT_MODE, 0, 0, 0, self._mtime(st), b"0"))
+            self.summary.opaques.append(os.fsdecode(rel))
+
+    def _simple(self, rel: bytes, st: os.stat_result, kind: bytes, kept: dict[str, bytes],
+                major: int = 0, minor: int = 0, *, link: bytes = b"") -> None:
+        if self._hardlink(rel, st, 0, kept):
+            return
+        self._head(rel, st, 0, kind, kept, link, major, minor)
+        self.summary.files.append((os.fsdecode(rel), 0))
+
+    def _hardlink(self, rel: bytes, st: os.stat_result, size: int, kept: dict[str, bytes]) -> bool:
+        """Write a link entry when this inode was already stored under another name."""
+        if st.st_nlink < 2:
+            return False
+        key = (st.st_dev, st.st_ino)
+        first = self.links.get(key)
+        if first is None:
+            self.links[key] = rel
+            return False
+        self._head(rel, st, 0, b"1", kept, first)
+        self.summary.files.append((os.fsdecode(rel), size))
+        return True
+
+    def _regular(self, path: bytes, rel: bytes, st: os.stat_result, kept: dict[str, bytes]) -> None:
+        size = st.st_size
+        if self._hardlink(rel, st, size, kept):
+            return
+        self._head(rel, st, size, b"0", kept)
+        self._body(path, size)
+        self.summary.files.append((os.fsdecode(rel), size))
+        self.summary.content_size += size
+
+    def _body(self, path: bytes, size: int) -> None:
+        """Stream a file's bytes in CHUNK pieces, then pad to a block."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if size <= CHUNK // 4:
+                self._small_body(fd, path, size)
+            else:
+                self._large_body(fd, path, size)
+        finally:
+            os.close(fd)
+        self.out.add(_ZEROS[: -size % BLOCK])
+
+    def _small_body(self, fd: int, path: bytes, size: int) -> None:
+        data = os.read(fd, size)
+        while len(data) < size:
+            more = os.read(fd, size - len(data))
+            if not more:
+                raise _changed(path)
+            data += more
+        self.out.add(data)
+
+    def _large_body(self, fd: int, path: bytes, size: int) -> None:
+        view = memoryview(self.buf)
+        left = size
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            while left:
+                n = f.readinto(view[: min(left, CHUNK)])
+                if not n:
+                    raise _changed(path)
+                self.out.stream(view[:n])
+                left -= n
+
+
+def _changed(path: bytes) -> LayerError:
+    return LayerError(f"{os.fsdecode(path)!r} shrank while it was being snapshotted")
+
+
+def write_layer(upper: Path, sink: BinaryIO, *, compression: Compression = Compression.ZSTD,
+                clamp_mtime: int | None = None) -> LayerWrite:
+    """Stream the upper dir as a layer tar into `sink` (compressed); return its DiffID and summary.
+
+    `sink` only needs write(bytes); it hashes what it receives for the blob Digest and stays open.
+    """
+    out = _TarOut(_Compressor(sink, compression))
+    walker = _Walker(out, clamp_mtime)
+    walker.walk(os.fsencode(upper))
+    diff_id = out.close()
+    return LayerWrite(diff_id=diff_id, media_type=compression.media_type, tar_size=out.size,
+                      summary=walker.summary.build(), empty=walker.entries == 0)
