@@ -118,7 +118,7 @@ class Store:
     def close(self) -> None:
         """Remove this process's scratch session and release the locks."""
         if self._session is not None:
-            _remove_tree(self._session)
+            remove_tree(self._session)
             self._session = None
         for fd in (self._session_lock, self._gc_lock):
             if fd is not None:
@@ -160,7 +160,7 @@ class Store:
                 fd = None
             try:
                 mounts.detach_below(session)
-                _remove_tree(session)
+                remove_tree(session)
                 removed.append(session)
             finally:
                 if fd is not None:
@@ -316,14 +316,14 @@ class Store:
         """Make a finished upper dir the shared lowerdir of its DiffID (atomic rename)."""
         target = self.layer_path(diff_id)
         if target.exists():
-            _remove_tree(directory)
+            remove_tree(directory)
             return target
         try:
             os.rename(directory, target)
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-            _remove_tree(directory)  # another process adopted the same layer first
+            remove_tree(directory)  # another process adopted the same layer first
         return target
 
     def ensure_layer(self, layer: Layer) -> Path:
@@ -339,12 +339,12 @@ class Store:
         with open(self.blob_path(layer.descriptor.digest), "rb", buffering=_BUFSIZE) as blob:
             diff_id, summary = unpack.unpack_layer(blob, layer.descriptor.media_type, tree)
         if diff_id != layer.diff_id:
-            _remove_tree(work)
+            remove_tree(work)
             raise StoreError(f"layer {layer.descriptor.digest} unpacks to DiffID {diff_id}, "
                              f"but the image says {layer.diff_id}")
         self.save_summary(diff_id, summary)
         path = self.adopt_layer(diff_id, tree)
-        _remove_tree(work)
+        remove_tree(work)
         return path
 
     def save_summary(self, diff_id: Digest, summary: Any) -> None:
@@ -394,7 +394,7 @@ def _lock(path: Path, *, exclusive: bool, wait: bool = True) -> int:
     return fd
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """rm -rf that also copes with overlay's mode-000 work dirs."""
     if not path.exists() and not path.is_symlink():
         return

@@ -1,0 +1,229 @@
+"""The command line: the only place that prints, parses flags and picks an exit code.
+
+Heavy modules (rich, lark, zstandard, the engine) are imported inside the commands that need
+them, so `minibuild --help` and `history` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from minibuild.errors import Interrupted, MinibuildError
+
+
+def _store(ctx: click.Context):
+    """Open the store named by --root / MINIBUILD_ROOT (closed when the command ends)."""
+    from minibuild.store import Store, default_root
+
+    root = ctx.obj.get("root") or default_root()
+    store = Store.open(Path(root))
+    ctx.call_on_close(store.close)
+    return store
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
+              help="Store directory (default: /var/lib/minibuild as root).")
+@click.version_option(package_name="minibuild")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """minibuild: build OCI images from a Buildfile (Dockerfile syntax), without a daemon."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+@cli.command()
+@click.option("-f", "--file", "buildfile", type=click.Path(dir_okay=False),
+              help="Buildfile (default: CONTEXT/Buildfile, else CONTEXT/Dockerfile).")
+@click.option("-t", "--tag", "tags", multiple=True, help="Name and tag (repeatable): app:1.0.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
+              help="Set a build-time variable (repeatable).")
+@click.option("--target", help="Build up to this stage.")
+@click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
+              show_default=True, help="Progress output.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
+@click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
+              show_default=True, help="Layer compression (gzip for old clients).")
+@click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
+              help="Network of RUN steps.")
+@click.option("--source-date-epoch", type=int, envvar="SOURCE_DATE_EPOCH",
+              help="Clamp file times and dates to this Unix time (reproducible builds).")
+@click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
+@click.pass_context
+def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
+          source_date_epoch, context) -> None:
+    """Build an image from a Buildfile and a context directory."""
+    from minibuild.build import BuildRequest, run_build
+    from minibuild.reference import Reference
+    from minibuild.snapshot import Compression
+
+    request = BuildRequest(
+        buildfile=Path(buildfile) if buildfile else _default_buildfile(Path(context)),
+        context=Path(context),
+        tags=tuple(Reference.parse(t) for t in tags),
+        build_args=dict(_key_value(a) for a in build_args),
+        target=target,
+        compression=Compression.parse(compression),
+        network=network,
+        source_date_epoch=source_date_epoch,
+    )
+    reporter = _reporter(progress, quiet)
+    store = _store(ctx)
+    try:
+        result = run_build(request, store, reporter)
+    finally:
+        close = getattr(reporter, "close", None)
+        if close:
+            close()
+    if quiet:
+        click.echo(str(result.digest))
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"Built {result.digest}", err=True)
+    for tag in request.tags:
+        click.echo(f"Tagged {tag}", err=True)
+
+
+def _default_buildfile(context: Path) -> Path:
+    for name in ("Buildfile", "Dockerfile"):
+        if (context / name).exists():
+            return context / name
+    return context / "Buildfile"
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not key:
+        raise click.BadParameter(f"{text!r} (want KEY=VALUE)")
+    # docker: `--build-arg KEY` takes KEY's value from the environment.
+    return key, value if sep else os.environ.get(key, "")
+
+
+def _reporter(progress: str, quiet: bool):
+    from minibuild import render
+
+    if quiet:
+        return render.QuietReporter()
+    if progress == "tty" or (progress == "auto" and sys.stderr.isatty()):
+        return render.RichReporter()
+    return render.PlainReporter()
+
+
+@cli.command()
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.argument("image")
+@click.pass_context
+def history(ctx, no_trunc, fmt, image) -> None:
+    """Show the layers of an image, the instruction that made each, and wasted space."""
+    from minibuild import views
+
+    store = _store(ctx)
+    _, descriptor = store.resolve(image)
+    rows = views.history_rows(store, store.load_image(descriptor))
+    if fmt == "json":
+        click.echo(json.dumps([r.to_json() for r in reversed(rows)], indent=2))
+        return
+    from minibuild import render
+
+    click.echo(render.history_table(rows, no_trunc=no_trunc), nl=False)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def images(ctx, fmt) -> None:
+    """List the images in the store."""
+    from minibuild import render, views
+
+    rows = views.image_list(_store(ctx))
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(render.images_table(rows), nl=False)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx, images) -> None:
+    """Show the manifest digest, manifest and config of images, as JSON."""
+    store = _store(ctx)
+    out = []
+    for text in images:
+        name, descriptor = store.resolve(text)
+        manifest = store.read_json(descriptor.digest)
+        out.append({"name": name, "digest": str(descriptor.digest),
+                    "id": manifest["config"]["digest"], "manifest": manifest,
+                    "config": store.read_json(_digest(manifest["config"]["digest"]))})
+    click.echo(json.dumps(out, indent=2))
+
+
+def _digest(text: str):
+    from minibuild.digest import Digest
+
+    return Digest.parse(text)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+def tag(ctx, source, target) -> None:
+    """Give an image another name: tag SOURCE TARGET."""
+    from minibuild.reference import Reference
+
+    store = _store(ctx)
+    ref = Reference.parse(target)
+    _, descriptor = store.resolve(source)
+    store.tag(ref, descriptor)
+
+
+@cli.command()
+@click.option("-f", "--file", "buildfile", type=click.Path(dir_okay=False), default="Buildfile",
+              show_default=True)
+def parse(buildfile) -> None:
+    """Print the parsed instructions of a Buildfile as JSON."""
+    from minibuild import parser
+
+    click.echo(json.dumps(parser.dump(parser.parse_file(buildfile)), indent=2))
+
+
+def _raise_interrupted(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
+def main() -> None:
+    """Entry point: run the command, turn expected failures into one line and an exit code."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        status = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Interrupted as exc:
+        click.echo("interrupted", err=True)
+        sys.exit(exc.exit_code)
+    except MinibuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,43 @@
+"""Human-readable sizes and ages, as docker prints them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def human_size(size: int) -> str:
+    """Docker-style sizes in powers of 1000: 0B, 812B, 1.5kB, 52.4MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp from a config, or None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def human_age(text: str | None, now: datetime | None = None) -> str:
+    """`5 minutes ago` for an RFC 3339 timestamp; `N/A` when unknown."""
+    moment = parse_time(text)
+    if moment is None:
+        return "N/A"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    seconds = int(((now or datetime.now(timezone.utc)) - moment).total_seconds())
+    if seconds < 1:
+        return "Less than a second ago"
+    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
+                       (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "N/A"
