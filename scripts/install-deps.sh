@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what minibuild and its tests need on Debian 12, as root: system tools, then the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(busybox-static skopeo umoci oci-image-tool zstd)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "== pip install minibuild (with test extras)"
+# A plain (non-editable) install: what users get, grammar shipped inside the package.
+PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore '.[test]'
+
+# The sample base image is FROM scratch plus Debian's static busybox (no network needed).
+install -D -m 0755 "$(command -v busybox)" sample_images/base/rootfs/bin/busybox
