@@ -17,6 +17,8 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 _PREFIX_B = WHITEOUT_PREFIX.encode()
+# `.wh..wh.*` names other than the opaque marker: aufs bookkeeping found in old docker layers.
+_META_PREFIX = WHITEOUT_PREFIX + WHITEOUT_PREFIX
 
 # trusted.* when overlay runs as real root; user.* when mounted with `userxattr` in a user namespace.
 _OVERLAY_NAMESPACES = ("trusted.overlay.", "user.overlay.")
@@ -86,9 +88,21 @@ def parse_tar_path(path: str) -> TarWhiteout | None:
         return TarWhiteout(WhiteoutKind.OPAQUE, parent, "")
     hidden = base[len(WHITEOUT_PREFIX):]
     _check_hidden_name(hidden, path)
-    if hidden.startswith(WHITEOUT_PREFIX):
+    if base.startswith(_META_PREFIX):
         return TarWhiteout(WhiteoutKind.META, parent, hidden)
     return TarWhiteout(WhiteoutKind.WHITEOUT, parent, hidden)
+
+
+def skip_for_parent(path: str, dir_name: str) -> bool:
+    """For a dir component of a tar path: True inside aufs bookkeeping dirs (skip the entry).
+
+    Raises LayerError when the component is any other `.wh.` name: a whiteout cannot hold children.
+    """
+    if not dir_name.startswith(WHITEOUT_PREFIX):
+        return False
+    if dir_name.startswith(_META_PREFIX) and dir_name != OPAQUE_MARKER:
+        return True
+    raise LayerError(f"layer entry {path!r} has a whiteout as a directory")
 
 
 def _overlay_xattr(xattrs: Mapping[str, bytes], key: str) -> bytes | None:
