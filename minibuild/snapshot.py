@@ -190,17 +190,22 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     return str(length).encode() + payload
 
 
+_MAGIC = b"ustar\x0000"
+# Checksum of the constant parts: the checksum field counted as 8 spaces, plus the magic.
+_CHECKSUM_BASE = 8 * 0x20 + sum(_MAGIC)
+
+
 def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
            kind: bytes, link: bytes = b"", major: int = 0, minor: int = 0) -> bytes:
-    head = b"".join((
-        name[:100].ljust(100, b"\0"),
-        b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid,
-        b"%011o\0" % size, b"%011o\0" % mtime,
-        b"        ", kind, link[:100].ljust(100, b"\0"),
-        b"ustar\x0000", bytes(64),
-        b"%07o\0" % major, b"%07o\0" % minor, bytes(167),
+    name, link = name[:100], link[:100]
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    devices = b"%07o\0%07o\0" % (major, minor)
+    # Summing only the variable fields: the zero padding adds nothing, and this runs per file.
+    checksum = _CHECKSUM_BASE + sum(name) + sum(numbers) + kind[0] + sum(link) + sum(devices)
+    return b"".join((
+        name.ljust(100, b"\0"), numbers, b"%06o\0 " % checksum, kind, link.ljust(100, b"\0"),
+        _MAGIC, bytes(64), devices, bytes(167),
     ))
-    return b"".join((head[:148], b"%06o\0 " % sum(head), head[156:]))
 
 
 def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
@@ -270,15 +275,20 @@ class _Summary:
     """Collects the LayerSummary while entries stream by."""
 
     def __init__(self) -> None:
-        self.files: list[tuple[str, int]] = []
-        self.whiteouts: list[str] = []
-        self.opaques: list[str] = []
+        # bytes paths while streaming; decoded once at the end
+        self.files: list[tuple[bytes, int]] = []
+        self.whiteouts: list[bytes] = []
+        self.opaques: list[bytes] = []
         self.content_size = 0
 
     def build(self) -> LayerSummary:
         """The frozen summary."""
-        return LayerSummary(tuple(self.files), tuple(self.whiteouts), tuple(self.opaques),
-                            self.content_size)
+        return LayerSummary(
+            files=tuple((_text(p), size) for p, size in self.files),
+            whiteouts=tuple(map(_text, self.whiteouts)),
+            opaques=tuple(map(_text, self.opaques)),
+            content_size=self.content_size,
+        )
 
 
 class _Walker:
@@ -300,18 +310,18 @@ class _Walker:
 
     def walk(self, root: bytes) -> None:
         """Write every entry under root (not root itself), parents before children."""
-        stack: list[tuple[bytes, bytes]] = [(root, b"")]
+        stack: list[tuple[bytes, bytes, bytes]] = [(root, b"", b"")]
         while stack:
-            path, rel = stack.pop()
+            path, rel, name = stack.pop()
             if rel:
-                if not self._entry(path, rel):
+                if not self._entry(path, rel, name):
                     continue
                 rel += b"/"
             with os.scandir(path) as it:
                 children = sorted((e.name for e in it), reverse=True)
-            stack.extend((path + b"/" + name, rel + name) for name in children)
+            stack.extend((path + b"/" + child, rel + child, child) for child in children)
 
-    def _entry(self, path: bytes, rel: bytes) -> bool:
+    def _entry(self, path: bytes, rel: bytes, name: bytes) -> bool:
         """Write one entry; True when it is a directory whose children must follow."""
         self.entries += 1
         st = os.lstat(path)
@@ -319,9 +329,12 @@ class _Walker:
         if whiteout.is_overlay_whiteout(st, xattrs):
             self._whiteout(rel, st)
             return False
-        whiteout.refuse_real_whiteout_name(rel)
-        whiteout.unrepresentable(os.fsdecode(rel), xattrs)
-        kept = {k: v for k, v in xattrs.items() if whiteout.keep_xattr(k)}
+        if whiteout.is_whiteout_basename(name):
+            whiteout.refuse_real_whiteout_name(rel)
+        kept = xattrs
+        if xattrs:  # the common case has none: skip the per-entry rule calls
+            whiteout.unrepresentable(_text(rel), xattrs)
+            kept = {k: v for k, v in xattrs.items() if whiteout.keep_xattr(k)}
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             self._directory(rel, st, kept, whiteout.is_overlay_opaque(st, xattrs))
@@ -348,7 +361,7 @@ class _Walker:
         wh = whiteout.whiteout_name(os.fsdecode(name)).encode("utf-8", "surrogateescape")
         tar_name = parent + b"/" + wh if parent else wh
         self.out.add(_header(tar_name, _WHITEOUT_MODE, 0, 0, 0, self._mtime(st), b"0"))
-        self.summary.whiteouts.append(os.fsdecode(rel))
+        self.summary.whiteouts.append(rel)
 
     def _directory(self, rel: bytes, st: os.stat_result, kept: dict[str, bytes],
                    opaque: bool) -> None:
@@ -356,14 +369,14 @@ class _Walker:
         if opaque:
             marker = rel + b"/" + whiteout.OPAQUE_MARKER.encode()
             self.out.add(_header(marker, _WHITEOUT_MODE, 0, 0, 0, self._mtime(st), b"0"))
-            self.summary.opaques.append(os.fsdecode(rel))
+            self.summary.opaques.append(rel)
 
     def _simple(self, rel: bytes, st: os.stat_result, kind: bytes, kept: dict[str, bytes],
                 major: int = 0, minor: int = 0, *, link: bytes = b"") -> None:
         if self._hardlink(rel, st, 0, kept):
             return
         self._head(rel, st, 0, kind, kept, link, major, minor)
-        self.summary.files.append((os.fsdecode(rel), 0))
+        self.summary.files.append((rel, 0))
 
     def _hardlink(self, rel: bytes, st: os.stat_result, size: int, kept: dict[str, bytes]) -> bool:
         """Write a link entry when this inode was already stored under another name."""
@@ -375,7 +388,7 @@ class _Walker:
             self.links[key] = rel
             return False
         self._head(rel, st, 0, b"1", kept, first)
-        self.summary.files.append((os.fsdecode(rel), size))
+        self.summary.files.append((rel, size))
         return True
 
     def _regular(self, path: bytes, rel: bytes, st: os.stat_result, kept: dict[str, bytes]) -> None:
@@ -384,7 +397,7 @@ class _Walker:
             return
         self._head(rel, st, size, b"0", kept)
         self._body(path, size)
-        self.summary.files.append((os.fsdecode(rel), size))
+        self.summary.files.append((rel, size))
         self.summary.content_size += size
 
     def _body(self, path: bytes, size: int) -> None:
@@ -397,7 +410,6 @@ class _Walker:
                 self._large_body(fd, path, size)
         finally:
             os.close(fd)
-        self.out.add(_ZEROS[: -size % BLOCK])
 
     def _small_body(self, fd: int, path: bytes, size: int) -> None:
         data = os.read(fd, size)
@@ -406,7 +418,7 @@ class _Walker:
             if not more:
                 raise _changed(path)
             data += more
-        self.out.add(data)
+        self.out.add(data + _ZEROS[: -size % BLOCK])
 
     def _large_body(self, fd: int, path: bytes, size: int) -> None:
         view = memoryview(self.buf)
@@ -418,6 +430,11 @@ class _Walker:
                     raise _changed(path)
                 self.out.stream(view[:n])
                 left -= n
+        self.out.add(_ZEROS[: -size % BLOCK])
+
+
+def _text(path: bytes) -> str:
+    return path.decode("utf-8", "surrogateescape")
 
 
 def _changed(path: bytes) -> LayerError:
