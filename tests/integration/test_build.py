@@ -1,0 +1,273 @@
+"""End to end: `minibuild build` on real overlay mounts, checked with tools nobody here wrote."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import REPO, Minibuild, write_context
+
+pytestmark = pytest.mark.integration
+
+
+def history(mb: Minibuild, ref: str) -> list[dict]:
+    return json.loads(mb.run("history", "--format", "json", ref).stdout)
+
+
+def inspect(mb: Minibuild, ref: str) -> dict:
+    return json.loads(mb.run("inspect", ref).stdout)[0]
+
+
+def umoci_unpack(mb: Minibuild, ref: str, tmp_path: Path) -> Path:
+    """Unpack with umoci (checks diff_ids, media types, whiteouts); return the rootfs."""
+    if not shutil.which("umoci"):
+        pytest.skip("umoci not installed")
+    bundle = tmp_path / f"bundle-{ref.replace(':', '-')}"
+    subprocess.run(["umoci", "unpack", "--image", f"{mb.root}/oci:{ref}", str(bundle)],
+                   check=True, capture_output=True)
+    return bundle / "rootfs"
+
+
+def layer_names(mb: Minibuild, descriptor: dict) -> list[str]:
+    """Entry names of one layer blob, whatever its compression."""
+    data = (mb.root / "oci/blobs/sha256" / descriptor["digest"].split(":")[1]).read_bytes()
+    if descriptor["mediaType"].endswith("+zstd"):
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    mode = "r:gz" if descriptor["mediaType"].endswith("+gzip") else "r:"
+    with tarfile.open(fileobj=io.BytesIO(data), mode=mode) as tar:
+        return tar.getnames()
+
+
+def store_state(root: Path) -> tuple:
+    """What a failed build must not change: tags and the set of blobs and layers."""
+    return ((root / "oci/index.json").read_bytes(),
+            sorted(p.name for p in (root / "oci/blobs/sha256").iterdir()),
+            sorted(p.name for p in (root / "layers").iterdir()))
+
+
+def no_mounts_under(root: Path) -> bool:
+    return str(root) not in Path("/proc/mounts").read_text()
+
+
+# -- the samples ----------------------------------------------------------------------------
+
+def test_hello_sample_config_and_content(mb, tmp_path):
+    mb.build(REPO / "sample_images/hello", "-t", "hello:1.0")
+    config = inspect(mb, "hello:1.0")["config"]
+    cc = config["config"]
+    assert cc["WorkingDir"] == "/app"
+    assert cc["User"] == "nobody"
+    assert cc["Cmd"] == ["/app/hello.sh"]
+    assert cc["ExposedPorts"] == {"8080/tcp": {}}
+    assert "GREETING=hello" in cc["Env"] and "APP_HOME=/app" in cc["Env"]
+    assert cc["Labels"]["org.opencontainers.image.title"] == "hello"
+    assert len(config["rootfs"]["diff_ids"]) == sum(1 for h in config["history"] if not h.get("empty_layer"))
+    rootfs = umoci_unpack(mb, "hello:1.0", tmp_path)
+    assert (rootfs / "app/hello.sh").stat().st_mode & 0o777 == 0o755
+    assert (rootfs / "app/greeting.txt").read_text() == "the hello sample image\n"
+    assert (rootfs / "app/build-info.txt").read_text().startswith("built by minibuild on ")
+    assert not (rootfs / "etc/resolv.conf").exists()  # usable during RUN, not left in a layer
+
+
+def test_rm_demo_history_shows_the_wasted_bytes(mb, tmp_path):
+    mb.build(REPO / "sample_images/rm-demo", "-t", "rmdemo:1.0")
+    rows = history(mb, "rmdemo:1.0")  # newest first
+    rm_row = next(r for r in rows if r["created_by"].startswith("RUN") and "rm /opt/sdk/sdk.tar" in r["created_by"])
+    dd_row = next(r for r in rows if "dd if=/dev/urandom" in r["created_by"])
+    assert not rm_row["empty_layer"] and rm_row["size"] < 1000
+    assert dd_row["size"] >= 50 * 1024 * 1024
+    assert dd_row["wasted"] == 50 * 1024 * 1024
+    assert dd_row["wasted_paths"] == [{"path": "/opt/sdk/sdk.tar", "size": 52428800, "how": "deleted"}]
+    table = mb.run("history", "rmdemo:1.0").stdout
+    assert "52.4MB hidden by later layers" in table
+    assert "/opt/sdk/sdk.tar" in table and "wasted" in table
+    rootfs = umoci_unpack(mb, "rmdemo:1.0", tmp_path)
+    assert not (rootfs / "opt/sdk/sdk.tar").exists()
+    assert (rootfs / "opt/sdk/VERSION").read_text() == "sdk 1.0\n"
+
+
+def test_external_validators_accept_the_image(mb, tmp_path):
+    mb.build(REPO / "sample_images/hello", "-t", "hello:1.0")
+    if shutil.which("skopeo"):
+        out = subprocess.run(["skopeo", "inspect", f"oci:{mb.root}/oci:hello:1.0"],
+                             check=True, capture_output=True, text=True).stdout
+        info = json.loads(out)
+        assert len(info["Layers"]) == len(inspect(mb, "hello:1.0")["manifest"]["layers"])
+        assert info["Architecture"] and info["Os"] == "linux"
+    if shutil.which("oci-image-tool"):
+        proc = subprocess.run(["oci-image-tool", "validate", "--type", "image", "--ref",
+                               "name=hello:1.0", f"{mb.root}/oci"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    umoci_unpack(mb, "hello:1.0", tmp_path)
+
+
+# -- layers: whiteouts, opaque dirs, empty layers, compression ------------------------------
+
+def test_whiteouts_and_opaque_dirs_round_trip_through_umoci(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", """FROM base:1.0
+RUN mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b && echo keep > /k && echo gone > /g
+RUN rm -rf /d && mkdir /d && echo new > /d/new && rm /g
+RUN true
+""")
+    mb.build(ctx, "-t", "wh:1")
+    manifest = inspect(mb, "wh:1")["manifest"]
+    names = layer_names(mb, manifest["layers"][-1])
+    assert "d/.wh..wh..opq" in names and ".wh.g" in names
+    assert not any("trusted.overlay" in n for n in names)
+    rows = history(mb, "wh:1")
+    assert rows[0]["created_by"] == "RUN /bin/sh -c true" and rows[0]["empty_layer"]
+    rootfs = umoci_unpack(mb, "wh:1", tmp_path)
+    assert sorted(p.name for p in (rootfs / "d").iterdir()) == ["new"]
+    assert not (rootfs / "g").exists() and (rootfs / "k").read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("compression,suffix", [("gzip", "+gzip"), ("none", ".tar")])
+def test_compression_choices(mb, tmp_path, compression, suffix):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY f /f\n", {"f": "data\n"})
+    mb.build(ctx, "--compression", compression, "-t", "c:1")
+    layer = inspect(mb, "c:1")["manifest"]["layers"][-1]
+    assert layer["mediaType"].endswith(suffix)
+    assert layer_names(mb, layer) == ["f"]
+    assert (umoci_unpack(mb, "c:1", tmp_path) / "f").read_text() == "data\n"
+
+
+def test_identical_builds_share_layers_and_digests(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY a /a\n", {"a": "x" * 1000})
+    first = mb.build(ctx, "-q", "-t", "one:1").stdout.strip()
+    second = mb.build(ctx, "-q", "-t", "two:1").stdout.strip()
+    assert first == second and first.startswith("sha256:")
+
+
+# -- RUN --------------------------------------------------------------------------------------
+
+def test_run_environment_user_workdir_and_isolation(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", """ARG BASE=base:1.0
+FROM $BASE
+ARG WHO=world
+ENV GREETING=hi
+WORKDIR /srv
+WORKDIR app
+RUN echo "$GREETING $WHO $(pwd)" > /out.txt
+RUN echo "pid=$$ procs=$(ls /proc | grep -c '^[0-9]')" > /pid.txt; hostname > /host.txt
+RUN cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /net.txt
+USER nobody
+RUN id -u > /tmp/uid.txt
+USER root
+RUN <<EOF
+echo heredoc-$WHO > /heredoc.txt
+EOF
+RUN ["/bin/sh", "-c", "echo exec-form > /exec.txt"]
+SHELL ["/bin/sh", "-ec"]
+RUN echo "$0" > /shell.txt
+""")
+    out = mb.build(ctx, "--build-arg", "WHO=tests", "--network", "none", "-t", "env:1")
+    assert "env:1" in out.stderr
+    root = umoci_unpack(mb, "env:1", tmp_path)
+    assert (root / "out.txt").read_text() == "hi tests /srv/app\n"
+    assert (root / "pid.txt").read_text().startswith("pid=")
+    assert (root / "host.txt").read_text() == "minibuild\n"
+    assert (root / "net.txt").read_text().split() == ["lo"]
+    assert (root / "tmp/uid.txt").read_text() == "65534\n"
+    assert (root / "heredoc.txt").read_text() == "heredoc-tests\n"
+    assert (root / "exec.txt").read_text() == "exec-form\n"
+    assert (root / "shell.txt").read_text() == "/bin/sh\n"
+    config = inspect(mb, "env:1")["config"]
+    assert config["config"]["WorkingDir"] == "/srv/app"
+    assert not any(e.startswith("WHO=") for e in config["config"]["Env"])  # ARGs stay out
+
+
+def test_pid_namespace_hides_host_processes(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nRUN ls /proc | grep -c '^[0-9]*$' > /n\n")
+    mb.build(ctx, "-t", "pid:1")
+    count = int((umoci_unpack(mb, "pid:1", tmp_path) / "n").read_text())
+    assert count <= 5  # init, sh, ls, grep: not the host's hundreds
+
+
+def test_failing_run_reports_step_and_exit_code_and_writes_no_tag(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nRUN echo before > /x\nRUN echo oops; exit 3\n")
+    before = store_state(mb.root)
+    proc = mb.build(ctx, "-t", "bad:1", check=False)
+    assert proc.returncode == 1
+    assert "Buildfile:3:1" in proc.stderr and "exit code 3" in proc.stderr
+    assert "oops" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "bad:1" not in (mb.root / "oci/index.json").read_text()
+    assert store_state(mb.root)[0] == before[0]
+    assert no_mounts_under(mb.root)
+    assert list((mb.root / "run").iterdir()) == []
+
+
+# -- COPY / ADD ------------------------------------------------------------------------------
+
+def test_copy_and_add_semantics(mb, tmp_path):
+    inner = tmp_path / "payload"
+    (inner / "pkg").mkdir(parents=True)
+    (inner / "pkg/data.txt").write_text("in tar\n")
+    tgz = tmp_path / "payload.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(inner / "pkg", arcname="pkg")
+    ctx = write_context(tmp_path / "ctx", """FROM base:1.0
+WORKDIR /app
+COPY src/ ./src/
+COPY *.txt conf/
+COPY --chown=nobody:nogroup --chmod=0640 secret.txt /etc/secret
+ADD payload.tar.gz /opt/
+COPY <<EOF /etc/motd
+welcome
+EOF
+""", {"src/a.py": "print(1)\n", "src/lib/b.py": "x = 2\n", "one.txt": "1\n", "two.txt": "2\n",
+      "secret.txt": "s\n", "ignored.txt": "no\n", ".dockerignore": "ignored.txt\n"})
+    shutil.copy(tgz, ctx / "payload.tar.gz")
+    mb.build(ctx, "-t", "copy:1")
+    root = umoci_unpack(mb, "copy:1", tmp_path)
+    assert (root / "app/src/lib/b.py").read_text() == "x = 2\n"
+    assert sorted(p.name for p in (root / "app/conf").iterdir()) == ["one.txt", "secret.txt", "two.txt"]
+    secret = (root / "etc/secret").stat()
+    assert (secret.st_mode & 0o777, secret.st_uid, secret.st_gid) == (0o640, 65534, 65534)
+    assert (root / "opt/pkg/data.txt").read_text() == "in tar\n"
+    assert (root / "etc/motd").read_text() == "welcome\n"
+
+
+@pytest.mark.parametrize("buildfile,files,message", [
+    ("FROM base:1.0\nCOPY missing.txt /x\n", {}, "missing.txt"),
+    ("FROM base:1.0\nCOPY ../outside /x\n", {}, "outside the build context"),
+    ("FROM nosuch:1.0\nRUN true\n", {}, "Buildfile:1:1: FROM nosuch:1.0: image not found"),
+    ("FROM base:1.0\nRUNN true\n", {}, 'Buildfile:2:1: unknown instruction "RUNN" (did you mean RUN?)'),
+    ("FROM base:1.0\nONBUILD RUN true\n", {}, "Buildfile:2:1: ONBUILD is not supported yet"),
+    ("FROM base:1.0\nCOPY --from=x a /a\n", {"a": "1"}, "Buildfile:2:1"),
+])
+def test_bad_inputs_give_one_clear_line_and_leave_the_store_unchanged(mb, tmp_path, buildfile, files, message):
+    ctx = write_context(tmp_path / "ctx", buildfile, files)
+    before = store_state(mb.root)
+    proc = mb.build(ctx, "-t", "x:1", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert store_state(mb.root) == before
+    assert list((mb.root / "run").iterdir()) == []
+
+
+def test_missing_buildfile_and_bad_tag(mb, tmp_path):
+    proc = mb.run("build", "-f", str(tmp_path / "nope"), str(tmp_path), check=False)
+    assert proc.returncode != 0 and "no such Buildfile" in proc.stderr
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\n")
+    proc = mb.build(ctx, "-t", "Bad:Tag!", check=False)
+    assert proc.returncode != 0 and "Bad:Tag!" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reproducible_with_source_date_epoch(base_store, tmp_path):
+    digests = []
+    for i in range(2):
+        root = tmp_path / f"store{i}"
+        subprocess.run(["cp", "-a", str(base_store), str(root)], check=True)
+        ctx = write_context(tmp_path / f"ctx{i}", "FROM base:1.0\nCOPY a /a\nRUN echo x > /b\n", {"a": "a\n"})
+        out = Minibuild(root).run("build", "-q", str(ctx), env={"SOURCE_DATE_EPOCH": "1700000000"})
+        digests.append(out.stdout.strip())
+    assert digests[0] == digests[1]
