@@ -16,9 +16,9 @@ from typing import Callable, Mapping, Protocol
 
 from minibuild import metadata, words
 from minibuild.copier import CopyPlan, apply_copy
-from minibuild.errors import BuildError, BuildfileError, ImageNotFound
+from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
 from minibuild.image import Config, Descriptor, History, Image, Layer
-from minibuild.instructions import (Add, Copy, ExecForm, From, Onbuild, Run, ShellForm, Workdir,
+from minibuild.instructions import (Add, Arg, Copy, ExecForm, From, Onbuild, Run, ShellForm, Workdir,
                                     flag_value)
 from minibuild.plan import Plan, Stage
 from minibuild.sandbox import Process, RootFS
@@ -98,7 +98,11 @@ class Engine:
         for instruction in stage.steps:
             self._announce(stage, instruction.original)
             started = time.monotonic()
-            note = self._step(state, instruction)
+            try:
+                note = self._step(state, instruction)
+            except MinibuildError as exc:
+                _locate(exc, instruction)
+                raise
             self.reporter.done(time.monotonic() - started, note)
         return state.image
 
@@ -140,12 +144,12 @@ class Engine:
                 return self._workdir(state, instruction)
             case Onbuild() | From():
                 loc = instruction.location
-                raise BuildfileError(f"{type(instruction).__name__.upper()} is not supported yet",
+                raise BuildfileError(f"{instruction.keyword} is not supported yet",
                                      file=loc.file, line=loc.line, column=loc.column)
         config, scope, text = metadata.apply(instruction, state.image.config.config, state.scope,
                                              self.options.build_args, dict(self._plan.global_args))
-        self._used_args.update(name for name, _ in getattr(instruction, "pairs", ())
-                               if type(instruction).__name__ == "Arg")
+        if isinstance(instruction, Arg):
+            self._used_args.update(name for name, _ in instruction.pairs)
         state.scope = scope
         state.image = state.image.with_container_config(config)
         if text is not None:
@@ -196,7 +200,7 @@ class Engine:
         return value
 
     def _copy(self, state: _State, instruction) -> str:
-        keyword = type(instruction).__name__.upper()
+        keyword = instruction.keyword
         loc = instruction.location
         self._check_flags(instruction, _COPY_FLAGS, keyword)
         if flag_value(instruction, "from") is not None:
@@ -205,9 +209,9 @@ class Engine:
         config = state.image.config.config
         env = state.scope.expansion_env(config)
         expand = functools.partial(words.expand, env=env, escape=state.scope.escape, location=loc)
-        sources = tuple(expand(s) for s in instruction.sources)
+        sources = tuple(expand(s) for s in instruction.paths)
         dest = expand(instruction.dest)
-        selection = self.context.select_sources(sources) if sources else None
+        selection = self.context.select_sources(sources, verb=keyword) if sources else None
         chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
         plan = CopyPlan(
             sources=selection.sources if selection else (),
@@ -262,7 +266,7 @@ class Engine:
             state.image = state.image.append(layer, self._history(created_by))
             if written is None:
                 return "no changes"
-            return f"{human_size(written.summary.content_size)} in layer {layer.descriptor.digest.short}"
+            return f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
         finally:
             remove_tree(scratch)
 
@@ -286,6 +290,13 @@ class Engine:
         epoch = self.options.source_date_epoch
         moment = datetime.fromtimestamp(epoch if epoch is not None else time.time(), timezone.utc)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if epoch is not None else "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _locate(exc: MinibuildError, instruction) -> None:
+    """Give an error raised below the engine (context, copier, sandbox) its Buildfile line."""
+    if exc.file is None:
+        loc = instruction.location
+        exc.file, exc.line, exc.column = loc.file, loc.line, loc.column
 
 
 def _short(text: str, width: int = 60) -> str:
