@@ -156,7 +156,7 @@ def _read_layer(blob: BinaryIO, media_type: str, apply) -> tuple[Digest, LayerSu
             if wo is False:
                 continue
             if member.islnk():
-                _parts(member.linkname, "hardlink target")
+                _parts(member.linkname, f"hardlink {member.name!r}: target")
             try:
                 apply(tf, member, parts, wo)
             except OSError as e:
@@ -319,7 +319,7 @@ class _Extractor:
             os.utime(fd, (member.mtime, member.mtime))
 
     def _hardlink(self, member: tarfile.TarInfo, path: bytes) -> None:
-        source = _parts(member.linkname, "hardlink target")
+        source = _parts(member.linkname, f"hardlink {member.name!r}: target")
         if not source:
             raise LayerError(f"layer hardlink {member.name!r} points at the layer root")
         self._real_dir(source[:-1], member.name, create=False)
