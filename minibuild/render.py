@@ -138,13 +138,14 @@ def _one_line(text: str) -> str:
 
 def history_table(rows: list[HistoryRow], *, no_trunc: bool) -> str:
     """Docker's `history` columns, newest first, then the wasted-space summary."""
-    header = ("LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT")
+    header = ("LAYER", "CREATED", "CREATED BY", "SIZE", "BLOB", "COMMENT")
     body = []
     for row in reversed(rows):
         layer = row.diff_id if no_trunc else (row.diff_id or "")[7:19]
         created_by = row.created_by if no_trunc else _truncate(_one_line(row.created_by), 45)
+        blob = human_size(row.blob_size) if not row.empty_layer else "-"
         body.append((layer or "<empty>", human_age(row.created), created_by, human_size(row.size),
-                     _comment(row, rows)))
+                     blob, _comment(row, rows)))
     return _columns(header, body) + _waste_summary(rows)
 
 

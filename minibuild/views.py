@@ -21,6 +21,7 @@ class HistoryRow:
     diff_id: str | None
     digest: str | None
     size: int
+    blob_size: int
     wasted: int
     hidden: tuple[tuple[str, int, str, int], ...]   # (path, size, how, by_layer)
     layer: int | None
@@ -30,7 +31,7 @@ class HistoryRow:
         return {
             "created": self.created, "created_by": self.created_by, "comment": self.comment or "",
             "empty_layer": self.empty_layer, "diff_id": self.diff_id, "digest": self.digest,
-            "size": self.size, "wasted": self.wasted,
+            "size": self.size, "blob_size": self.blob_size, "wasted": self.wasted,
             "wasted_paths": [{"path": "/" + p, "size": s, "how": h} for p, s, h, _ in self.hidden],
         }
 
@@ -43,13 +44,14 @@ def history_rows(store, image: Image) -> list[HistoryRow]:
     for entry, index in image.config.layer_history():
         if index is None or index >= len(image.layers):
             rows.append(HistoryRow(entry.created, entry.created_by, entry.comment, True,
-                                   None, None, 0, 0, (), None))
+                                   None, None, 0, 0, 0, (), None))
             continue
         layer = image.layers[index]
         hidden = tuple((h.path, h.size, h.how, h.by_layer) for h in waste[index].paths)
         rows.append(HistoryRow(entry.created, entry.created_by, entry.comment, False,
                                str(layer.diff_id), str(layer.descriptor.digest),
-                               summaries[index].content_size, waste[index].wasted, hidden, index))
+                               summaries[index].content_size, layer.descriptor.size,
+                               waste[index].wasted, hidden, index))
     return rows
 
 
