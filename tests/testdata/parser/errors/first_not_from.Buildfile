@@ -1,0 +1,4 @@
+# syntax=docker/dockerfile:1
+ARG V=1
+RUN echo $V
+FROM alpine

@@ -1,0 +1,7 @@
+FROM alpine
+
+# comment
+RUN true
+
+
+RUNN echo hi
