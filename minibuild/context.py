@@ -137,7 +137,10 @@ class BuildContext:
     def _resolve(self, pattern: str, verb: str) -> list[Source]:
         """The sources one pattern names."""
         if is_url(pattern):
-            raise BuildError(f"{verb} from a URL is not supported yet (use RUN wget/curl): {pattern}")
+            if verb == "COPY":
+                raise BuildError(f"COPY failed: source can't be a URL for COPY: {pattern} "
+                                 "(ADD from a URL is not supported yet either; use RUN wget/curl)")
+            raise BuildError(f"ADD from a URL is not supported yet (use RUN wget/curl): {pattern}")
         cleaned = posixpath.normpath(pattern.lstrip("/") or ".")
         if cleaned == ".." or cleaned.startswith("../"):
             raise BuildError(f"{verb} failed: {pattern} is outside the build context")
@@ -267,7 +270,8 @@ class BuildContext:
             before = os.fstat(f.fileno())
             hexdigest = hashlib.file_digest(f, "sha256").hexdigest()
             after = os.fstat(f.fileno())
-        stable = _same(before, after) and max(after.st_mtime_ns, after.st_ctime_ns) < started - _RACY_NS
+        settled = max(after.st_mtime_ns, after.st_ctime_ns) < started - _RACY_NS
+        stable = settled and _same(before, after)
         if stable:
             self._stat_cache[path] = (after.st_dev, after.st_ino, after.st_size,
                                       after.st_mtime_ns, after.st_ctime_ns, hexdigest)

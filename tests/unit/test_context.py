@@ -109,6 +109,8 @@ def test_url_refused(ctx: Path) -> None:
     assert is_url("https://example.com/x.tgz") and not is_url("dir/x:y")
     with pytest.raises(BuildError, match="ADD from a URL is not supported yet"):
         BuildContext(ctx).select_sources(["http://example.com/a"], verb="ADD")
+    with pytest.raises(BuildError, match="source can't be a URL for COPY"):
+        BuildContext(ctx).select_sources(["http://example.com/a"])
 
 
 def test_dockerignore_excludes(ctx: Path) -> None:
