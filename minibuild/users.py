@@ -45,6 +45,10 @@ class ResolvedUser:
     home: str | None = None  # None: the user has no passwd entry
     name: str | None = None
 
+    def process_groups(self) -> tuple[int, ...]:
+        """What setgroups gets: the primary gid first, as docker does since CVE-2023-25173."""
+        return tuple(dict.fromkeys((self.gid, *self.groups)))
+
     def default_home(self) -> str:
         """HOME when the environment sets none: passwd's, else /root for root, else /."""
         if self.home:

@@ -48,6 +48,12 @@ def test_name_gets_primary_gid_home_and_supplementary_groups():
     assert user == ResolvedUser(1000, 1000, (1, 10, 50), "/home/app", "app")
 
 
+def test_process_groups_put_the_primary_gid_first_once():
+    assert resolve_user("app", PASSWD, GROUP).process_groups() == (1000, 1, 10, 50)
+    assert resolve_user("app:wheel", PASSWD, GROUP).process_groups() == (10,)
+    assert ResolvedUser(5, 10, (10, 20)).process_groups() == (10, 20)
+
+
 def test_numeric_uid_in_passwd_resolves_to_its_entry():
     assert resolve_user("65534", PASSWD, GROUP).name == "nobody"
     assert resolve_user("65534", PASSWD, GROUP).gid == 65534
