@@ -226,10 +226,12 @@ class _Ctx:
     file: str
 
     def location(self) -> ins.Location:
+        """Where the instruction starts."""
         line, column = self.line.where(0)
         return ins.Location(self.file, line, column)
 
     def error(self, message: str, offset: int = 0) -> BuildfileError:
+        """A located error; `offset` is a position in the logical line."""
         line, column = self.line.where(offset)
         return BuildfileError(message, file=self.file, line=line, column=column)
 

@@ -25,6 +25,7 @@ class _Words:
         self.in_word = False
 
     def add_char(self, ch: str) -> None:
+        """Add an unquoted character: a blank ends the current word."""
         if ch.isspace():
             if self.in_word and self.word:
                 self.words.append(self.word)
@@ -33,14 +34,17 @@ class _Words:
             self.add_raw(ch)
 
     def add_string(self, text: str) -> None:
+        """Add unquoted text (an expansion result): it may split."""
         for ch in text:
             self.add_char(ch)
 
     def add_raw(self, text: str) -> None:
+        """Add quoted or escaped text: never splits, and starts a word."""
         self.word += text
         self.in_word = True
 
     def done(self) -> list[str]:
+        """Finish: the words found, empty words dropped."""
         if self.word:
             self.words.append(self.word)
             self.word, self.in_word = "", False
@@ -55,9 +59,11 @@ class _Lexer:
         self.env, self.escape, self.expand = env, escape, expand
 
     def peek(self) -> str:
+        """The next character, or "" at the end."""
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def next(self) -> str:
+        """Consume and return the next character ("" at the end)."""
         ch = self.peek()
         self.pos += len(ch)
         return ch
@@ -91,6 +97,7 @@ class _Lexer:
         return "".join(result), words.done()
 
     def single_quoted(self) -> str:
+        """'...': everything literal up to the next single quote."""
         self.next()
         end = self.text.find("'", self.pos)
         if end < 0:
@@ -99,6 +106,7 @@ class _Lexer:
         return piece
 
     def double_quoted(self) -> str:
+        """"...": `$` expands; the escape char only escapes ", $ and itself."""
         self.next()
         result: list[str] = []
         while True:
@@ -120,6 +128,7 @@ class _Lexer:
             result.append(ch)
 
     def name(self) -> str:
+        """A variable name: letters/digits/_, all digits, or one special parameter."""
         ch = self.peek()
         if ch.isdigit():
             start = self.pos
@@ -134,6 +143,7 @@ class _Lexer:
         return self.text[start:self.pos]
 
     def dollar(self) -> str:
+        """`$name` or `${...}`; with expand=False the source text itself."""
         start = self.pos
         self.next()
         if self.peek() != "{":
