@@ -96,8 +96,11 @@ def apply(instruction, config: ContainerConfig, scope: Scope,
             merged = tuple(sorted(set(config.exposed_ports) | set(found)))
             return replace(config, exposed_ports=merged), scope, "EXPOSE " + " ".join(found)
         case Volume(paths=paths):
-            found = [p for raw in paths for p in words.expand_words(raw, env, escape=scope.escape,
-                                                                    location=instruction.location)]
+            if instruction.json_form:  # each element is one path, spaces and all
+                found = [_expand(raw, env, scope, instruction) for raw in paths]
+            else:
+                found = [p for raw in paths for p in words.expand_words(
+                    raw, env, escape=scope.escape, location=instruction.location)]
             if not found:
                 raise _fail(instruction, "VOLUME needs at least one path")
             merged = tuple(sorted(set(config.volumes) | set(found)))
