@@ -52,7 +52,8 @@ _libc.signal.restype = ctypes.c_void_p
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE, MS_STRICTATIME = 2, 4, 8, 16384, 1 << 18, 1 << 24
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC = 2, 4, 8, 16384
+MS_BIND, MS_PRIVATE, MS_STRICTATIME = 4096, 1 << 18, 1 << 24
 PR_SET_PDEATHSIG = 1
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
@@ -71,6 +72,7 @@ _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
             ("urandom", 1, 9), ("tty", 5, 0))
 _DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+_ETC_FILES = ("hosts", "resolv.conf")
 _SETUP_FAILED = 125  # a child's exit code when it reported an error on the info pipe
 _MSG_PID, _MSG_ERROR = b"P", b"E"
 _SPECIAL = "\\,:"  # escaped in mount(2) data: the escape itself, option and layer separators
@@ -236,6 +238,7 @@ def make_scaffold(parent: Path, lowers: Sequence[Path], hostname: str, resolv: b
     etc = _image_entry(lowers, "etc")
     if etc is None or stat.S_ISDIR(etc.st_mode):  # an /etc symlink or file stays the image's
         (root / "etc").mkdir(0o755)
+        # bind-mounted over the merged view too (see _bind_etc_files): edits stay out of the layer
         _write(root / "etc" / "resolv.conf", resolv)
         _write(root / "etc" / "hosts", f"127.0.0.1\tlocalhost {hostname}\n"
                f"::1\tlocalhost ip6-localhost ip6-loopback\n".encode())
@@ -528,11 +531,36 @@ def _mount_proc_dev() -> None:
                "newinstance,ptmxmode=0666,mode=0620")
         os.mkdir("/dev/shm")
         os.chmod("/dev/shm", 0o1777)
-        _mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+        _mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+               "mode=1777,size=65536k")
         for name, target in _DEV_LINKS:
             os.symlink(target, f"/dev/{name}")
     except OSError as exc:
         raise SandboxError(f"cannot set up /proc and /dev in the sandbox: {exc}") from exc
+
+
+def _open_etc_files(scaffold: str) -> dict[str, int]:
+    """O_PATH fds on the scaffold's etc files, to bind-mount them once inside the chroot."""
+    fds = {}
+    for name in _ETC_FILES:
+        try:
+            fds[name] = os.open(os.path.join(scaffold, "etc", name), os.O_PATH)
+        except FileNotFoundError:
+            continue  # the image's /etc is a symlink: no scaffold etc
+    return fds
+
+
+def _bind_etc_files(fds: dict[str, int]) -> None:
+    """Bind our hosts/resolv.conf over the image's, so a step's edits never reach the layer."""
+    for name, fd in fds.items():
+        target = f"/etc/{name}"
+        try:
+            if stat.S_ISREG(os.stat(target).st_mode):  # resolved inside the root
+                _mount(f"/proc/self/fd/{fd}", target, "", MS_BIND, None)
+        except OSError as exc:
+            raise SandboxError(f"cannot bind-mount {target} in the sandbox: {exc}") from exc
+        finally:
+            os.close(fd)
 
 
 def _reap_until(pid: int) -> int:
@@ -582,6 +610,7 @@ class _RunPlan:
     process: Process
     parent_pid: int
     new_api: bool
+    scaffold: str
 
 
 def _namespace_child(plan: _RunPlan, pipes: _Pipes) -> int:
@@ -615,9 +644,11 @@ def _init(plan: _RunPlan, pipes: _Pipes, lifeline: int) -> int:
     """I, pid 1 of the step: /proc, /dev, chroot, user; fork X and reap until X exits."""
     _die_with_init_parent(lifeline)
     pipes.close("ack_r")
+    etc_files = _open_etc_files(plan.scaffold)
     os.chroot(plan.merged)
     os.chdir("/")
     _mount_proc_dev()
+    _bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment(plan.process.env, user.default_home())
     pid = os.fork()
@@ -724,7 +755,8 @@ class _Step:
     def pump(self, stdin: bytes | None, on_output: Callable[[bytes], None]) -> None:
         """Relay output and info until both pipes reach EOF, feeding stdin meanwhile."""
         poller = select.poll()
-        readers = {fd for fd in (self.pipes.get("out_r"), self.pipes.get("info_r")) if fd is not None}
+        ends = (self.pipes.get("out_r"), self.pipes.get("info_r"))
+        readers = {fd for fd in ends if fd is not None}
         for fd in readers:
             poller.register(fd, select.POLLIN)
         feeder = _Feeder(self.pipes.fds["stdin_w"], stdin) if stdin is not None else None
@@ -899,8 +931,9 @@ class Sandbox:
         try:
             plan = _RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api())
-            with _Pipes("out", "info", "ack", *(("stdin",) if process.stdin is not None else ())) as pipes:
+                            self._new_api(), str(scaffold))
+            names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
+            with _Pipes(*names) as pipes:
                 step = _start(pipes, lambda: _namespace_child(plan, pipes))
                 return exit_status(_drive(step, process.stdin, on_output))
         finally:

@@ -7,6 +7,8 @@ groups that list the user as a member become its supplementary groups.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,10 +154,16 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
     return ResolvedUser(resolved.uid, resolved.gid, extra, resolved.home, resolved.name)
 
 
+MAX_FILE = 16 << 20  # an image's passwd is small; a huge or endless one is not read whole
+
+
 def _read(path: Path) -> str | None:
-    """A text file's content, or None when it is absent or unreadable."""
+    """A regular file's text, or None when absent, unreadable or not a regular file (FIFO...)."""
     try:
-        return path.read_text(errors="replace")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE).decode(errors="replace")
     except OSError:
         return None
 

@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -68,6 +67,8 @@ def _no_mount_left():
     before = _overlay_mounts()
     yield
     assert _overlay_mounts() == before, "an overlay mount leaked into the host namespace"
+    with pytest.raises(ChildProcessError):  # no child left unreaped (zombie) or running
+        os.waitpid(-1, os.WNOHANG)
 
 
 def make_busybox_layer(path: Path) -> Path:
@@ -246,6 +247,13 @@ def test_resolv_conf_and_hosts_are_readable(rootfs, tmp_path):
                       hostname="box1")
     assert status == 0
     assert "nameserver 192.0.2.53" in out and "127.0.0.1\tlocalhost box1" in out
+
+
+def test_edits_of_hosts_and_resolv_conf_stay_out_of_the_layer(rootfs):
+    status, out = run(rootfs, "echo '192.0.2.9 extra' >> /etc/hosts; echo nameserver 192.0.2.1 "
+                              "> /etc/resolv.conf; grep extra /etc/hosts; cat /etc/resolv.conf")
+    assert (status, out) == (0, "192.0.2.9 extra\nnameserver 192.0.2.1\n")
+    assert os.listdir(rootfs.upper) == []
 
 
 def test_etc_copy_up_carries_image_metadata(tmp_path, image):
