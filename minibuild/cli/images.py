@@ -1,41 +1,15 @@
-"""The command line: the only place that prints, parses flags and picks an exit code.
-
-Heavy modules (rich, lark, zstandard, the engine) are imported inside the commands that need
-them, so `minibuild --help` and `history` start fast.
-"""
+"""Commands about images: build, history, images, inspect, tag, parse."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from minibuild.errors import Interrupted, MinibuildError
-
-
-def _store(ctx: click.Context):
-    """Open the store named by --root / MINIBUILD_ROOT (closed when the command ends)."""
-    from minibuild.store import Store, default_root
-
-    root = ctx.obj.get("root") or default_root()
-    store = Store.open(Path(root))
-    ctx.call_on_close(store.close)
-    return store
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
-              help="Store directory (default: /var/lib/minibuild as root).")
-@click.version_option(package_name="minibuild")
-@click.pass_context
-def cli(ctx: click.Context, root: str | None) -> None:
-    """minibuild: build OCI images from a Buildfile (Dockerfile syntax), without a daemon."""
-    ctx.ensure_object(dict)
-    ctx.obj["root"] = root
+from minibuild.cli import cli, open_store
 
 
 @cli.command()
@@ -74,7 +48,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         source_date_epoch=source_date_epoch,
     )
     reporter = _reporter(progress, quiet)
-    store = _store(ctx)
+    store = open_store(ctx)
     try:
         result = run_build(request, store, reporter)
     finally:
@@ -126,7 +100,7 @@ def history(ctx, no_trunc, fmt, image) -> None:
     """Show the layers of an image, the instruction that made each, and wasted space."""
     from minibuild import views
 
-    store = _store(ctx)
+    store = open_store(ctx)
     _, descriptor = store.resolve(image)
     rows = views.history_rows(store, store.load_image(descriptor))
     if fmt == "json":
@@ -145,7 +119,7 @@ def images(ctx, fmt) -> None:
     """List the images in the store."""
     from minibuild import render, views
 
-    rows = views.image_list(_store(ctx))
+    rows = views.image_list(open_store(ctx))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -157,7 +131,7 @@ def images(ctx, fmt) -> None:
 @click.pass_context
 def inspect(ctx, images) -> None:
     """Show the manifest digest, manifest and config of images, as JSON."""
-    store = _store(ctx)
+    store = open_store(ctx)
     out = []
     for text in images:
         name, descriptor = store.resolve(text)
@@ -182,7 +156,7 @@ def tag(ctx, source, target) -> None:
     """Give an image another name: tag SOURCE TARGET."""
     from minibuild.reference import Reference
 
-    store = _store(ctx)
+    store = open_store(ctx)
     ref = Reference.parse(target)
     _, descriptor = store.resolve(source)
     store.tag(ref, descriptor)
@@ -196,34 +170,3 @@ def parse(buildfile) -> None:
     from minibuild import parser
 
     click.echo(json.dumps(parser.dump(parser.parse_file(buildfile)), indent=2))
-
-
-def _raise_interrupted(signum: int, _frame) -> None:
-    raise Interrupted(signum)
-
-
-def main() -> None:
-    """Entry point: run the command, turn expected failures into one line and an exit code."""
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    try:
-        status = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Interrupted as exc:
-        click.echo("interrupted", err=True)
-        sys.exit(exc.exit_code)
-    except MinibuildError as exc:
-        click.echo(f"error: {exc}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        sys.exit(1)
-    sys.exit(status if isinstance(status, int) else 0)
