@@ -37,8 +37,11 @@ pytestmark = [
 ]
 
 
-def _overlay_mounts() -> int:
-    return sum("overlay" in line for line in Path("/proc/mounts").read_text().splitlines())
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points in our (the host's) namespace at or below `path`."""
+    base = str(path)
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    return [p for p in points if p == base or p.startswith(base + "/")]
 
 
 def _processes_with(marker: bytes) -> list[int]:
@@ -63,10 +66,9 @@ def _wait_gone(marker: bytes, seconds: float = 5.0) -> list[int]:
 
 
 @pytest.fixture(autouse=True)
-def _no_mount_left():
-    before = _overlay_mounts()
+def _no_mount_left(tmp_path):
     yield
-    assert _overlay_mounts() == before, "an overlay mount leaked into the host namespace"
+    assert _mounts_under(tmp_path.parent) == [], "a mount leaked into the host namespace"
     with pytest.raises(ChildProcessError):  # no child left unreaped (zombie) or running
         os.waitpid(-1, os.WNOHANG)
 
