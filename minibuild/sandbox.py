@@ -9,6 +9,9 @@ by SIGKILL, the kernel tears the mounts down with the child. The process tree of
 
 When I exits the kernel kills everything left in the step's pid namespace. The forked children
 never touch Python locks or sys.stdout: they use raw fds and always leave through os._exit.
+Caveats for callers: PDEATHSIG fires when the *thread* that forked exits (a caller blocked in
+run/call is fine), and `call`'s fn runs in a fork, so it must not take locks that other threads
+of the parent may hold (logging handlers, rich consoles).
 """
 
 from __future__ import annotations
