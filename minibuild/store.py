@@ -106,7 +106,7 @@ class Store:
                 d.mkdir(parents=True, exist_ok=True)
             layout = store.oci / "oci-layout"
             if not layout.exists():
-                store._write_atomic(layout, canonical_json(OCI_LAYOUT))
+                store.write_file_atomic(layout, canonical_json(OCI_LAYOUT))
             if not (store.oci / "index.json").exists():
                 store._write_index([])
         except OSError as exc:
@@ -296,7 +296,7 @@ class Store:
 
     def _write_index(self, entries: list[dict[str, Any]]) -> None:
         index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries}
-        self._write_atomic(self.oci / "index.json", canonical_json(index))
+        self.write_file_atomic(self.oci / "index.json", canonical_json(index))
 
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -349,7 +349,7 @@ class Store:
 
     def save_summary(self, diff_id: Digest, summary: Any) -> None:
         """Keep a layer's summary (file sizes, whiteouts) for history and accounting."""
-        self._write_atomic(self.meta / f"{diff_id.hex}.json", canonical_json(summary.to_json()))
+        self.write_file_atomic(self.meta / f"{diff_id.hex}.json", canonical_json(summary.to_json()))
 
     def layer_summary(self, layer: Layer) -> Any:
         """A layer's summary, computed from its blob if it was never saved."""
@@ -367,7 +367,7 @@ class Store:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _write_atomic(self, path: Path, data: bytes) -> None:
+    def write_file_atomic(self, path: Path, data: bytes) -> None:
         """Write a small file by temp + fsync + rename, so readers never see half of it."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
