@@ -60,6 +60,16 @@ class BlobWriter:
         self.size += len(data)
         return len(data)
 
+    @property
+    def digest(self) -> Digest:
+        """The digest of the bytes written so far (before commit)."""
+        return Digest.from_hash(self._hash.copy())
+
+    def staged_path(self) -> Path:
+        """The temp file holding the bytes so far, flushed, for reading before `commit()`."""
+        self._file.flush()
+        return self._tmp
+
     def commit(self) -> tuple[Digest, int]:
         """Flush, fsync and rename into blobs/sha256/<hex>; an existing blob is kept."""
         self._file.flush()
