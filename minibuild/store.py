@@ -135,6 +135,17 @@ class Store:
                 os.close(fd)
         self._session_lock = self._gc_lock = None
 
+    def lock_exclusive(self) -> None:
+        """Turn this store's shared `gc` lock exclusive; StoreError if another process uses the store."""
+        assert self._gc_lock is not None, "the store is closed"
+        try:
+            fcntl.flock(self._gc_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # flock converts by dropping the old lock first: take the shared one back
+            fcntl.flock(self._gc_lock, fcntl.LOCK_SH)
+            raise StoreError(f"the store {self.root} is in use by another minibuild process",
+                             hint="try again when the other build or command has ended") from None
+
     def __enter__(self) -> Store:
         return self
 
