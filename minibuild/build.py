@@ -27,6 +27,8 @@ class BuildRequest:
     compression: Compression = Compression.ZSTD
     network: str = "host"
     source_date_epoch: int | None = None
+    no_cache: bool = False
+    squash: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     plan = make_plan(buildfile, request.build_args, request.target)
     sandbox.check_support()
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
-                           network=request.network, source_date_epoch=request.source_date_epoch)
+                           network=request.network, source_date_epoch=request.source_date_epoch,
+                           no_cache=request.no_cache, squash=request.squash)
     engine = Engine(store, sandbox.Sandbox(), BuildContext(request.context.resolve()), reporter, options)
     image = engine.build(plan)
     descriptor = store.write_image(image)

@@ -1,28 +1,27 @@
-"""Runs a plan: each stage from its base, each step in the sandbox, each change a layer.
+"""Runs a plan: each stage from its base, each step through the cache or the sandbox, each
+filesystem change a layer.
 
-Orchestration only: the store, the sandbox, the build context and the reporter are injected.
+Orchestration only: the store, the sandbox, the build context and the reporter are injected;
+steps.py prepares RUN/COPY/ADD/WORKDIR, metadata.py applies the config instructions.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Mapping, Protocol
 
-from minibuild import metadata, words
-from minibuild.copier import CopyPlan, apply_copy
+from minibuild import metadata
+from minibuild.cache import Cache, CacheEntry, step_key
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
-from minibuild.image import Config, Descriptor, History, Image, Layer
-from minibuild.instructions import (Add, Arg, Copy, ExecForm, From, Onbuild, Run, ShellForm, Workdir,
-                                    flag_value)
+from minibuild.image import Descriptor, History, Image, Layer
+from minibuild.instructions import Add, Arg, Copy, From, Onbuild, Run, Workdir, flag_value
 from minibuild.plan import Plan, Stage
-from minibuild.sandbox import Process, RootFS
-from minibuild.snapshot import Compression, LayerWrite, is_empty, write_layer
+from minibuild.sandbox import RootFS
+from minibuild.snapshot import Compression, is_empty, write_layer
+from minibuild.steps import CopySource, FsStep, StepFactory
 from minibuild.store import remove_tree
 from minibuild.units import human_size
 
@@ -38,24 +37,33 @@ class Reporter(Protocol):
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How to build: build args, layer compression, RUN network, SOURCE_DATE_EPOCH."""
+    """How to build: build args, compression, RUN network, SOURCE_DATE_EPOCH, cache, squash."""
 
     build_args: Mapping[str, str] = field(default_factory=dict)
     compression: Compression = Compression.ZSTD
     network: str = "host"
     source_date_epoch: int | None = None
+    no_cache: bool = False
+    squash: bool = False
 
 
 @dataclass
 class _State:
-    """A stage in progress: the image so far and what its instructions see."""
+    """A stage in progress: the image so far, what its instructions see, its cache key."""
 
     image: Image
     scope: metadata.Scope
+    key: str
+    base: Image
 
 
-_ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
-_COPY_FLAGS = {"from", "chown", "chmod", "link", "checksum", "keep-git-dir", "exclude", "parents"}
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage: its image, the cache key of its last step, the image it started from."""
+
+    image: Image
+    key: str
+    base: Image
 
 
 class Engine:
@@ -63,23 +71,25 @@ class Engine:
 
     def __init__(self, store, sandbox, context, reporter: Reporter, options: BuildOptions) -> None:
         self.store = store
-        self.sandbox = sandbox
-        self.context = context
         self.reporter = reporter
         self.options = options
+        self.cache = Cache(store)
+        self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network)
         self._number = 0
         self._total = 0
-        self._stages: dict[int, Image] = {}
+        self._results: dict[int, StageResult] = {}
         self._used_args: set[str] = set()
+        self._plan: Plan | None = None
 
     def build(self, plan: Plan) -> Image:
         """Run every needed stage in order; the target stage's image, dated."""
         self._total = plan.total_steps
         self._plan = plan
         for index in plan.needed:
-            self._stages[index] = self._build_stage(plan.stages[index])
-        image = self._stages[plan.target]
-        return replace(image, config=replace(image.config, created=self._now()))
+            self._results[index] = self._build_stage(plan.stages[index])
+        result = self._results[plan.target]
+        image = self._squash(result) if self.options.squash else result.image
+        return replace(image, config=replace(image.config, created=self._image_created(image)))
 
     def unused_build_args(self, plan: Plan) -> list[str]:
         """--build-arg names no ARG of the build declared (docker warns about these)."""
@@ -88,12 +98,15 @@ class Engine:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def _build_stage(self, stage: Stage) -> Image:
+    def _build_stage(self, stage: Stage) -> StageResult:
         self._announce(stage, stage.origin.original)
         started = time.monotonic()
-        base = self._base_image(stage)
+        base, base_key = self._base_image(stage)
         shell = base.config.config.shell or metadata.DEFAULT_SHELL
-        state = _State(base, metadata.Scope(shell=tuple(shell), escape=self._plan.escape))
+        seed = step_key("", {"base": base_key, "compression": self.options.compression.value,
+                             "epoch": self.options.source_date_epoch})
+        state = _State(base, metadata.Scope(shell=tuple(shell), escape=self._plan.escape), seed,
+                       base)
         self.reporter.done(time.monotonic() - started, "")
         for instruction in stage.steps:
             self._announce(stage, instruction.original)
@@ -104,186 +117,181 @@ class Engine:
                 _locate(exc, instruction)
                 raise
             self.reporter.done(time.monotonic() - started, note)
-        return state.image
+        return StageResult(state.image, state.key, state.base)
 
     def _announce(self, stage: Stage, text: str) -> None:
         self._number += 1
         self.reporter.step(self._number, self._total, stage.label, text)
 
-    def _base_image(self, stage: Stage) -> Image:
-        """scratch, an earlier stage, or an image in the store."""
+    def _base_image(self, stage: Stage) -> tuple[Image, str]:
+        """scratch, an earlier stage, or an image in the store; with what identifies it."""
         if stage.base == "scratch":
-            return Image()
+            return Image(), "scratch"
         earlier = self._plan.stage(stage.base)
-        if earlier is not None and earlier.index < stage.index and earlier.index in self._stages:
-            return self._stages[earlier.index]
-        try:
-            _, descriptor = self.store.resolve(stage.base)
-        except ImageNotFound:
-            loc = stage.origin.location
-            raise BuildError(f"FROM {stage.base}: image not found in the store "
-                             "(build it first, or see `minibuild images`)",
-                             file=loc.file, line=loc.line, column=loc.column) from None
+        if earlier is not None and earlier.index < stage.index and earlier.index in self._results:
+            result = self._results[earlier.index]
+            return result.image, f"stage:{result.key}"
+        descriptor = self._resolve_image(stage.base, stage.origin)
         image = self.store.load_image(descriptor)
         if image.config.config.onbuild:
             loc = stage.origin.location
             raise BuildError(f"FROM {stage.base}: the image has ONBUILD triggers, which minibuild "
                              "does not run yet", file=loc.file, line=loc.line, column=loc.column)
-        return image
+        return image, f"image:{descriptor.digest}"
+
+    def _resolve_image(self, text: str, instruction) -> Descriptor:
+        """An image of the store by reference, or a clear error at the instruction's line."""
+        try:
+            return self.store.resolve(text)[1]
+        except ImageNotFound:
+            loc = instruction.location
+            raise BuildError(f"{instruction.keyword} {text}: image not found in the store "
+                             "(build it first, or see `minibuild images`)",
+                             file=loc.file, line=loc.line, column=loc.column) from None
 
     # -- steps -------------------------------------------------------------------------------
 
     def _step(self, state: _State, instruction) -> str:
         """Dispatch one instruction; returns a note for the progress line."""
+        config, scope = state.image.config.config, state.scope
         match instruction:
             case Run():
-                return self._run(state, instruction)
+                label = f"step {self._number}/{self._total}"
+                return self._fs_step(state, self.steps.run(instruction, config, scope, label))
             case Copy() | Add():
-                return self._copy(state, instruction)
+                source = self._copy_source(instruction)
+                return self._fs_step(state, self.steps.copy(instruction, config, scope, source))
             case Workdir():
-                return self._workdir(state, instruction)
+                return self._fs_step(state, self.steps.workdir(instruction, config, scope))
             case Onbuild() | From():
                 loc = instruction.location
                 raise BuildfileError(f"{instruction.keyword} is not supported yet",
                                      file=loc.file, line=loc.line, column=loc.column)
+        return self._metadata_step(state, instruction)
+
+    def _metadata_step(self, state: _State, instruction) -> str:
+        """ENV, LABEL, CMD...: a new config and a history entry (dated from the cache)."""
         config, scope, text = metadata.apply(instruction, state.image.config.config, state.scope,
                                              self.options.build_args, dict(self._plan.global_args))
         if isinstance(instruction, Arg):
             self._used_args.update(name for name, _ in instruction.pairs)
         state.scope = scope
         state.image = state.image.with_container_config(config)
-        if text is not None:
-            state.image = state.image.append(None, self._history(text))
+        state.key = step_key(state.key, {"meta": instruction.original, "config": config.to_json(),
+                                         "args": [list(a) for a in scope.args],
+                                         "shell": list(scope.shell)})
+        if text is None:
+            return ""
+        entry = None if self.options.no_cache else self.cache.get(state.key)
+        history = entry.history if entry is not None else self._history(text)
+        state.image = state.image.append(None, history)
+        if entry is None:
+            self.cache.put(state.key, CacheEntry(None, state.image.config.history[-1]))
         return ""
 
-    def _run(self, state: _State, run: Run) -> str:
-        config = state.image.config.config
-        argv, created_by = self._run_argv(run, state.scope)
-        process = Process(argv=argv, env=state.scope.process_env(config),
-                          cwd=config.working_dir or "/", user=config.user or None,
-                          network=self._network(run), hostname="minibuild")
-
-        def execute(rootfs: RootFS) -> None:
-            status = self.sandbox.run(rootfs, process, self.reporter.output)
-            if status != 0:
-                loc = run.location
-                raise BuildError(f"step {self._number}/{self._total} `{_short(run.original)}` "
-                                 f"failed with exit code {status}", exit_status=status,
-                                 file=loc.file, line=loc.line, column=loc.column)
-
-        return self._filesystem_step(state, created_by, execute)
-
-    def _run_argv(self, run: Run, scope: metadata.Scope) -> tuple[tuple[str, ...], str]:
-        """The argv of a RUN (heredocs folded into the shell script) and its history text."""
-        command = run.command
-        if isinstance(command, ShellForm) and run.heredocs:
-            if _ONLY_HEREDOCS.match(command.text):
-                script = "".join(h.content for h in run.heredocs)
-            else:
-                bodies = "".join(f"{h.content}{'' if h.content.endswith(chr(10)) or not h.content else chr(10)}"
-                                 f"{h.delimiter}\n" for h in run.heredocs)
-                script = f"{command.text}\n{bodies}"
-            command = ShellForm(script)
-        argv = metadata.command_argv(command, scope)
-        if isinstance(command, ExecForm):
-            return argv, metadata.describe_command("RUN", command)
-        return argv, "RUN " + " ".join(argv)
-
-    def _network(self, instruction) -> str:
-        value = flag_value(instruction, "network") or self.options.network
-        if value == "default":
-            value = "host"
-        if value not in ("host", "none"):
-            loc = instruction.location
-            raise BuildfileError(f"--network={value} is not supported (use host or none)",
-                                 file=loc.file, line=loc.line, column=loc.column)
-        return value
-
-    def _copy(self, state: _State, instruction) -> str:
-        keyword = instruction.keyword
-        loc = instruction.location
-        self._check_flags(instruction, _COPY_FLAGS, keyword)
-        if flag_value(instruction, "from") is not None:
-            raise BuildfileError(f"{keyword} --from is not supported yet", file=loc.file,
-                                 line=loc.line, column=loc.column)
-        config = state.image.config.config
-        env = state.scope.expansion_env(config)
-        expand = functools.partial(words.expand, env=env, escape=state.scope.escape, location=loc)
-        sources = tuple(expand(s) for s in instruction.paths)
-        dest = expand(instruction.dest)
-        selection = self.context.select_sources(sources, verb=keyword) if sources else None
-        chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
-        plan = CopyPlan(
-            sources=selection.sources if selection else (),
-            inline=tuple((h.delimiter, h.content.encode()) for h in instruction.heredocs),
-            dest=dest, workdir=config.working_dir or "/",
-            chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
-            unpack_archives=isinstance(instruction, Add), ignore=self.context.ignore,
-        )
-        shown = " ".join([*(f"--chown={plan.chown}",) * bool(plan.chown),
-                          *(f"--chmod={plan.chmod}",) * bool(plan.chmod), *sources,
-                          *(f"<<{h.delimiter}" for h in instruction.heredocs), dest])
-
-        def execute(rootfs: RootFS) -> None:
-            self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=self.context.root)
-
-        return self._filesystem_step(state, f"{keyword} {shown}", execute)
-
-    def _workdir(self, state: _State, instruction: Workdir) -> str:
-        config = state.image.config.config
-        path = words.expand(instruction.path, state.scope.expansion_env(config),
-                            escape=state.scope.escape, location=instruction.location)
-        path = metadata.resolve_workdir(config.working_dir, path)
-        state.image = state.image.with_container_config(replace(config, working_dir=path))
-
-        def execute(rootfs: RootFS) -> None:
-            self.sandbox.call(rootfs, functools.partial(os.makedirs, path, 0o755, True))
-
-        return self._filesystem_step(state, f"WORKDIR {path}", execute)
-
-    def _check_flags(self, instruction, allowed: set[str], keyword: str) -> None:
-        for flag in instruction.flags:
-            name = flag.removeprefix("--").partition("=")[0]
-            if name not in allowed:
+    def _copy_source(self, instruction) -> CopySource | None:
+        """Where `COPY --from=NAME` reads: an earlier stage by name or index, else an image."""
+        name = flag_value(instruction, "from")
+        if name is None:
+            return None
+        stage = self._plan.stage(name)
+        if stage is not None:
+            if stage.index not in self._results:
                 loc = instruction.location
-                raise BuildfileError(f"unknown flag --{name} for {keyword}", file=loc.file,
-                                     line=loc.line, column=loc.column)
+                raise BuildfileError(f"{instruction.keyword} --from={name}: a stage can only copy "
+                                     "from an earlier stage", file=loc.file, line=loc.line,
+                                     column=loc.column)
+            result = self._results[stage.index]
+            image, key = result.image, f"stage:{result.key}"
+        else:
+            descriptor = self._resolve_image(name, instruction)
+            image, key = self.store.load_image(descriptor), f"image:{descriptor.digest}"
+        lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
+        return CopySource(name, key, lowers)
+
+    def _fs_step(self, state: _State, step: FsStep) -> str:
+        """A filesystem step through the cache: reuse its layer, or run it and remember it."""
+        if step.config is not None:
+            state.image = state.image.with_container_config(step.config)
+        state.key = step_key(state.key, step.description)
+        entry = None if self.options.no_cache else self.cache.get(state.key)
+        if entry is not None:
+            state.image = state.image.append(entry.layer, entry.history)
+            return "CACHED"
+        layer, note = self._run_and_snapshot(state.image, step)
+        state.image = state.image.append(layer, self._history(step.created_by))
+        self.cache.put(state.key, CacheEntry(layer, state.image.config.history[-1]))
+        return note
 
     # -- the one place that turns a step's writes into a layer -------------------------------
 
-    def _filesystem_step(self, state: _State, created_by: str,
-                         execute: Callable[[RootFS], None]) -> str:
+    def _run_and_snapshot(self, image: Image, step: FsStep) -> tuple[Layer | None, str]:
         """Mount the image's layers under a fresh upper dir, run, and snapshot the upper dir."""
         scratch = self.store.scratch("step")
         try:
-            dirs = {name: scratch / name for name in ("upper", "work", "merged")}
-            for d in dirs.values():
+            dirs = [scratch / name for name in ("upper", "work", "merged")]
+            for d in dirs:
                 d.mkdir()
-            lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(state.image.layers))
-            execute(RootFS(lowers, dirs["upper"], dirs["work"], dirs["merged"]))
+            lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
+            step.execute(RootFS(lowers, *dirs))
             self.reporter.phase("snapshot")
-            layer, written = self._snapshot(dirs["upper"])
-            state.image = state.image.append(layer, self._history(created_by))
-            if written is None:
-                return "no changes"
-            return f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
+            return self._snapshot(dirs[0])
         finally:
             remove_tree(scratch)
 
-    def _snapshot(self, upper: Path) -> tuple[Layer | None, LayerWrite | None]:
+    def _snapshot(self, upper: Path) -> tuple[Layer | None, str]:
         """The upper dir as a stored layer (None when the step changed nothing)."""
         if is_empty(upper):
-            return None, None
+            return None, "no changes"
         with self.store.blob_writer() as writer:
             written = write_layer(upper, writer, compression=self.options.compression,
                                   clamp_mtime=self.options.source_date_epoch)
             digest, size = writer.commit()
         self.store.save_summary(written.diff_id, written.summary)
         self.store.adopt_layer(written.diff_id, upper)
-        return Layer(Descriptor(written.media_type, digest, size), written.diff_id), written
+        layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
+        return layer, f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
+
+    def _squash(self, result: StageResult) -> Image:
+        """The layers this build added, merged into one (the base's layers stay shared).
+
+        History keeps one entry per instruction; all but the last are marked empty_layer.
+        """
+        from minibuild.squash import squash_layers
+
+        image, base = result.image, result.base
+        added = image.layers[len(base.layers):]
+        entries = image.config.history[len(base.config.history):]
+        if len(added) <= 1 or not entries:
+            return image
+        self.reporter.phase("squash")
+        scratch = self.store.scratch("squash")
+        try:
+            merged = scratch / "layer"
+            merged.mkdir()
+            squash_layers([self.store.ensure_layer(l) for l in added],
+                          [self.store.ensure_layer(l) for l in reversed(base.layers)], merged)
+            layer, _ = self._snapshot(merged)
+        finally:
+            remove_tree(scratch)
+        squashed = replace(base, config=replace(image.config, diff_ids=base.config.diff_ids,
+                                                history=base.config.history))
+        for entry in entries[:-1]:
+            squashed = squashed.append(None, entry)
+        return squashed.append(layer, entries[-1])
+
+    # -- time ----------------------------------------------------------------------------------
 
     def _history(self, created_by: str) -> History:
         return History(created_by=created_by, created=self._now())
+
+    def _image_created(self, image: Image) -> str:
+        """The image's date: SOURCE_DATE_EPOCH, else its last step's (stable on a cached rebuild)."""
+        if self.options.source_date_epoch is None and image.config.history:
+            last = image.config.history[-1].created
+            if last:
+                return last
+        return self._now()
 
     def _now(self) -> str:
         """RFC 3339 UTC: SOURCE_DATE_EPOCH when set, else the wall clock."""
@@ -297,8 +305,3 @@ def _locate(exc: MinibuildError, instruction) -> None:
     if exc.file is None:
         loc = instruction.location
         exc.file, exc.line, exc.column = loc.file, loc.line, loc.column
-
-
-def _short(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -296,6 +296,7 @@ class Image:
             history = replace(history, empty_layer=True)
             config = replace(config, history=config.history + (history,))
             return replace(self, config=config)
+        history = replace(history, empty_layer=False)
         config = replace(config, diff_ids=config.diff_ids + (layer.diff_id,),
                          history=config.history + (history,))
         return Image(config=config, layers=self.layers + (layer,))

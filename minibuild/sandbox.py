@@ -706,6 +706,8 @@ class _CallPlan:
     cwd: str | None
     parent_pid: int
     new_api: bool
+    source: tuple[OverlayOptions, str] | None = None  # a second overlay (COPY --from), + where
+    pre_chroot: Callable[[], None] | None = None
 
 
 def _call_child(plan: _CallPlan, pipes: _Pipes, fn: Callable[[], None]) -> int:
@@ -716,8 +718,12 @@ def _call_child(plan: _CallPlan, pipes: _Pipes, fn: Callable[[], None]) -> int:
     _unshare(CLONE_NEWNS)
     _private_mounts()
     _mount_overlay(plan.overlay, plan.merged, plan.new_api)
+    if plan.source is not None:
+        _mount_overlay(plan.source[0], plan.source[1], plan.new_api)
     if plan.cwd is not None:
         os.chdir(plan.cwd)
+    if plan.pre_chroot is not None:
+        plan.pre_chroot()
     os.chroot(plan.merged)
     if plan.cwd is None:
         os.chdir("/")
@@ -942,19 +948,32 @@ class Sandbox:
         finally:
             shutil.rmtree(scaffold, ignore_errors=True)
 
-    def call(self, rootfs: RootFS, fn: Callable[[], None], *, cwd: Path | None = None) -> None:
-        """Run fn in a child that did chdir(cwd) then chroot(merged); re-raise its exception."""
+    def call(self, rootfs: RootFS, fn: Callable[[], None], *, cwd: Path | None = None,
+             source: RootFS | None = None, pre_chroot: Callable[[], None] | None = None) -> None:
+        """Run fn in a child that did chdir(cwd) then chroot(merged); re-raise its exception.
+
+        With `source`, a second overlay (e.g. the stage `COPY --from` reads) is mounted on
+        source.merged first, and `pre_chroot` runs after chdir but before chroot, while host
+        paths still resolve (it may prepare what fn needs: both run in the same child).
+        """
         check_support()
         _check_rootfs(rootfs)
         _prepare_upper(rootfs)
+        if source is not None:
+            _check_rootfs(source)
         empty = None
-        if not rootfs.lowers:  # overlay needs a lowerdir even FROM scratch
+        if not rootfs.lowers or (source is not None and not source.lowers):
+            # overlay needs a lowerdir even FROM scratch
             empty = Path(tempfile.mkdtemp(prefix=".minibuild-empty-", dir=rootfs.work.parent))
         try:
             lowers = rootfs.lowers or (empty,)
+            mounted_source = None
+            if source is not None:
+                mounted_source = (self._overlay(source, source.lowers or (empty,)),
+                                  os.path.abspath(source.merged))
             plan = _CallPlan(self._overlay(rootfs, lowers), os.path.abspath(rootfs.merged),
                              None if cwd is None else os.path.abspath(cwd), os.getpid(),
-                             self._new_api())
+                             self._new_api(), mounted_source, pre_chroot)
             with _Pipes("info") as pipes:
                 step = _start(pipes, lambda: _call_child(plan, pipes, fn))
                 status = exit_status(_drive(step, None, lambda data: None))

@@ -7,6 +7,7 @@ area, and register themselves on the `cli` group.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -69,4 +70,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback on demand
+        if os.environ.get("MINIBUILD_DEBUG"):
+            raise
+        click.echo(f"minibuild: internal error: {type(exc).__name__}: {exc} "
+                   "(run with MINIBUILD_DEBUG=1 for the traceback, and please report it)", err=True)
+        sys.exit(70)
     sys.exit(status if isinstance(status, int) else 0)

@@ -26,12 +26,14 @@ from minibuild.cli import cli, open_store
               show_default=True, help="Layer compression (gzip for old clients).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
               help="Network of RUN steps.")
+@click.option("--no-cache", is_flag=True, help="Run every step; do not reuse cached layers.")
+@click.option("--squash", is_flag=True, help="Merge the layers this build adds into one.")
 @click.option("--source-date-epoch", type=int, envvar="SOURCE_DATE_EPOCH",
               help="Clamp file times and dates to this Unix time (reproducible builds).")
 @click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          source_date_epoch, context) -> None:
+          no_cache, squash, source_date_epoch, context) -> None:
     """Build an image from a Buildfile and a context directory."""
     from minibuild.build import BuildRequest, run_build
     from minibuild.reference import Reference
@@ -46,6 +48,8 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         compression=Compression.parse(compression),
         network=network,
         source_date_epoch=source_date_epoch,
+        no_cache=no_cache,
+        squash=squash,
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

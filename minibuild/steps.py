@@ -1,0 +1,189 @@
+"""Prepares the filesystem steps (RUN, COPY/ADD, WORKDIR): expansion, argv, copy plans.
+
+A prepared step says what decides its result (its cache description), what history calls it,
+and how to execute it on a mounted root. The engine decides whether to run it at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from minibuild import metadata, words
+from minibuild.context import BuildContext
+from minibuild.copier import CopyPlan, apply_copy
+from minibuild.errors import BuildError, BuildfileError
+from minibuild.image import ContainerConfig
+from minibuild.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value
+from minibuild.sandbox import Process, RootFS
+
+_ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
+_COPY_FLAGS = {"from", "chown", "chmod", "link", "checksum", "keep-git-dir", "exclude", "parents"}
+_RUN_FLAGS = {"network", "mount", "security"}
+
+
+@dataclass(frozen=True)
+class FsStep:
+    """A step that may change the filesystem, ready to run."""
+
+    description: dict[str, Any]          # everything that decides the result (cache key input)
+    created_by: str                      # the history text
+    execute: Callable[[RootFS], None]    # runs the step on a mounted root
+    config: ContainerConfig | None = None  # the config after the step, when the step changes it
+
+
+@dataclass(frozen=True)
+class CopySource:
+    """Where `COPY --from` reads: an earlier stage's or an image's layer dirs (top first)."""
+
+    name: str
+    key: str                   # identifies the content (stage cache key or manifest digest)
+    lowers: tuple[Path, ...]
+
+
+def _fail(instruction, message: str) -> BuildfileError:
+    loc = instruction.location
+    return BuildfileError(message, file=loc.file, line=loc.line, column=loc.column)
+
+
+def check_flags(instruction, allowed: set[str]) -> None:
+    """Refuse a flag the instruction does not know, naming it."""
+    for flag in instruction.flags:
+        name = flag.removeprefix("--").partition("=")[0]
+        if name not in allowed:
+            raise _fail(instruction, f"unknown flag --{name} for {instruction.keyword}")
+
+
+class StepFactory:
+    """Makes FsSteps; holds what their execution needs (sandbox, context, output, scratch)."""
+
+    def __init__(self, sandbox, context: BuildContext, output: Callable[[bytes], None],
+                 scratch: Callable[[str], Path], network: str) -> None:
+        self.sandbox = sandbox
+        self.context = context
+        self.output = output
+        self.scratch = scratch
+        self.network = network
+
+    # -- RUN -----------------------------------------------------------------------------------
+
+    def run(self, run: Run, config: ContainerConfig, scope: metadata.Scope, label: str) -> FsStep:
+        """A RUN: argv through SHELL (heredocs folded in), env = ENV + ARGs, user, workdir."""
+        check_flags(run, _RUN_FLAGS)
+        if flag_value(run, "mount") is not None or flag_value(run, "security") is not None:
+            raise _fail(run, "RUN --mount and --security are not supported yet")
+        argv, created_by = run_argv(run, scope)
+        process = Process(argv=argv, env=scope.process_env(config), cwd=config.working_dir or "/",
+                          user=config.user or None, network=self._network(run))
+
+        def execute(rootfs: RootFS) -> None:
+            status = self.sandbox.run(rootfs, process, self.output)
+            if status != 0:
+                loc = run.location
+                raise BuildError(f"{label} `{_short(run.original)}` failed with exit code {status}",
+                                 exit_status=status, file=loc.file, line=loc.line, column=loc.column)
+
+        description = {"run": list(argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
+                       "user": process.user, "network": process.network}
+        return FsStep(description, created_by, execute)
+
+    def _network(self, run: Run) -> str:
+        value = flag_value(run, "network") or self.network
+        value = "host" if value == "default" else value
+        if value not in ("host", "none"):
+            raise _fail(run, f"--network={value} is not supported (use host or none)")
+        return value
+
+    # -- COPY / ADD ----------------------------------------------------------------------------
+
+    def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
+             source: CopySource | None) -> FsStep:
+        """COPY/ADD from the context, or with `--from` from a stage or image."""
+        check_flags(instruction, _COPY_FLAGS)
+        loc = instruction.location
+        expand = functools.partial(words.expand, env=scope.expansion_env(config),
+                                   escape=scope.escape, location=loc)
+        sources = tuple(expand(s) for s in instruction.paths)
+        chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
+        plan = CopyPlan(
+            sources=(), inline=tuple((h.delimiter, h.content.encode()) for h in instruction.heredocs),
+            dest=expand(instruction.dest), workdir=config.working_dir or "/",
+            chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
+            unpack_archives=isinstance(instruction, Add) and source is None,
+            ignore=None if source else self.context.ignore,
+        )
+        flags = [f"--{name}={value}" for name, value in
+                 (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
+                 if value]
+        created_by = " ".join([instruction.keyword, *flags, *sources,
+                               *(f"<<{h.delimiter}" for h in instruction.heredocs), plan.dest])
+        description = {"copy": instruction.keyword, "sources": list(sources), "dest": plan.dest,
+                       "workdir": plan.workdir, "chown": plan.chown, "chmod": plan.chmod,
+                       "inline": [[n, c.decode()] for n, c in plan.inline]}
+        if source is not None:
+            description["from"] = source.key
+            return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
+        if sources:
+            selection = self.context.select_sources(sources, verb=instruction.keyword)
+            plan = replace(plan, sources=selection.sources)
+            description["content"] = selection.content_key.hex
+        return FsStep(description, created_by, functools.partial(self._copy_context, plan))
+
+    def _copy_context(self, plan: CopyPlan, rootfs: RootFS) -> None:
+        self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=self.context.root)
+
+    def _copy_from(self, plan: CopyPlan, sources: tuple[str, ...], source: CopySource,
+                   instruction) -> Callable[[RootFS], None]:
+        """Mount the source image read-only beside the target; select there, copy into the target."""
+        def execute(rootfs: RootFS) -> None:
+            scratch = self.scratch("from")
+            dirs = [scratch / name for name in ("upper", "work", "merged")]
+            for d in dirs:
+                d.mkdir()
+            mounted = RootFS(source.lowers, *dirs)
+            chosen: list[CopyPlan] = []
+
+            def select() -> None:  # in the child, with the source mounted, before chroot
+                found = BuildContext(mounted.merged).select_sources(sources, verb=instruction.keyword)
+                chosen.append(replace(plan, sources=found.sources))
+
+            self.sandbox.call(rootfs, lambda: apply_copy(chosen[0]), cwd=mounted.merged,
+                              source=mounted, pre_chroot=select)
+        return execute
+
+    # -- WORKDIR -------------------------------------------------------------------------------
+
+    def workdir(self, instruction: Workdir, config: ContainerConfig, scope: metadata.Scope) -> FsStep:
+        """WORKDIR: relative paths chain; the dir is created (a layer if it did not exist)."""
+        path = words.expand(instruction.path, scope.expansion_env(config), escape=scope.escape,
+                            location=instruction.location)
+        path = metadata.resolve_workdir(config.working_dir, path)
+        execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(os.makedirs, path, 0o755, True))  # noqa: E731
+        return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
+                      replace(config, working_dir=path))
+
+
+def run_argv(run: Run, scope: metadata.Scope) -> tuple[tuple[str, ...], str]:
+    """The argv of a RUN (heredocs folded into the shell script) and its history text."""
+    command = run.command
+    if isinstance(command, ShellForm) and run.heredocs:
+        if _ONLY_HEREDOCS.match(command.text):
+            script = "".join(h.content for h in run.heredocs)
+        else:  # `RUN python3 <<EOF`: give the shell the heredoc it was written with
+            bodies = "".join(f"{h.content}{'' if not h.content or h.content.endswith(chr(10)) else chr(10)}"
+                             f"{h.delimiter}\n" for h in run.heredocs)
+            script = f"{command.text}\n{bodies}"
+        command = ShellForm(script)
+    argv = metadata.command_argv(command, scope)
+    if isinstance(command, ExecForm):
+        return argv, metadata.describe_command("RUN", command)
+    return argv, "RUN " + " ".join(argv)
+
+
+def _short(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
