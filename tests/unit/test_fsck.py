@@ -1,0 +1,212 @@
+"""fsck on hand-made stores (no root): corruption is an error, leftovers are garbage, repair is safe."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from minibuild import fsck
+from minibuild.cache import Cache, CacheEntry
+from minibuild.digest import Digest
+from minibuild.errors import StoreError
+from minibuild.image import Descriptor, History, Image, Layer
+from minibuild.reference import Reference
+from minibuild.snapshot import LayerSummary
+from minibuild.store import Store
+
+GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def put_layer(store: Store, name: str, unpack: bool = True) -> Layer:
+    """A one-file gzip layer in the store (blob, summary, and an unpacked dir)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        data = name.encode()
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    diff_id = Digest.of(raw.getvalue())
+    descriptor = store.put_bytes(gzip.compress(raw.getvalue(), mtime=0), GZIP_LAYER)
+    store.save_summary(diff_id, LayerSummary(((name, len(name)),), (), (), len(name)))
+    if unpack:
+        store.layer_path(diff_id).mkdir()
+        (store.layer_path(diff_id) / name).write_text(name)
+    return Layer(descriptor, diff_id)
+
+
+def tag_image(store: Store, ref: str, *layers: Layer) -> Descriptor:
+    """Store an image made of `layers` and tag it."""
+    image = Image()
+    for layer in layers:
+        image = image.append(layer, History(f"COPY {layer.diff_id.short}"))
+    descriptor = store.write_image(image)
+    store.tag(Reference.parse(ref), descriptor)
+    return descriptor
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "store") as opened:
+        yield opened
+
+
+def wheres(findings) -> list[str]:
+    return sorted(f.where for f in findings)
+
+
+def test_a_store_holding_only_tagged_images_is_clean(store):
+    tag_image(store, "app:1", put_layer(store, "a"), put_layer(store, "b", unpack=False))
+    report = fsck.check(store)
+    assert report.findings == () and report.ok
+    assert (report.blobs, report.tags, report.layer_dirs) == (4, 1, 1)
+
+
+def test_a_corrupt_layer_blob_is_an_error_for_the_blob_and_the_tag(store):
+    layer = put_layer(store, "a")
+    tag_image(store, "app:1", layer)
+    store.blob_path(layer.descriptor.digest).write_bytes(b"flipped")
+    report = fsck.check(store)
+    assert not report.ok
+    assert wheres(report.errors) == [f"blob {layer.descriptor.digest}", "tag app:1: layer 0"]
+    assert "hash to sha256:" in report.errors[0].message
+
+
+def test_missing_blobs_and_wrong_sizes_are_errors(store):
+    layer = put_layer(store, "a")
+    manifest = tag_image(store, "app:1", layer)
+    store.blob_path(layer.descriptor.digest).unlink()
+    store.tag(Reference.parse("short:1"), Descriptor(manifest.media_type, manifest.digest, 3))
+    messages = [f.line() for f in fsck.check(store).errors]
+    assert any("tag app:1: layer 0: missing blob" in m for m in messages), messages
+    assert any(m.startswith("error: tag short:1: blob") and "the descriptor says 3" in m
+               for m in messages), messages
+
+
+def test_a_manifest_that_does_not_parse_is_reported_and_nothing_is_called_unreferenced(store):
+    stray = put_layer(store, "stray")
+    bogus = store.put_bytes(b'{"layers": 7}', "application/vnd.oci.image.manifest.v1+json")
+    store.tag(Reference.parse("bad:1"), bogus)
+    report = fsck.check(store)
+    assert [f.where for f in report.errors] == ["tag bad:1"]
+    assert not report.complete_roots
+    assert report.garbage == ()  # without every root, `stray` may be needed: not judged
+    fsck.repair(store, report)
+    assert store.has_blob(stray.descriptor.digest)
+
+
+def test_leftovers_of_a_killed_build_are_garbage_and_repair_removes_only_them(store):
+    kept = put_layer(store, "kept")
+    tag_image(store, "app:1", kept)
+    orphan = put_layer(store, "orphan")  # a step that finished before the build was killed
+    temp = store.oci / ".index.json.4242.abcd1234"
+    temp.write_text("{")
+    (store.layers / "not-a-layer").mkdir()
+    report = fsck.check(store)
+    assert report.ok  # an interrupted build makes the store bigger, not wrong
+    assert wheres(report.garbage) == sorted([
+        f"blob {orphan.descriptor.digest}", f"layers/{store.layer_path(orphan.diff_id).name}",
+        f"meta/{orphan.diff_id.hex}.json", "layers/not-a-layer", "oci/.index.json.4242.abcd1234"])
+    removed = fsck.repair(store, report)
+    assert len(removed) == 5
+    assert fsck.check(store).findings == ()
+    assert store.has_blob(kept.descriptor.digest) and store.layer_path(kept.diff_id).is_dir()
+    assert not store.has_blob(orphan.descriptor.digest) and not temp.exists()
+
+
+def test_repair_removes_a_corrupt_blob_so_a_rebuild_can_write_it_again(store):
+    blob = store.put_bytes(b"config", "application/json")
+    store.blob_path(blob.digest).write_bytes(b"other")
+    report = fsck.check(store)
+    assert [f.where for f in report.errors] == [f"blob {blob.digest}"]
+    fsck.repair(store, report)
+    assert fsck.check(store).ok
+    assert store.put_bytes(b"config", "application/json") == blob
+    assert store.read_blob(blob.digest) == b"config"
+
+
+def test_cache_entries_keep_their_layers_and_dangling_ones_are_errors(store):
+    cached = put_layer(store, "cached")
+    gone = put_layer(store, "gone")
+    cache = Cache(store)
+    cache.put("a" * 64, CacheEntry(cached, History("RUN x")))
+    cache.put("b" * 64, CacheEntry(gone, History("RUN y")))
+    cache.put("c" * 64, CacheEntry(None, History("ENV z=1", empty_layer=True)))
+    (cache.dir / f"{'d' * 64}.json").write_text("{not json")
+    store.blob_path(gone.descriptor.digest).unlink()
+    report = fsck.check(store)
+    assert report.cache_entries == 4
+    assert wheres(report.errors) == [f"cache entry {'b' * 64}", f"cache entry {'d' * 64}"]
+    assert not any(str(cached.descriptor.digest) in f.where for f in report.findings)
+    fsck.repair(store, report)
+    assert sorted(key for key, _ in cache.entries()) == ["a" * 64, "c" * 64]
+    assert fsck.check(store).ok
+
+
+def test_a_summary_that_does_not_parse_is_an_error_repair_deletes(store):
+    layer = put_layer(store, "a")
+    tag_image(store, "app:1", layer)
+    meta = store.meta / f"{layer.diff_id.hex}.json"
+    meta.write_text('{"files": 1}')
+    report = fsck.check(store)
+    assert [f.where for f in report.errors] == [f"meta/{meta.name}"]
+    fsck.repair(store, report)
+    assert fsck.check(store).ok
+    assert store.layer_summary(layer).content_size == 1  # recomputed from the blob
+
+
+def test_an_unreadable_index_is_an_error_and_repair_keeps_every_blob(store):
+    layer = put_layer(store, "a")
+    tag_image(store, "app:1", layer)
+    (store.oci / "index.json").write_text("{")
+    report = fsck.check(store)
+    assert [f.where for f in report.errors] == ["index.json"]
+    fsck.repair(store, report)
+    assert store.has_blob(layer.descriptor.digest) and store.layer_path(layer.diff_id).is_dir()
+
+
+def test_lock_exclusive_refuses_while_another_process_has_the_store_open(tmp_path):
+    with Store.open(tmp_path) as first, Store.open(tmp_path) as second:
+        with pytest.raises(StoreError, match="in use by another minibuild process"):
+            second.lock_exclusive()
+        first.close()
+        second.lock_exclusive()
+
+
+def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minibuild", "--root", str(root), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_status_and_json(tmp_path):
+    root = tmp_path / "store"
+    with Store.open(root) as store:
+        layer = put_layer(store, "a")
+        tag_image(store, "app:1", layer)
+        put_layer(store, "orphan")
+    clean = run_cli(root, "fsck")
+    assert clean.returncode == 0, clean.stderr
+    assert "0 errors, 3 unreferenced entries" in clean.stdout
+    store.blob_path(layer.descriptor.digest).write_bytes(b"x")
+    broken = run_cli(root, "fsck", "--format", "json")
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    data = json.loads(broken.stdout)
+    assert not data["ok"] and {f["severity"] for f in data["findings"]} == {"error", "garbage"}
+    repaired = run_cli(root, "fsck", "--repair")
+    assert repaired.returncode == 1  # the tag still names a blob that is gone
+    assert f"removed: blob {layer.descriptor.digest}" in repaired.stdout
+    assert "error: tag app:1: layer 0: missing blob" in repaired.stdout
+
+
+def test_cli_repair_refuses_while_the_store_is_in_use(tmp_path):
+    with Store.open(tmp_path / "store"):
+        result = run_cli(tmp_path / "store", "fsck", "--repair")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the store ") and "in use" in result.stderr
