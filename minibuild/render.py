@@ -76,10 +76,11 @@ class RichReporter:
     def step(self, number: int, total: int, stage: str, text: str) -> None:
         """A step starts: print its header and start the spinner."""
         self._stop()
-        self.console.print(f"[bold blue][{stage} {number}/{total}][/] {_escape(_one_line(text))}")
+        label = _escape(f"[{stage} {number}/{total}]")
+        self.console.print(f"[bold blue]{label}[/] {_escape(_one_line(text))}")
         self._label = _one_line(text)[:60]
         self._started = time.monotonic()
-        self._status = self.console.status(f"[dim]{_escape(self._label)}[/]")
+        self._status = self.console.status(_Elapsed(self))
         self._status.start()
 
     def output(self, data: bytes) -> None:
@@ -88,13 +89,11 @@ class RichReporter:
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             self.console.print(f"[dim]│[/] {_escape(line)}")
-        self._tick()
 
     def phase(self, text: str) -> None:
         """A phase inside a step, shown in the spinner."""
         self._flush()
         self._label = f"{text}…"
-        self._tick()
 
     def done(self, seconds: float, note: str) -> None:
         """The step ended."""
@@ -102,11 +101,6 @@ class RichReporter:
         self._stop()
         extra = f" [dim]{_escape(note)}[/]" if note else ""
         self.console.print(f"  [green]✓[/] {seconds:.2f}s{extra}")
-
-    def _tick(self) -> None:
-        if self._status is not None:
-            elapsed = time.monotonic() - self._started
-            self._status.update(f"[dim]{_escape(self._label)} ({elapsed:.0f}s)[/]")
 
     def _flush(self) -> None:
         if self._pending:
@@ -122,6 +116,19 @@ class RichReporter:
         """Stop the spinner (also after a failure)."""
         self._flush()
         self._stop()
+
+
+class _Elapsed:
+    """The spinner's text, re-rendered on every refresh: the step's label and seconds so far."""
+
+    def __init__(self, reporter: RichReporter) -> None:
+        self.reporter = reporter
+
+    def __rich__(self):
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.reporter._started
+        return Text(f"{self.reporter._label} ({elapsed:.0f}s)", style="dim")
 
 
 def _escape(text: str) -> str:
