@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,21 @@ class BuildResult:
     warnings: tuple[str, ...] = ()
 
 
+def _stat_cache_path(store, context: Path) -> Path:
+    """Where the stat cache of one context dir lives: hashes survive across builds, so an
+    unchanged 20,000-file COPY is not read again (a file's stat must match in full)."""
+    path = store.root / "cache" / "stat" / f"{Digest.of(str(context).encode()).hex[:16]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _load_stat_cache(context: BuildContext, path: Path) -> None:
+    try:
+        context.use_stat_cache(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):
+        pass  # no cache yet, or a damaged one: hash everything
+
+
 def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     """Build and store the image; tags are written only once every step succeeded."""
     if not request.buildfile.is_file():
@@ -49,8 +65,12 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
                            no_cache=request.no_cache, squash=request.squash)
-    engine = Engine(store, sandbox.Sandbox(), BuildContext(request.context.resolve()), reporter, options)
+    context = BuildContext(request.context.resolve())
+    stat_cache = _stat_cache_path(store, context.root)
+    _load_stat_cache(context, stat_cache)
+    engine = Engine(store, sandbox.Sandbox(), context, reporter, options)
     image = engine.build(plan)
+    store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode())
     descriptor = store.write_image(image)
     for ref in request.tags:
         store.tag(ref, descriptor)

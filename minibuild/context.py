@@ -125,6 +125,16 @@ class BuildContext:
         # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
         self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
 
+    def stat_cache(self) -> dict[str, list]:
+        """The stat cache as JSON-able data (path -> [dev, ino, size, mtime_ns, ctime_ns, hex])."""
+        return {path: list(entry) for path, entry in self._stat_cache.items()}
+
+    def use_stat_cache(self, data: dict[str, list]) -> None:
+        """Adopt a stat cache saved by an earlier build (malformed entries are dropped)."""
+        for path, entry in data.items():
+            if isinstance(entry, list) and len(entry) == 6:
+                self._stat_cache[path] = tuple(entry)  # type: ignore[assignment]
+
     def select_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> Selection:
         """Resolve sources with Docker semantics and hash the content they select."""
         sources: list[Source] = []
