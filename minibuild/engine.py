@@ -131,7 +131,18 @@ class Engine:
         if earlier is not None and earlier.index < stage.index and earlier.index in self._results:
             result = self._results[earlier.index]
             return result.image, f"stage:{result.key}"
-        descriptor = self._resolve_image(stage.base, stage.origin)
+        from minibuild.registry import names_registry  # here: httpx only when a build needs it
+
+        if names_registry(stage.base):  # host[:port]/repo: pulled when missing from the store
+            from minibuild.transfer import pull_if_missing
+
+            try:
+                descriptor = pull_if_missing(self.store, stage.base)
+            except MinibuildError as exc:
+                _locate(exc, stage.origin)
+                raise
+        else:
+            descriptor = self._resolve_image(stage.base, stage.origin)
         image = self.store.load_image(descriptor)
         if image.config.config.onbuild:
             loc = stage.origin.location

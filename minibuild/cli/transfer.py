@@ -89,3 +89,123 @@ def import_(ctx, tarball, reference, changes) -> None:
         with source:
             desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes))
     click.echo(str(desc.digest))
+
+
+class _Bars:
+    """One progress bar per blob on a terminal; one line per finished blob otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.rich = None
+        self.tasks: dict[str, int] = {}
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            self.rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TextColumn("{task.fields[note]}"), console=Console(stderr=True))
+            self.rich.start()
+
+    def begin(self, key: str, label: str, total: int) -> None:
+        """A blob starts moving."""
+        if self.rich is not None and key not in self.tasks:
+            self.tasks[key] = self.rich.add_task(label, total=total, note="")
+
+    def advance(self, key: str, amount: int) -> None:
+        """Bytes moved."""
+        if self.rich is not None and key in self.tasks:
+            self.rich.advance(self.tasks[key], amount)
+
+    def end(self, key: str, note: str) -> None:
+        """A blob is done."""
+        if self.quiet:
+            return
+        if self.rich is None:
+            click.echo(f"{key}: {note}", err=True)
+        elif key in self.tasks:
+            self.rich.update(self.tasks[key], note=note)
+        else:
+            self.rich.add_task(f"{key} ", total=1, completed=1, note=note)
+
+    def close(self) -> None:
+        """Stop drawing."""
+        if self.rich is not None:
+            self.rich.stop()
+
+
+@cli.command()
+@click.argument("reference")
+@click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
+@click.pass_context
+def pull(ctx, reference, insecure, quiet) -> None:
+    """Pull HOST[:PORT]/REPO[:TAG|@DIGEST] from a registry (only missing layers)."""
+    from minibuild import transfer
+
+    store = open_store(ctx)
+    bars = _Bars(quiet)
+    try:
+        desc = transfer.pull(store, reference, insecure=insecure, progress=bars)
+    finally:
+        bars.close()
+    if not quiet:
+        click.echo(f"Pulled {reference}", err=True)
+    click.echo(str(desc.digest))
+
+
+@cli.command()
+@click.argument("image")
+@click.argument("destination", required=False)
+@click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
+@click.pass_context
+def push(ctx, image, destination, insecure, quiet) -> None:
+    """Push IMAGE to DESTINATION (default: IMAGE's own HOST/REPO:TAG name)."""
+    from minibuild import transfer
+
+    store = open_store(ctx)
+    bars = _Bars(quiet)
+    try:
+        result = transfer.push(store, image, destination, insecure=insecure, progress=bars)
+    finally:
+        bars.close()
+    if not quiet:
+        click.echo(f"Pushed {destination or image}: {len(result.uploaded)} uploaded, "
+                   f"{len(result.skipped)} already there, {len(result.mounted)} mounted", err=True)
+    click.echo(str(result.digest))
+
+
+@cli.command()
+@click.argument("registry")
+@click.option("-u", "--username", prompt=True, help="User name.")
+@click.option("-p", "--password", help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--insecure", is_flag=True, help="Plain http.")
+def login(registry, username, password, password_stdin, insecure) -> None:
+    """Check credentials against REGISTRY (HOST[:PORT]) and remember them."""
+    from minibuild import auth
+    from minibuild.registry import Client
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password is None:
+        password = click.prompt("Password", hide_input=True)
+    credentials = auth.Credentials(username, password)
+    client = Client(registry, insecure=insecure, credentials=credentials)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    path = auth.store(registry, credentials)
+    click.echo(f"Login succeeded (saved in {path})", err=True)
+
+
+@cli.command()
+@click.argument("registry")
+def logout(registry) -> None:
+    """Forget the credentials minibuild saved for REGISTRY."""
+    from minibuild import auth
+
+    if not auth.forget(registry):
+        raise click.UsageError(f"not logged in to {registry}")
+    click.echo(f"Removed login credentials for {registry}", err=True)
