@@ -29,6 +29,7 @@ import socket
 import stat
 import struct
 import tempfile
+import termios
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC = 2, 4, 8, 16384
 MS_BIND, MS_PRIVATE, MS_STRICTATIME = 4096, 1 << 18, 1 << 24
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+# What a step's command may hold: Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+# SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, AUDIT_WRITE, SETFCAP) minus MKNOD and
+# SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
+# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
+STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
 FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
@@ -106,6 +113,10 @@ class Process:
     network: str = "host"  # "host" or "none" (own net namespace with only lo, up)
     hostname: str = "minibuild"
     stdin: bytes | None = None  # fed to the process, else /dev/null
+    # caller's fds given to the process as 0, 1, 2 (a container's terminal or log) instead of
+    # the stdin feed and the streamed output pipe; `tty`: stdio[0] becomes its controlling tty
+    stdio: tuple[int, int, int] | None = None
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -506,6 +517,17 @@ def _quiet_signals() -> None:
         _libc.signal(sig, 1)
 
 
+def _drop_capabilities(keep: frozenset[int] = STEP_CAPABILITIES) -> None:
+    """Shrink the bounding set: after execve even root holds no capability outside `keep`."""
+    for cap in range(64):
+        if cap in keep:
+            continue
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                return  # past the kernel's last capability
+            raise SandboxError(f"cannot drop capability {cap}: {os.strerror(ctypes.get_errno())}")
+
+
 def _default_signals() -> None:
     """The command starts with default dispositions and nothing blocked (Python ignores SIGPIPE)."""
     for sig in range(1, signal.NSIG):
@@ -661,17 +683,21 @@ def _init(plan: _RunPlan, pipes: _Pipes, lifeline: int) -> int:
     return _reap_until(pid)
 
 
-def _wire_stdio(pipes: _Pipes) -> None:
-    """stdin (pipe or /dev/null) on 0, output on 1 and 2, info on 3 (cloexec); close the rest."""
-    stdin = pipes.get("stdin_r")
-    if stdin is None:
-        stdin = os.open("/dev/null", os.O_RDONLY)
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (stdin, pipes.fds["out_w"],
-                                                                  pipes.fds["info_w"])]
-    os.dup2(high[0], 0)
-    os.dup2(high[1], 1)
-    os.dup2(high[1], 2)
-    os.dup2(high[2], 3, inheritable=False)
+def _wire_stdio(pipes: _Pipes, stdio: tuple[int, int, int] | None = None) -> None:
+    """stdin (pipe or /dev/null) on 0, output on 1 and 2, info on 3 (cloexec); close the rest.
+
+    With `stdio`, those fds go on 0, 1 and 2 instead (the output pipe then just closes).
+    """
+    if stdio is None:
+        stdin = pipes.get("stdin_r")
+        if stdin is None:
+            stdin = os.open("/dev/null", os.O_RDONLY)
+        stdio = (stdin, pipes.fds["out_w"], pipes.fds["out_w"])
+    # through high copies first: a given fd may sit where another one goes (e.g. 1 given as 0)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (*stdio, pipes.fds["info_w"])]
+    for target, fd in enumerate(high[:3]):
+        os.dup2(fd, target)
+    os.dup2(high[3], 3, inheritable=False)
     pipes.fds = {"info_w": 3}
     os.closerange(4, _MAXFD)
 
@@ -679,12 +705,15 @@ def _wire_stdio(pipes: _Pipes) -> None:
 def _exec_command(process: Process, user: ResolvedUser, env: dict[str, str],
                   pipes: _Pipes) -> int:
     """X: wire fds, drop to the user, chdir, execve; returns only when execve failed."""
-    _wire_stdio(pipes)
+    _wire_stdio(pipes, process.stdio)
     _default_signals()
+    if process.tty:
+        _controlling_tty()
     try:
         os.chdir(process.cwd)
     except OSError as exc:
         raise BuildError(f"cannot use working directory {process.cwd!r}: {exc.strerror}") from exc
+    _drop_capabilities()
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
     os.setuid(user.uid)
@@ -695,6 +724,12 @@ def _exec_command(process: Process, user: ResolvedUser, env: dict[str, str],
         os.write(2, message)
         return code
     return _SETUP_FAILED  # not reached: execvpe returns only by raising
+
+
+def _controlling_tty() -> None:
+    """Make fd 0 (a pty slave) our controlling terminal, in a session of our own."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 @dataclass(frozen=True)
@@ -755,11 +790,13 @@ class _Feeder:
 class _Step:
     """The parent's handle on a helper tree: streams its pipes, stops and reaps it."""
 
-    def __init__(self, pid: int, pipes: _Pipes) -> None:
+    def __init__(self, pid: int, pipes: _Pipes,
+                 on_start: Callable[[int], None] | None = None) -> None:
         self.pid: int | None = pid
         self.pipes = pipes
         self.messages = _Messages()
         self.init_fd: int | None = None
+        self.on_start = on_start
 
     def pump(self, stdin: bytes | None, on_output: Callable[[bytes], None]) -> None:
         """Relay output and info until both pipes reach EOF, feeding stdin meanwhile."""
@@ -793,6 +830,8 @@ class _Step:
         self.messages.feed(data)
         if self.messages.init_pid is not None and self.init_fd is None:
             self.init_fd = os.pidfd_open(self.messages.init_pid)
+            if self.on_start is not None:  # before the ack: I cannot be reaped (pid reused) yet
+                self.on_start(self.messages.init_pid)
             os.write(self.pipes.fds["ack_w"], b"k")
 
     def wait(self) -> int:
@@ -866,12 +905,13 @@ def _reap(pid: int) -> None:
             continue
 
 
-def _start(pipes: _Pipes, body: Callable[[], int]) -> _Step:
+def _start(pipes: _Pipes, body: Callable[[], int],
+           on_start: Callable[[int], None] | None = None) -> _Step:
     """Fork a helper running `body`; close the child's pipe ends in the parent."""
     pid = os.fork()
     if pid == 0:
         _child_main(pipes, body)
-    step = _Step(pid, pipes)
+    step = _Step(pid, pipes, on_start)
     pipes.close("out_w", "info_w", "stdin_r", "ack_r")
     return step
 
@@ -900,6 +940,10 @@ def _check_process(process: Process) -> None:
         raise SandboxError(f"working directory {process.cwd!r} is not absolute")
     if not 0 < len(process.hostname.encode()) <= 64:
         raise SandboxError(f"invalid hostname {process.hostname!r}")
+    if process.stdio is not None and process.stdin is not None:
+        raise SandboxError("a process takes either stdin bytes or stdio fds, not both")
+    if process.tty and process.stdio is None:
+        raise SandboxError("a tty needs stdio fds (a pty slave)")
 
 
 class Sandbox:
@@ -929,8 +973,13 @@ class Sandbox:
         except OSError:
             return b""
 
-    def run(self, rootfs: RootFS, process: Process, on_output: Callable[[bytes], None]) -> int:
-        """Run `process` in the root; stream stdout+stderr; its exit status (128+sig if killed)."""
+    def run(self, rootfs: RootFS, process: Process, on_output: Callable[[bytes], None], *,
+            on_start: Callable[[int], None] | None = None) -> int:
+        """Run `process` in the root; stream stdout+stderr; its exit status (128+sig if killed).
+
+        `on_start(pid)` gets the host pid of the sandbox's init (pid 1 inside) once it runs, for
+        a container's `exec`/`stop`; with `process.stdio` nothing reaches `on_output`.
+        """
         check_support()
         _check_process(process)
         _check_rootfs(rootfs)
@@ -943,7 +992,7 @@ class Sandbox:
                             self._new_api(), str(scaffold))
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
             with _Pipes(*names) as pipes:
-                step = _start(pipes, lambda: _namespace_child(plan, pipes))
+                step = _start(pipes, lambda: _namespace_child(plan, pipes), on_start)
                 return exit_status(_drive(step, process.stdin, on_output))
         finally:
             shutil.rmtree(scaffold, ignore_errors=True)
