@@ -67,6 +67,21 @@ def normalize(name: str, what: str = "archive entry") -> str:
     return "/".join(parts)
 
 
+def link_target(base: str, target: str, what: str) -> str:
+    """A link's target as a member path: `..` resolved inside the archive, never above its root."""
+    if target.startswith("/") or "\0" in target:
+        raise ArchiveError(f"{what}: link target {target!r} is absolute")
+    stack = [p for p in base.split("/") if p]
+    for part in target.split("/"):
+        if part == "..":
+            if not stack:
+                raise ArchiveError(f"{what}: link target {target!r} climbs out of the archive")
+            stack.pop()
+        elif part not in ("", "."):
+            stack.append(part)
+    return "/".join(stack)
+
+
 def read_members(stream: BinaryIO, staging: Staging, source: str) -> Members:
     """Stream through the tar once, staging blobs and keeping metadata; ArchiveError on bad input."""
     members = Members()
@@ -93,9 +108,8 @@ def _take(tf: tarfile.TarFile, member: tarfile.TarInfo, members: Members, stagin
     if name in members.blobs or name in members.metadata or name in members.links:
         raise ArchiveError(f"{what} appears twice")
     if member.issym() or member.islnk():
-        base = name.rsplit("/", 1)[0] + "/" if member.issym() and "/" in name else ""
-        members.links[name] = normalize(base + member.linkname if member.issym() else member.linkname,
-                                        f"{what}: link target")
+        base = name.rsplit("/", 1)[0] if member.issym() and "/" in name else ""
+        members.links[name] = link_target(base, member.linkname, what)
         return
     if not member.isreg():
         raise ArchiveError(f"{what} is a device, fifo or other special file, not part of an image archive")

@@ -125,18 +125,24 @@ class Staging:
         """
         from minibuild import unpack
 
-        tree: Path | None = self.store.scratch("intake") / "tree"
-        tree.mkdir()
-        with self.open(descriptor.digest) as blob:
-            try:
+        work = self.store.scratch("intake")
+        tree: Path | None = work / "tree"
+        try:
+            with self.open(descriptor.digest) as blob:
                 if known is not None and self.store.layer_path(known).exists():
-                    remove_tree(tree.parent)
                     tree = None
                     diff_id, summary = unpack.summarize_layer(blob, descriptor.media_type)
                 else:
+                    tree.mkdir()
                     diff_id, summary = unpack.unpack_layer(blob, descriptor.media_type, tree)
-            except LayerError as exc:
-                raise IntakeError(f"layer {descriptor.digest} refused: {exc.message}") from None
+        except LayerError as exc:
+            remove_tree(work)
+            raise IntakeError(f"layer {descriptor.digest} refused: {exc.message}") from None
+        except BaseException:
+            remove_tree(work)
+            raise
+        if tree is None:
+            remove_tree(work)
         self._trees[diff_id] = (tree, summary)
         return diff_id
 
@@ -157,6 +163,7 @@ class Staging:
             self.store.save_summary(diff_id, summary)
             if tree is not None:
                 self.store.adopt_layer(diff_id, tree)
+                remove_tree(tree.parent)
         self._trees.clear()
 
     def abort(self) -> None:
@@ -166,7 +173,7 @@ class Staging:
         self._writers.clear()
         for tree, _ in self._trees.values():
             if tree is not None:
-                remove_tree(tree)
+                remove_tree(tree.parent)
         self._trees.clear()
 
 
