@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_CONTEXT = REPO / "sample_images" / "base"
-BASE_REF = "localhost/base:1.0"  # the same name in both tools, so one Buildfile serves both
+BASE_REF = "base:1.0"  # minibuild: a local name; buildah: resolves to localhost/base:1.0 (tagged on import)
 TARGET_RATIO = 0.7
 
 
@@ -87,13 +87,12 @@ class Minibuild:
         return [sys.executable, "-m", "minibuild", "--root", str(root), *args]
 
     def make_base(self, compression: str = "zstd") -> Path:
-        """Build the busybox base into the template store and tag it as BASE_REF; return the OCI dir."""
+        """Build the busybox base into the template store as BASE_REF; return the OCI dir."""
         busybox = BASE_CONTEXT / "rootfs" / "bin" / "busybox"
         if not busybox.exists():
             raise SystemExit(f"missing {busybox}: install -D -m755 /bin/busybox {busybox}")
         run_quiet(self.cli(self.template, "build", "--progress", "plain", "--compression", compression,
-                           "-t", "base:1.0", str(BASE_CONTEXT)), self.log)
-        run_quiet(self.cli(self.template, "tag", "base:1.0", BASE_REF), self.log)
+                           "-t", BASE_REF, str(BASE_CONTEXT)), self.log)
         return self.template / "oci"
 
     def build(self, context: Path, run: int) -> Sample:
@@ -136,14 +135,14 @@ class Buildah:
 
     def import_base(self, oci_dir: Path) -> None:
         """Pull the minibuild base from its OCI layout and name it BASE_REF (untimed)."""
-        out = subprocess.run(self.cli("pull", "-q", f"oci:{oci_dir}:base:1.0"),
+        out = subprocess.run(self.cli("pull", "-q", f"oci:{oci_dir}:{BASE_REF}"),
                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
         with open(self.log, "a") as f:
             f.write(out.stdout + out.stderr)
         if out.returncode != 0:
-            raise RuntimeError(f"buildah pull oci:{oci_dir}:base:1.0 failed: {out.stderr.strip()}")
+            raise RuntimeError(f"buildah pull oci:{oci_dir}:{BASE_REF} failed: {out.stderr.strip()}")
         image_id = out.stdout.strip().splitlines()[-1]
-        run_quiet(self.cli("tag", image_id, BASE_REF), self.log)
+        run_quiet(self.cli("tag", image_id, "localhost/" + BASE_REF), self.log)
 
     def build(self, context: Path, base_oci: Path) -> Sample:
         """Time one cold `buildah bud` on a fresh storage that holds only the base."""
@@ -255,6 +254,7 @@ class CaseResult:
 
     name: str
     description: str
+    loadavg: list[float] = field(default_factory=list)
     minibuild: list[Sample] = field(default_factory=list)
     buildah: list[Sample] = field(default_factory=list)
 
@@ -294,13 +294,13 @@ def fmt_rss(samples: list[Sample]) -> str:
 def table(results: list[CaseResult]) -> str:
     """A Markdown table: case, both tools' median [min-max], ratio vs target, peak RSS of each."""
     head = ["case", "minibuild median [min-max]", "buildah median [min-max]", f"ratio (target <= {TARGET_RATIO})",
-            "minibuild peak RSS", "buildah peak RSS"]
+            "minibuild peak RSS", "buildah peak RSS", "load before/after"]
     rows = []
     for r in results:
         q = ratio(r)
         verdict = "n/a" if q is None else f"{q:.2f} {'ok' if q <= TARGET_RATIO else 'OVER'}"
         rows.append([r.name, fmt_spread(r.minibuild), fmt_spread(r.buildah), verdict,
-                     fmt_rss(r.minibuild), fmt_rss(r.buildah)])
+                     fmt_rss(r.minibuild), fmt_rss(r.buildah), "/".join(f"{x:.1f}" for x in r.loadavg)])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
@@ -309,9 +309,11 @@ def table(results: list[CaseResult]) -> str:
 def machine() -> dict[str, str]:
     """Date, nproc, kernel and tool versions, for the record."""
     mb = subprocess.run([sys.executable, "-m", "minibuild", "--version"], capture_output=True, text=True)
-    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": str(os.cpu_count()),
+    head = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": head.stdout.strip() or "n/a", "nproc": str(os.cpu_count()),
             "kernel": platform.release(), "python": platform.python_version(),
-            "minibuild": (mb.stdout or mb.stderr).strip(), "buildah": Buildah.version()}
+            "minibuild": (mb.stdout or mb.stderr).strip(), "buildah": Buildah.version(),
+            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
 # ---------------------------------------------------------------- driving
@@ -323,7 +325,7 @@ def run_case(name: str, work: Path, mb: Minibuild, bh: Optional[Buildah], base_o
     description, make = CASES[name]
     ctx = work / f"ctx-{name}"
     make(ctx)
-    result = CaseResult(name, description)
+    result = CaseResult(name, description, loadavg=[round(os.getloadavg()[0], 2)])
     for i in range(runs):
         s = mb.build(ctx, i)
         result.minibuild.append(s)
@@ -337,6 +339,7 @@ def run_case(name: str, work: Path, mb: Minibuild, bh: Optional[Buildah], base_o
             if sample is not None and log is not None and not sample.ok:
                 print(tail(log))
     shutil.rmtree(ctx, ignore_errors=True)
+    result.loadavg.append(round(os.getloadavg()[0], 2))
     return result
 
 
