@@ -1,0 +1,90 @@
+"""A real registry for tests: Debian's `docker-registry` on 127.0.0.1, a free port, temp storage,
+stopped by its PID."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+CONFIG = """version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+@dataclass
+class Registry:
+    """A running registry: `host` is 127.0.0.1:PORT; `log` has one line per request."""
+
+    host: str
+    log: Path
+
+    def requests(self, method: str, path_part: str) -> int:
+        """How many requests of this method had `path_part` in their URI so far."""
+        return sum(1 for line in self.log.read_text(errors="replace").splitlines()
+                   if "response completed" in line and f'http.request.method={method}' in line
+                   and path_part in line)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def registry_server(directory: Path) -> Iterator[Registry]:
+    """Start docker-registry on 127.0.0.1 with storage under `directory`; stop it by PID."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        import pytest
+
+        pytest.skip("needs docker-registry (apt-get install docker-registry)")
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "config.yml"
+    config.write_text(CONFIG.format(storage=directory / "storage", port=port))
+    log = directory / "registry.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(port, proc)
+        yield Registry(f"127.0.0.1:{port}", log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen) -> None:
+    for _ in range(100):
+        if proc.poll() is not None:
+            raise RuntimeError(f"docker-registry exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("docker-registry did not answer on /v2/")
