@@ -85,9 +85,13 @@ class BlobWriter:
 
     def abort(self) -> None:
         """Drop the temp file."""
-        if not self._file.closed:
-            self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            if not self._file.closed:
+                self._file.close()
+        except OSError:
+            pass  # flushing the buffer fails as the write did (disk full): the fd is closed anyway
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
 
 class Store:
