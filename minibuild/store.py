@@ -280,6 +280,17 @@ class Store:
             entries.sort(key=lambda e: (e.get("annotations") or {}).get(REF_NAME_ANNOTATION, ""))
             self._write_index(entries)
 
+    def untag(self, ref_name: str) -> bool:
+        """Remove the tag `name:tag` from index.json (blobs stay); False when it was not there."""
+        with self._index_lock():
+            entries = self._read_index()
+            kept = [e for e in entries
+                    if (e.get("annotations") or {}).get(REF_NAME_ANNOTATION) != ref_name]
+            if len(kept) == len(entries):
+                return False
+            self._write_index(kept)
+        return True
+
     def resolve(self, text: str) -> tuple[str, Descriptor]:
         """Find an image by `name[:tag]`, `name@digest`, or an id prefix; ImageNotFound else."""
         tags = self.tags()
