@@ -174,6 +174,14 @@ def oci_images(members: Members, staging: Staging) -> list[tuple[Descriptor, tup
     return out
 
 
+def familiar(text: str) -> str:
+    """Docker Hub names as docker shows them: `docker.io/library/app:1` → `app:1`."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
 def oci_tag(desc: Descriptor, entry: dict) -> Reference | None:
     """The tag an index entry carries: containerd's full name, else the OCI ref name."""
     annotations = entry.get("annotations") or {}
@@ -181,7 +189,7 @@ def oci_tag(desc: Descriptor, entry: dict) -> Reference | None:
         text = annotations.get(key)
         if text and ":" in text.rsplit("/", 1)[-1]:
             try:
-                return Reference.parse(text)
+                return Reference.parse(familiar(text))
             except ReferenceError_:
                 continue
     return None

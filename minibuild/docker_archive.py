@@ -13,7 +13,7 @@ import shutil
 from typing import BinaryIO
 
 from minibuild.archive import (CONTAINERD_NAME_ANNOTATION, ArchiveError, Members, TarOut, add_blob,
-                               index_json, oci_images)
+                               familiar, index_json, oci_images)
 from minibuild.digest import Digest
 from minibuild.errors import ReferenceError_
 from minibuild.image import (MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION, Descriptor, Manifest,
@@ -81,7 +81,7 @@ def _tags(texts: list, what: str) -> list[Reference]:
     out = []
     for text in texts:
         try:
-            out.append(Reference.parse(str(text)))
+            out.append(Reference.parse(familiar(str(text))))
         except ReferenceError_ as exc:
             raise ArchiveError(f"{what}: bad RepoTag: {exc.message}") from None
     return out
