@@ -16,7 +16,7 @@ import pytest
 
 from minibuild.errors import LayerError
 from minibuild.snapshot import Compression, write_layer
-from minibuild.squash import OPAQUE_XATTR, squash_layers
+from minibuild.squash import OPAQUE_XATTR, base_lookup, squash_layers
 from tests.conftest import overlay_available
 
 pytestmark = [
@@ -360,7 +360,7 @@ def test_overlay_private_xattrs_are_refused_or_dropped(tmp_path, dirs):
 
 
 NAMES = ["a", "b", "c"]
-KINDS = ["none", "none", "file", "file", "dir", "opaque", "whiteout", "symlink"]
+KINDS = ["none", "none", "file", "file", "dir", "opaque", "whiteout", "symlink", "fifo"]
 
 
 def random_tree(rng: random.Random, root: Path, depth: int) -> None:
@@ -374,6 +374,8 @@ def random_tree(rng: random.Random, root: Path, depth: int) -> None:
             os.symlink(rng.choice(["a", "../b", "/c"]), path)
         elif kind == "whiteout":
             wh(path)
+        elif kind == "fifo":
+            os.mkfifo(path, 0o640)
         elif kind in ("dir", "opaque"):
             path.mkdir()
             if kind == "opaque":
@@ -394,7 +396,24 @@ def test_random_layers_give_the_same_view(tmp_path: Path, seed: int):
         random_tree(rng, d, 0)
     target = squash(tmp_path, layers, base)
     assert_same_view(tmp_path, layers, base, target)
+    assert_minimal(target, base)
     tar_names(target)  # snapshot accepts what squash wrote
+
+
+def assert_minimal(target: Path, base: list[Path]) -> None:
+    """Whiteouts and opaque markers only where the base has something to hide; no overlay junk."""
+    lowers = [os.fsencode(b) for b in base]
+    for dirpath, dirnames, filenames in os.walk(target):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            parts = tuple(os.fsencode(p) for p in path.relative_to(target).parts)
+            names = os.listxattr(path, follow_symlinks=False)
+            assert all(n == OPAQUE_XATTR or n.startswith("user.") for n in names), path
+            if is_wh(path):
+                assert base_lookup(lowers, parts) is not None, path
+            if is_opaque(path):
+                seen = base_lookup(lowers, parts)
+                assert seen is not None and stat.S_ISDIR(seen.st_mode), path
 
 
 def test_dir_replaced_by_symlink_is_not_chmodded_through(tmp_path, dirs):
