@@ -65,12 +65,6 @@ PR_CAPBSET_DROP = 24
 # SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
 # inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
 STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
-PR_CAPBSET_DROP = 24
-# What a step's command may hold: Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
-# SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, AUDIT_WRITE, SETFCAP) minus MKNOD and
-# SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
-# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
-STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
 FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
@@ -534,17 +528,6 @@ def _drop_capabilities(keep: frozenset[int] = STEP_CAPABILITIES) -> None:
             raise SandboxError(f"cannot drop capability {cap}: {os.strerror(ctypes.get_errno())}")
 
 
-def _drop_capabilities(keep: frozenset[int] = STEP_CAPABILITIES) -> None:
-    """Shrink the bounding set: after execve even root holds no capability outside `keep`."""
-    for cap in range(64):
-        if cap in keep:
-            continue
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            if ctypes.get_errno() == errno.EINVAL:
-                return  # past the kernel's last capability
-            raise SandboxError(f"cannot drop capability {cap}: {os.strerror(ctypes.get_errno())}")
-
-
 def _default_signals() -> None:
     """The command starts with default dispositions and nothing blocked (Python ignores SIGPIPE)."""
     for sig in range(1, signal.NSIG):
@@ -730,7 +713,6 @@ def _exec_command(process: Process, user: ResolvedUser, env: dict[str, str],
         os.chdir(process.cwd)
     except OSError as exc:
         raise BuildError(f"cannot use working directory {process.cwd!r}: {exc.strerror}") from exc
-    _drop_capabilities()
     _drop_capabilities()
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
