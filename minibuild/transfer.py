@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
+import httpx
+
 from minibuild.digest import Digest
 from minibuild.errors import ImageNotFound
 from minibuild.image import Descriptor, Manifest
@@ -142,12 +144,8 @@ def _fetch_blob(client: Client, staging: Staging, repository: str, blob: Descrip
                               blob.digest, limit=blob.size)
             progress.end(key, "done")
             return
-        except RegistryError:
-            raise
-        except Exception as exc:  # a connection dropped mid-body
-            import httpx
-
-            if not isinstance(exc, httpx.TransportError) or attempt == _BLOB_ATTEMPTS - 1:
+        except httpx.TransportError as exc:  # the connection dropped mid-body: start over
+            if attempt == _BLOB_ATTEMPTS - 1:
                 raise RegistryError(f"GET blob {blob.digest} from {repository}: {exc}") from None
 
 
