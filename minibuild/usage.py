@@ -1,0 +1,268 @@
+"""`df`: where the store's bytes go (images, containers, layers, build cache), like `docker system df`.
+
+Every byte is measured once, the way `du -sb` does (apparent sizes of files, directories and
+symlinks; a hard-linked file once): blobs, unpacked layer dirs and container dirs are the
+items, and images, layers, containers and cache entries are sets of items. So twenty
+containers of one image count the image's layers once, and their own upper dirs each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from minibuild.cache import Cache
+from minibuild.containers import Containers
+from minibuild.image import Layer
+from minibuild.store import LAYER_ID_LEN
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def tree_bytes(path: Path) -> int:
+    """`du -sb PATH`: apparent bytes of every entry below and including path, hardlinks once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [os.fspath(path)]
+    try:
+        st = os.lstat(stack[0])
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size
+    total += st.st_size
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+    return total
+
+
+# -- figures (pure) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary: count, in use, bytes, of them shared/unique, reclaimable."""
+
+    kind: str
+    total: int
+    active: int
+    size: int
+    shared: int
+    unique: int
+    reclaimable: int
+
+
+@dataclass(frozen=True)
+class ImageFigures:
+    """One image (a manifest) in `df -v`."""
+
+    names: tuple[str, ...]
+    digest: str
+    size: int
+    shared: int
+    unique: int
+    containers: int
+
+
+@dataclass(frozen=True)
+class LayerFigures:
+    """One layer (blob + unpacked dir) in `df -v`."""
+
+    key: str  # DiffID, or the blob digest / dir name when nobody references it
+    size: int
+    images: int
+    containers: int
+    cached: bool
+
+    @property
+    def referenced(self) -> bool:
+        """Whether prune keeps it."""
+        return bool(self.images or self.containers or self.cached)
+
+
+@dataclass(frozen=True)
+class ContainerFigures:
+    """One container in `df -v`: its own dir (upper, work, log, record)."""
+
+    id: str
+    name: str
+    image: str
+    manifest: str
+    size: int
+    running: bool
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Everything `df` shows."""
+
+    rows: tuple[Row, ...]
+    images: tuple[ImageFigures, ...]
+    layers: tuple[LayerFigures, ...]
+    containers: tuple[ContainerFigures, ...]
+    total: int  # bytes of all items: blobs, layer dirs, container dirs
+
+
+def _bytes(items: set[str], sizes: Mapping[str, int]) -> int:
+    return sum(sizes.get(i, 0) for i in items)
+
+
+def _union(sets) -> set[str]:
+    out: set[str] = set()
+    for s in sets:
+        out |= s
+    return out
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The store as sets of items: input of `account`, built from disk by `inventory`."""
+
+    sizes: Mapping[str, int]  # item -> bytes (every blob, layer dir)
+    images: Mapping[str, frozenset[str]]  # manifest digest -> its items
+    names: Mapping[str, tuple[str, ...]]  # manifest digest -> its tags
+    layers: Mapping[str, frozenset[str]]  # layer key -> its items (blob, dir)
+    cache: Mapping[str, frozenset[str]]  # cache key -> layer items it keeps
+    containers: Sequence[ContainerFigures]
+
+
+def account(inv: Inventory) -> Usage:
+    """The df figures of an inventory."""
+    used_images = {c.manifest for c in inv.containers}
+    image_items = _union(inv.images.values())
+    in_use = _union(inv.images[m] for m in used_images if m in inv.images)
+    cache_items = _union(inv.cache.values())
+    counts: dict[str, int] = {}
+    for items in inv.images.values():
+        for item in items:
+            counts[item] = counts.get(item, 0) + 1
+    shared_items = {i for i, n in counts.items() if n > 1}
+    images = tuple(ImageFigures(inv.names.get(m, ()), m, _bytes(set(items), inv.sizes),
+                                _bytes(set(items) & shared_items, inv.sizes),
+                                _bytes(set(items) - shared_items, inv.sizes),
+                                sum(1 for c in inv.containers if c.manifest == m))
+                   for m, items in inv.images.items())
+    image_size = _bytes(image_items, inv.sizes)
+    image_row = Row("Images", len(inv.images), len(used_images & set(inv.images)), image_size,
+                    _bytes(shared_items, inv.sizes), image_size - _bytes(shared_items, inv.sizes),
+                    _bytes(image_items - in_use - cache_items, inv.sizes))
+    layers = _layer_figures(inv, in_use, cache_items)
+    return Usage((image_row, _container_row(inv.containers), _layer_row(layers),
+                  _cache_row(inv, image_items | in_use)),
+                 images, layers, tuple(inv.containers),
+                 sum(inv.sizes.values()) + sum(c.size for c in inv.containers))
+
+
+def _layer_figures(inv: Inventory, in_use: set[str], cache_items: set[str]) -> tuple[LayerFigures, ...]:
+    out = []
+    for key, items in sorted(inv.layers.items()):
+        n_images = sum(1 for image in inv.images.values() if items & image)
+        n_containers = sum(1 for c in inv.containers if items & inv.images.get(c.manifest, frozenset()))
+        out.append(LayerFigures(key, _bytes(set(items), inv.sizes), n_images, n_containers,
+                                bool(items & cache_items)))
+    return tuple(out)
+
+
+def _layer_row(layers: Sequence[LayerFigures]) -> Row:
+    size = sum(l.size for l in layers)
+    shared = sum(l.size for l in layers if l.images > 1)
+    return Row("Layers", len(layers), sum(1 for l in layers if l.images or l.containers), size,
+               shared, size - shared, sum(l.size for l in layers if not l.referenced))
+
+
+def _container_row(containers: Sequence[ContainerFigures]) -> Row:
+    size = sum(c.size for c in containers)
+    return Row("Containers", len(containers), sum(1 for c in containers if c.running), size, 0,
+               size, sum(c.size for c in containers if not c.running))
+
+
+def _cache_row(inv: Inventory, image_items: set[str]) -> Row:
+    items = _union(inv.cache.values())
+    size = _bytes(items, inv.sizes)
+    shared = _bytes(items & image_items, inv.sizes)
+    active = sum(1 for v in inv.cache.values() if v & image_items)
+    return Row("Build Cache", len(inv.cache), active, size, shared, size - shared, size - shared)
+
+
+# -- from disk ------------------------------------------------------------------------------------
+
+
+def inventory(store) -> Inventory:
+    """Measure the store: every blob and layer dir, and who uses which."""
+    sizes: dict[str, int] = {}
+    for path in store.blobs.iterdir():
+        if _HEX64.fullmatch(path.name):
+            sizes[f"blob:{path.name}"] = path.stat().st_size
+    for path in store.layers.iterdir():
+        sizes[f"dir:{path.name}"] = tree_bytes(path)
+    layers: dict[str, frozenset[str]] = {}
+
+    def layer_items(layer: Layer) -> frozenset[str]:
+        items = frozenset(i for i in (f"blob:{layer.descriptor.digest.hex}",
+                                      f"dir:{layer.diff_id.hex[:LAYER_ID_LEN]}") if i in sizes)
+        layers[str(layer.diff_id)] = items
+        return items
+
+    containers = _containers(store)
+    images, names = _images(store, layer_items, [c.manifest for c in containers])
+    cache = {key: layer_items(entry.layer) for key, entry in Cache(store).entries()
+             if entry is not None and entry.layer is not None}
+    claimed = _union(layers.values())
+    for item in sizes:  # unreferenced blobs and dirs: each its own "layer" (prune removes them)
+        if item not in claimed and not _is_image_metadata(item, images):
+            layers[item] = frozenset({item})
+    return Inventory(sizes, images, names, layers, cache, containers)
+
+
+def _is_image_metadata(item: str, images: Mapping[str, frozenset[str]]) -> bool:
+    """Manifests and configs of a known image (they count under Images, not Layers)."""
+    return any(item in items for items in images.values())
+
+
+def _images(store, layer_items, extra: Sequence[str]):
+    """manifest digest -> items (manifest, config, layers); and -> tag names."""
+    from minibuild.digest import Digest
+    from minibuild.image import MANIFEST_MEDIA_TYPE, Descriptor
+
+    names: dict[str, list[str]] = {}
+    descriptors = {}
+    for name, desc in store.tags():
+        names.setdefault(str(desc.digest), []).append(name)
+        descriptors[str(desc.digest)] = desc
+    for digest in extra:
+        if digest not in descriptors and store.has_blob(Digest.parse(digest)):
+            descriptors[digest] = Descriptor(MANIFEST_MEDIA_TYPE, Digest.parse(digest), 0)
+    images = {}
+    for digest, desc in descriptors.items():
+        image = store.load_image(desc)
+        config = store.read_json(desc.digest)["config"]["digest"]
+        items = {f"blob:{desc.digest.hex}", f"blob:{config.removeprefix('sha256:')}"}
+        for layer in image.layers:
+            items |= layer_items(layer)
+        images[digest] = frozenset(items)
+    return images, {k: tuple(v) for k, v in names.items()}
+
+
+def _containers(store) -> list[ContainerFigures]:
+    records = Containers(store.root)
+    return [ContainerFigures(c.id, c.name, c.image, str(c.manifest.digest),
+                             tree_bytes(records.path(c.id)), records.status(c) == "running")
+            for c in records.all()]
+
+
+def measure(store) -> Usage:
+    """The df figures of a store."""
+    return account(inventory(store))
