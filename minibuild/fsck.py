@@ -21,7 +21,7 @@ from typing import Iterable
 from minibuild.digest import Digest
 from minibuild.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
                              Manifest)
-from minibuild.reachability import Reachable, reachable
+from minibuild.reachability import Reachable
 from minibuild.store import LAYER_ID_LEN, Store, remove_tree
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -114,7 +114,10 @@ def _roots(scan: _Scan, cache_layers: list[Layer]) -> tuple[Reachable, bool]:
     """What the tags and the cache keep alive, and whether every root could be read."""
     if any(f.where == "index.json" for f in scan.findings):
         return Reachable(), False  # no idea what is needed: judge nothing unreferenced
-    keep = reachable(scan.store, layers=cache_layers)
+    from minibuild.gc import roots
+
+    keep = roots(scan.store)  # tags, containers (tagged or not) and cache entries
+    keep.diff_ids.update(layer.diff_id for layer in cache_layers)
     return keep, not keep.problems
 
 
