@@ -308,8 +308,28 @@ class Store:
         found = self._resolve_id_prefix(text.removeprefix("sha256:"), tags)
         if found is not None:
             return found
+        untagged = self._resolve_untagged(text)
+        if untagged is not None:
+            return untagged
         raise ImageNotFound(f"image not found: {text}",
                             hint="`minibuild images` lists the images in the store")
+
+    def _resolve_untagged(self, text: str) -> tuple[str, Descriptor] | None:
+        """An untagged image named by its full manifest digest (`sha256:<hex>` or `<hex>`)."""
+        try:
+            digest = Digest.parse(text if text.startswith("sha256:") else f"sha256:{text}")
+        except Exception:
+            return None
+        if not self.has_blob(digest):
+            return None
+        data = self.read_blob(digest)
+        try:
+            media_type = json.loads(data).get("mediaType", MANIFEST_MEDIA_TYPE)
+        except ValueError:
+            return None
+        if media_type != MANIFEST_MEDIA_TYPE or "config" not in json.loads(data):
+            return None
+        return str(digest), Descriptor(MANIFEST_MEDIA_TYPE, digest, len(data))
 
     def _resolve_id_prefix(self, prefix: str, tags: list[tuple[str, Descriptor]]) -> tuple[str, Descriptor] | None:
         """An image whose manifest digest or config digest (its id) starts with `prefix`."""
