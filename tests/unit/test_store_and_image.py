@@ -151,3 +151,14 @@ def test_history_and_images_fast_commands_do_not_import_heavy_modules(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                          env={**os.environ, "MINIBUILD_ROOT": str(tmp_path)})
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_untagged_image_resolves_by_full_digest_only(tmp_path):
+    with Store.open(tmp_path) as store:
+        descriptor = store.write_image(Image().append(None, History("ENV a=b")))
+        assert store.resolve(str(descriptor.digest))[1].digest == descriptor.digest
+        config_digest = Manifest.from_json(store.read_json(descriptor.digest)).config.digest
+        with pytest.raises(ImageNotFound):
+            store.resolve(str(config_digest))  # a config blob is not an image
+        with pytest.raises(ImageNotFound):
+            store.resolve(descriptor.digest.hex[:12])  # prefixes search tagged images only
