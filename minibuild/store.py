@@ -324,10 +324,11 @@ class Store:
             return None
         data = self.read_blob(digest)
         try:
-            media_type = json.loads(data).get("mediaType", MANIFEST_MEDIA_TYPE)
+            manifest = json.loads(data)
         except ValueError:
             return None
-        if media_type != MANIFEST_MEDIA_TYPE or "config" not in json.loads(data):
+        if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2 \
+                or "layers" not in manifest or "config" not in manifest:
             return None
         return str(digest), Descriptor(MANIFEST_MEDIA_TYPE, digest, len(data))
 
