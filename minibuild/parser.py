@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -64,11 +65,20 @@ class Buildfile:
     file: str
 
 
+def grammar_text() -> str:
+    """grammar/buildfile.lark: shipped as package data (minibuild.grammar) when installed; read
+    from the top-level grammar/ dir when running from a source checkout."""
+    try:
+        return resources.files("minibuild.grammar").joinpath("buildfile.lark").read_text()
+    except ModuleNotFoundError:
+        return (Path(__file__).resolve().parent.parent / "grammar" / "buildfile.lark").read_text()
+
+
 def _lark(escape: str) -> lark.Lark:
     """The LALR parser for one escape character, built once per process."""
     with _parsers_lock:
         if escape not in _parsers:
-            text = resources.files("minibuild.grammar").joinpath("buildfile.lark").read_text()
+            text = grammar_text()
             if escape == "`":
                 text += _BACKTICK_OVERRIDES
             _parsers[escape] = lark.Lark(text, parser="lalr", lexer="contextual")
