@@ -198,10 +198,12 @@ class Containers:
         """Remove half-created and half-removed container dirs (a killed create or rm)."""
         from minibuild.store import remove_tree
 
-        if self.dir.is_dir():
+        if not self.dir.is_dir():
+            return
+        with self._names_lock():  # a `.new-` dir is only in progress while its creator holds it
             for entry in self.dir.iterdir():
                 if entry.name.startswith((".new-", ".rm-")):
-                    remove_tree(entry)
+                    remove_tree(entry)  # tolerant: a `.rm-` may be going away concurrently
 
     def _free_name(self) -> str:
         """A docker-style adjective_noun name nobody uses yet."""

@@ -1,0 +1,127 @@
+"""rmi, prune and df on real stores: what containers, tags and the cache keep; figures vs `du`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from minibuild.store import Store
+from tests.conftest import Minibuild, write_context
+from tests.integration.test_containers import cmb, ps  # noqa: F401 - the fixture, reused
+
+pytestmark = pytest.mark.integration
+
+
+def blobs(mb: Minibuild) -> set[str]:
+    return {p.name for p in (mb.root / "oci" / "blobs" / "sha256").iterdir()}
+
+
+def layer_dirs(mb: Minibuild) -> set[str]:
+    return {p.name for p in (mb.root / "layers").iterdir()}
+
+
+def df(mb: Minibuild) -> dict:
+    return json.loads(mb.run("df", "--format", "json").stdout)
+
+
+def row(figures: dict, kind: str) -> dict:
+    return next(r for r in figures["rows"] if r["kind"] == kind)
+
+
+def du_total(*paths: Path) -> int:
+    """coreutils `du -sbc` over these paths (hard links counted once)."""
+    if not paths:
+        return 0
+    out = subprocess.run(["du", "-sbc", *map(str, paths)], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.splitlines()[-1].split()[0])
+
+
+def build_app(mb: Minibuild, tmp_path: Path, tag: str, payload: str) -> None:
+    ctx = write_context(tmp_path / f"ctx-{tag}", f"FROM base:1.0\nRUN echo {payload} > /payload\n")
+    mb.build(ctx, "-t", tag)
+
+
+def valid(mb: Minibuild, ref: str, tmp_path: Path) -> None:
+    """A third party unpacks the image: every blob it needs is there and hashes right."""
+    from tests.integration.test_build import umoci_unpack
+
+    assert (umoci_unpack(mb, ref, tmp_path) / "bin" / "busybox").is_file()
+
+
+def test_rmi_refuses_while_a_container_uses_the_image(cmb, tmp_path):
+    build_app(cmb, tmp_path, "app:1", "one")
+    cmb.run("run", "--name", "user", "app:1", "true")
+    out = cmb.run("rmi", "app:1", check=False)
+    assert out.returncode == 1 and "container" in out.stderr and "Traceback" not in out.stderr
+    cmb.run("rmi", "-f", "app:1")
+    assert "app:1" not in cmb.run("images").stdout
+    cmb.run("prune")
+    # the container still starts: its (now untagged) image's layers were kept
+    cmb.run("start", "user")
+    cmb.run("rm", "-f", "user")
+
+
+def test_prune_removes_what_only_a_removed_container_needed(cmb, tmp_path):
+    build_app(cmb, tmp_path, "app:1", "one")
+    before_blobs, before_dirs = blobs(cmb), layer_dirs(cmb)
+    cmb.run("run", "--name", "user", "app:1", "true")
+    cmb.run("rmi", "-f", "app:1")
+    cmb.run("prune")
+    assert blobs(cmb) == before_blobs and layer_dirs(cmb) == before_dirs  # container + cache keep
+    cmb.run("rm", "user")
+    cmb.run("prune")
+    # the cache still keeps the RUN layer; the manifest and config go
+    assert layer_dirs(cmb) == before_dirs and len(blobs(cmb)) == len(before_blobs) - 2
+    out = cmb.run("prune", "--cache").stdout
+    assert "cache entries" in out
+    assert len(layer_dirs(cmb)) == len(before_dirs) - 1
+    valid(cmb, "base:1.0", tmp_path)
+    assert cmb.run("run", "--rm", "base:1.0", "echo", "ok").stdout == "ok\n"
+
+
+def test_rmi_deletes_an_unused_image_but_not_shared_layers(cmb, tmp_path):
+    build_app(cmb, tmp_path, "app:1", "one")
+    build_app(cmb, tmp_path, "app:2", "two")
+    cmb.run("prune", "--cache")
+    dirs = layer_dirs(cmb)
+    out = cmb.run("rmi", "app:1").stdout
+    assert "Untagged: app:1" in out and "Deleted: sha256:" in out
+    assert len(layer_dirs(cmb)) == len(dirs) - 1
+    valid(cmb, "app:2", tmp_path)
+
+
+def test_prune_waits_for_no_one(mb):
+    with Store.open(mb.root):  # a live build or command holds the store
+        out = mb.run("prune", check=False)
+    assert out.returncode == 1 and "in use" in out.stderr
+
+
+def test_df_matches_du_and_counts_shared_layers_once(cmb, tmp_path):
+    build_app(cmb, tmp_path, "app:1", "one")
+    alone = df(cmb)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: cmb.run("run", "--name", f"c{i}", "app:1", "sh", "-c",
+                                        f"echo {i} > /tmp/own"), range(20)))
+    busy = df(cmb)
+    assert row(busy, "Containers")["total"] == 20
+    assert row(busy, "Images")["size"] == row(alone, "Images")["size"]
+    assert row(busy, "Layers")["size"] == row(alone, "Layers")["size"]
+    assert row(busy, "Images")["active"] == 1
+    store = cmb.root
+    items = [*(store / "oci" / "blobs" / "sha256").iterdir(), *(store / "layers").iterdir(),
+             *(p for p in (store / "containers").iterdir() if not p.name.startswith("."))]
+    assert busy["total"] == du_total(*items)
+    containers = [p for p in (store / "containers").iterdir() if not p.name.startswith(".")]
+    assert row(busy, "Containers")["size"] == du_total(*containers)
+    layers = [*(store / "layers").iterdir()]
+    layer_blobs = {c["key"] for c in busy["layers"]}
+    assert row(busy, "Layers")["size"] >= du_total(*layers)
+    assert len(layer_blobs) == len(layers)
+    text = cmb.run("df", "-v").stdout
+    assert "Images space usage" in text and "app:1" in text
