@@ -135,7 +135,10 @@ class Buildah:
 
     def import_base(self, oci_dir: Path) -> None:
         """Pull the minibuild base from its OCI layout and name it BASE_REF (untimed)."""
-        out = subprocess.run(self.cli("pull", "-q", f"oci:{oci_dir}:{BASE_REF}"),
+        # A relative path: buildah names the pulled image after the path, and a temp dir name
+        # (e.g. "buildbench-ab_c") need not be a valid reference.
+        rel = os.path.relpath(oci_dir, self.work)
+        out = subprocess.run(self.cli("pull", "-q", f"oci:{rel}:{BASE_REF}"), cwd=self.work,
                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
         with open(self.log, "a") as f:
             f.write(out.stdout + out.stderr)
