@@ -18,6 +18,12 @@ LAYER_MEDIA_TYPES = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
 )
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+# Docker schema 2 layer types and their OCI names: the same bytes, so the same digests.
+DOCKER_TO_OCI_LAYER = {
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+}
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
                   "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -306,8 +312,11 @@ class Image:
         return replace(self, config=replace(self.config, config=container))
 
     def manifest(self, config_descriptor: Descriptor) -> Manifest:
-        """The manifest of this image once its config blob is stored."""
-        return Manifest(config=config_descriptor, layers=tuple(l.descriptor for l in self.layers))
+        """The OCI manifest of this image once its config blob is stored (layers of a Docker
+        base get their OCI media type names, so one manifest never mixes the two)."""
+        layers = tuple(replace(l.descriptor, media_type=DOCKER_TO_OCI_LAYER.get(
+            l.descriptor.media_type, l.descriptor.media_type)) for l in self.layers)
+        return Manifest(config=config_descriptor, layers=layers)
 
     def config_bytes(self) -> bytes:
         """The canonical JSON bytes of the config."""

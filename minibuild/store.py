@@ -304,7 +304,8 @@ class Store:
                     return name, desc
         if ref is not None and ref.digest is not None and self.has_blob(ref.digest):
             data = self.read_blob(ref.digest)
-            return str(ref), Descriptor(MANIFEST_MEDIA_TYPE, ref.digest, len(data))
+            media_type = _media_type(data) or MANIFEST_MEDIA_TYPE
+            return str(ref), Descriptor(media_type, ref.digest, len(data))
         found = self._resolve_id_prefix(text.removeprefix("sha256:"), tags)
         if found is not None:
             return found
@@ -435,6 +436,15 @@ class Store:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _media_type(data: bytes) -> str | None:
+    """The mediaType a manifest or index blob declares, if any."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value.get("mediaType") if isinstance(value, dict) else None
 
 
 def _lock(path: Path, *, exclusive: bool, wait: bool = True) -> int:

@@ -162,3 +162,11 @@ def test_untagged_image_resolves_by_full_digest_only(tmp_path):
             store.resolve(str(config_digest))  # a config blob is not an image
         with pytest.raises(ImageNotFound):
             store.resolve(descriptor.digest.hex[:12])  # prefixes search tagged images only
+
+
+def test_docker_layer_media_types_become_oci_names_in_new_manifests():
+    gz = Descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", Digest.of(b"l"), 3)
+    image = Image().append(Layer(gz, Digest.of(b"d")), History("FROM docker image"))
+    manifest = image.manifest(Descriptor("application/vnd.oci.image.config.v1+json", Digest.of(b"c"), 2))
+    assert manifest.layers[0].media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert manifest.layers[0].digest == gz.digest
