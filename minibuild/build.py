@@ -70,7 +70,7 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, sandbox.Sandbox(), context, reporter, options)
     image = engine.build(plan)
-    store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode())
+    store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:
         store.tag(ref, descriptor)

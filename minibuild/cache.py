@@ -68,7 +68,9 @@ class Cache:
     def put(self, key: str, entry: CacheEntry) -> None:
         """Record a step's result (call only once its layer is stored)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store.write_file_atomic(self.dir / f"{key}.json", canonical_json(entry.to_json()))
+        # No fsync: the layer it names is durable already, and a damaged entry reads as a miss.
+        self.store.write_file_atomic(self.dir / f"{key}.json", canonical_json(entry.to_json()),
+                                     durable=False)
 
     def entries(self) -> Iterator[tuple[str, CacheEntry | None]]:
         """Every (key, entry) on disk; entry None when the file does not parse."""

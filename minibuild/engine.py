@@ -19,6 +19,7 @@ from minibuild.errors import BuildError, BuildfileError, ImageNotFound, Minibuil
 from minibuild.image import Descriptor, History, Image, Layer
 from minibuild.instructions import Add, Arg, Copy, From, Onbuild, Run, Workdir, flag_value
 from minibuild.plan import Plan, Stage
+from minibuild.reference import names_registry
 from minibuild.sandbox import RootFS
 from minibuild.snapshot import Compression, is_empty, write_layer
 from minibuild.steps import CopySource, FsStep, StepFactory
@@ -131,10 +132,8 @@ class Engine:
         if earlier is not None and earlier.index < stage.index and earlier.index in self._results:
             result = self._results[earlier.index]
             return result.image, f"stage:{result.key}"
-        from minibuild.registry import names_registry  # here: httpx only when a build needs it
-
         if names_registry(stage.base):  # host[:port]/repo: pulled when missing from the store
-            from minibuild.transfer import pull_if_missing
+            from minibuild.transfer import pull_if_missing  # here: httpx only when a build needs it
 
             try:
                 descriptor = pull_if_missing(self.store, stage.base)

@@ -10,6 +10,7 @@ file:line:column; no lark exception escapes.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -74,6 +75,30 @@ def grammar_text() -> str:
         return (Path(__file__).resolve().parent.parent / "grammar" / "buildfile.lark").read_text()
 
 
+def _cache_file(text: str) -> str | None:
+    """Where lark may keep its analysed grammar (a pickle: so only in a private dir of ours)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "minibuild")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.stat(directory)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None  # someone else could plant a pickle there
+    except OSError:
+        return None
+    tag = hashlib.sha256(f"{lark.__version__}\n{text}".encode()).hexdigest()[:16]
+    return os.path.join(directory, f"grammar-{tag}.lark-cache")
+
+
+def _build_lark(text: str) -> lark.Lark:
+    """The LALR parser; its analysis cached on disk (3 ms to load instead of ~40 ms to build)."""
+    cache = _cache_file(text)
+    try:
+        return lark.Lark(text, parser="lalr", lexer="contextual", cache=cache or False)
+    except OSError:
+        return lark.Lark(text, parser="lalr", lexer="contextual")
+
+
 def _lark(escape: str) -> lark.Lark:
     """The LALR parser for one escape character, built once per process."""
     with _parsers_lock:
@@ -81,7 +106,7 @@ def _lark(escape: str) -> lark.Lark:
             text = grammar_text()
             if escape == "`":
                 text += _BACKTICK_OVERRIDES
-            _parsers[escape] = lark.Lark(text, parser="lalr", lexer="contextual")
+            _parsers[escape] = _build_lark(text)
         return _parsers[escape]
 
 

@@ -56,6 +56,12 @@ class Reference:
         return text
 
 
+def names_registry(name: str) -> bool:
+    """Whether the first component of a name is a registry host ('.' or ':' in it, or localhost)."""
+    first, slash, _ = name.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
 def _split_tag(text: str) -> tuple[str, str | None]:
     """Split `host:port/name:tag` at the tag colon (one after the last slash)."""
     slash = text.rfind("/")

@@ -19,7 +19,7 @@ import httpx
 from minibuild import auth
 from minibuild.digest import Digest
 from minibuild.errors import MinibuildError
-from minibuild.reference import Reference
+from minibuild.reference import Reference, names_registry
 
 MANIFEST_ACCEPT = ", ".join((
     "application/vnd.oci.image.manifest.v1+json",
@@ -58,12 +58,6 @@ class Remote:
             raise RegistryError(f"{text!r} names no registry: write HOST[:PORT]/REPOSITORY[:TAG]",
                                 hint="e.g. 127.0.0.1:5000/app:1.0")
         return cls(host, repository, ref)
-
-
-def names_registry(name: str) -> bool:
-    """Whether the first component of a name is a registry host ('.' or ':' in it, or localhost)."""
-    first, slash, _ = name.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
 def is_local(host: str) -> bool:

@@ -407,17 +407,18 @@ class Store:
 
     def save_summary(self, diff_id: Digest, summary: Any) -> None:
         """Keep a layer's summary (file sizes, whiteouts) for history and accounting."""
-        self.write_file_atomic(self.meta / f"{diff_id.hex}.json", canonical_json(summary.to_json()))
+        self.write_file_atomic(self.meta / f"{diff_id.hex}.json", canonical_json(summary.to_json()),
+                               durable=False)
 
     def layer_summary(self, layer: Layer) -> Any:
-        """A layer's summary, computed from its blob if it was never saved."""
+        """A layer's summary, computed from its blob if it was never saved or is unreadable."""
         from minibuild import snapshot, unpack
 
         path = self.meta / f"{layer.diff_id.hex}.json"
         try:
             return snapshot.LayerSummary.from_json(json.loads(path.read_text()))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            pass  # never saved, or damaged (summaries are written without fsync)
         with open(self.blob_path(layer.descriptor.digest), "rb", buffering=_BUFSIZE) as blob:
             _, summary = unpack.summarize_layer(blob, layer.descriptor.media_type)
         self.save_summary(layer.diff_id, summary)
@@ -425,14 +426,19 @@ class Store:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def write_file_atomic(self, path: Path, data: bytes) -> None:
-        """Write a small file by temp + fsync + rename, so readers never see half of it."""
+    def write_file_atomic(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        """Write a small file by temp + rename, so readers never see half of it.
+
+        durable=False skips the fsync, for files whose loss or damage after a power cut only
+        costs time (cache entries and summaries: unreadable ones are recomputed).
+        """
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

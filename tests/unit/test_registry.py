@@ -10,7 +10,8 @@ import pytest
 
 from minibuild import auth, transfer
 from minibuild.digest import Digest
-from minibuild.registry import Client, RegistryError, Remote, names_registry
+from minibuild.registry import Client, RegistryError, Remote
+from minibuild.reference import names_registry
 from minibuild.staging import IntakeError
 from minibuild.store import Store
 
