@@ -57,6 +57,7 @@ class Container:
     created: str
     overrides: dict[str, Any] = field(default_factory=dict)  # what `run` changed (for commit)
     auto_remove: bool = False
+    stop_signal: str = ""  # the image's STOPSIGNAL (docker's default: SIGTERM)
     state: str = "created"  # created | running | exited
     exit_code: int | None = None
     pid: int | None = None  # host pid of the sandbox's init (pid 1 inside)
@@ -76,6 +77,7 @@ class Container:
                 "argv": list(self.argv), "env": [list(kv) for kv in self.env], "cwd": self.cwd,
                 "user": self.user, "network": self.network, "created": self.created,
                 "overrides": self.overrides, "auto_remove": self.auto_remove,
+                "stop_signal": self.stop_signal,
                 "state": self.state, "exit_code": self.exit_code, "pid": self.pid,
                 "pid_start": self.pid_start, "started": self.started, "finished": self.finished}
 
@@ -88,7 +90,8 @@ class Container:
                    argv=tuple(d["argv"]), env=tuple((k, v) for k, v in d["env"]), cwd=d["cwd"],
                    user=d["user"], network=d["network"], created=d["created"],
                    overrides=dict(d.get("overrides") or {}),
-                   auto_remove=bool(d.get("auto_remove")), state=d["state"],
+                   auto_remove=bool(d.get("auto_remove")),
+                   stop_signal=d.get("stop_signal") or "", state=d["state"],
                    exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
                    started=d.get("started"), finished=d.get("finished"))
 

@@ -113,14 +113,27 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
                 on_started()
 
         status = 255
+        fs = rootfs(root, container)
         try:
-            status = Sandbox().run(rootfs(root, container), process(container, stdio, tty_),
-                                   lambda data: None, on_start=started)
+            _ensure_workdir(fs, container.cwd)
+            status = Sandbox().run(fs, process(container, stdio, tty_), lambda data: None,
+                                   on_start=started)
         finally:
             _record_exit(containers, container, status)
         return status
     finally:
         lock.release()
+
+
+def _ensure_workdir(fs: RootFS, cwd: str) -> None:
+    """Create a missing working directory (docker does) through the overlay, so parents copy up."""
+    from minibuild.diffview import lower_stat
+
+    parts = tuple(p for p in cwd.split("/") if p)
+    if not parts or lower_stat((fs.upper, *fs.lowers), parts) is not None:
+        return
+    relative = os.path.join(*parts)
+    Sandbox().call(fs, lambda: os.makedirs(relative, 0o755, exist_ok=True))
 
 
 def _record_exit(containers: Containers, container: Container, status: int) -> None:
@@ -420,7 +433,7 @@ def children(pid: int) -> list[int]:
 
 
 def stop(containers: Containers, container: Container, timeout: float = 10.0) -> bool:
-    """SIGTERM the container's command, SIGKILL its init after `timeout`; False if not running."""
+    """STOPSIGNAL (SIGTERM) to the command, SIGKILL to its init after `timeout`; False if not running."""
     if containers.status(container) != "running":
         return False
     try:
@@ -431,7 +444,7 @@ def stop(containers: Containers, container: Container, timeout: float = 10.0) ->
         if process_start_time(container.pid) != container.pid_start:
             return False
         for child in children(container.pid):
-            _signal(child, signal.SIGTERM)
+            _signal(child, stop_signal(container.stop_signal))
         if not select.select([pidfd], [], [], timeout)[0]:
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the kernel kills the whole ns
@@ -442,6 +455,19 @@ def stop(containers: Containers, container: Container, timeout: float = 10.0) ->
     if not containers.wait_unsupervised(container.id, 10.0):
         raise ContainerError(f"container {container.name}: its supervisor did not finish")
     return True
+
+
+def stop_signal(text: str) -> int:
+    """A STOPSIGNAL value (`SIGUSR1`, `USR1`, `10`) as a number; SIGTERM when empty."""
+    if not text:
+        return signal.SIGTERM
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return signal.Signals[name].value
+    except KeyError:
+        raise ContainerError(f"unknown stop signal {text!r}") from None
 
 
 def _signal(pid: int, sig: int) -> None:

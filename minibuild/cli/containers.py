@@ -87,7 +87,8 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, workdir, user, n
         id="", name=name, image=ref, manifest=manifest, diff_ids=loaded.config.diff_ids,
         argv=argv, env=runtime.container_env(config, env, os.environ),
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
-        network=network, created=now(), overrides=overrides, auto_remove=auto_remove))
+        network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
+        stop_signal=config.stop_signal))
     root = store.root
     store.close()  # the container's record keeps its layers; prune may run meanwhile
     if detach:

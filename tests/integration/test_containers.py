@@ -240,3 +240,20 @@ def test_layers_lists_entries_whiteouts_and_waste(cmb):
     assert "whiteout  /etc/passwd" in out
     assert "/etc/passwd  (hidden by layer" in out
     assert "deleted by layer" in out
+
+
+def test_missing_workdir_is_created_through_the_overlay(cmb):
+    out = cmb.run("run", "--name", "wd", "-w", "/etc/app/data", "base:1.0", "pwd").stdout
+    assert out == "/etc/app/data\n"
+    assert cmb.run("diff", "wd").stdout.splitlines() == ["C /etc", "A /etc/app", "A /etc/app/data"]
+
+
+def test_stop_sends_the_image_stopsignal(cmb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nSTOPSIGNAL SIGUSR1\n")
+    cmb.build(ctx, "-t", "usr1:1")
+    cmb.run("run", "-d", "--name", "trap", "usr1:1", "sh", "-c",
+            "trap 'echo got usr1; exit 5' USR1; echo ready; while true; do sleep 0.1; done")
+    assert wait_for(lambda: "ready" in cmb.run("logs", "trap").stdout)
+    cmb.run("stop", "-t", "20", "trap")
+    assert ps(cmb)["trap"]["exit_code"] == 5
+    assert "got usr1" in cmb.run("logs", "trap").stdout

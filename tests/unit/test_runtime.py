@@ -8,7 +8,7 @@ from minibuild.commit import committed_config
 from minibuild.containers import Container, ContainerError, process_start_time
 from minibuild.digest import Digest
 from minibuild.image import ContainerConfig, Descriptor
-from minibuild.runtime import command_line, container_env
+from minibuild.runtime import command_line, container_env, stop_signal
 
 IMAGE = ContainerConfig(entrypoint=("/entry", "-x"), cmd=("serve",), env=("PATH=/bin", "A=1"))
 
@@ -64,3 +64,13 @@ def test_start_time_of_ourselves_and_of_no_process():
 
     assert process_start_time(os.getpid()) > 0
     assert process_start_time(2 ** 22 + 12345) is None
+
+
+def test_stop_signal_names():
+    import signal
+
+    assert stop_signal("") == signal.SIGTERM
+    assert stop_signal("SIGUSR1") == stop_signal("usr1") == signal.SIGUSR1
+    assert stop_signal("9") == 9
+    with pytest.raises(ContainerError):
+        stop_signal("SIGNOPE")
