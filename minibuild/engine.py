@@ -17,7 +17,7 @@ from minibuild import metadata
 from minibuild.cache import Cache, CacheEntry, step_key
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
 from minibuild.image import Descriptor, History, Image, Layer
-from minibuild.instructions import Add, Arg, Copy, From, Onbuild, Run, Workdir, flag_value
+from minibuild.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
 from minibuild.plan import Plan, Stage
 from minibuild.reference import names_registry
 from minibuild.sandbox import RootFS
@@ -109,7 +109,7 @@ class Engine:
         state = _State(base, metadata.Scope(shell=tuple(shell), escape=self._plan.escape), seed,
                        base)
         self.reporter.done(time.monotonic() - started, "")
-        for instruction in stage.steps:
+        for instruction in self._triggers(state, stage) + list(stage.steps):
             self._announce(stage, instruction.original)
             started = time.monotonic()
             try:
@@ -119,6 +119,28 @@ class Engine:
                 raise
             self.reporter.done(time.monotonic() - started, note)
         return StageResult(state.image, state.key, state.base)
+
+    def _triggers(self, state: _State, stage: Stage) -> list:
+        """The base image's ONBUILD triggers, parsed, to run right after FROM (not inherited
+        further: the new image's config drops them, as docker does)."""
+        from minibuild import parser
+
+        triggers = state.image.config.config.onbuild
+        if not triggers:
+            return []
+        state.image = state.image.with_container_config(replace(state.image.config.config, onbuild=()))
+        loc = stage.origin.location
+        parsed = []
+        for text in triggers:
+            try:
+                instruction = parser.parse(f"FROM scratch\n{text}\n", loc.file).instructions[1]
+            except MinibuildError as exc:
+                raise BuildError(f"FROM {stage.base}: bad ONBUILD trigger {text!r}: {exc.message}",
+                                 file=loc.file, line=loc.line, column=loc.column) from None
+            # Errors of a trigger point at the FROM line that pulled it in.
+            parsed.append(replace(instruction, location=loc, original=f"ONBUILD {text}"))
+        self._total += len(parsed)
+        return parsed
 
     def _announce(self, stage: Stage, text: str) -> None:
         self._number += 1
@@ -142,12 +164,7 @@ class Engine:
                 raise
         else:
             descriptor = self._resolve_image(stage.base, stage.origin)
-        image = self.store.load_image(descriptor)
-        if image.config.config.onbuild:
-            loc = stage.origin.location
-            raise BuildError(f"FROM {stage.base}: the image has ONBUILD triggers, which minibuild "
-                             "does not run yet", file=loc.file, line=loc.line, column=loc.column)
-        return image, f"image:{descriptor.digest}"
+        return self.store.load_image(descriptor), f"image:{descriptor.digest}"
 
     def _resolve_image(self, text: str, instruction) -> Descriptor:
         """An image of the store by reference, or a clear error at the instruction's line."""
@@ -173,7 +190,7 @@ class Engine:
                 return self._fs_step(state, self.steps.copy(instruction, config, scope, source))
             case Workdir():
                 return self._fs_step(state, self.steps.workdir(instruction, config, scope))
-            case Onbuild() | From():
+            case From():
                 loc = instruction.location
                 raise BuildfileError(f"{instruction.keyword} is not supported yet",
                                      file=loc.file, line=loc.line, column=loc.column)

@@ -11,7 +11,8 @@ from minibuild import words
 from minibuild.errors import BuildfileError
 from minibuild.image import ContainerConfig
 from minibuild.instructions import (Arg, Cmd, Entrypoint, Env, ExecForm, Expose, Healthcheck, Label,
-                                    Maintainer, Shell, ShellForm, StopSignal, User, Volume)
+                                    Maintainer, Onbuild, Shell, ShellForm, StopSignal, User,
+                                    Volume)
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 
@@ -130,6 +131,11 @@ def apply(instruction, config: ContainerConfig, scope: Scope,
                 "NONE" if instruction.command is None else describe_command("", instruction.command).strip())
         case Maintainer(name=name):
             return config, scope, f"MAINTAINER {name}"
+        case Onbuild(trigger=trigger):
+            if trigger.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise _fail(instruction, f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
+            return (replace(config, onbuild=config.onbuild + (trigger.original,)), scope,
+                    f"ONBUILD {trigger.original}")
     raise _fail(instruction, f"{type(instruction).__name__.upper()} is not a metadata instruction")
 
 

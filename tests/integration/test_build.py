@@ -271,7 +271,7 @@ EOF
     ("FROM base:1.0\nCOPY ../outside /x\n", {}, "outside the build context"),
     ("FROM nosuch:1.0\nRUN true\n", {}, "Buildfile:1:1: FROM nosuch:1.0: image not found"),
     ("FROM base:1.0\nRUNN true\n", {}, 'Buildfile:2:1: unknown instruction "RUNN" (did you mean RUN?)'),
-    ("FROM base:1.0\nONBUILD RUN true\n", {}, "Buildfile:2:1: ONBUILD is not supported yet"),
+    ("FROM base:1.0\nONBUILD FROM x\n", {}, "Buildfile:2:1: FROM isn't allowed as an ONBUILD trigger"),
     ("FROM base:1.0\nCOPY --from=x a /a\n", {"a": "1"}, "Buildfile:2:1"),
 ])
 def test_bad_inputs_give_one_clear_line_and_leave_the_store_unchanged(mb, tmp_path, buildfile, files, message):
@@ -302,3 +302,18 @@ def test_reproducible_with_source_date_epoch(base_store, tmp_path):
         out = Minibuild(root).run("build", "-q", str(ctx), env={"SOURCE_DATE_EPOCH": "1700000000"})
         digests.append(out.stdout.strip())
     assert digests[0] == digests[1]
+
+
+def test_onbuild_triggers_run_in_the_child_build_only(mb, tmp_path):
+    parent = write_context(tmp_path / "parent", "FROM base:1.0\nONBUILD COPY marker /marker\n"
+                                                "ONBUILD RUN echo triggered > /triggered\n")
+    mb.build(parent, "-t", "parent:1")
+    assert inspect(mb, "parent:1")["config"]["config"]["OnBuild"] == [
+        "COPY marker /marker", "RUN echo triggered > /triggered"]
+    child = write_context(tmp_path / "child", "FROM parent:1\nRUN cat /triggered /marker > /both\n",
+                          {"marker": "from the child's context\n"})
+    out = mb.build(child, "-t", "child:1")
+    assert "ONBUILD RUN echo triggered > /triggered" in out.stderr
+    assert "OnBuild" not in inspect(mb, "child:1")["config"]["config"]
+    root = umoci_unpack(mb, "child:1", tmp_path)
+    assert (root / "both").read_text() == "triggered\nfrom the child's context\n"
