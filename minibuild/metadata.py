@@ -69,74 +69,131 @@ def _fail(instruction, message: str) -> BuildfileError:
     return BuildfileError(message, file=loc.file, line=loc.line, column=loc.column)
 
 
+@dataclass(frozen=True)
+class _Input:
+    """One metadata instruction with what it sees."""
+
+    instruction: object
+    config: ContainerConfig
+    scope: Scope
+    env: Mapping[str, str]
+    build_args: Mapping[str, str]
+    global_args: Mapping[str, str | None]
+
+    def expand(self, word: str) -> str:
+        """Expand one word with the stage's variables, errors at the instruction's line."""
+        return _expand(word, self.env, self.scope, self.instruction)
+
+
+Applied = tuple[ContainerConfig, Scope, "str | None"]
+
+
 def apply(instruction, config: ContainerConfig, scope: Scope,
-          build_args: Mapping[str, str], global_args: Mapping[str, str | None]):
+          build_args: Mapping[str, str], global_args: Mapping[str, str | None]) -> Applied:
     """Apply one metadata instruction: (new config, new scope, history text or None)."""
-    env = scope.expansion_env(config)
-    match instruction:
-        case Env(pairs=pairs):
-            values = [(k, _expand(v, env, scope, instruction)) for k, v in pairs]
-            for key, value in values:
-                config = config.with_env(key, value)
-            return config, scope, "ENV " + " ".join(f"{k}={v}" for k, v in values)
-        case Arg(pairs=pairs):
-            for name, default in pairs:
-                value = _arg_value(name, default, build_args, global_args, scope, config, instruction)
-                if value is not None:
-                    scope = scope.with_arg(name, value)
-            return config, scope, None
-        case Label(pairs=pairs):
-            shown = []
-            for key, value in pairs:
-                key, value = _expand(key, env, scope, instruction), _expand(value, env, scope, instruction)
-                config = config.with_label(key, value)
-                shown.append(f"{key}={value}")
-            return config, scope, "LABEL " + " ".join(shown)
-        case Expose(ports=ports):
-            found = _ports(ports, env, scope, instruction)
-            merged = tuple(sorted(set(config.exposed_ports) | set(found)))
-            return replace(config, exposed_ports=merged), scope, "EXPOSE " + " ".join(found)
-        case Volume(paths=paths):
-            if instruction.json_form:  # each element is one path, spaces and all
-                found = [_expand(raw, env, scope, instruction) for raw in paths]
-            else:
-                found = [p for raw in paths for p in words.expand_words(
-                    raw, env, escape=scope.escape, location=instruction.location)]
-            if not found:
-                raise _fail(instruction, "VOLUME needs at least one path")
-            merged = tuple(sorted(set(config.volumes) | set(found)))
-            return replace(config, volumes=merged), scope, "VOLUME " + str(found).replace("'", '"')
-        case User(user=user):
-            value = _expand(user, env, scope, instruction)
-            return replace(config, user=value), scope, f"USER {value}"
-        case StopSignal(signal=signal):
-            value = _expand(signal, env, scope, instruction)
-            return replace(config, stop_signal=value), scope, f"STOPSIGNAL {value}"
-        case Cmd(command=command):
-            scope = replace(scope, cmd_set_here=True)
-            return (replace(config, cmd=command_argv(command, scope)), scope,
-                    describe_command("CMD", command))
-        case Entrypoint(command=command):
-            cmd = config.cmd if scope.cmd_set_here else None
-            return (replace(config, entrypoint=command_argv(command, scope), cmd=cmd), scope,
-                    describe_command("ENTRYPOINT", command))
-        case Shell(argv=argv):
-            if not argv:
-                raise _fail(instruction, "SHELL needs a JSON array with at least one element")
-            return replace(config, shell=tuple(argv)), replace(scope, shell=tuple(argv)), \
-                describe_command("SHELL", ExecForm(tuple(argv)))
-        case Healthcheck():
-            check = healthcheck(instruction, scope)
-            return replace(config, healthcheck=check), scope, "HEALTHCHECK " + (
-                "NONE" if instruction.command is None else describe_command("", instruction.command).strip())
-        case Maintainer(name=name):
-            return config, scope, f"MAINTAINER {name}"
-        case Onbuild(trigger=trigger):
-            if trigger.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
-                raise _fail(instruction, f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
-            return (replace(config, onbuild=config.onbuild + (trigger.original,)), scope,
-                    f"ONBUILD {trigger.original}")
-    raise _fail(instruction, f"{type(instruction).__name__.upper()} is not a metadata instruction")
+    handler = _HANDLERS.get(type(instruction))
+    if handler is None:
+        raise _fail(instruction, f"{type(instruction).__name__.upper()} is not a metadata instruction")
+    return handler(_Input(instruction, config, scope, scope.expansion_env(config), build_args,
+                          global_args))
+
+
+def _env(i: _Input) -> Applied:
+    values = [(k, i.expand(v)) for k, v in i.instruction.pairs]  # all see the old values
+    config = i.config
+    for key, value in values:
+        config = config.with_env(key, value)
+    return config, i.scope, "ENV " + " ".join(f"{k}={v}" for k, v in values)
+
+
+def _arg(i: _Input) -> Applied:
+    scope = i.scope
+    for name, default in i.instruction.pairs:
+        value = _arg_value(name, default, i.build_args, i.global_args, scope, i.config, i.instruction)
+        if value is not None:
+            scope = scope.with_arg(name, value)
+    return i.config, scope, None
+
+
+def _label(i: _Input) -> Applied:
+    config, shown = i.config, []
+    for key, value in i.instruction.pairs:
+        key, value = i.expand(key), i.expand(value)
+        config = config.with_label(key, value)
+        shown.append(f"{key}={value}")
+    return config, i.scope, "LABEL " + " ".join(shown)
+
+
+def _expose(i: _Input) -> Applied:
+    found = _ports(i.instruction.ports, i.env, i.scope, i.instruction)
+    merged = tuple(sorted(set(i.config.exposed_ports) | set(found)))
+    return replace(i.config, exposed_ports=merged), i.scope, "EXPOSE " + " ".join(found)
+
+
+def _volume(i: _Input) -> Applied:
+    if i.instruction.json_form:  # each element is one path, spaces and all
+        found = [i.expand(raw) for raw in i.instruction.paths]
+    else:
+        found = [p for raw in i.instruction.paths for p in words.expand_words(
+            raw, i.env, escape=i.scope.escape, location=i.instruction.location)]
+    if not found:
+        raise _fail(i.instruction, "VOLUME needs at least one path")
+    merged = tuple(sorted(set(i.config.volumes) | set(found)))
+    return replace(i.config, volumes=merged), i.scope, "VOLUME " + str(found).replace("'", '"')
+
+
+def _user(i: _Input) -> Applied:
+    value = i.expand(i.instruction.user)
+    return replace(i.config, user=value), i.scope, f"USER {value}"
+
+
+def _stop_signal(i: _Input) -> Applied:
+    value = i.expand(i.instruction.signal)
+    return replace(i.config, stop_signal=value), i.scope, f"STOPSIGNAL {value}"
+
+
+def _cmd(i: _Input) -> Applied:
+    scope = replace(i.scope, cmd_set_here=True)
+    command = i.instruction.command
+    return replace(i.config, cmd=command_argv(command, scope)), scope, describe_command("CMD", command)
+
+
+def _entrypoint(i: _Input) -> Applied:
+    cmd = i.config.cmd if i.scope.cmd_set_here else None  # an inherited CMD is reset
+    command = i.instruction.command
+    return (replace(i.config, entrypoint=command_argv(command, i.scope), cmd=cmd), i.scope,
+            describe_command("ENTRYPOINT", command))
+
+
+def _shell(i: _Input) -> Applied:
+    argv = tuple(i.instruction.argv)
+    if not argv:
+        raise _fail(i.instruction, "SHELL needs a JSON array with at least one element")
+    return (replace(i.config, shell=argv), replace(i.scope, shell=argv),
+            describe_command("SHELL", ExecForm(argv)))
+
+
+def _healthcheck(i: _Input) -> Applied:
+    command = i.instruction.command
+    text = "NONE" if command is None else describe_command("", command).strip()
+    return replace(i.config, healthcheck=healthcheck(i.instruction, i.scope)), i.scope, f"HEALTHCHECK {text}"
+
+
+def _maintainer(i: _Input) -> Applied:
+    return i.config, i.scope, f"MAINTAINER {i.instruction.name}"
+
+
+def _onbuild(i: _Input) -> Applied:
+    trigger = i.instruction.trigger
+    if trigger.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise _fail(i.instruction, f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
+    return (replace(i.config, onbuild=i.config.onbuild + (trigger.original,)), i.scope,
+            f"ONBUILD {trigger.original}")
+
+
+_HANDLERS = {Env: _env, Arg: _arg, Label: _label, Expose: _expose, Volume: _volume, User: _user,
+             StopSignal: _stop_signal, Cmd: _cmd, Entrypoint: _entrypoint, Shell: _shell,
+             Healthcheck: _healthcheck, Maintainer: _maintainer, Onbuild: _onbuild}
 
 
 def _arg_value(name, default, build_args, global_args, scope, config, instruction) -> str | None:
