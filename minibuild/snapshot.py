@@ -11,11 +11,13 @@ import enum
 import errno
 import hashlib
 import os
+import queue
 import stat
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import zstandard
 
@@ -118,8 +120,8 @@ class _Compressor:
             # wbits=31: zlib writes the gzip header itself, with mtime 0 and no file name.
             self._zlib = zlib.compressobj(6, zlib.DEFLATED, 31)
 
-    def write(self, data: bytes | memoryview) -> None:
-        """Compress and forward one piece of tar (the caller may reuse `data` afterwards)."""
+    def write(self, data: bytes) -> None:
+        """Compress and forward one piece of tar."""
         if self._zstd is not None:
             self._zstd.write(data)
         elif self._zlib is not None:
@@ -127,7 +129,7 @@ class _Compressor:
             if out:
                 self._sink.write(out)
         else:
-            self._sink.write(bytes(data))  # a copy: the sink may keep what it is given
+            self._sink.write(data)  # chunks are never modified once handed over
 
     def finish(self) -> None:
         """End the compressed stream (zstd frame / gzip trailer)."""
@@ -138,6 +140,66 @@ class _Compressor:
             self._sink.write(self._zlib.flush())
 
 
+class _Fanout:
+    """Hands every tar chunk, in order, to each consumer in its own thread (bounded queues).
+
+    hashlib and zstandard release the GIL on large buffers, so walking/reading files, hashing the
+    DiffID and compressing+writing the blob overlap on several cores; a bounded queue keeps memory
+    at a few chunks. Chunks are never modified once handed over.
+    """
+
+    DEPTH = 4  # chunks in flight per consumer: enough to smooth bursts, small for memory
+
+    def __init__(self, consumers: tuple[Callable[[bytes], None], ...]) -> None:
+        self._consumers = consumers
+        self._queues: list[queue.Queue] = []
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def put(self, chunk: bytes, *, last: bool = False) -> None:
+        """Queue one chunk for every consumer (a lone final chunk is handled inline: no threads)."""
+        if self._errors:
+            raise self._errors[0]
+        if not self._threads:
+            if last:
+                for consume in self._consumers:
+                    consume(chunk)
+                return
+            self._start()
+        for q in self._queues:
+            q.put(chunk)
+
+    def _start(self) -> None:
+        for consume in self._consumers:
+            q: queue.Queue = queue.Queue(self.DEPTH)
+            t = threading.Thread(target=self._drain, args=(q, consume), daemon=True,
+                                 name="minibuild-snapshot")
+            self._queues.append(q)
+            self._threads.append(t)
+            t.start()
+
+    def _drain(self, q: queue.Queue, consume: Callable[[bytes], None]) -> None:
+        failed = False
+        while (chunk := q.get()) is not None:
+            if failed:
+                continue  # keep draining so the producer never blocks on a full queue
+            try:
+                consume(chunk)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the producer's thread
+                self._errors.append(exc)
+                failed = True
+
+    def close(self) -> None:
+        """Wait until every consumer has seen every chunk; re-raise the first consumer error."""
+        for q in self._queues:
+            q.put(None)
+        for t in self._threads:
+            t.join()
+        self._queues, self._threads = [], []
+        if self._errors:
+            raise self._errors[0]
+
+
 class _TarOut:
     """The uncompressed tar stream: batches small pieces, hashes everything once (the DiffID)."""
 
@@ -145,6 +207,7 @@ class _TarOut:
         self._buf = bytearray()
         self._hash = hashlib.sha256()
         self._out = compressor
+        self._fanout = _Fanout((self._hash.update, compressor.write))
         self.size = 0
 
     def add(self, data: bytes) -> None:
@@ -153,30 +216,37 @@ class _TarOut:
         if len(self._buf) >= CHUNK:
             self.flush()
 
-    def stream(self, data: memoryview) -> None:
-        """Pass a large piece straight through (after what is buffered)."""
+    def stream(self, data: bytes) -> None:
+        """Pass a large piece straight through (after what is buffered); it must not change later."""
         self.flush()
         self._pass(data)
 
-    def flush(self) -> None:
+    def flush(self, *, last: bool = False) -> None:
         """Push buffered bytes downstream."""
         if self._buf:
-            self._pass(memoryview(self._buf))
-            self._buf = bytearray()
+            buf, self._buf = self._buf, bytearray()  # handed over: never touched again here
+            self._pass(buf, last=last)
 
-    def _pass(self, data: memoryview) -> None:
-        self._hash.update(data)
-        self._out.write(data)
+    def _pass(self, data: bytes | bytearray, *, last: bool = False) -> None:
+        self._fanout.put(data, last=last)
         self.size += len(data)
 
     def close(self) -> Digest:
-        """Write the end-of-archive blocks and return the DiffID."""
+        """Write the end-of-archive blocks, finish the compressed stream and return the DiffID."""
         trailer = 2 * BLOCK
         total = self.size + len(self._buf) + trailer
-        self.add(_ZEROS[:trailer + (-total % RECORD)])
-        self.flush()
+        self._buf += _ZEROS[:trailer + (-total % RECORD)]
+        self.flush(last=True)
+        self._fanout.close()
         self._out.finish()
         return Digest.from_hash(self._hash)
+
+    def abort(self) -> None:
+        """Stop the consumer threads after a failure (their own errors are superseded)."""
+        try:
+            self._fanout.close()
+        except BaseException:  # noqa: BLE001 - the caller is already raising the first error
+            pass
 
 
 # ---------------------------------------------------------------- tar headers
@@ -299,7 +369,6 @@ class _Walker:
         self.clamp = clamp_mtime
         self.summary = _Summary()
         self.links: dict[tuple[int, int], bytes] = {}  # (st_dev, st_ino) -> first tar name
-        self.buf = bytearray(CHUNK)
         self.entries = 0
 
     def _mtime(self, st: os.stat_result) -> int:
@@ -421,15 +490,13 @@ class _Walker:
         self.out.add(data + _ZEROS[: -size % BLOCK])
 
     def _large_body(self, fd: int, path: bytes, size: int) -> None:
-        view = memoryview(self.buf)
         left = size
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            while left:
-                n = f.readinto(view[: min(left, CHUNK)])
-                if not n:
-                    raise _changed(path)
-                self.out.stream(view[:n])
-                left -= n
+        while left:
+            data = os.read(fd, min(left, CHUNK))  # a fresh buffer: the pipeline keeps it a while
+            if not data:
+                raise _changed(path)
+            self.out.stream(data)
+            left -= len(data)
         self.out.add(_ZEROS[: -size % BLOCK])
 
 
@@ -449,7 +516,11 @@ def write_layer(upper: Path, sink: BinaryIO, *, compression: Compression = Compr
     """
     out = _TarOut(_Compressor(sink, compression))
     walker = _Walker(out, clamp_mtime)
-    walker.walk(os.fsencode(upper))
-    diff_id = out.close()
+    try:
+        walker.walk(os.fsencode(upper))
+        diff_id = out.close()
+    except BaseException:
+        out.abort()
+        raise
     return LayerWrite(diff_id=diff_id, media_type=compression.media_type, tar_size=out.size,
                       summary=walker.summary.build(), empty=walker.entries == 0)
