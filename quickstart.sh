@@ -18,6 +18,9 @@ echo
 echo "== minibuild images"
 minibuild images
 echo
+echo "== minibuild run --rm hello:1.0   (a container: its own thin upper dir over the image's layers)"
+minibuild run --rm hello:1.0
+echo
 echo "== minibuild history rmdemo:1.0"
 minibuild history rmdemo:1.0
 echo
