@@ -6,11 +6,11 @@ import errno
 import os
 import signal
 
+from minibuild.channel import Messages as _Messages
+from minibuild.channel import report as _report
 from minibuild.sandbox import (
     DEFAULT_PATH,
     OverlayOptions,
-    _Messages,
-    _report,
     exec_failure,
     exit_status,
     overlay_extra_options,

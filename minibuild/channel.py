@@ -1,0 +1,106 @@
+"""The pipes between the parent and its helper tree, and the framed messages on the info pipe.
+
+A message is one kind byte, a little-endian u32 length and the payload: I's host pid, or a
+pickled error a child reported before it left.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+
+from minibuild.errors import BuildError, MinibuildError
+
+MSG_PID, MSG_ERROR = b"P", b"E"
+
+
+class Pipes:
+    """Named pipe ends shared by the parent and the helper tree; each side closes the others'."""
+
+    def __init__(self, *names: str) -> None:
+        self.fds: dict[str, int] = {}
+        try:
+            for name in names:
+                self.fds[f"{name}_r"], self.fds[f"{name}_w"] = os.pipe()
+        except BaseException:
+            self.close(*self.fds)
+            raise
+
+    def get(self, end: str) -> int | None:
+        """The fd of a pipe end, or None if absent or closed."""
+        return self.fds.get(end)
+
+    def close(self, *ends: str) -> None:
+        """Close these ends (absent or already closed ones are skipped)."""
+        for end in ends:
+            fd = self.fds.pop(end, None)
+            if fd is not None:
+                os.close(fd)
+
+    def __enter__(self) -> Pipes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(*list(self.fds))
+
+
+def send(fd: int, kind: bytes, payload: bytes) -> None:
+    """Write one framed message; a single write keeps small frames atomic."""
+    data = memoryview(kind + struct.pack("<I", len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def send_pid(fd: int, pid: int) -> None:
+    """Tell the parent I's host pid."""
+    send(fd, MSG_PID, struct.pack("<q", pid))
+
+
+def report(fd: int, exc: BaseException) -> None:
+    """Send an exception to the parent: its name, its text and, if it pickles, itself."""
+    try:
+        try:
+            blob: bytes | None = pickle.dumps(exc)
+        except Exception:
+            blob = None
+        send(fd, MSG_ERROR, pickle.dumps((type(exc).__name__, str(exc), blob)))
+    except BaseException:
+        pass  # the parent then sees exit status 125 without a message
+
+
+def _error_from(payload: bytes) -> MinibuildError:
+    """Rebuild a child's exception: MinibuildErrors as they were, others as BuildError."""
+    name, text, blob = pickle.loads(payload)
+    try:
+        exc = pickle.loads(blob) if blob else None
+    except Exception:
+        exc = None
+    if isinstance(exc, MinibuildError):
+        return exc
+    error = BuildError(text or name)
+    error.__cause__ = exc
+    return error
+
+
+class Messages:
+    """Accumulates info-pipe bytes into I's pid and the errors the children reported."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.init_pid: int | None = None
+        self.errors: list[MinibuildError] = []
+
+    def feed(self, data: bytes) -> None:
+        """Take more bytes; decode every complete frame."""
+        self.buffer += data
+        while len(self.buffer) >= 5:
+            size = struct.unpack("<I", self.buffer[1:5])[0]
+            if len(self.buffer) < 5 + size:
+                return
+            kind, payload = self.buffer[:1], self.buffer[5:5 + size]
+            self.buffer = self.buffer[5 + size:]
+            if kind == MSG_PID:
+                self.init_pid = struct.unpack("<q", payload)[0]
+            else:
+                self.errors.append(_error_from(payload))

@@ -1,0 +1,152 @@
+"""The ctypes layer: libc, loaded before any fork, and the raw kernel calls the sandbox makes.
+
+Each wrapper is one kernel call (or a fixed few) and raises OSError; the callers decide what a
+failure means. Nothing here takes a Python lock, so everything is safe in a forked child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import socket
+import struct
+import termios
+from collections.abc import Iterable
+
+try:
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not glibc: the running program's symbols include its libc
+    _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p)
+_libc.unshare.argtypes = (ctypes.c_int,)
+_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
+_libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong)
+_libc.syscall.restype = ctypes.c_long
+_libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+_libc.signal.restype = ctypes.c_void_p
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC = 2, 4, 8, 16384
+MS_BIND, MS_PRIVATE, MS_STRICTATIME = 4096, 1 << 18, 1 << 24
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+SIG_DFL, SIG_IGN = 0, 1
+# The new mount API has the same syscall numbers on every architecture.
+SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
+FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
+FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 1, 6
+AT_FDCWD = -100
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
+
+
+def os_error(what: str) -> OSError:
+    """The OSError for the errno a failed libc call left."""
+    code = ctypes.get_errno()
+    return OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def syscall(number: int, *args: int | bytes | None) -> int:
+    """syscall(2) with every integer passed as a long; raises OSError."""
+    conv = [ctypes.c_long(a) if isinstance(a, int) else ctypes.c_char_p(a) for a in args]
+    ret = _libc.syscall(ctypes.c_long(number), *conv)
+    if ret < 0:
+        raise os_error(f"syscall {number}")
+    return ret
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str | None) -> None:
+    """mount(2); raises OSError."""
+    if _libc.mount(source.encode(), os.fsencode(target), fstype.encode(), flags,
+                   None if data is None else os.fsencode(data)) != 0:
+        raise os_error(f"mount {fstype} on {target}")
+
+
+def unshare(flags: int) -> None:
+    """unshare(2); raises OSError."""
+    if _libc.unshare(flags) != 0:
+        raise os_error("unshare")
+
+
+def setns(fd: int) -> None:
+    """setns(2) into the namespace `fd` refers to; raises OSError."""
+    if _libc.setns(fd, 0) != 0:
+        raise os_error("setns")
+
+
+def fsopen(fstype: bytes) -> int:
+    """fsopen(2): a new filesystem context fd (close-on-exec)."""
+    return syscall(SYS_FSOPEN, fstype, FSOPEN_CLOEXEC)
+
+
+def fsconfig(fd: int, key: str, value: str) -> None:
+    """fsconfig(FSCONFIG_SET_STRING, key, value)."""
+    syscall(SYS_FSCONFIG, fd, FSCONFIG_SET_STRING, key.encode(), os.fsencode(value), 0)
+
+
+def fsmount(fd: int) -> int:
+    """fsconfig(FSCONFIG_CMD_CREATE) then fsmount(2): a detached mount's fd."""
+    syscall(SYS_FSCONFIG, fd, FSCONFIG_CMD_CREATE, None, None, 0)
+    return syscall(SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, 0)
+
+
+def move_mount(mnt: int, target: str) -> None:
+    """move_mount(2) a detached mount onto `target`."""
+    syscall(SYS_MOVE_MOUNT, mnt, b"", AT_FDCWD, os.fsencode(target), MOVE_MOUNT_F_EMPTY_PATH)
+
+
+def die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: SIGKILL us when the thread that forked us exits."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def drop_capabilities(keep: frozenset[int]) -> None:
+    """Shrink the bounding set: after execve even root holds no capability outside `keep`."""
+    for cap in range(64):
+        if cap in keep:
+            continue
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                return  # past the kernel's last capability
+            raise os_error(f"cannot drop capability {cap}")
+
+
+def set_disposition(signals: Iterable[int], handler: int) -> None:
+    """signal(2) straight through libc (SIG_DFL or SIG_IGN): no Python handler involved."""
+    for sig in signals:
+        _libc.signal(sig, handler)  # fails harmlessly for SIGKILL/SIGSTOP
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in a fresh network namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+
+
+def controlling_tty() -> None:
+    """Make fd 0 (a pty slave) our controlling terminal, in a session of our own."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def kill(pid: int, sig: int) -> None:
+    """kill(2), a vanished process being fine."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def pidfd_kill(fd: int) -> None:
+    """SIGKILL through a pidfd (no pid reuse race); a dead process is fine."""
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

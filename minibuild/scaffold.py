@@ -1,0 +1,117 @@
+"""The scaffold: mount points and /etc files a step needs but that must not leak into the layer.
+
+A scaffold is a throwaway lowerdir stacked above the image: proc/ and dev/ to mount on (with the
+image's owner and mode, so a copy-up carries theirs, not ours), and etc/hosts and
+etc/resolv.conf, which are also bind-mounted over the merged view so a step's edits stay out of
+the upper dir. Inside the chroot, /proc is the new pid namespace's and /dev a minimal tmpfs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from minibuild import linux
+from minibuild.errors import SandboxError
+
+_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+            ("urandom", 1, 9), ("tty", 5, 0))
+_DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+_ETC_FILES = ("hosts", "resolv.conf")
+
+
+def _image_entry(lowers: Sequence[Path], name: str) -> os.stat_result | None:
+    """lstat of the topmost lower's `name`; None when absent or whited out (char 0:0)."""
+    for lower in lowers:
+        try:
+            st = os.lstat(lower / name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None
+        return st
+    return None
+
+
+def _copy_meta(st: os.stat_result | None, path: Path) -> None:
+    """Give `path` the image's owner, mode and times, so a copy-up carries them, not ours."""
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Create a 0644 file holding `data`."""
+    path.write_bytes(data)
+    os.chmod(path, 0o644)
+
+
+def make_scaffold(parent: Path, lowers: Sequence[Path], hostname: str, resolv: bytes) -> Path:
+    """A lowerdir to stack above the image: proc/, dev/, etc/resolv.conf and etc/hosts."""
+    root = Path(tempfile.mkdtemp(prefix=".minibuild-scaffold-", dir=parent))
+    os.chmod(root, 0o755)
+    for name in ("proc", "dev"):
+        (root / name).mkdir(0o755)
+        _copy_meta(_image_entry(lowers, name), root / name)
+    etc = _image_entry(lowers, "etc")
+    if etc is None or stat.S_ISDIR(etc.st_mode):  # an /etc symlink or file stays the image's
+        (root / "etc").mkdir(0o755)
+        # bind-mounted over the merged view too (see bind_etc_files): edits stay out of the layer
+        _write(root / "etc" / "resolv.conf", resolv)
+        _write(root / "etc" / "hosts", f"127.0.0.1\tlocalhost {hostname}\n"
+               f"::1\tlocalhost ip6-localhost ip6-loopback\n".encode())
+        _copy_meta(etc, root / "etc")
+    return root
+
+
+def mount_proc_dev() -> None:
+    """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root)."""
+    try:
+        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                    None)
+        linux.mount("tmpfs", "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
+                    "mode=755,size=65536k")
+        for name, major, minor in _DEVICES:
+            os.mknod(f"/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(f"/dev/{name}", 0o666)  # mknod obeys the umask
+        os.mkdir("/dev/pts", 0o755)
+        linux.mount("devpts", "/dev/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620")
+        os.mkdir("/dev/shm")
+        os.chmod("/dev/shm", 0o1777)
+        linux.mount("shm", "/dev/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                    "mode=1777,size=65536k")
+        for name, target in _DEV_LINKS:
+            os.symlink(target, f"/dev/{name}")
+    except OSError as exc:
+        raise SandboxError(f"cannot set up /proc and /dev in the sandbox: {exc}") from exc
+
+
+def open_etc_files(scaffold: str) -> dict[str, int]:
+    """O_PATH fds on the scaffold's etc files, to bind-mount them once inside the chroot."""
+    fds = {}
+    for name in _ETC_FILES:
+        try:
+            fds[name] = os.open(os.path.join(scaffold, "etc", name), os.O_PATH)
+        except FileNotFoundError:
+            continue  # the image's /etc is a symlink: no scaffold etc
+    return fds
+
+
+def bind_etc_files(fds: dict[str, int]) -> None:
+    """Bind our hosts/resolv.conf over the image's, so a step's edits never reach the layer."""
+    for name, fd in fds.items():
+        target = f"/etc/{name}"
+        try:
+            if stat.S_ISREG(os.stat(target).st_mode):  # resolved inside the root
+                linux.mount(f"/proc/self/fd/{fd}", target, "", linux.MS_BIND, None)
+        except OSError as exc:
+            raise SandboxError(f"cannot bind-mount {target} in the sandbox: {exc}") from exc
+        finally:
+            os.close(fd)
