@@ -9,8 +9,6 @@ outlives it. `exec` enters the namespaces of the container's init with setns(2).
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import select
 import signal
@@ -24,20 +22,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from minibuild import linux
 from minibuild.containers import Container, ContainerError, Containers, now, \
     process_start_time, scrub_scaffolds
 from minibuild.errors import SandboxError
 from minibuild.image import ContainerConfig
-from minibuild.sandbox import Process, RootFS, Sandbox, exec_failure, exit_status, \
-    process_environment
+from minibuild.process import Process, exec_as, exit_status, process_environment
+from minibuild.sandbox import RootFS, Sandbox
 
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
-_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
-_libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong)
 # setns order: the pid ns applies to our children only, mnt last (it changes our root)
 _NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
-PR_SET_PDEATHSIG = 1
 
 
 # -- what a container runs (docker's rules) ------------------------------------------------------
@@ -373,12 +367,13 @@ def exec_in(target: ExecTarget, proc: Process) -> int:
 
 def _exec_child(target: ExecTarget, proc: Process) -> int:
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    linux.die_with_parent()
     for name, fd in target.namespaces:
-        if _libc.setns(fd, 0) != 0:
-            code = ctypes.get_errno()
+        try:
+            linux.setns(fd)
+        except OSError as exc:
             raise SandboxError(f"cannot enter the container's {name} namespace: "
-                               f"{os.strerror(code)}")
+                               f"{os.strerror(exc.errno)}") from exc
     os.fchdir(target.root)
     os.chroot(".")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status
@@ -400,24 +395,13 @@ def _exec_command(proc: Process) -> int:
         for target, fd in enumerate([os.dup(fd) for fd in proc.stdio]):
             os.dup2(fd, target)
     if proc.tty:
-        os.setsid()
-        import fcntl
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        linux.controlling_tty()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     user = resolve_user(proc.user or "", *read_user_files(Path("/")))
     env = process_environment(proc.env, user.default_home())
     os.chdir(proc.cwd)
-    os.setgroups(list(user.process_groups()))
-    os.setgid(user.gid)
-    os.setuid(user.uid)
-    try:
-        os.execvpe(proc.argv[0], list(proc.argv), env)
-    except OSError as exc:
-        message, code = exec_failure(proc.argv[0], exc.errno or errno.ENOENT)
-        os.write(2, message)
-        return code
-    return 126
+    return exec_as(user, proc.argv, env)
 
 
 # -- stop, pause ---------------------------------------------------------------------------------
@@ -444,12 +428,9 @@ def stop(containers: Containers, container: Container, timeout: float = 10.0) ->
         if process_start_time(container.pid) != container.pid_start:
             return False
         for child in children(container.pid):
-            _signal(child, stop_signal(container.stop_signal))
+            linux.kill(child, stop_signal(container.stop_signal))
         if not select.select([pidfd], [], [], timeout)[0]:
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the kernel kills the whole ns
-            except ProcessLookupError:
-                pass
+            linux.pidfd_kill(pidfd)  # the kernel kills the whole ns
     finally:
         os.close(pidfd)
     if not containers.wait_unsupervised(container.id, 10.0):
@@ -468,14 +449,6 @@ def stop_signal(text: str) -> int:
         return signal.Signals[name].value
     except KeyError:
         raise ContainerError(f"unknown stop signal {text!r}") from None
-
-
-def _signal(pid: int, sig: int) -> None:
-    """kill(2), a vanished process being fine."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def namespace_pids(init_pid: int) -> list[int]:
@@ -504,9 +477,9 @@ class Paused:
 
     def __enter__(self) -> Paused:
         for pid in self.pids:
-            _signal(pid, signal.SIGSTOP)
+            linux.kill(pid, signal.SIGSTOP)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for pid in self.pids:
-            _signal(pid, signal.SIGCONT)
+            linux.kill(pid, signal.SIGCONT)
