@@ -1,11 +1,13 @@
-"""Cold-build benchmark: minibuild vs buildah on the same busybox base; prints figures, asserts nothing.
+"""Build benchmark: minibuild vs buildah on the same busybox base; prints figures, asserts nothing.
 
-Usage (as root):  python3 bench/build_bench.py [--runs N] [--cases NAME ...] [--json out.json]
-                  [--compression zstd|gzip|none] [--no-snapshot] [--keep]
+Usage (as root):  python3 bench/build_bench.py [--runs N] [--cases NAME ...] [--modes cold warm onefile]
+                  [--json out.json] [--compression zstd|gzip|none] [--no-snapshot] [--no-buildah] [--keep]
 
 Everything lives in one temp dir that is removed at the end: the minibuild stores (`--root`), the
 buildah storage (`--root/--runroot`, overlay driver, so the user's default storage is never
-touched) and the generated build contexts. Each run uses fresh stores: no cache hits for either.
+touched) and the generated build contexts. Modes: `cold` uses fresh stores (no cache hit for
+either tool); `warm` rebuilds with nothing changed in a store that already built the case;
+`onefile` changes one file (a new content each run) and rebuilds in that same store.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 BASE_CONTEXT = REPO / "sample_images" / "base"
 BASE_REF = "base:1.0"  # minibuild: a local name; buildah: resolves to localhost/base:1.0 (tagged on import)
-TARGET_RATIO = 0.7
+MODES = ("cold", "warm", "onefile")
+TARGETS = {"cold": 0.5, "warm": 0.3, "onefile": 0.5}  # minibuild/buildah, from the speed issue
 
 
 # ---------------------------------------------------------------- measuring one process
@@ -42,7 +45,19 @@ class Sample:
     ok: bool
 
 
-def run_measured(cmd: list[str], log: Path, cwd: Optional[Path] = None) -> Sample:
+def python_env(work: Path) -> dict[str, str]:
+    """The environment for minibuild: bytecode cached (in `work`), as an installed package has it.
+
+    Some shells export PYTHONDONTWRITEBYTECODE=1; then every command recompiles ~40 modules
+    (+0.08 s), which no real install pays. PYTHONPYCACHEPREFIX keeps the repo free of __pycache__.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def run_measured(cmd: list[str], log: Path, cwd: Optional[Path] = None,
+                 env: Optional[dict[str, str]] = None) -> Sample:
     """Run `cmd` with output to `log`; time it with perf_counter and read ru_maxrss from os.wait4.
 
     ru_maxrss from wait4 is the largest RSS of the child or any descendant it reaped (a maximum,
@@ -52,19 +67,21 @@ def run_measured(cmd: list[str], log: Path, cwd: Optional[Path] = None) -> Sampl
         out.write(("$ " + " ".join(cmd) + "\n").encode())
         out.flush()
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                                env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Sample(seconds, usage.ru_maxrss, proc.returncode == 0)
 
 
-def run_quiet(cmd: list[str], log: Path, check: bool = True) -> bool:
+def run_quiet(cmd: list[str], log: Path, check: bool = True, env: Optional[dict[str, str]] = None) -> bool:
     """Run an untimed helper command, appending its output to `log`."""
     with open(log, "ab") as out:
         out.write(("$ " + " ".join(cmd) + "\n").encode())
         out.flush()
-        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env).returncode
     if check and rc != 0:
         raise RuntimeError(f"command failed ({rc}): {' '.join(cmd)}; see {log}")
     return rc == 0
@@ -81,6 +98,7 @@ class Minibuild:
         self.compression = compression
         self.template = work / "mb-template"
         self.log = work / "minibuild.log"
+        self.env = python_env(work)
 
     def cli(self, root: Path, *args: str) -> list[str]:
         """The command line for `minibuild --root ROOT ARGS`."""
@@ -92,7 +110,7 @@ class Minibuild:
         if not busybox.exists():
             raise SystemExit(f"missing {busybox}: install -D -m755 /bin/busybox {busybox}")
         run_quiet(self.cli(self.template, "build", "--progress", "plain", "--compression", compression,
-                           "-t", BASE_REF, str(BASE_CONTEXT)), self.log)
+                           "-t", BASE_REF, str(BASE_CONTEXT)), self.log, env=self.env)
         return self.template / "oci"
 
     def build(self, context: Path, run: int) -> Sample:
@@ -102,9 +120,25 @@ class Minibuild:
         try:
             cmd = self.cli(store, "build", "--progress", "plain", "--compression", self.compression,
                            "-t", "bench:1", "-f", str(context / "Buildfile"), str(context))
-            return run_measured(cmd, self.log)
+            return run_measured(cmd, self.log, env=self.env)
         finally:
             shutil.rmtree(store, ignore_errors=True)
+
+    def _build_cmd(self, store: Path, context: Path) -> list[str]:
+        return self.cli(store, "build", "--progress", "plain", "--compression", self.compression,
+                        "-t", "bench:1", "-f", str(context / "Buildfile"), str(context))
+
+    def prepare(self, context: Path) -> Path:
+        """A store copied from the template in which `context` was built once (untimed)."""
+        store = self.work / "mb-rebuild"
+        shutil.rmtree(store, ignore_errors=True)
+        run_quiet(["cp", "-a", str(self.template), str(store)], self.log)
+        run_quiet(self._build_cmd(store, context), self.log, env=self.env)
+        return store
+
+    def rebuild(self, store: Path, context: Path) -> Sample:
+        """Time one build of `context` in a prepared store (cache hits where nothing changed)."""
+        return run_measured(self._build_cmd(store, context), self.log, env=self.env)
 
 
 class Buildah:
@@ -147,16 +181,30 @@ class Buildah:
         image_id = out.stdout.strip().splitlines()[-1]
         run_quiet(self.cli("tag", image_id, "localhost/" + BASE_REF), self.log)
 
+    def _bud(self, context: Path) -> list[str]:
+        return self.cli("bud", "--isolation", "chroot", "--layers", "--pull=never",
+                        "-f", str(context / "Buildfile"), "-t", "bench:1", str(context))
+
     def build(self, context: Path, base_oci: Path) -> Sample:
         """Time one cold `buildah bud` on a fresh storage that holds only the base."""
         self.reset()
         try:
             self.import_base(base_oci)
-            cmd = self.cli("bud", "--isolation", "chroot", "--layers", "--pull=never",
-                           "-f", str(context / "Buildfile"), "-t", "bench:1", str(context))
-            return run_measured(cmd, self.log)
+            return run_measured(self._bud(context), self.log)
         finally:
             self.reset()
+
+    def prepare(self, context: Path, base_oci: Path) -> None:
+        """A fresh storage with the base, in which `context` was built once (untimed)."""
+        self.reset()
+        self.import_base(base_oci)
+        run_quiet(self._bud(context), self.log)
+
+    def rebuild(self, context: Path) -> Sample:
+        """Time one `bud --layers` in the prepared storage (its layer cache hits where nothing changed)."""
+        sample = run_measured(self._bud(context), self.log)
+        unmount_under(self.work, self.log)
+        return sample
 
     def reset(self) -> None:
         """Remove buildah's containers and images, unmount leftovers, delete the storage."""
@@ -212,21 +260,28 @@ CMD ["/opt/app/main.sh"]
 
 
 def case_big_run(ctx: Path) -> None:
-    """One RUN writing 200 MB of random data."""
+    """One RUN writing 200 MB of random data, then a small COPY (the one-file change)."""
+    write(ctx / "VERSION", "1\n")
     write(ctx / "Buildfile", f"""FROM {BASE_REF}
 RUN dd if=/dev/urandom of=/big bs=1M count=200 2>/dev/null
+RUN rm /big
+COPY VERSION /VERSION
 CMD ["sh"]
 """)
+
+
+def many_files_path(i: int) -> str:
+    """The context-relative path of file `i` of the many-files case."""
+    return f"src/d{i % 20:02d}/e{(i // 20) % 25:02d}/f{i:05d}.txt"
 
 
 def case_many_files(ctx: Path, count: int = 20_000) -> None:
     """COPY of `count` small files (1-4 KB, nested dirs), then a RUN touching ten of them."""
     for i in range(count):
-        rel = Path(f"d{i % 20:02d}") / f"e{(i // 20) % 25:02d}" / f"f{i:05d}.txt"
         size = 1024 + (i * 7919) % 3073  # 1..4 KiB, spread deterministically
         line = f"file {i} of the many-files case; some text to fill the file\n".encode()
-        write(ctx / "src" / rel, (line * (size // len(line) + 1))[:size])
-    touched = " ".join(f"/src/d{i % 20:02d}/e{(i // 20) % 25:02d}/f{i:05d}.txt" for i in range(0, count, count // 10))
+        write(ctx / many_files_path(i), (line * (size // len(line) + 1))[:size])
+    touched = " ".join("/" + many_files_path(i) for i in range(0, count, count // 10))
     write(ctx / "Buildfile", f"""FROM {BASE_REF}
 COPY src/ /src/
 RUN touch {touched}
@@ -234,29 +289,83 @@ CMD ["sh"]
 """)
 
 
+def runs_buildfile(steps: int, last: str = "last") -> str:
+    """`RUN mkdir /steps`, then `steps` RUNs each writing a small file, the last one saying `last`."""
+    runs = "".join(f"RUN echo step {i} > /steps/s{i:03d}.txt\n" for i in range(steps - 1))
+    return f"FROM {BASE_REF}\nRUN mkdir /steps\n{runs}RUN echo {last} > /steps/last.txt\nCMD [\"sh\"]\n"
+
+
 def case_many_runs(ctx: Path, steps: int = 60) -> None:
     """`steps` RUN steps, each writing one small file."""
-    runs = "".join(f"RUN echo step {i} > /steps/s{i:02d}.txt\n" for i in range(steps))
-    write(ctx / "Buildfile", f"FROM {BASE_REF}\nRUN mkdir /steps\n{runs}CMD [\"sh\"]\n")
+    write(ctx / "Buildfile", runs_buildfile(steps))
 
 
-CASES: dict[str, tuple[str, Callable[[Path], None]]] = {
-    "small-app": ("COPY 4 files, RUN echo, ENV, WORKDIR, CMD", case_small),
-    "run-200mb": ("RUN dd 200 MB of /dev/urandom", case_big_run),
-    "copy-20k": ("COPY 20,000 files of 1-4 KB, RUN touch 10", case_many_files),
-    "60-runs": ("61 RUN steps, each writes a small file", case_many_runs),
+def case_200_runs(ctx: Path) -> None:
+    """200 RUN steps: more lowerdirs than one page of overlay mount options holds."""
+    case_many_runs(ctx, 200)
+
+
+def case_big_base(ctx: Path) -> None:
+    """A 1 GiB layer, then a RUN writing one small file on top (the step the one-file change redoes)."""
+    write(ctx / "stamp", "1\n")
+    write(ctx / "Buildfile", f"""FROM {BASE_REF}
+RUN dd if=/dev/urandom of=/gig bs=1M count=1024 2>/dev/null
+COPY stamp /stamp
+RUN cat /stamp > /small
+CMD ["sh"]
+""")
+
+
+def change_file(rel: str) -> Callable[[Path, int], None]:
+    """A one-file change: rewrite context file `rel` with content unique to run `n`."""
+    def change(ctx: Path, n: int) -> None:
+        path = ctx / rel
+        path.write_bytes(path.read_bytes().split(b"\n#changed")[0] + b"\n#changed %d\n" % n)
+    return change
+
+
+def change_last_run(steps: int) -> Callable[[Path, int], None]:
+    """A one-file change of a RUN-only case: the Buildfile's last RUN writes a new text."""
+    def change(ctx: Path, n: int) -> None:
+        write(ctx / "Buildfile", runs_buildfile(steps, f"changed-{n}"))
+    return change
+
+
+@dataclass(frozen=True)
+class Case:
+    """A generated context, and the one-file change applied before each `onefile` rebuild."""
+
+    description: str
+    make: Callable[[Path], None]
+    change: Callable[[Path, int], None]
+
+
+CASES: dict[str, Case] = {
+    "small-app": Case("COPY 4 files, RUN echo, ENV, WORKDIR, CMD; change: app/config.ini",
+                      case_small, change_file("app/config.ini")),
+    "run-200mb": Case("RUN dd 200 MB, RUN rm, COPY VERSION; change: VERSION",
+                      case_big_run, change_file("VERSION")),
+    "copy-20k": Case("COPY 20,000 files of 1-4 KB, RUN touch 10; change: one of the files",
+                     case_many_files, change_file(many_files_path(12345))),
+    "60-runs": Case("61 RUN steps, each writes a small file; change: the last RUN's text",
+                    case_many_runs, change_last_run(60)),
+    "200-runs": Case("201 RUN steps (past overlay's one-page option limit); change: the last RUN",
+                     case_200_runs, change_last_run(200)),
+    "1g-base": Case("RUN dd 1 GiB, COPY stamp, RUN cat stamp > /small; change: stamp",
+                    case_big_base, change_file("stamp")),
 }
+DEFAULT_CASES = ["small-app", "run-200mb", "copy-20k", "60-runs"]
 
 
 # ---------------------------------------------------------------- results
 
 
 @dataclass
-class CaseResult:
-    """All samples of one case for both tools."""
+class ModeResult:
+    """All samples of one case in one mode, for both tools."""
 
-    name: str
-    description: str
+    case: str
+    mode: str
     loadavg: list[float] = field(default_factory=list)
     minibuild: list[Sample] = field(default_factory=list)
     buildah: list[Sample] = field(default_factory=list)
@@ -282,7 +391,7 @@ def fmt_spread(samples: list[Sample]) -> str:
     return f"{s[0]:.2f} s [{s[1]:.2f}-{s[2]:.2f}]{note}"
 
 
-def ratio(result: CaseResult) -> Optional[float]:
+def ratio(result: ModeResult) -> Optional[float]:
     """minibuild median / buildah median."""
     a, b = spread(result.minibuild), spread(result.buildah)
     return a[0] / b[0] if a and b else None
@@ -294,19 +403,24 @@ def fmt_rss(samples: list[Sample]) -> str:
     return f"{max(ok) / 1024:.0f} MiB" if ok else "n/a"
 
 
-def table(results: list[CaseResult]) -> str:
-    """A Markdown table: case, both tools' median [min-max], ratio vs target, peak RSS of each."""
-    head = ["case", "minibuild median [min-max]", "buildah median [min-max]", f"ratio (target <= {TARGET_RATIO})",
-            "minibuild peak RSS", "buildah peak RSS", "load before/after"]
-    rows = []
-    for r in results:
-        q = ratio(r)
-        verdict = "n/a" if q is None else f"{q:.2f} {'ok' if q <= TARGET_RATIO else 'OVER'}"
-        rows.append([r.name, fmt_spread(r.minibuild), fmt_spread(r.buildah), verdict,
-                     fmt_rss(r.minibuild), fmt_rss(r.buildah), "/".join(f"{x:.1f}" for x in r.loadavg)])
+def markdown(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table with padded columns."""
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def table(results: list[ModeResult]) -> str:
+    """Case, mode, both tools' median [min-max], ratio vs the mode's target, peak RSS, load."""
+    head = ["case", "mode", "minibuild median [min-max]", "buildah median [min-max]", "ratio (target)",
+            "minibuild peak RSS", "buildah peak RSS", "load before/after"]
+    rows = []
+    for r in results:
+        q, target = ratio(r), TARGETS[r.mode]
+        verdict = "n/a" if q is None else f"{q:.2f} (<= {target}) {'ok' if q <= target else 'OVER'}"
+        rows.append([r.case, r.mode, fmt_spread(r.minibuild), fmt_spread(r.buildah), verdict,
+                     fmt_rss(r.minibuild), fmt_rss(r.buildah), "/".join(f"{x:.1f}" for x in r.loadavg)])
+    return markdown(head, rows)
 
 
 def machine() -> dict[str, str]:
@@ -322,28 +436,87 @@ def machine() -> dict[str, str]:
 # ---------------------------------------------------------------- driving
 
 
-def run_case(name: str, work: Path, mb: Minibuild, bh: Optional[Buildah], base_oci: Path,
-             runs: int) -> CaseResult:
-    """Generate the context once, then alternate minibuild and buildah cold builds `runs` times."""
-    description, make = CASES[name]
-    ctx = work / f"ctx-{name}"
-    make(ctx)
-    result = CaseResult(name, description, loadavg=[round(os.getloadavg()[0], 2)])
+def report(result: ModeResult, i: int, runs: int, mb: Minibuild, bh: Optional[Buildah]) -> None:
+    """Print one run's times, and the log tails of failed builds."""
+    s = result.minibuild[-1]
+    line = f"  {result.case} {result.mode} run {i + 1}/{runs}: minibuild {s.seconds:.2f} s{'' if s.ok else ' FAILED'}"
+    if not s.ok:
+        line += "\n" + tail(mb.log)
+    if bh is not None and result.buildah:
+        b = result.buildah[-1]
+        line += f", buildah {b.seconds:.2f} s{'' if b.ok else ' FAILED'}"
+        if not b.ok:
+            line += "\n" + tail(bh.log)
+    print(line, flush=True)
+
+
+def run_cold(name: str, ctx: Path, mb: Minibuild, bh: Optional[Buildah], base_oci: Path,
+             runs: int) -> ModeResult:
+    """Alternate minibuild and buildah cold builds `runs` times (fresh stores every time)."""
+    result = ModeResult(name, "cold", loadavg=[os.getloadavg()[0]])
     for i in range(runs):
-        s = mb.build(ctx, i)
-        result.minibuild.append(s)
-        line = f"  {name} run {i + 1}/{runs}: minibuild {s.seconds:.2f} s{'' if s.ok else ' FAILED'}"
+        result.minibuild.append(mb.build(ctx, i))
         if bh is not None:
-            b = bh.build(ctx, base_oci)
-            result.buildah.append(b)
-            line += f", buildah {b.seconds:.2f} s{'' if b.ok else ' FAILED'}"
-        print(line, flush=True)
-        for sample, log in ((s, mb.log), (result.buildah[-1] if result.buildah else None, bh.log if bh else None)):
-            if sample is not None and log is not None and not sample.ok:
-                print(tail(log))
-    shutil.rmtree(ctx, ignore_errors=True)
-    result.loadavg.append(round(os.getloadavg()[0], 2))
+            result.buildah.append(bh.build(ctx, base_oci))
+        report(result, i, runs, mb, bh)
+    result.loadavg.append(os.getloadavg()[0])
     return result
+
+
+def run_rebuilds(name: str, ctx: Path, mb: Minibuild, bh: Optional[Buildah], base_oci: Path,
+                 runs: int, modes: list[str]) -> list[ModeResult]:
+    """Build once per tool (untimed), then `warm` rebuilds, then `onefile` change+rebuild rounds."""
+    store = mb.prepare(ctx)
+    if bh is not None:
+        bh.prepare(ctx, base_oci)
+    results = []
+    try:
+        for mode in (m for m in ("warm", "onefile") if m in modes):
+            result = ModeResult(name, mode, loadavg=[os.getloadavg()[0]])
+            for i in range(runs):
+                if mode == "onefile":
+                    CASES[name].change(ctx, i)
+                result.minibuild.append(mb.rebuild(store, ctx))
+                if bh is not None:
+                    result.buildah.append(bh.rebuild(ctx))
+                report(result, i, runs, mb, bh)
+            result.loadavg.append(os.getloadavg()[0])
+            results.append(result)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+        if bh is not None:
+            bh.reset()
+    return results
+
+
+def run_case(name: str, work: Path, mb: Minibuild, bh: Optional[Buildah], base_oci: Path,
+             runs: int, modes: list[str]) -> list[ModeResult]:
+    """Generate the context once, then run the chosen modes."""
+    ctx = work / f"ctx-{name}"
+    CASES[name].make(ctx)
+    try:
+        results = [run_cold(name, ctx, mb, bh, base_oci, runs)] if "cold" in modes else []
+        if "warm" in modes or "onefile" in modes:
+            results += run_rebuilds(name, ctx, mb, bh, base_oci, runs, modes)
+        return results
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+
+
+def startup_figures(mb: Minibuild, runs: int = 9) -> str:
+    """Median wall time of `minibuild --help`, `history` and `images` on the template store.
+
+    Uses the console script next to this interpreter (a pyenv shim alone adds ~0.1 s).
+    """
+    script = Path(sys.executable).parent / "minibuild"
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "minibuild"]
+    rows = []
+    for args in (["--help"], ["--root", str(mb.template), "history", BASE_REF],
+                 ["--root", str(mb.template), "images"]):
+        samples = [run_measured(launcher + args, mb.log, env=mb.env) for _ in range(runs)]
+        rows.append([" ".join(["minibuild", *args]).replace(str(mb.template), "ROOT"),
+                     fmt_spread(samples), fmt_rss(samples)])
+    return markdown(["command", f"median [min-max] of {runs}", "peak RSS"], rows)
 
 
 def tail(log: Path, lines: int = 15) -> str:
@@ -365,19 +538,37 @@ def snapshot_figures(work: Path) -> str:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3, help="cold builds per case and tool (default 3)")
-    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--runs", type=int, default=3, help="timed builds per case, mode and tool (default 3)")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=DEFAULT_CASES,
+                    help=f"default: {' '.join(DEFAULT_CASES)}")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ap.add_argument("--compression", default="zstd", choices=["zstd", "gzip", "none"],
                     help="minibuild layer compression (default zstd, minibuild's default)")
     ap.add_argument("--no-snapshot", action="store_true", help="skip bench/snapshot_bench.py")
+    ap.add_argument("--no-buildah", action="store_true", help="time minibuild only")
     ap.add_argument("--scratch", type=Path, default=None, help="parent of the temp dir (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs) for inspection")
     return ap.parse_args(argv)
 
 
+def run_all(args: argparse.Namespace, work: Path, bh: Optional[Buildah]) -> tuple[list[ModeResult], str, str]:
+    """Every chosen case and mode, then start-up times and (unless skipped) the snapshot bench."""
+    mb = Minibuild(work, args.compression)
+    base_oci = mb.make_base()
+    results: list[ModeResult] = []
+    for name in args.cases:
+        results += run_case(name, work, mb, bh, base_oci, args.runs, args.modes)
+    startup = startup_figures(mb)
+    snapshot = ""
+    if not args.no_snapshot:
+        print("running bench/snapshot_bench.py --skip-1g ...", flush=True)
+        snapshot = snapshot_figures(work)
+    return results, startup, snapshot
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the chosen cases, print the table, optionally write JSON."""
+    """Run the chosen cases, print the tables, optionally write JSON."""
     args = parse_args(argv)
     if os.geteuid() != 0:
         print("build_bench.py needs root (overlay mounts, chroot)", file=sys.stderr)
@@ -385,19 +576,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     info = machine()
     print(" | ".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     work = Path(tempfile.mkdtemp(prefix="buildbench-", dir=args.scratch))
-    bh = Buildah(work) if Buildah.available() else None
+    bh = Buildah(work) if Buildah.available() and not args.no_buildah else None
     if bh is None:
-        print("buildah not found: its columns say n/a (apt-get install -y buildah)")
-    results: list[CaseResult] = []
-    snapshot = ""
+        print("buildah not used: its columns say n/a (apt-get install -y buildah)")
     try:
-        mb = Minibuild(work, args.compression)
-        base_oci = mb.make_base()
-        for name in args.cases:
-            results.append(run_case(name, work, mb, bh, base_oci, args.runs))
-        if not args.no_snapshot:
-            print("running bench/snapshot_bench.py --skip-1g ...", flush=True)
-            snapshot = snapshot_figures(work)
+        results, startup, snapshot = run_all(args, work, bh)
     finally:
         if bh is not None:
             bh.reset()
@@ -406,15 +589,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(f"Cold builds, {args.runs} runs each, minibuild --compression {args.compression}; "
-          "peak RSS = max ru_maxrss (wait4) over the runs")
+    print(f"\n{args.runs} runs per case and mode, minibuild --compression {args.compression}; "
+          "peak RSS = max ru_maxrss (wait4) over the runs; load = 1-min load average")
     print(table(results))
+    print("\nStart-up (console script):\n" + startup)
     if snapshot:
         print("\nbench/snapshot_bench.py --skip-1g:\n" + snapshot)
     if args.json:
-        data = {"machine": info, "runs": args.runs, "compression": args.compression,
-                "cases": [{**asdict(r), "ratio": ratio(r)} for r in results], "snapshot_bench": snapshot}
+        data = {"machine": info, "runs": args.runs, "compression": args.compression, "startup": startup,
+                "results": [{**asdict(r), "ratio": ratio(r)} for r in results], "snapshot_bench": snapshot}
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 

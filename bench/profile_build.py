@@ -89,7 +89,7 @@ def main() -> int:
         mb = build_bench.Minibuild(work, args.compression)
         mb.make_base()
         ctx = work / "ctx"
-        build_bench.CASES[args.case][1](ctx)
+        build_bench.CASES[args.case].make(ctx)
         dumps: list[Path] = []
         wrap_sandbox_call(dumps, work)
         prof = cProfile.Profile()
