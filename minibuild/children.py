@@ -33,11 +33,7 @@ from minibuild.scaffold import bind_etc_files, mount_proc_dev, open_etc_files
 from minibuild.users import ResolvedUser, read_user_files, resolve_user
 
 SETUP_FAILED = 125  # a child's exit code when it reported an error on the info pipe
-# What a step's command may hold: Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
-# SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, AUDIT_WRITE, SETFCAP) minus MKNOD and
-# SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
-# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
-STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
+
 _MAXFD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
 
 
@@ -220,10 +216,6 @@ def _exec_command(process: Process, user: ResolvedUser, env: dict[str, str],
         os.chdir(process.cwd)
     except OSError as exc:
         raise BuildError(f"cannot use working directory {process.cwd!r}: {exc.strerror}") from exc
-    try:
-        linux.drop_capabilities(STEP_CAPABILITIES)
-    except OSError as exc:
-        raise SandboxError(exc.strerror) from exc
     return exec_as(user, process.argv, env)
 
 

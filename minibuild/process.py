@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from minibuild import linux
 from minibuild.errors import SandboxError
 from minibuild.users import ResolvedUser
 
@@ -72,11 +73,23 @@ def exit_status(wait_status: int) -> int:
     return code if code >= 0 else 128 - code
 
 
+# What a step's command may hold: Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+# SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, AUDIT_WRITE, SETFCAP) minus MKNOD and
+# SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
+# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
+STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
+
+
 def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str]) -> int:
-    """Become `user` and execve argv (searching env's PATH); the exit status if execve fails.
+    """Drop to the step capabilities, become `user` and execve argv (searching env's PATH);
+    the exit status if execve fails. Build steps, `run` and `exec` all come through here.
 
     In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
     """
+    try:
+        linux.drop_capabilities(STEP_CAPABILITIES)
+    except OSError as exc:
+        raise SandboxError(exc.strerror) from exc
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
     os.setuid(user.uid)

@@ -108,6 +108,16 @@ def test_exec_writes_show_in_diff_and_go_away_with_rm(cmb):
     assert store_digest(cmb.root) == before  # the image's blobs and layer dirs: byte-identical
 
 
+def test_run_and_exec_hold_only_the_step_capabilities(cmb):
+    cmb.run("run", "-d", "--name", "caps", "base:1.0", "sleep", "600")
+    for out in (cmb.run("exec", "caps", "grep", "CapBnd", "/proc/self/status").stdout,
+                cmb.run("run", "--rm", "base:1.0", "grep", "CapBnd", "/proc/self/status").stdout):
+        bounding = int(out.split()[-1], 16)
+        for cap in (21, 27, 18, 16):  # SYS_ADMIN, MKNOD, SYS_CHROOT, SYS_MODULE
+            assert not bounding & (1 << cap), hex(bounding)
+    cmb.run("rm", "-f", "caps")
+
+
 def test_rm_refuses_a_running_container_without_f(cmb):
     cmb.run("run", "-d", "--name", "busy", "base:1.0", "sleep", "600")
     out = cmb.run("rm", "busy", check=False)
