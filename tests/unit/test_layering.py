@@ -21,6 +21,10 @@ RANK = {
     "engine": 8, "render": 8,
     "build": 9,
     "cli": 10,
+    # images in and out, containers, maintenance
+    "auth": 1, "diffview": 2, "registry": 3, "containers": 6, "staging": 6,
+    "usage": 7, "runtime": 7, "archive": 7, "docker_archive": 7, "importer": 7, "transfer": 7,
+    "gc": 8, "commit": 8, "fsck": 9,
 }
 ONLY = {"lark": {"parser"}, "click": {"cli"}, "rich": {"cli", "render"}}
 
