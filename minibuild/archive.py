@@ -17,7 +17,7 @@ from minibuild.digest import Digest
 from minibuild.errors import ReferenceError_
 from minibuild.image import (INDEX_MEDIA_TYPE, REF_NAME_ANNOTATION, Descriptor, canonical_json)
 from minibuild.reference import Reference
-from minibuild.staging import JSON_LIMIT, IntakeError, StagedImage, Staging, parse_json, pick_manifest
+from minibuild.staging import JSON_LIMIT, IntakeError, Staging, parse_json, pick_manifest
 from minibuild.store import Store
 
 CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name"

@@ -8,7 +8,6 @@ per-directory sorted names, no uname/gname, integer (optionally clamped) mtimes.
 from __future__ import annotations
 
 import enum
-import errno
 import hashlib
 import os
 import queue
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO, Callable
 import zstandard
 
 from minibuild import whiteout
+from minibuild.xattrs import layer_xattrs
 from minibuild.digest import Digest
 from minibuild.errors import LayerError
 
@@ -322,25 +322,6 @@ def _utf8(data: bytes) -> bool:
 # ---------------------------------------------------------------- the walk
 
 
-def _xattrs(path: bytes) -> dict[str, bytes]:
-    """The xattrs snapshot cares about (kept ones and overlay markers), without following links."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out: dict[str, bytes] = {}
-    for name in names:
-        if whiteout.needs_xattr_value(name):
-            try:
-                out[name] = os.getxattr(path, name, follow_symlinks=False)
-            except OSError as e:
-                if e.errno != errno.ENODATA:  # removed since listxattr: nothing to keep
-                    raise
-    return out
-
-
 class _Summary:
     """Collects the LayerSummary while entries stream by."""
 
@@ -394,7 +375,7 @@ class _Walker:
         """Write one entry; True when it is a directory whose children must follow."""
         self.entries += 1
         st = os.lstat(path)
-        xattrs = _xattrs(path)
+        xattrs = layer_xattrs(path)
         if whiteout.is_overlay_whiteout(st, xattrs):
             self._whiteout(rel, st)
             return False

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minibuild import whiteout
+from minibuild.xattrs import layer_xattrs
 from minibuild.errors import LayerError
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -67,35 +68,16 @@ def _lstat(path: bytes) -> os.stat_result | None:
         return None
 
 
-def _xattrs(path: bytes) -> dict[str, bytes]:
-    """The xattrs squash cares about (kept ones and overlay markers), never following symlinks."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out: dict[str, bytes] = {}
-    for name in names:
-        if whiteout.needs_xattr_value(name):
-            try:
-                out[name] = os.getxattr(path, name, follow_symlinks=False)
-            except OSError as e:
-                if e.errno != errno.ENODATA:
-                    raise
-    return out
-
-
 def _is_whiteout(path: bytes, st: os.stat_result) -> bool:
     """True for an overlay whiteout (xattrs are read only for candidates)."""
     if stat.S_ISCHR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0):
-        return whiteout.is_overlay_whiteout(st, _xattrs(path))
+        return whiteout.is_overlay_whiteout(st, layer_xattrs(path))
     return False
 
 
 def _is_opaque(path: bytes, st: os.stat_result) -> bool:
     """True for a dir marked opaque (trusted. or user.overlay.opaque = "y")."""
-    return stat.S_ISDIR(st.st_mode) and whiteout.is_overlay_opaque(st, _xattrs(path))
+    return stat.S_ISDIR(st.st_mode) and whiteout.is_overlay_opaque(st, layer_xattrs(path))
 
 
 def base_lookup(lowers: Sequence[bytes], parts: Parts) -> os.stat_result | None:
@@ -207,7 +189,7 @@ class _Squasher:
     def _entry(self, src: bytes, parts: Parts) -> bool:
         """Apply one source entry; True when it is a directory whose children must follow."""
         st = os.lstat(src)
-        xattrs = _xattrs(src)
+        xattrs = layer_xattrs(src)
         rel = os.fsdecode(b"/".join(parts)) or "/"
         if whiteout.is_overlay_whiteout(st, xattrs):
             self._whiteout(parts)

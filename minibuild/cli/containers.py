@@ -66,8 +66,6 @@ def _image_layers(store, manifest):
 def run(ctx, auto_remove, detach, interactive, tty_, name, env, workdir, user, network, entrypoint,
         image, command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
-    from dataclasses import replace
-
     from minibuild import runtime
     from minibuild.containers import Container, Containers, now
     from minibuild.sandbox import check_support
