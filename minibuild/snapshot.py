@@ -8,6 +8,7 @@ per-directory sorted names, no uname/gname, integer (optionally clamped) mtimes.
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import os
 import queue
@@ -342,6 +343,69 @@ class _Summary:
         )
 
 
+# Regular files are opened relative to their directory's descriptor and then examined through the
+# open fd (fstat, flistxattr, read): path-based lstat/listxattr would each walk the whole path again,
+# which costs about as much as the Python work per small file.
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_OPEN_DIRS = 32  # directory fds kept open along the walk's stack; deeper ancestors are reopened
+_SMALL = CHUNK // 4  # files up to this size are read in one go into the output buffer
+_WHITEOUT_PREFIX = whiteout.WHITEOUT_PREFIX.encode()
+
+
+def _name(entry: os.DirEntry) -> bytes:
+    return entry.name
+
+
+class _Dir:
+    """A directory being walked: its children still to write, and a descriptor to open them by.
+
+    Children are DirEntry objects (bytes names, d_type cached) in reverse bytes order, popped from
+    the end. The descriptor is opened on first use and may be released and reopened later, so a
+    deep tree never holds more than _OPEN_DIRS of them.
+    """
+
+    __slots__ = ("path", "rel", "children", "fd")
+
+    def __init__(self, path: bytes, rel: bytes) -> None:
+        self.path = path
+        self.rel = rel  # tar name prefix of the children: b"" or b"a/b/"
+        with os.scandir(path) as it:
+            self.children = sorted(it, key=_name, reverse=True)
+        self.fd = -1
+
+    def dir_fd(self) -> int:
+        """A descriptor on this directory (opened now if needed)."""
+        if self.fd < 0:
+            self.fd = os.open(self.path, _OPEN_DIR)
+        return self.fd
+
+    def release(self) -> None:
+        """Close the descriptor, if open."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def _fd_xattrs(fd: int) -> dict[str, bytes]:
+    """layer_xattrs() for an open file: the same names and rules, without a path walk."""
+    try:
+        names = os.listxattr(fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    out: dict[str, bytes] = {}
+    for name in names:
+        if whiteout.needs_xattr_value(name):
+            try:
+                out[name] = os.getxattr(fd, name)
+            except OSError as e:
+                if e.errno != errno.ENODATA:  # removed since listxattr: nothing to keep
+                    raise
+    return out
+
+
 class _Walker:
     """Walks one upper dir depth-first in bytes order and writes each entry to the tar."""
 
@@ -353,38 +417,64 @@ class _Walker:
         self.entries = 0
 
     def _mtime(self, st: os.stat_result) -> int:
-        mtime = st.st_mtime_ns // 1_000_000_000
+        mtime = st[stat.ST_MTIME]  # whole seconds, rounded down like st_mtime_ns // 10**9
         if self.clamp is not None and mtime > self.clamp:
             return self.clamp
         return mtime
 
     def walk(self, root: bytes) -> None:
         """Write every entry under root (not root itself), parents before children."""
-        stack: list[tuple[bytes, bytes, bytes]] = [(root, b"", b"")]
-        while stack:
-            path, rel, name = stack.pop()
-            if rel:
-                if not self._entry(path, rel, name):
+        stack = [_Dir(root, b"")]
+        try:
+            while stack:
+                top = stack[-1]
+                if not top.children:
+                    stack.pop().release()
                     continue
-                rel += b"/"
-            with os.scandir(path) as it:
-                children = sorted((e.name for e in it), reverse=True)
-            stack.extend((path + b"/" + child, rel + child, child) for child in children)
+                entry = top.children.pop()
+                # d_type says "regular file" for most entries: take the descriptor-based path.
+                if entry.is_file(follow_symlinks=False) and self._file(top, entry):
+                    continue
+                rel = top.rel + entry.name
+                if self._entry(entry.path, rel, entry.name):
+                    if len(stack) >= _OPEN_DIRS:
+                        stack[-_OPEN_DIRS].release()
+                    stack.append(_Dir(entry.path, rel + b"/"))
+        finally:
+            for d in stack:
+                d.release()
+
+    def _file(self, top: _Dir, entry: os.DirEntry) -> bool:
+        """Write a regular file examined through one open descriptor.
+
+        False (nothing written) when it cannot be opened or is no longer a regular file: the
+        path-based _entry then handles it exactly as it handles every other kind of entry.
+        """
+        try:
+            fd = os.open(entry.name, _OPEN_FILE, dir_fd=top.dir_fd())
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            self.entries += 1
+            rel = top.rel + entry.name
+            kept = self._checked(rel, entry.name, st, _fd_xattrs(fd))
+            if kept is not None:
+                self._regular(entry.path, rel, st, kept, fd)
+        finally:
+            os.close(fd)
+        return True
 
     def _entry(self, path: bytes, rel: bytes, name: bytes) -> bool:
-        """Write one entry; True when it is a directory whose children must follow."""
+        """Write one entry by path; True when it is a directory whose children must follow."""
         self.entries += 1
         st = os.lstat(path)
         xattrs = layer_xattrs(path)
-        if whiteout.is_overlay_whiteout(st, xattrs):
-            self._whiteout(rel, st)
+        kept = self._checked(rel, name, st, xattrs)
+        if kept is None:
             return False
-        if whiteout.is_whiteout_basename(name):
-            whiteout.refuse_real_whiteout_name(rel)
-        kept = xattrs
-        if xattrs:  # the common case has none: skip the per-entry rule calls
-            whiteout.unrepresentable(_text(rel), xattrs)
-            kept = {k: v for k, v in xattrs.items() if whiteout.keep_xattr(k)}
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             self._directory(rel, st, kept, whiteout.is_overlay_opaque(st, xattrs))
@@ -400,6 +490,20 @@ class _Walker:
             self._simple(rel, st, kind, kept, os.major(st.st_rdev), os.minor(st.st_rdev))
         # sockets: a tar cannot hold them (GNU tar skips them too)
         return False
+
+    def _checked(self, rel: bytes, name: bytes, st: os.stat_result,
+                 xattrs: dict[str, bytes]) -> dict[str, bytes] | None:
+        """Apply the whiteout rules: None when the entry was written as a whiteout, else the
+        xattrs the layer keeps. Raises LayerError for what a layer cannot express."""
+        if (xattrs or not stat.S_ISREG(st.st_mode)) and whiteout.is_overlay_whiteout(st, xattrs):
+            self._whiteout(rel, st)
+            return None
+        if name.startswith(_WHITEOUT_PREFIX):
+            whiteout.refuse_real_whiteout_name(rel)
+        if not xattrs:  # the common case: skip the per-entry rule calls
+            return xattrs
+        whiteout.unrepresentable(_text(rel), xattrs)
+        return {k: v for k, v in xattrs.items() if whiteout.keep_xattr(k)}
 
     def _head(self, name: bytes, st: os.stat_result, size: int, kind: bytes,
               kept: dict[str, bytes], link: bytes = b"", major: int = 0, minor: int = 0) -> None:
@@ -441,25 +545,30 @@ class _Walker:
         self.summary.files.append((rel, size))
         return True
 
-    def _regular(self, path: bytes, rel: bytes, st: os.stat_result, kept: dict[str, bytes]) -> None:
+    def _regular(self, path: bytes, rel: bytes, st: os.stat_result, kept: dict[str, bytes],
+                 fd: int = -1) -> None:
+        """Header and body of a regular file; `fd` when it is open already (else opened here)."""
         size = st.st_size
         if self._hardlink(rel, st, size, kept):
             return
         self._head(rel, st, size, b"0", kept)
-        self._body(path, size)
+        if fd >= 0:
+            self._body(fd, path, size)
+        else:
+            fd = os.open(path, _OPEN_FILE)
+            try:
+                self._body(fd, path, size)
+            finally:
+                os.close(fd)
         self.summary.files.append((rel, size))
         self.summary.content_size += size
 
-    def _body(self, path: bytes, size: int) -> None:
-        """Stream a file's bytes in CHUNK pieces, then pad to a block."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            if size <= CHUNK // 4:
-                self._small_body(fd, path, size)
-            else:
-                self._large_body(fd, path, size)
-        finally:
-            os.close(fd)
+    def _body(self, fd: int, path: bytes, size: int) -> None:
+        """Write a file's bytes (small: in one piece; large: streamed in CHUNKs), then pad to a block."""
+        if size <= _SMALL:
+            self._small_body(fd, path, size)
+        else:
+            self._large_body(fd, path, size)
 
     def _small_body(self, fd: int, path: bytes, size: int) -> None:
         data = os.read(fd, size)
