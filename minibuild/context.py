@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild.digest import Digest
+from minibuild.rootpath import resolve_in_root
 from minibuild.dockerignore import IgnoreRules, glob_to_regex, has_glob
 from minibuild.errors import BuildError
 
@@ -116,11 +117,16 @@ def _ctx_join(start: str, rel: str) -> str:
 
 
 class BuildContext:
-    """A build context directory with its .dockerignore and a per-build hash cache."""
+    """A build context directory with its .dockerignore and a per-build hash cache.
 
-    def __init__(self, root: Path) -> None:
+    With `image=True` the root is an image's filesystem (`COPY --from`): no .dockerignore, and
+    symlinks resolve inside the root as a chroot would instead of being refused.
+    """
+
+    def __init__(self, root: Path, *, image: bool = False) -> None:
         self.root = Path(root)
-        self.ignore = IgnoreRules.load(self.root)
+        self.image = image
+        self.ignore = IgnoreRules() if image else IgnoreRules.load(self.root)
         self._real = os.path.realpath(self.root)
         # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
         self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
@@ -137,10 +143,14 @@ class BuildContext:
 
     def select_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> Selection:
         """Resolve sources with Docker semantics and hash the content they select."""
+        return self._hash(self.resolve_sources(patterns, verb=verb))
+
+    def resolve_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> tuple[Source, ...]:
+        """Resolve sources with Docker semantics, without reading their content."""
         sources: list[Source] = []
         for pattern in patterns:
             sources.extend(self._resolve(pattern, verb))
-        return self._hash(tuple(sources))
+        return tuple(sources)
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -185,6 +195,8 @@ class BuildContext:
     def _inside(self, cleaned: str, pattern: str, verb: str) -> str:
         """The real path of a context path; refuse it when a symlink leads out."""
         full = os.path.join(self.root, cleaned)
+        if self.image:  # an image's absolute links point inside the image
+            full = resolve_in_root(self._real, cleaned)
         if not os.path.lexists(full):
             raise _not_found(pattern, verb)
         real = os.path.realpath(full)

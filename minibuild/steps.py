@@ -148,8 +148,8 @@ class StepFactory:
             chosen: list[CopyPlan] = []
 
             def select() -> None:  # in the child, with the source mounted, before chroot
-                found = BuildContext(mounted.merged).select_sources(sources, verb=instruction.keyword)
-                chosen.append(replace(plan, sources=found.sources))
+                image = BuildContext(mounted.merged, image=True)
+                chosen.append(replace(plan, sources=image.resolve_sources(sources, verb=instruction.keyword)))
 
             self.sandbox.call(rootfs, lambda: apply_copy(chosen[0]), cwd=mounted.merged,
                               source=mounted, pre_chroot=select)

@@ -82,3 +82,14 @@ def test_copy_from_a_later_stage_or_missing_image_is_an_error(mb, tmp_path):
     ctx = write_context(tmp_path / "d", "FROM base:1.0\nCOPY --from=nosuch:9 /x /x\n")
     proc = mb.build(ctx, check=False)
     assert "Buildfile:2:1: COPY nosuch:9: image not found in the store" in proc.stderr
+
+
+def test_copy_from_follows_the_images_own_absolute_links_and_ignores_no_file(mb, tmp_path):
+    src = write_context(tmp_path / "src", "FROM base:1.0\nRUN mkdir -p /data/real && echo inside > /data/real/f "
+                                          "&& ln -s /data/real /data/abs && echo 'data' > /.dockerignore\n")
+    mb.build(src, "-t", "linked:1")
+    dst = write_context(tmp_path / "dst", "FROM base:1.0\nCOPY --from=linked:1 /data/abs/f /f\n"
+                                          "COPY --from=linked:1 /data/real/ /all/\n")
+    mb.build(dst, "-t", "linked:2")
+    root = umoci_unpack(mb, "linked:2", tmp_path)
+    assert (root / "f").read_text() == "inside\n" and (root / "all/f").read_text() == "inside\n"
