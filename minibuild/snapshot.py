@@ -262,27 +262,44 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
 
 
 _MAGIC = b"ustar\x0000"
-# Checksum of the constant parts: the checksum field counted as 8 spaces, plus the magic.
-_CHECKSUM_BASE = 8 * 0x20 + sum(_MAGIC)
+_NUL100 = bytes(100)
+
+
+def _tail(kind: bytes, link: bytes = b"", major: int = 0, minor: int = 0) -> bytes:
+    """The header bytes after the checksum field: type, link name, magic, device numbers, padding."""
+    devices = b"%07o\0%07o\0" % (major, minor)
+    return b"".join((kind, link.ljust(100, b"\0"), _MAGIC, bytes(64), devices, bytes(167)))
+
+
+# Most entries have no link name and no device numbers: their tail, and its share of the checksum
+# (with the checksum field itself counted as 8 spaces), depend on the type alone.
+_TAILS = {kind: (tail, 8 * 0x20 + sum(tail))
+          for kind in (b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"x") for tail in (_tail(kind),)}
 
 
 def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
            kind: bytes, link: bytes = b"", major: int = 0, minor: int = 0) -> bytes:
-    name, link = name[:100], link[:100]
+    name = name[:100]
     numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
-    devices = b"%07o\0%07o\0" % (major, minor)
-    # Summing only the variable fields: the zero padding adds nothing, and this runs per file.
-    checksum = _CHECKSUM_BASE + sum(name) + sum(numbers) + kind[0] + sum(link) + sum(devices)
-    return b"".join((
-        name.ljust(100, b"\0"), numbers, b"%06o\0 " % checksum, kind, link.ljust(100, b"\0"),
-        _MAGIC, bytes(64), devices, bytes(167),
-    ))
+    if link or major or minor:
+        tail = _tail(kind, link[:100], major, minor)
+        tail_sum = 8 * 0x20 + sum(tail)
+    else:
+        tail, tail_sum = _TAILS[kind]
+    # The checksum is the sum of all header bytes; the name's zero padding adds nothing. adler32's
+    # low half is 1 + that sum modulo 65521, exact here (100 name bytes * 255 + 48 digits < 65521)
+    # and several times cheaper than sum() over the bytes, which matters once per entry.
+    checksum = tail_sum - 1 + (zlib.adler32(numbers, zlib.adler32(name)) & 0xFFFF)
+    return b"".join((name, _NUL100[len(name):], numbers, b"%06o\0 " % checksum, tail))
 
 
 def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
             link: bytes = b"", major: int = 0, minor: int = 0,
             xattrs: dict[str, bytes] | None = None) -> bytes:
     """A ustar header, preceded by a PAX header only when a field does not fit."""
+    if (len(name) <= 100 and len(link) <= 100 and uid <= _MAX_OCTAL_7 and gid <= _MAX_OCTAL_7
+            and size <= _MAX_OCTAL_11 and 0 <= mtime <= _MAX_OCTAL_11 and not xattrs):
+        return _ustar(name, mode, uid, gid, size, mtime, kind, link, major, minor)  # the usual case
     records: list[bytes] = []
     if len(name) > 100:
         records.append(_pax_record(b"path", name))
@@ -303,8 +320,6 @@ def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, k
     for key in sorted(xattrs or ()):
         records.append(_pax_record(b"SCHILY.xattr." + key.encode(), xattrs[key]))
     main = _ustar(name, mode, uid, gid, size, mtime, kind, link, major, minor)
-    if not records:
-        return main
     if not _utf8(name) or not _utf8(link):
         records.insert(0, _pax_record(b"hdrcharset", b"BINARY"))
     body = b"".join(records)
@@ -547,37 +562,29 @@ class _Walker:
 
     def _regular(self, path: bytes, rel: bytes, st: os.stat_result, kept: dict[str, bytes],
                  fd: int = -1) -> None:
-        """Header and body of a regular file; `fd` when it is open already (else opened here)."""
+        """Header and body of a regular file; `fd` when it is open already (else opened here).
+
+        This runs once per file and small files dominate trees: keep the calls few.
+        """
         size = st.st_size
-        if self._hardlink(rel, st, size, kept):
+        if st.st_nlink > 1 and self._hardlink(rel, st, size, kept):
             return
-        self._head(rel, st, size, b"0", kept)
-        if fd >= 0:
-            self._body(fd, path, size)
-        else:
+        head = _header(rel, st.st_mode & 0o7777, st.st_uid, st.st_gid, size, self._mtime(st),
+                       b"0", xattrs=kept)
+        own = fd < 0
+        if own:
             fd = os.open(path, _OPEN_FILE)
-            try:
-                self._body(fd, path, size)
-            finally:
+        try:
+            if size <= _SMALL:  # header, body and padding as one piece of the output buffer
+                self.out.add(b"".join((head, _read_small(fd, path, size), _ZEROS[: -size % BLOCK])))
+            else:
+                self.out.add(head)
+                self._large_body(fd, path, size)
+        finally:
+            if own:
                 os.close(fd)
         self.summary.files.append((rel, size))
         self.summary.content_size += size
-
-    def _body(self, fd: int, path: bytes, size: int) -> None:
-        """Write a file's bytes (small: in one piece; large: streamed in CHUNKs), then pad to a block."""
-        if size <= _SMALL:
-            self._small_body(fd, path, size)
-        else:
-            self._large_body(fd, path, size)
-
-    def _small_body(self, fd: int, path: bytes, size: int) -> None:
-        data = os.read(fd, size)
-        while len(data) < size:
-            more = os.read(fd, size - len(data))
-            if not more:
-                raise _changed(path)
-            data += more
-        self.out.add(data + _ZEROS[: -size % BLOCK])
 
     def _large_body(self, fd: int, path: bytes, size: int) -> None:
         left = size
@@ -588,6 +595,17 @@ class _Walker:
             self.out.stream(data)
             left -= len(data)
         self.out.add(_ZEROS[: -size % BLOCK])
+
+
+def _read_small(fd: int, path: bytes, size: int) -> bytes:
+    """Exactly `size` bytes of a small file (LayerError when it has shrunk since its stat)."""
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise _changed(path)
+        data += more
+    return data
 
 
 def _text(path: bytes) -> str:
