@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import errno
 import hashlib
+import operator
 import os
 import queue
 import stat
@@ -368,8 +369,7 @@ _SMALL = CHUNK // 4  # files up to this size are read in one go into the output 
 _WHITEOUT_PREFIX = whiteout.WHITEOUT_PREFIX.encode()
 
 
-def _name(entry: os.DirEntry) -> bytes:
-    return entry.name
+_name = operator.attrgetter("name")  # the sort key of DirEntry children (C-level: no Python call)
 
 
 class _Dir:
@@ -474,8 +474,12 @@ class _Walker:
             if not stat.S_ISREG(st.st_mode):
                 return False
             self.entries += 1
-            rel = top.rel + entry.name
-            kept = self._checked(rel, entry.name, st, _fd_xattrs(fd))
+            name = entry.name
+            rel = top.rel + name
+            xattrs = _fd_xattrs(fd)
+            kept: dict[str, bytes] | None = xattrs
+            if xattrs or name.startswith(_WHITEOUT_PREFIX):  # else no whiteout rule can apply
+                kept = self._checked(rel, name, st, xattrs)
             if kept is not None:
                 self._regular(entry.path, rel, st, kept, fd)
         finally:
@@ -599,6 +603,8 @@ class _Walker:
 
 def _read_small(fd: int, path: bytes, size: int) -> bytes:
     """Exactly `size` bytes of a small file (LayerError when it has shrunk since its stat)."""
+    if not size:
+        return b""  # empty files are common (__init__.py, markers): skip the read call
     data = os.read(fd, size)
     while len(data) < size:
         more = os.read(fd, size - len(data))
