@@ -34,6 +34,8 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC = 2, 4, 8, 16384
 MS_BIND, MS_PRIVATE, MS_STRICTATIME = 4096, 1 << 18, 1 << 24
+MS_RDONLY, MS_REMOUNT = 1, 32
+MOUNT_ATTR_NODEV = 0x4
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 SIG_DFL, SIG_IGN = 0, 1
@@ -89,10 +91,10 @@ def fsconfig(fd: int, key: str, value: str) -> None:
     syscall(SYS_FSCONFIG, fd, FSCONFIG_SET_STRING, key.encode(), os.fsencode(value), 0)
 
 
-def fsmount(fd: int) -> int:
-    """fsconfig(FSCONFIG_CMD_CREATE) then fsmount(2): a detached mount's fd."""
+def fsmount(fd: int, attributes: int = 0) -> int:
+    """fsconfig(FSCONFIG_CMD_CREATE) then fsmount(2) with MOUNT_ATTR_* flags: a detached mount."""
     syscall(SYS_FSCONFIG, fd, FSCONFIG_CMD_CREATE, None, None, 0)
-    return syscall(SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, 0)
+    return syscall(SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, attributes)
 
 
 def move_mount(mnt: int, target: str) -> None:

@@ -116,6 +116,11 @@ def _kernel_log(fd: int) -> str:
     return "; ".join(line for line in lines if line)
 
 
+# The image root is mounted nodev: a device node that came in a layer or an ADDed tar must not
+# open the host's devices (there is no device cgroup). /dev is a tmpfs of our own on top.
+ROOT_FLAGS = "nodev"
+
+
 def _mount_overlay_new(options: OverlayOptions, merged: str) -> None:
     """fsopen + one fsconfig per option + fsmount + move_mount: no page limit."""
     fd = linux.fsopen(b"overlay")
@@ -123,7 +128,7 @@ def _mount_overlay_new(options: OverlayOptions, merged: str) -> None:
         try:
             for key, value in options.fsconfig_pairs():
                 linux.fsconfig(fd, key, value)
-            mnt = linux.fsmount(fd)
+            mnt = linux.fsmount(fd, linux.MOUNT_ATTR_NODEV)  # see ROOT_FLAGS
         except OSError as exc:
             raise _mount_error(options, merged, exc, _kernel_log(fd)) from exc
         try:
@@ -154,7 +159,7 @@ def _mount_overlay_legacy(options: OverlayOptions, merged: str) -> None:
                                f"{len(os.fsencode(data))} bytes, over mount(2)'s {PAGE_LIMIT}; "
                                "this kernel lacks the new mount API (Linux >= 6.8)")
         os.chdir(base)
-        linux.mount("overlay", merged, "overlay", 0, data)
+        linux.mount("overlay", merged, "overlay", linux.MS_NODEV, data)  # see ROOT_FLAGS
     except OSError as exc:
         raise _mount_error(options, merged, exc, "") from exc
     finally:

@@ -70,6 +70,27 @@ def make_scaffold(parent: Path, lowers: Sequence[Path], hostname: str, resolv: b
     return root
 
 
+# /proc parts a step must not write or read (runc's lists): with uid 0 and no capability at all
+# a writable /proc/sys would still reach host-wide settings such as kernel.core_pattern.
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+_PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/latency_stats",
+                "/proc/sched_debug", "/proc/acpi", "/proc/scsi")
+
+
+def _harden_proc() -> None:
+    """Bind the dangerous parts of /proc read-only onto themselves, mask the secret ones."""
+    for path in _PROC_READ_ONLY:
+        if os.path.exists(path):
+            linux.mount(path, path, "", linux.MS_BIND | linux.MS_REC, None)
+            linux.mount(path, path, "", linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT
+                        | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, None)
+    for path in _PROC_MASKED:
+        if os.path.isdir(path):
+            linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY, "size=0")
+        elif os.path.exists(path):
+            linux.mount("/dev/null", path, "", linux.MS_BIND, None)
+
+
 def mount_proc_dev() -> None:
     """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root)."""
     try:
@@ -89,6 +110,7 @@ def mount_proc_dev() -> None:
                     "mode=1777,size=65536k")
         for name, target in _DEV_LINKS:
             os.symlink(target, f"/dev/{name}")
+        _harden_proc()  # after /dev: masking binds /dev/null
     except OSError as exc:
         raise SandboxError(f"cannot set up /proc and /dev in the sandbox: {exc}") from exc
 

@@ -244,3 +244,30 @@ def test_rm_rf_root_in_a_throwaway_image_leaves_the_layers_and_the_store_intact(
     blobs_match_their_names(mb.root)
     again = write_context(tmp_path / "again", "FROM base:1.0\nRUN busybox true && echo ok > /ok\n")
     mb.build(again, "--no-cache")
+
+
+def test_a_step_cannot_write_host_sysctls_or_read_kernel_memory(mb, tmp_path):
+    out = step_output(mb, tmp_path, "proc",
+                      "v=$(cat /proc/sys/vm/stat_interval); echo $v > /proc/sys/vm/stat_interval "
+                      "&& echo =SYSCTL; echo h > /proc/sysrq-trigger && echo =SYSRQ; "
+                      "test -s /proc/kcore && echo =KCORE; cat /proc/keys | head -c1 | grep -q . "
+                      "&& echo =KEYS; echo =after")
+    lines = set(out.splitlines())
+    assert not lines & {"=SYSCTL", "=SYSRQ", "=KCORE", "=KEYS"}, out
+    assert "=after" in lines
+
+
+def test_device_nodes_from_a_layer_do_not_open_host_devices(mb, tmp_path):
+    import io
+    import tarfile
+
+    ctx = tmp_path / "dev"
+    ctx.mkdir()
+    with tarfile.open(ctx / "dev.tar", "w") as tar:
+        node = tarfile.TarInfo("myrandom")
+        node.type, node.devmajor, node.devminor, node.mode = tarfile.CHRTYPE, 1, 8, 0o666
+        tar.addfile(node)
+    (ctx / "Buildfile").write_text("FROM base:1.0\nADD dev.tar /\n"
+                                   "RUN head -c8 /myrandom > /dev/null && echo =OPENED; echo =after\n")
+    lines = mb.build(ctx, "--no-cache").stderr.splitlines()
+    assert "=after" in lines and "=OPENED" not in lines, lines
