@@ -9,6 +9,7 @@ hardlinks out of the layer, bad whiteouts) and its DiffID compared with the imag
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
@@ -133,7 +134,8 @@ class Staging:
                     tree = None
                     diff_id, summary = unpack.summarize_layer(blob, descriptor.media_type)
                 else:
-                    tree.mkdir()
+                    tree.mkdir(mode=0o755)
+                    os.chmod(tree, 0o755)  # not the caller's umask
                     diff_id, summary = unpack.unpack_layer(blob, descriptor.media_type, tree)
         except LayerError as exc:
             remove_tree(work)

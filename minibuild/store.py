@@ -393,7 +393,8 @@ class Store:
             return target
         work = self.scratch("unpack")
         tree = work / "tree"
-        tree.mkdir()
+        tree.mkdir(mode=0o755)
+        os.chmod(tree, 0o755)  # the layer root's mode must not depend on the caller's umask
         with open(self.blob_path(layer.descriptor.digest), "rb", buffering=_BUFSIZE) as blob:
             diff_id, summary = unpack.unpack_layer(blob, layer.descriptor.media_type, tree)
         if diff_id != layer.diff_id:

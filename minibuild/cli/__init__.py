@@ -52,6 +52,8 @@ def _raise_interrupted(signum: int, _frame) -> None:
 def main() -> None:
     """Entry point: run the command, turn expected failures into one line and an exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Docker's umask for steps and the files we create: a user's umask must not change layers.
+    os.umask(0o022)
     try:
         status = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

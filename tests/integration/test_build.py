@@ -317,3 +317,17 @@ def test_onbuild_triggers_run_in_the_child_build_only(mb, tmp_path):
     assert "OnBuild" not in inspect(mb, "child:1")["config"]["config"]
     root = umoci_unpack(mb, "child:1", tmp_path)
     assert (root / "both").read_text() == "triggered\nfrom the child's context\n"
+
+
+def test_the_callers_umask_does_not_reach_the_image(mb, tmp_path):
+    import os
+    import sys
+
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nWORKDIR /opt/deep/dir\nRUN touch /opt/f\n")
+    subprocess.run(["sh", "-c", f'umask 077; exec "{sys.executable}" -m minibuild build -q -t um:1 {ctx}'],
+                   cwd=REPO, env={**os.environ, "MINIBUILD_ROOT": str(mb.root)}, check=True,
+                   capture_output=True)
+    root = umoci_unpack(mb, "um:1", tmp_path)
+    assert (root / "opt/deep").stat().st_mode & 0o777 == 0o755
+    assert (root / "opt/deep/dir").stat().st_mode & 0o777 == 0o755
+    assert (root / "opt/f").stat().st_mode & 0o777 == 0o644
