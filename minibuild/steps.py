@@ -22,8 +22,9 @@ from minibuild.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_
 from minibuild.sandbox import Process, RootFS
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
-_COPY_FLAGS = {"from", "chown", "chmod", "link", "checksum", "keep-git-dir", "exclude", "parents"}
-_RUN_FLAGS = {"network", "mount", "security"}
+_COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
+_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "mount", "security"}
+_RUN_FLAGS = {"network"}
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,11 @@ def _fail(instruction, message: str) -> BuildfileError:
 
 
 def check_flags(instruction, allowed: set[str]) -> None:
-    """Refuse a flag the instruction does not know, naming it."""
+    """Refuse a flag the instruction does not know (or that we do not implement), naming it."""
     for flag in instruction.flags:
         name = flag.removeprefix("--").partition("=")[0]
+        if name in _NOT_YET:
+            raise _fail(instruction, f"{instruction.keyword} --{name} is not supported yet")
         if name not in allowed:
             raise _fail(instruction, f"unknown flag --{name} for {instruction.keyword}")
 
@@ -74,8 +77,6 @@ class StepFactory:
     def run(self, run: Run, config: ContainerConfig, scope: metadata.Scope, label: str) -> FsStep:
         """A RUN: argv through SHELL (heredocs folded in), env = ENV + ARGs, user, workdir."""
         check_flags(run, _RUN_FLAGS)
-        if flag_value(run, "mount") is not None or flag_value(run, "security") is not None:
-            raise _fail(run, "RUN --mount and --security are not supported yet")
         argv, created_by = run_argv(run, scope)
         process = Process(argv=argv, env=scope.process_env(config), cwd=config.working_dir or "/",
                           user=config.user or None, network=self._network(run))

@@ -273,6 +273,9 @@ EOF
     ("FROM base:1.0\nRUNN true\n", {}, 'Buildfile:2:1: unknown instruction "RUNN" (did you mean RUN?)'),
     ("FROM base:1.0\nONBUILD FROM x\n", {}, "Buildfile:2:1: FROM isn't allowed as an ONBUILD trigger"),
     ("FROM base:1.0\nCOPY --from=x a /a\n", {"a": "1"}, "Buildfile:2:1"),
+    ("FROM base:1.0\nCOPY --exclude=*.log a /a\n", {"a": "1"}, "Buildfile:2:1: COPY --exclude is not supported yet"),
+    ("FROM base:1.0\nRUN --mount=type=cache,target=/c true\n", {}, "Buildfile:2:1: RUN --mount is not supported yet"),
+    ("FROM base:1.0\nCOPY --bogus a /a\n", {"a": "1"}, "Buildfile:2:1: unknown flag --bogus for COPY"),
 ])
 def test_bad_inputs_give_one_clear_line_and_leave_the_store_unchanged(mb, tmp_path, buildfile, files, message):
     ctx = write_context(tmp_path / "ctx", buildfile, files)
