@@ -175,8 +175,8 @@ class Store:
         """Remove sessions whose process died (its lock is free): mounts first, then files."""
         removed = []
         for session in sorted(self.run.iterdir()):
-            if session == self._session:
-                continue
+            if session == self._session or _owner_alive(session.name):
+                continue  # a session being created is not locked yet: its pid says it is alive
             try:
                 fd = _lock(session / ".lock", exclusive=True, wait=False)
             except BlockingIOError:
@@ -250,8 +250,12 @@ class Store:
 
     def load_image(self, manifest_descriptor: Descriptor) -> Image:
         """Read an image (manifest + config) from its manifest descriptor."""
-        manifest = Manifest.from_json(self.read_json(manifest_descriptor.digest))
-        config = Config.from_json(self.read_json(manifest.config.digest))
+        try:
+            manifest = Manifest.from_json(self.read_json(manifest_descriptor.digest))
+            config = Config.from_json(self.read_json(manifest.config.digest))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(f"image {manifest_descriptor.digest} is not a readable image "
+                             f"manifest and config ({type(exc).__name__}: {exc})") from None
         if len(config.diff_ids) != len(manifest.layers):
             raise StoreError(f"image {manifest_descriptor.digest}: {len(manifest.layers)} layers "
                              f"but {len(config.diff_ids)} diff_ids")
@@ -302,10 +306,10 @@ class Store:
             for name, desc in tags:
                 if name == ref.ref_name:
                     return name, desc
-        if ref is not None and ref.digest is not None and self.has_blob(ref.digest):
-            data = self.read_blob(ref.digest)
-            media_type = _media_type(data) or MANIFEST_MEDIA_TYPE
-            return str(ref), Descriptor(media_type, ref.digest, len(data))
+        if ref is not None and ref.digest is not None:
+            found = self._manifest_descriptor(ref.digest)
+            if found is not None:
+                return str(ref), found
         found = self._resolve_id_prefix(text.removeprefix("sha256:"), tags)
         if found is not None:
             return found
@@ -321,6 +325,11 @@ class Store:
             digest = Digest.parse(text if text.startswith("sha256:") else f"sha256:{text}")
         except Exception:
             return None
+        found = self._manifest_descriptor(digest)
+        return (str(digest), found) if found is not None else None
+
+    def _manifest_descriptor(self, digest: Digest) -> Descriptor | None:
+        """A descriptor for a stored blob that is an image manifest; None for any other blob."""
         if not self.has_blob(digest):
             return None
         data = self.read_blob(digest)
@@ -329,9 +338,9 @@ class Store:
         except ValueError:
             return None
         if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2 \
-                or "layers" not in manifest or "config" not in manifest:
+                or not isinstance(manifest.get("layers"), list) or "config" not in manifest:
             return None
-        return str(digest), Descriptor(MANIFEST_MEDIA_TYPE, digest, len(data))
+        return Descriptor(manifest.get("mediaType") or MANIFEST_MEDIA_TYPE, digest, len(data))
 
     def _resolve_id_prefix(self, prefix: str, tags: list[tuple[str, Descriptor]]) -> tuple[str, Descriptor] | None:
         """An image whose manifest digest or config digest (its id) starts with `prefix`."""
@@ -445,13 +454,18 @@ class Store:
             tmp.unlink(missing_ok=True)
 
 
-def _media_type(data: bytes) -> str | None:
-    """The mediaType a manifest or index blob declares, if any."""
+def _owner_alive(session_name: str) -> bool:
+    """Whether the pid a session dir is named after (`<pid>-<random>`) is a live process."""
+    pid_text = session_name.partition("-")[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
     try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value.get("mediaType") if isinstance(value, dict) else None
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _lock(path: Path, *, exclusive: bool, wait: bool = True) -> int:

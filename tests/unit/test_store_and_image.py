@@ -170,3 +170,14 @@ def test_docker_layer_media_types_become_oci_names_in_new_manifests():
     manifest = image.manifest(Descriptor("application/vnd.oci.image.config.v1+json", Digest.of(b"c"), 2))
     assert manifest.layers[0].media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
     assert manifest.layers[0].digest == gz.digest
+
+
+def test_a_digest_of_a_non_manifest_blob_is_not_an_image(tmp_path):
+    with Store.open(tmp_path) as store:
+        descriptor = store.write_image(Image().append(None, History("ENV a=b")))
+        config_digest = Manifest.from_json(store.read_json(descriptor.digest)).config.digest
+        layer = store.put_bytes(b"\x00not json", "application/octet-stream")
+        for digest in (config_digest, layer.digest):
+            with pytest.raises(ImageNotFound):
+                store.resolve(f"app@{digest}")
+        assert store.resolve(f"app@{descriptor.digest}")[1].digest == descriptor.digest
