@@ -164,8 +164,11 @@ class Client:
         if response.status_code != 200:
             raise RegistryError(f"token server {challenge.get('realm')} answered {response.status_code}",
                                 hint=f"check the credentials: minibuild login {self.host}")
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            raise RegistryError(f"token server {challenge.get('realm')} sent no JSON token") from None
         if not token:
             raise RegistryError(f"token server {challenge.get('realm')} sent no token")
         return token
@@ -226,7 +229,7 @@ class Client:
                     chunk_size: int | None = None, on_bytes: Callable[[int], None] = lambda n: None) -> None:
         """Upload a blob: monolithic (POST then one PUT), or chunked (PATCH per chunk) past chunk_size."""
         response = self.request("POST", f"/{repository}/blobs/uploads/", "upload-start", ok=(202,))
-        location = self._location(response.headers["location"])
+        location = self._location(_upload_location(response, "upload-start"))
         if chunk_size is None or size <= chunk_size:
             def body() -> Iterator[bytes]:
                 with opener() as f:
@@ -250,7 +253,7 @@ class Client:
                            "Content-Length": str(len(chunk))}
                 response = self.request("PATCH", location, "upload-chunk", content=lambda c=chunk: c,
                                         headers=headers, ok=(202,))
-                location = self._location(response.headers["location"])
+                location = self._location(_upload_location(response, "upload-chunk"))
                 offset += len(chunk)
                 on_bytes(len(chunk))
         return location
@@ -270,6 +273,15 @@ class Client:
 
 def _with_digest(location: str, digest: Digest) -> str:
     return f"{location}{'&' if '?' in location else '?'}digest={digest}"
+
+
+def _upload_location(response: httpx.Response, what: str) -> str:
+    """Where an upload goes on: the Location header the protocol requires."""
+    location = response.headers.get("location")
+    if not location:
+        raise RegistryError(f"{what}: {response.request.method} {response.request.url} answered "
+                            f"{response.status_code} without a Location header")
+    return location
 
 
 def _error_detail(response: httpx.Response) -> str:

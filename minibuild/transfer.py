@@ -123,7 +123,12 @@ def _media_type(data: bytes, header: str, remote: Remote) -> str:
 def _fetch_image(client: Client, staging: Staging, remote: Remote, descriptor: Descriptor,
                  progress: Progress) -> StagedImage:
     """Fetch the config and every layer the store lacks, then check the image."""
-    manifest = Manifest.from_json(staging.read_json(descriptor.digest, f"manifest {descriptor.digest}"))
+    data = staging.read_json(descriptor.digest, f"manifest {descriptor.digest}")
+    try:
+        manifest = Manifest.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntakeError(f"manifest {descriptor.digest} of {remote.repository} is malformed "
+                          f"({type(exc).__name__}: {exc})") from None
     for blob in (manifest.config, *manifest.layers):
         if staging.has(blob.digest):
             progress.end(blob.digest.short, "exists")
