@@ -261,6 +261,8 @@ class Engine:
                 d.mkdir()
             lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
             step.execute(RootFS(lowers, *dirs))
+            if step.verify is not None:
+                step.verify()
             self.reporter.phase("snapshot")
             return self._snapshot(dirs[0])
         finally:

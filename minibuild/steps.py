@@ -35,6 +35,7 @@ class FsStep:
     created_by: str                      # the history text
     execute: Callable[[RootFS], None]    # runs the step on a mounted root
     config: ContainerConfig | None = None  # the config after the step, when the step changes it
+    verify: Callable[[], None] | None = None  # after execute: are the inputs still what was keyed?
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,22 @@ class StepFactory:
         if source is not None:
             description["from"] = source.key
             return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
+        verify = None
         if sources:
             selection = self.context.select_sources(sources, verb=instruction.keyword)
             plan = replace(plan, sources=selection.sources)
             description["content"] = selection.content_key.hex
-        return FsStep(description, created_by, functools.partial(self._copy_context, plan))
+            verify = functools.partial(self._unchanged, sources, selection.content_key, instruction)
+        return FsStep(description, created_by, functools.partial(self._copy_context, plan),
+                      verify=verify)
+
+    def _unchanged(self, sources: tuple[str, ...], key, instruction) -> None:
+        """Refuse a COPY whose sources changed while they were copied: its layer would be cached
+        under content it does not hold (the stat cache keeps this re-check cheap)."""
+        again = self.context.select_sources(sources, verb=instruction.keyword)
+        if again.content_key != key:
+            raise BuildError(f"{instruction.keyword} failed: the build context changed while it "
+                             "was being copied; run the build again")
 
     def _copy_context(self, plan: CopyPlan, rootfs: RootFS) -> None:
         self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=self.context.root)

@@ -126,3 +126,20 @@ def test_parse_duration():
     for bad in ("", "5", "1x", "s1"):
         with pytest.raises(ValueError):
             metadata.parse_duration(bad)
+
+
+def test_a_copy_whose_sources_change_while_copying_is_refused(tmp_path):
+    from minibuild.context import BuildContext
+    from minibuild.errors import BuildError
+    from minibuild.parser import parse
+    from minibuild.steps import StepFactory
+
+    (tmp_path / "f").write_text("old\n")
+    copy = parse("FROM scratch\nCOPY f /f\n").instructions[1]
+    factory = StepFactory(sandbox=None, context=BuildContext(tmp_path), output=lambda b: None,
+                          scratch=lambda p: tmp_path, network="host")
+    step = factory.copy(copy, ContainerConfig(), metadata.Scope(), None)
+    step.verify()  # nothing changed: fine
+    (tmp_path / "f").write_text("new\n")
+    with pytest.raises(BuildError, match="changed while it was being copied"):
+        step.verify()
