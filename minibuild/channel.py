@@ -1,13 +1,13 @@
 """The pipes between the parent and its helper tree, and the framed messages on the info pipe.
 
 A message is one kind byte, a little-endian u32 length and the payload: I's host pid, or a
-pickled error a child reported before it left.
+error (JSON) a child reported before it left.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
+import json
 import struct
 
 from minibuild.errors import BuildError, MinibuildError
@@ -57,29 +57,45 @@ def send_pid(fd: int, pid: int) -> None:
     send(fd, MSG_PID, struct.pack("<q", pid))
 
 
+_FIELDS = ("file", "line", "column", "step", "hint", "exit_status")
+
+
 def report(fd: int, exc: BaseException) -> None:
-    """Send an exception to the parent: its name, its text and, if it pickles, itself."""
+    """Send an exception to the parent as JSON: its class name, message and location fields.
+
+    JSON, not pickle: the parent is root and must never unpickle bytes a child could shape.
+    """
     try:
-        try:
-            blob: bytes | None = pickle.dumps(exc)
-        except Exception:
-            blob = None
-        send(fd, MSG_ERROR, pickle.dumps((type(exc).__name__, str(exc), blob)))
+        fields = {name: getattr(exc, name, None) for name in _FIELDS}
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        body = {"class": type(exc).__name__, "message": message, "fields": fields}
+        send(fd, MSG_ERROR, json.dumps(body, default=str).encode())
     except BaseException:
         pass  # the parent then sees exit status 125 without a message
 
 
+def _error_class(name: str) -> type[MinibuildError]:
+    """The MinibuildError subclass of that name (any module), else BuildError."""
+    todo = [MinibuildError]
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ == name:
+            return cls
+        todo.extend(cls.__subclasses__())
+    return BuildError
+
+
 def _error_from(payload: bytes) -> MinibuildError:
-    """Rebuild a child's exception: MinibuildErrors as they were, others as BuildError."""
-    name, text, blob = pickle.loads(payload)
+    """Rebuild a child's error: a MinibuildError of the same class and fields where we know it."""
     try:
-        exc = pickle.loads(blob) if blob else None
-    except Exception:
-        exc = None
-    if isinstance(exc, MinibuildError):
-        return exc
-    error = BuildError(text or name)
-    error.__cause__ = exc
+        body = json.loads(payload)
+        cls, message, fields = _error_class(str(body["class"])), str(body["message"]), body["fields"]
+    except (ValueError, KeyError, TypeError):
+        return BuildError("a sandbox helper sent an unreadable error report")
+    error = cls.__new__(cls)
+    MinibuildError.__init__(error, message, **{k: fields.get(k) for k in _FIELDS[:5]})
+    if fields.get("exit_status") is not None or cls is BuildError:
+        error.exit_status = fields.get("exit_status")
     return error
 
 

@@ -358,11 +358,11 @@ def test_call_turns_other_exceptions_into_build_errors(rootfs):
     with pytest.raises(BuildError, match="No such file or directory"):
         Sandbox().call(rootfs, lambda: open("/does/not/exist").close())
 
-    def unpicklable() -> None:
+    def odd_init() -> None:
         raise Interrupted(2)  # its __init__ does not take the message back
 
-    with pytest.raises(BuildError, match="interrupted"):
-        Sandbox().call(rootfs, unpicklable)
+    with pytest.raises(Interrupted, match="interrupted"):
+        Sandbox().call(rootfs, odd_init)
 
 
 def test_call_from_scratch_has_an_empty_root(tmp_path):

@@ -90,5 +90,4 @@ def test_reported_errors_round_trip_through_a_pipe():
         os.close(write)
     first, second = messages.errors
     assert isinstance(first, LayerError) and first.step == "RUN x" and first.message == "bad layer"
-    assert type(second) is BuildError and str(second) == "plain"
-    assert isinstance(second.__cause__, ValueError)
+    assert type(second) is BuildError and str(second) == "plain"  # JSON: no foreign classes
