@@ -175,9 +175,19 @@ class StepFactory:
         path = words.expand(instruction.path, scope.expansion_env(config), escape=scope.escape,
                             location=instruction.location)
         path = metadata.resolve_workdir(config.working_dir, path)
-        execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(os.makedirs, path, 0o755, True))  # noqa: E731
+        execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(make_workdir, path))  # noqa: E731
         return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
                       replace(config, working_dir=path))
+
+
+def make_workdir(path: str) -> None:
+    """mkdir -p inside the image (run chrooted); a file in the way is a clear error."""
+    try:
+        os.makedirs(path, 0o755, exist_ok=True)
+    except FileExistsError:
+        raise BuildError(f"WORKDIR {path}: it exists and is not a directory") from None
+    except NotADirectoryError:
+        raise BuildError(f"WORKDIR {path}: a part of the path is a file, not a directory") from None
 
 
 def run_argv(run: Run, scope: metadata.Scope) -> tuple[tuple[str, ...], str]:

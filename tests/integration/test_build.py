@@ -276,6 +276,8 @@ EOF
     ("FROM base:1.0\nCOPY --exclude=*.log a /a\n", {"a": "1"}, "Buildfile:2:1: COPY --exclude is not supported yet"),
     ("FROM base:1.0\nRUN --mount=type=cache,target=/c true\n", {}, "Buildfile:2:1: RUN --mount is not supported yet"),
     ("FROM base:1.0\nCOPY --bogus a /a\n", {"a": "1"}, "Buildfile:2:1: unknown flag --bogus for COPY"),
+    ("FROM base:1.0\nWORKDIR /bin/sh/x\n", {}, "Buildfile:2:1: WORKDIR /bin/sh/x: a part of the path is a file, not a directory"),
+    ("FROM base:1.0\nWORKDIR /etc/passwd\n", {}, "Buildfile:2:1: WORKDIR /etc/passwd: it exists and is not a directory"),
 ])
 def test_bad_inputs_give_one_clear_line_and_leave_the_store_unchanged(mb, tmp_path, buildfile, files, message):
     ctx = write_context(tmp_path / "ctx", buildfile, files)
