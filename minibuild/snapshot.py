@@ -8,7 +8,6 @@ per-directory sorted names, no uname/gname, integer (optionally clamped) mtimes.
 from __future__ import annotations
 
 import enum
-import errno
 import hashlib
 import operator
 import os
@@ -402,25 +401,6 @@ class _Dir:
             os.close(fd)
 
 
-def _fd_xattrs(fd: int) -> dict[str, bytes]:
-    """layer_xattrs() for an open file: the same names and rules, without a path walk."""
-    try:
-        names = os.listxattr(fd)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out: dict[str, bytes] = {}
-    for name in names:
-        if whiteout.needs_xattr_value(name):
-            try:
-                out[name] = os.getxattr(fd, name)
-            except OSError as e:
-                if e.errno != errno.ENODATA:  # removed since listxattr: nothing to keep
-                    raise
-    return out
-
-
 class _Walker:
     """Walks one upper dir depth-first in bytes order and writes each entry to the tar."""
 
@@ -476,7 +456,7 @@ class _Walker:
             self.entries += 1
             name = entry.name
             rel = top.rel + name
-            xattrs = _fd_xattrs(fd)
+            xattrs = layer_xattrs(fd)
             kept: dict[str, bytes] | None = xattrs
             if xattrs or name.startswith(_WHITEOUT_PREFIX):  # else no whiteout rule can apply
                 kept = self._checked(rel, name, st, xattrs)

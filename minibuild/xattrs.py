@@ -8,10 +8,13 @@ import os
 from minibuild import whiteout
 
 
-def layer_xattrs(path: bytes) -> dict[str, bytes]:
-    """The xattrs that matter for layers (kept ones and overlay markers), links not followed."""
+def layer_xattrs(target: bytes | int) -> dict[str, bytes]:
+    """The xattrs that matter for layers (kept ones and overlay markers) of a path (links not
+    followed) or of an open fd (no path walk: the snapshot's fast path for regular files)."""
+    # An fd names the file itself; follow_symlinks=False is only for paths.
+    nofollow = {} if isinstance(target, int) else {"follow_symlinks": False}
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(target, **nofollow)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM):
             return {}
@@ -20,7 +23,7 @@ def layer_xattrs(path: bytes) -> dict[str, bytes]:
     for name in names:
         if whiteout.needs_xattr_value(name):
             try:
-                out[name] = os.getxattr(path, name, follow_symlinks=False)
+                out[name] = os.getxattr(target, name, **nofollow)
             except OSError as e:
                 if e.errno != errno.ENODATA:  # removed since listxattr: nothing to keep
                     raise
