@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from minibuild.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.image import Descriptor, canonical_json
+from minibuild.store import write_atomic
 
 ID_BYTES = 32
 SHORT_ID = 12
@@ -140,13 +141,13 @@ class Containers:
             tmp.mkdir()
             for d in ("upper", "work", "merged"):
                 (tmp / d).mkdir()
-            _write_atomic(tmp / "config.json", canonical_json(container.to_json()))
+            write_atomic(tmp / "config.json", canonical_json(container.to_json()))
             os.rename(tmp, self.path(container.id))
         return container
 
     def save(self, container: Container) -> None:
         """Replace a record atomically (a reader sees the old or the new one)."""
-        _write_atomic(self.path(container.id) / "config.json", canonical_json(container.to_json()))
+        write_atomic(self.path(container.id) / "config.json", canonical_json(container.to_json()))
 
     def load(self, container_id: str) -> Container:
         """A record by full id."""
@@ -288,19 +289,6 @@ class _Flock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """temp + fsync + rename in the same dir."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def scrub_scaffolds(container_dir: Path) -> None:

@@ -437,21 +437,26 @@ class Store:
     # -- helpers -----------------------------------------------------------------------------
 
     def write_file_atomic(self, path: Path, data: bytes, *, durable: bool = True) -> None:
-        """Write a small file by temp + rename, so readers never see half of it.
+        """Write a small file of the store atomically (see `write_atomic`)."""
+        write_atomic(path, data, durable=durable)
 
-        durable=False skips the fsync, for files whose loss or damage after a power cut only
-        costs time (cache entries and summaries: unreadable ones are recomputed).
-        """
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write a small file by temp + rename in its dir, so readers never see half of it.
+
+    durable=False skips the fsync, for files whose loss or damage after a power cut only
+    costs time (cache entries and summaries: unreadable ones are recomputed).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _owner_alive(session_name: str) -> bool:
