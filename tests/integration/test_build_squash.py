@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_context
+from tests.fstree import listing
 from tests.integration.test_build import inspect, layer_names, umoci_unpack
 
 pytestmark = pytest.mark.integration
@@ -21,24 +19,6 @@ ENV STAGE=squashed
 RUN echo more > /data/more
 CMD ["cat", "/data/keep/a"]
 """
-
-
-def listing(root: Path) -> dict[str, tuple]:
-    """path -> (type, mode, uid, gid, size, content hash or link target)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            if path.is_symlink():
-                extra = os.readlink(path)
-            elif path.is_file():
-                extra = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                extra = None
-            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid,
-                                                 st.st_size if path.is_file() else 0, extra)
-    return out
 
 
 def test_squash_merges_the_build_layers_and_keeps_content(mb, tmp_path):

@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import kill_test
+from tests.fstree import listing
 from tests.conftest import REPO, write_context
 
 pytestmark = pytest.mark.integration
@@ -45,24 +45,6 @@ def blobs_match_their_names(root: Path) -> None:
 
 def no_mounts_under(root: Path) -> bool:
     return str(root) not in Path("/proc/self/mountinfo").read_text()
-
-
-def tree_listing(directory: Path) -> str:
-    """Every entry's path, type, mode, owner, size, content hash or link target, as one hash."""
-    h = hashlib.sha256()
-    for base, dirs, files in sorted(os.walk(directory)):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            path = os.path.join(base, name)
-            st = os.lstat(path)
-            extra = ""
-            if stat.S_ISREG(st.st_mode):
-                extra = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(path)
-            h.update(f"{os.path.relpath(path, directory)} {st.st_mode:o} {st.st_uid}:{st.st_gid} "
-                     f"{st.st_size} {st.st_rdev} {extra}\n".encode())
-    return h.hexdigest()
 
 
 # -- kill test ---------------------------------------------------------------------------------
@@ -235,11 +217,11 @@ def test_a_step_cannot_unmount_remount_or_escape_its_root(mb, tmp_path):
 def test_rm_rf_root_in_a_throwaway_image_leaves_the_layers_and_the_store_intact(mb, tmp_path):
     mb.run("build", "-q", "-t", "throwaway:1",
            str(write_context(tmp_path / "t", "FROM base:1.0\nRUN echo x > /x\n")))
-    before = {p.name: tree_listing(p) for p in (mb.root / "layers").iterdir()}
+    before = {p.name: listing(p) for p in (mb.root / "layers").iterdir()}
     out = step_output(mb, tmp_path, "rm", "rm -rf --no-preserve-root / 2>/dev/null; "
                                          "rm -rf / 2>/dev/null; echo =survived")
     assert "=survived" in out.splitlines()
-    assert {p.name: tree_listing(p) for p in (mb.root / "layers").iterdir() if p.name in before} == before
+    assert {p.name: listing(p) for p in (mb.root / "layers").iterdir() if p.name in before} == before
     fsck(mb)
     blobs_match_their_names(mb.root)
     again = write_context(tmp_path / "again", "FROM base:1.0\nRUN busybox true && echo ok > /ok\n")
@@ -258,7 +240,6 @@ def test_a_step_cannot_write_host_sysctls_or_read_kernel_memory(mb, tmp_path):
 
 
 def test_device_nodes_from_a_layer_do_not_open_host_devices(mb, tmp_path):
-    import io
     import tarfile
 
     ctx = tmp_path / "dev"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import stat
 import subprocess
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,43 +14,13 @@ from minibuild.snapshot import Compression, write_layer
 from minibuild.unpack import unpack_layer
 from tests.conftest import overlay_available
 
+from tests.fstree import listing, overlay
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (overlay mounts, mknod)"),
     pytest.mark.skipif(not overlay_available(), reason="the kernel has no overlayfs"),
 ]
-
-
-@contextmanager
-def overlay(merged: Path, lowers: list[Path], upper: Path | None = None, work: Path | None = None):
-    """Mount an overlay (read-only when no upper) and always unmount it."""
-    opts = "lowerdir=" + ":".join(map(str, lowers))
-    if upper is not None:
-        opts += f",upperdir={upper},workdir={work},redirect_dir=off,metacopy=off"
-    merged.mkdir(exist_ok=True)
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], check=True)
-    try:
-        yield merged
-    finally:
-        subprocess.run(["umount", str(merged)], check=True)
-
-
-def listing(root: Path) -> list[tuple]:
-    """(path, type, mode, uid, size, content hash or link target) for every entry."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath, name)
-            st = path.lstat()
-            extra = ""
-            if stat.S_ISREG(st.st_mode):
-                extra = hashlib.sha256(path.read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(path)
-            out.append((str(path.relative_to(root)), stat.S_IFMT(st.st_mode),
-                        stat.S_IMODE(st.st_mode), st.st_uid, st.st_size if not stat.S_ISDIR(st.st_mode) else 0, extra))
-    return out
 
 
 def make_lower(lower: Path) -> None:

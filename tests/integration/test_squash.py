@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import random
 import stat
-import subprocess
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from minibuild.errors import LayerError
 from minibuild.snapshot import Compression, write_layer
 from minibuild.squash import OPAQUE_XATTR, base_lookup, squash_layers
 from tests.conftest import overlay_available
+from tests.fstree import listing, overlay
 
 pytestmark = [
     pytest.mark.integration,
@@ -66,59 +64,12 @@ def is_opaque(path: Path) -> bool:
 # ---------------------------------------------------------------- real overlay views
 
 
-@contextmanager
-def overlay(merged: Path, lowers: list[Path]):
-    """A read-only overlay of `lowers` (top first) plus an empty bottom; always unmounted."""
-    bottom = merged.parent / (merged.name + "-empty")
-    bottom.mkdir(exist_ok=True)
-    merged.mkdir(exist_ok=True)
-    opts = "lowerdir=" + ":".join(map(str, [*lowers, bottom])) + ",redirect_dir=off,metacopy=off"
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], check=True)
-    try:
-        yield merged
-    finally:
-        subprocess.run(["umount", str(merged)], check=True)
-
-
-def listing(root: Path) -> list[tuple]:
-    """(path, type, mode, uid, gid, size, mtime, sha256 or link target or rdev, xattrs) for all."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        here = ["."] if dirpath == str(root) else []
-        for name in [*here, *sorted(dirnames + filenames)]:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                # overlay's readdir of a non-merged lower dir passes its whiteouts through,
-                # but a lookup of them fails: they are not part of the view
-                continue
-            kind = stat.S_IFMT(st.st_mode)
-            if stat.S_ISREG(st.st_mode):
-                extra = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(path)
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                extra = st.st_rdev
-            else:
-                extra = None
-            size = st.st_size if not stat.S_ISDIR(st.st_mode) else 0
-            xattrs = sorted((k, os.getxattr(path, k, follow_symlinks=False))
-                            for k in os.listxattr(path, follow_symlinks=False)
-                            if k.startswith(("user.", "security.")))
-            rel = os.path.normpath(os.path.relpath(path, root))
-            out.append((rel, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
-                        st.st_mtime_ns, extra, xattrs))
-    return out
-
-
 def assert_same_view(tmp_path: Path, layers: list[Path], base: list[Path], target: Path) -> list:
     """The merged view of (target + base) equals that of (layers reversed + base)."""
     with overlay(tmp_path / "m-layers", [*reversed(layers), *base]) as merged:
-        want = listing(merged)
+        want = listing(merged, full=True)
     with overlay(tmp_path / "m-squashed", [target, *base]) as merged:
-        got = listing(merged)
+        got = listing(merged, full=True)
     assert got == want
     return got
 
