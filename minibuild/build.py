@@ -30,6 +30,7 @@ class BuildRequest:
     source_date_epoch: int | None = None
     no_cache: bool = False
     squash: bool = False
+    buildfile_text: str | None = None  # `-f -`: the Buildfile came on stdin
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,12 @@ def _load_stat_cache(context: BuildContext, path: Path) -> None:
 
 def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     """Build and store the image; tags are written only once every step succeeded."""
-    if not request.buildfile.is_file():
+    if request.buildfile_text is not None:
+        buildfile = parser.parse(request.buildfile_text, "Buildfile (stdin)")
+    elif not request.buildfile.is_file():
         raise BuildfileError(f"no such Buildfile: {request.buildfile}", file=str(request.buildfile))
-    buildfile = parser.parse_file(request.buildfile)
+    else:
+        buildfile = parser.parse_file(request.buildfile)
     plan = make_plan(buildfile, request.build_args, request.target)
     sandbox.check_support()
     options = BuildOptions(build_args=request.build_args, compression=request.compression,

@@ -14,7 +14,7 @@ from minibuild.cli import cli, open_store
 
 @cli.command()
 @click.option("-f", "--file", "buildfile", type=click.Path(dir_okay=False),
-              help="Buildfile (default: CONTEXT/Buildfile, else CONTEXT/Dockerfile).")
+              help="Buildfile (default: CONTEXT/Buildfile, else CONTEXT/Dockerfile; - reads stdin).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and tag (repeatable): app:1.0.")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
               help="Set a build-time variable (repeatable).")
@@ -40,7 +40,8 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     from minibuild.snapshot import Compression
 
     request = BuildRequest(
-        buildfile=Path(buildfile) if buildfile else _default_buildfile(Path(context)),
+        buildfile=Path(buildfile) if buildfile and buildfile != "-" else _default_buildfile(Path(context)),
+        buildfile_text=sys.stdin.read() if buildfile == "-" else None,
         context=Path(context),
         tags=tuple(Reference.parse(t) for t in tags),
         build_args=dict(_key_value(a) for a in build_args),

@@ -336,3 +336,13 @@ def test_the_callers_umask_does_not_reach_the_image(mb, tmp_path):
     assert (root / "opt/deep").stat().st_mode & 0o777 == 0o755
     assert (root / "opt/deep/dir").stat().st_mode & 0o777 == 0o755
     assert (root / "opt/f").stat().st_mode & 0o777 == 0o644
+
+
+def test_buildfile_from_stdin(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM scratch\n", {"f": "from the context\n"})
+    out = mb.run("build", "-q", "-f", "-", "-t", "stdin:1", str(ctx),
+                 input=b"FROM base:1.0\nCOPY f /f\n")
+    assert out.stdout.startswith("sha256:")
+    assert (umoci_unpack(mb, "stdin:1", tmp_path) / "f").read_text() == "from the context\n"
+    bad = mb.run("build", "-f", "-", str(ctx), input=b"FROM base:1.0\nRUNN x\n", check=False)
+    assert 'Buildfile (stdin):2:1: unknown instruction "RUNN"' in bad.stderr
