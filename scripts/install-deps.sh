@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static skopeo umoci oci-image-tool zstd docker-registry podman buildah)
+packages=(busybox-static skopeo umoci oci-image-tool zstd docker-registry apache2-utils podman buildah)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

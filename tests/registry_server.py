@@ -1,5 +1,9 @@
 """A real registry for tests: Debian's `docker-registry` on 127.0.0.1, a free port, temp storage,
-stopped by its PID."""
+stopped by its PID; optionally with htpasswd (basic) auth.
+
+distribution 2.8 serves htpasswd auth over plain http too (its docs ask for TLS, the code does not
+insist), so the auth tests need no certificate. The bcrypt hashes it requires come from
+`htpasswd -Bbn` (Debian's apache2-utils)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +31,11 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """
+AUTH = """auth:
+  htpasswd:
+    realm: minibuild-test
+    path: {htpasswd}
+"""
 
 
 @dataclass
@@ -35,6 +44,7 @@ class Registry:
 
     host: str
     log: Path
+    users: dict[str, str] = field(default_factory=dict)
 
     def requests(self, method: str, path_part: str) -> int:
         """How many requests of this method had `path_part` in their URI so far."""
@@ -50,24 +60,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def write_htpasswd(path: Path, users: dict[str, str]) -> None:
+    """An htpasswd file with one bcrypt line per user (what distribution accepts)."""
+    lines = [subprocess.run(["htpasswd", "-Bbn", user, password], check=True, capture_output=True,
+                            text=True).stdout.strip() for user, password in users.items()]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
 @contextmanager
-def registry_server(directory: Path) -> Iterator[Registry]:
-    """Start docker-registry on 127.0.0.1 with storage under `directory`; stop it by PID."""
+def registry_server(directory: Path, users: dict[str, str] | None = None) -> Iterator[Registry]:
+    """Start docker-registry on 127.0.0.1 with storage under `directory`; stop it by PID.
+
+    With `users` ({name: password}) every request needs basic auth, checked against an htpasswd
+    file written under `directory`."""
     binary = shutil.which("docker-registry")
     if binary is None:
         import pytest
 
         pytest.skip("needs docker-registry (apt-get install docker-registry)")
+    if users and shutil.which("htpasswd") is None:
+        import pytest
+
+        pytest.skip("needs htpasswd (apt-get install apache2-utils)")
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config.yml"
-    config.write_text(CONFIG.format(storage=directory / "storage", port=port))
+    text = CONFIG.format(storage=directory / "storage", port=port)
+    if users:
+        write_htpasswd(directory / "htpasswd", users)
+        text += AUTH.format(htpasswd=directory / "htpasswd")
+    config.write_text(text)
     log = directory / "registry.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(port, proc)
-        yield Registry(f"127.0.0.1:{port}", log)
+        _wait_ready(port, proc, (200, 401) if users else (200,))
+        yield Registry(f"127.0.0.1:{port}", log, dict(users or {}))
     finally:
         proc.terminate()
         try:
@@ -77,12 +105,12 @@ def registry_server(directory: Path) -> Iterator[Registry]:
             proc.wait()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen) -> None:
+def _wait_ready(port: int, proc: subprocess.Popen, ready: tuple[int, ...]) -> None:
     for _ in range(100):
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited with {proc.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code in ready:
                 return
         except httpx.TransportError:
             pass
