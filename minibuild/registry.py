@@ -121,7 +121,7 @@ class Client:
                 continue
             if response.status_code == 401 and not authorized:
                 response.close()
-                self._authenticate(response, url)
+                self._authenticate(response, method, url)
                 authorized = True
                 response = self._once(method, url, content, headers, stream)
             if response.status_code >= 500 or response.status_code == 429:
@@ -140,13 +140,13 @@ class Client:
         request = self._http.build_request(method, url, headers=all_headers, content=body)
         return self._http.send(request, stream=stream)
 
-    def _authenticate(self, response: httpx.Response, url: str) -> None:
+    def _authenticate(self, response: httpx.Response, method: str, url: str) -> None:
         """Answer a 401: fetch a bearer token, or use basic credentials."""
         challenge = auth.Challenge.parse(response.headers.get("www-authenticate", ""))
         if challenge.scheme == "basic":
             if self.credentials is None:
-                raise RegistryError(f"{self.host} wants a user name and password",
-                                    hint=f"minibuild login {self.host}")
+                raise RegistryError(f"{method} {url}: unauthorized: {self.host} wants a user name and "
+                                    "password, and none is saved for it", hint=f"minibuild login {self.host}")
             self._authorization = f"Basic {self.credentials.encoded()}"
         elif challenge.scheme == "bearer" and challenge.get("realm"):
             self._authorization = f"Bearer {self._token(challenge)}"
