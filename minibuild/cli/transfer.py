@@ -186,6 +186,7 @@ def login(registry, username, password, password_stdin, insecure) -> None:
     from minibuild import auth
     from minibuild.registry import Client
 
+    registry = _registry_host(registry)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif password is None:
@@ -206,6 +207,18 @@ def logout(registry) -> None:
     """Forget the credentials minibuild saved for REGISTRY."""
     from minibuild import auth
 
+    registry = _registry_host(registry)
     if not auth.forget(registry):
         raise click.UsageError(f"not logged in to {registry}")
     click.echo(f"Removed login credentials for {registry}", err=True)
+
+
+def _registry_host(text: str) -> str:
+    """HOST[:PORT] from what people type: `https://HOST:PORT/`, `HOST/v2/` and the like."""
+    host = text.strip()
+    for scheme in ("https://", "http://"):
+        host = host.removeprefix(scheme)
+    host = host.split("/", 1)[0]
+    if not host:
+        raise click.BadParameter(f"{text!r} names no registry host (want HOST[:PORT])")
+    return host

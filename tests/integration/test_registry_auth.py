@@ -79,10 +79,11 @@ def test_login_push_pull_logout(mb, empty_mb, registry, home):
     pulled = empty_mb.run("pull", target).stdout.strip()
     assert pulled == pushed
 
-    # a second login rewrites the file and makes it private again
+    # a second login (typed as a URL, as people do) rewrites the file and makes it private again
     auth_file.chmod(0o644)
-    login(mb, registry.host, PASSWORD)
+    login(mb, f"http://{registry.host}/v2/", PASSWORD)
     assert mode(auth_file) == 0o600
+    assert list(json.loads(auth_file.read_text())["auths"]) == [registry.host]
 
     out = mb.run("logout", registry.host)
     assert f"Removed login credentials for {registry.host}" in out.stderr
