@@ -30,10 +30,17 @@ from minibuild.units import human_size
 class Reporter(Protocol):
     """Where the engine reports progress; the CLI renders it (rich or plain lines)."""
 
-    def step(self, number: int, total: int, stage: str, text: str) -> None: ...
-    def output(self, data: bytes) -> None: ...
-    def done(self, seconds: float, note: str) -> None: ...
-    def phase(self, text: str) -> None: ...
+    def step(self, number: int, total: int, stage: str, text: str) -> None:
+        """A step starts."""
+
+    def output(self, data: bytes) -> None:
+        """Output of the running step, as it comes."""
+
+    def done(self, seconds: float, note: str) -> None:
+        """The step ended (note: CACHED, the layer's size, "no changes")."""
+
+    def phase(self, text: str) -> None:
+        """A phase inside a step (snapshot, squash)."""
 
 
 @dataclass(frozen=True)
