@@ -53,14 +53,19 @@ def tar_members(blob: bytes) -> dict[str, tarfile.TarInfo]:
     return {m.name: m for m in tarfile.open(fileobj=io.BytesIO(blob))}
 
 
-def test_upper_to_layer_to_lowerdir_keeps_the_merged_view(tmp_path: Path):
+def changed_overlay(tmp_path: Path) -> tuple[Path, Path, list[tuple]]:
+    """A lower, the upper a real overlay left after change_merged(), and that merged view."""
     lower, upper, work = tmp_path / "lower", tmp_path / "upper", tmp_path / "work"
     for d in (lower, upper, work):
         d.mkdir()
     make_lower(lower)
     with overlay(tmp_path / "m1", [lower], upper, work) as m1:
         change_merged(m1)
-        expected = listing(m1)
+        return lower, upper, listing(m1)
+
+
+def test_upper_to_layer_to_lowerdir_keeps_the_merged_view(tmp_path: Path):
+    lower, upper, expected = changed_overlay(tmp_path)
     sink = io.BytesIO()
     result = write_layer(upper, sink, compression=Compression.NONE)
     members = tar_members(sink.getvalue())
@@ -82,13 +87,7 @@ def test_upper_to_layer_to_lowerdir_keeps_the_merged_view(tmp_path: Path):
 
 def test_stacked_without_the_layer_the_view_differs(tmp_path: Path):
     """The comparison above can fail: the lower alone is not the merged view."""
-    lower, upper, work = tmp_path / "lower", tmp_path / "upper", tmp_path / "work"
-    for d in (lower, upper, work):
-        d.mkdir()
-    make_lower(lower)
-    with overlay(tmp_path / "m1", [lower], upper, work) as m1:
-        change_merged(m1)
-        expected = listing(m1)
+    lower, upper, expected = changed_overlay(tmp_path)
     assert listing(lower) != expected
 
 
