@@ -88,6 +88,7 @@ class Engine:
         self._results: dict[int, StageResult] = {}
         self._used_args: set[str] = set()
         self._plan: Plan | None = None
+        self.images_used: list[Descriptor] = []  # store images FROM / COPY --from resolved to
 
     def build(self, plan: Plan) -> Image:
         """Run every needed stage in order; the target stage's image, dated."""
@@ -171,6 +172,7 @@ class Engine:
                 raise
         else:
             descriptor = self._resolve_image(stage.base, stage.origin)
+        self.images_used.append(descriptor)
         return self.store.load_image(descriptor), f"image:{descriptor.digest}"
 
     def _resolve_image(self, text: str, instruction) -> Descriptor:
@@ -239,6 +241,7 @@ class Engine:
             image, key = result.image, f"stage:{result.key}"
         else:
             descriptor = self._resolve_image(name, instruction)
+            self.images_used.append(descriptor)
             image, key = self.store.load_image(descriptor), f"image:{descriptor.digest}"
         lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
         return CopySource(name, key, lowers)
