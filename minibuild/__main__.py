@@ -1,5 +1,48 @@
-"""`python -m minibuild` runs the command line."""
+"""The `minibuild` entry point (also `python -m minibuild`).
 
-from minibuild.cli import main
+A `build` whose inputs did not change since the same command last ran is answered from its memo
+(memo.py) before the command line machinery is imported; everything else goes to the CLI.
+"""
 
-main()
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    """Answer from the build memo when it holds, else run the command line."""
+    from minibuild import __version__, memo
+
+    try:
+        replay = memo.begin(sys.argv[1:], os.getcwd(), os.environ, __version__)
+    except OSError:  # e.g. the working directory is gone: let the CLI report it
+        replay = None
+    if replay is not None:
+        try:
+            _show(replay)
+        except BrokenPipeError:
+            sys.exit(1)
+        return
+    from minibuild.cli import main as cli_main
+
+    cli_main()
+
+
+def _show(replay) -> None:
+    """What `build` prints for a fully cached build (in the plain progress format)."""
+    if replay.quiet:
+        sys.stdout.write(f"{replay.digest}\n")
+        return
+    lines = []
+    for step in replay.steps:
+        lines.append(f"[{step.stage} {step.number}/{step.total}] {' '.join(step.text.split())}")
+        lines.append("  done in 0.00s CACHED" if step.cached else "  done in 0.00s")
+    lines += [f"warning: {w}" for w in replay.warnings]
+    lines.append(f"Built {replay.digest}")
+    lines += [f"Tagged {tag}" for tag in replay.tags]
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

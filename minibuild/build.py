@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibuild import parser, sandbox
+from minibuild import memo, parser, sandbox
 from minibuild.context import BuildContext
 from minibuild.digest import Digest
 from minibuild.engine import BuildOptions, Engine
@@ -31,6 +33,7 @@ class BuildRequest:
     no_cache: bool = False
     squash: bool = False
     buildfile_text: str | None = None  # `-f -`: the Buildfile came on stdin
+    memo: memo.Command | None = None  # the command line, to write its build memo
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,35 @@ def _load_stat_cache(context: BuildContext, path: Path) -> None:
         pass  # no cache yet, or a damaged one: hash everything
 
 
+class _StepLog:
+    """A reporter that passes everything on and keeps the step lines (for the build memo)."""
+
+    def __init__(self, reporter) -> None:
+        self.reporter = reporter
+        self.steps: list[memo.Step] = []
+        self._open: tuple[int, int, str, str] | None = None
+
+    def step(self, number: int, total: int, stage: str, text: str) -> None:
+        self._open = (number, total, stage, text)
+        self.reporter.step(number, total, stage, text)
+
+    def output(self, data: bytes) -> None:
+        self.reporter.output(data)
+
+    def phase(self, text: str) -> None:
+        self.reporter.phase(text)
+
+    def done(self, seconds: float, note: str) -> None:
+        if self._open is not None:
+            self.steps.append(memo.Step(*self._open, cached=bool(note)))
+            self._open = None
+        self.reporter.done(seconds, note)
+
+
 def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     """Build and store the image; tags are written only once every step succeeded."""
+    started_ns = time.time_ns()
+    log = reporter = _StepLog(reporter)
     if request.buildfile_text is not None:
         buildfile = parser.parse(request.buildfile_text, "Buildfile (stdin)")
     elif not request.buildfile.is_file():
@@ -80,4 +110,13 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
         store.tag(ref, descriptor)
     unused = engine.unused_build_args(plan)
     warnings = (f"build args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
+    if request.memo is not None and request.buildfile_text is None and not request.no_cache:
+        buildfile = os.path.abspath(request.buildfile)
+        blobs = [str(descriptor.digest), str(Digest.of(image.config_bytes())), *(str(l.descriptor.digest) for l in image.layers),
+                 *(str(d.digest) for d in engine.images_used)]
+        memo.record(request.memo, started_ns=started_ns,
+                    inputs=context.inputs() | {buildfile, os.path.realpath(buildfile)},
+                    blobs=blobs, steps=log.steps, digest=str(descriptor.digest),
+                    tags=[ref.ref_name for ref in request.tags],
+                    shown_tags=[str(ref) for ref in request.tags], warnings=warnings)
     return BuildResult(descriptor.digest, warnings)

@@ -74,18 +74,23 @@ def kind_of(mode: int) -> str | None:
     return None
 
 
-def walk_source(base: str, relpath: str, ignore: IgnoreRules | None) -> Iterator[Entry]:
+def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
+                seen: set[str] | None = None) -> Iterator[Entry]:
     """Entries below a context dir, parents first, sorted, without following symlinks.
 
     Sockets, fifos and devices are skipped: a build context may hold them (agent sockets)
-    and Docker never copies them usefully.
+    and Docker never copies them usefully. `seen` collects every dir listed.
     """
-    yield from _walk(base, relpath, "", ignore or IgnoreRules())
+    yield from _walk(base, relpath, "", ignore or IgnoreRules(), seen)
 
 
-def _walk(base: str, start: str, rel: str, ignore: IgnoreRules) -> Iterator[Entry]:
+def _walk(base: str, start: str, rel: str, ignore: IgnoreRules,
+          seen: set[str] | None) -> Iterator[Entry]:
     """Recursive worker of walk_source."""
-    with os.scandir(os.path.join(base, start, rel)) as it:
+    path = os.path.join(base, start, rel)
+    if seen is not None:
+        seen.add(os.path.normpath(path))
+    with os.scandir(path) as it:
         children = sorted(it, key=lambda d: d.name)
     for child in children:
         crel = f"{rel}/{child.name}" if rel else child.name
@@ -100,7 +105,7 @@ def _walk(base: str, start: str, rel: str, ignore: IgnoreRules) -> Iterator[Entr
             continue
         if excluded and not ignore.has_exceptions:
             continue
-        inner = _walk(base, start, crel, ignore)
+        inner = _walk(base, start, crel, ignore, seen)
         if excluded:
             # An excluded dir appears only to hold a re-included (`!`) descendant.
             kept = list(inner)
@@ -130,6 +135,31 @@ class BuildContext:
         self._real = os.path.realpath(self.root)
         # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
         self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
+        # Every context path looked at (None for an image: its content is addressed by digest).
+        self._seen: set[str] | None = None if image else {os.path.join(self.root, ".dockerignore")}
+
+    def inputs(self) -> set[str]:
+        """The absolute paths this build looked at, with every dir between them and the root
+        (a dir's mtime moves when an entry is added, removed or renamed): what the build memo
+        checks. Empty for an image context."""
+        if self._seen is None:
+            return set()
+        root = os.path.normpath(os.path.abspath(self.root))
+        found = {root}
+        for path in self._seen:
+            path = os.path.normpath(os.path.abspath(path))
+            found.add(path)
+            path = os.path.dirname(path)
+            while path not in found and path.startswith(root + "/"):
+                found.add(path)
+                path = os.path.dirname(path)
+        return found
+
+    def _look(self, path: str) -> str:
+        """Note a context path as read by this build; returns it."""
+        if self._seen is not None:
+            self._seen.add(path)
+        return path
 
     def stat_cache(self) -> dict[str, list]:
         """The stat cache as JSON-able data (path -> [dev, ino, size, mtime_ns, ctime_ns, hex])."""
@@ -190,16 +220,16 @@ class BuildContext:
         full = os.path.join(self.root, cleaned)
         if not self.ignore.has_exceptions or not os.path.isdir(full):
             return False
-        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore))
+        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore, self._seen))
 
     def _inside(self, cleaned: str, pattern: str, verb: str) -> str:
         """The real path of a context path; refuse it when a symlink leads out."""
-        full = os.path.join(self.root, cleaned)
+        full = self._look(os.path.join(self.root, cleaned))
         if self.image:  # an image's absolute links point inside the image
             full = resolve_in_root(self._real, cleaned)
         if not os.path.lexists(full):
             raise _not_found(pattern, verb)
-        real = os.path.realpath(full)
+        real = self._look(os.path.realpath(full))
         if real != self._real and not real.startswith(self._real.rstrip("/") + "/"):
             raise BuildError(f"{verb} failed: {pattern} is outside the build context "
                              f"(a symlink points to {real})")
@@ -225,9 +255,9 @@ class BuildContext:
     def _match_in(self, d: str, part: str, regex: re.Pattern[str] | None,
                   pattern: str, verb: str) -> list[str]:
         """Context paths in dir `d` whose name matches one pattern component."""
-        full = os.path.join(self.root, d)
+        full = self._look(os.path.join(self.root, d))
         if regex is None:
-            names = [part.replace("\\", "")] if os.path.lexists(os.path.join(full, part)) else []
+            names = [part.replace("\\", "")] if os.path.lexists(self._look(os.path.join(full, part))) else []
         else:
             names = sorted(n for n in os.listdir(full) if regex.match(n))
         rels = [n if d == "." else f"{d}/{n}" for n in names]
@@ -240,7 +270,7 @@ class BuildContext:
 
     def _wild_source(self, rel: str, verb: str) -> Source:
         """A wildcard match: symlinks are kept as links, like inside a copied dir."""
-        kind = kind_of(os.lstat(os.path.join(self.root, rel)).st_mode)
+        kind = kind_of(os.lstat(self._look(os.path.join(self.root, rel))).st_mode)
         if kind is None:
             raise BuildError(f"{verb} failed: {rel} is not a regular file or directory")
         return Source(rel, kind, True, posixpath.basename(rel))
@@ -264,10 +294,10 @@ class BuildContext:
 
     def _entries(self, source: Source) -> Iterator[Entry]:
         """The source itself (relpath "") then, for a dir, everything below it."""
-        full = os.path.join(self.root, source.relpath)
+        full = self._look(os.path.join(self.root, source.relpath))
         yield Entry("", source.kind, os.lstat(full))
         if source.kind == "dir":
-            yield from walk_source(str(self.root), source.relpath, self.ignore)
+            yield from walk_source(str(self.root), source.relpath, self.ignore, self._seen)
 
     def _entry_data(self, source: Source, entry: Entry) -> str:
         """The content part of an entry's record."""
@@ -277,12 +307,12 @@ class BuildContext:
         if entry.kind == "file":
             return self.file_digest(path)
         if entry.kind == "symlink":
-            return os.readlink(path)
+            return os.readlink(self._look(path))
         return ""
 
     def file_digest(self, path: str) -> str:
         """sha256 hex of a file's bytes, read at most once while its stat stays the same."""
-        st = os.stat(path)
+        st = os.stat(self._look(path))
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         cached = self._stat_cache.get(path)
         if cached is not None and cached[:5] == key:

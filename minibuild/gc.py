@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from minibuild import memo
 from minibuild.cache import Cache
 from minibuild.containers import Containers
 from minibuild.digest import Digest
@@ -103,4 +104,6 @@ def _drop_cache(store: Store, *, everything: bool) -> int:
         if everything or dangling:
             cache.remove(key)
             removed += 1
+    if everything:
+        memo.forget_all(store.root)  # a memo promises what the step cache would rebuild
     return removed

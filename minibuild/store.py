@@ -24,21 +24,12 @@ from minibuild.digest import Digest
 from minibuild.errors import ImageNotFound, StoreError
 from minibuild.image import (INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION, Config,
                              Descriptor, Image, Layer, Manifest, canonical_json)
+from minibuild.paths import default_root  # noqa: F401 - callers import it from here
 from minibuild.reference import Reference
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 LAYER_ID_LEN = 16  # short dir names keep overlay's lowerdir option small
 _BUFSIZE = 1 << 20
-
-
-def default_root() -> Path:
-    """`MINIBUILD_ROOT`, else /var/lib/minibuild for root, else ~/.local/share/minibuild."""
-    env = os.environ.get("MINIBUILD_ROOT")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/minibuild")
-    return Path.home() / ".local/share/minibuild"
 
 
 class BlobWriter:

@@ -35,6 +35,7 @@ from minibuild.cli import cli, open_store
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
           no_cache, squash, source_date_epoch, context) -> None:
     """Build an image from a Buildfile and a context directory."""
+    from minibuild import memo
     from minibuild.build import BuildRequest, run_build
     from minibuild.reference import Reference
     from minibuild.snapshot import Compression
@@ -51,6 +52,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         source_date_epoch=source_date_epoch,
         no_cache=no_cache,
         squash=squash,
+        memo=memo.pending(quiet=quiet),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

@@ -9,14 +9,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "minibuild"
 
 # Lower ranks may not import higher ranks. Modules not listed are only held to the library rules.
 RANK = {
-    "errors": 0, "units": 0, "mounts": 0, "linux": 0, "rootpath": 1,
+    "errors": 0, "units": 0, "mounts": 0, "linux": 0, "paths": 0, "rootpath": 1,
     "digest": 1, "instructions": 1, "whiteout": 1, "accounting": 1, "users": 1, "dockerignore": 1,
     "words": 2, "image": 2, "reference": 2, "xattrs": 2,
     "overlay": 2, "scaffold": 2, "process": 2, "channel": 2,
     "parser": 3, "snapshot": 3, "context": 3, "children": 3, "sandbox": 4,
     "unpack": 4, "copier": 4, "metadata": 4, "plan": 4, "squash": 4,
     "store": 5,
-    "cache": 6, "reachability": 6,
+    "cache": 6, "reachability": 6, "memo": 6,
     "steps": 7, "views": 7,
     "engine": 8, "render": 8,
     "build": 9,

@@ -25,7 +25,7 @@ def test_console_script_is_declared():
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("minibuild is not installed (pip install .)")
     scripts = {e.name: e.value for e in dist.entry_points if e.group == "console_scripts"}
-    assert scripts.get("minibuild") == "minibuild.cli:main"
+    assert scripts.get("minibuild") == "minibuild.__main__:main"
 
 
 def test_a_built_wheel_carries_the_grammar_and_every_subpackage(tmp_path):

@@ -1,0 +1,211 @@
+"""The build memo: what a finished build read and what it produced, so that the same command on
+unchanged inputs answers before the engine (or click, lark, zstandard) is even imported.
+
+A memo is found by the exact command: argv, working directory, environment (minus shell
+bookkeeping such as OLDPWD), uid and minibuild's version. It holds
+
+- the stat signature (mode, dev, inode, size, mtime_ns, ctime_ns) of every path the build looked
+  at: the Buildfile, .dockerignore, each context file it hashed, each dir it listed, and each dir
+  on the way from the context root (adding, removing or renaming an entry moves a dir's mtime);
+  ctime cannot be set by a user, so a file rewritten with its old size and mtime still differs;
+- the sha256 of index.json after the build, so every FROM, COPY --from and tag resolves as it did,
+  and the tags it wrote, checked against that index;
+- the blobs the result needs (manifest, config, layers, the images it was built from).
+
+If anything differs, or the store is locked for gc/fsck, the normal build runs; with its step
+cache it gives the same image, so the memo only saves start-up time. A memo is not written for
+`--no-cache`, for a Buildfile read from stdin, or when an input changed within 100 ms before the
+build started (a write in the same clock tick could go unseen). `prune --cache` deletes memos
+with the step cache; `MINIBUILD_MEMO=0` turns them off.
+
+Only the standard library is imported here at start-up: this runs on every `minibuild` call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+from minibuild.paths import default_root
+
+FORMAT = 1
+RACY_NS = 100_000_000
+# Set by shells between two identical commands; they cannot change what a build does.
+_SHELL_BOOKKEEPING = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
+_REF_NAME = "org.opencontainers.image.ref.name"
+
+
+# NamedTuples, not dataclasses: importing dataclasses (inspect) costs 5 ms of every start-up.
+class Command(NamedTuple):
+    """A `build` command line that may use a memo: its store and its memo key."""
+
+    root: Path
+    key: str
+    quiet: bool = False  # learnt from the parsed flags, for replaying the output
+
+    @property
+    def path(self) -> Path:
+        """Where the memo of this command lives (inside the store's cache)."""
+        return memo_dir(self.root) / f"{self.key[:40]}.json"
+
+
+class Step(NamedTuple):
+    """One progress line of the recorded build: its header and whether it had a note."""
+
+    number: int
+    total: int
+    stage: str
+    text: str
+    cached: bool  # a filesystem step (its rerun says CACHED); False for FROM and config steps
+
+
+class Replay(NamedTuple):
+    """The answer of a memo: the result to report, and the steps to show as cached."""
+
+    digest: str
+    tags: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    quiet: bool = False
+
+
+def memo_dir(root: Path) -> Path:
+    """The memos of a store."""
+    return Path(root) / "cache" / "memo"
+
+
+def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: str) -> Command | None:
+    """The memo key of a `minibuild [--root DIR] build ...` command; None for anything else."""
+    if environ.get("MINIBUILD_MEMO") == "0":
+        return None
+    args, root = list(argv), None
+    while args and args[0].startswith("--root"):
+        if args[0] == "--root" and len(args) > 1:
+            root, args = args[1], args[2:]
+        elif args[0].startswith("--root="):
+            root, args = args[0].removeprefix("--root="), args[1:]
+        else:
+            return None
+    if not args or args[0] != "build" or any(a in ("-h", "--help", "--no-cache") for a in args):
+        return None
+    env = sorted((k, v) for k, v in environ.items() if k not in _SHELL_BOOKKEEPING)
+    material = json.dumps([FORMAT, version, os.getuid(), cwd, list(argv), env])
+    store = Path(root or environ.get("MINIBUILD_ROOT") or default_root())
+    return Command(Path(os.path.abspath(store)), hashlib.sha256(material.encode()).hexdigest())
+
+
+def signature(path: str) -> list[int] | None:
+    """What identifies a path's current state without reading it; None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return [st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def lookup(cmd: Command) -> Replay | None:
+    """The memo's answer when every recorded input is unchanged; None otherwise (never raises
+    for a missing, damaged or stale memo)."""
+    try:
+        data = json.loads(cmd.path.read_bytes())
+        if data.get("format") != FORMAT or data.get("key") != cmd.key:
+            return None
+        lock = os.open(cmd.root / "locks" / "gc", os.O_RDONLY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # not while gc or fsck holds the store
+        return _check(cmd, data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    finally:
+        os.close(lock)
+
+
+def _check(cmd: Command, data: dict) -> Replay | None:
+    for path, recorded in data["inputs"]:
+        if signature(path) != recorded:
+            return None
+    index = (cmd.root / "oci" / "index.json").read_bytes()
+    if hashlib.sha256(index).hexdigest() != data["index"] or not _tagged(index, data):
+        return None
+    blobs = cmd.root / "oci" / "blobs" / "sha256"
+    if not all((blobs / digest.removeprefix("sha256:")).is_file() for digest in data["blobs"]):
+        return None
+    steps = tuple(Step(*s) for s in data["steps"])
+    return Replay(data["digest"], tuple(data["shown_tags"]), tuple(data["warnings"]), steps,
+                  bool(data["quiet"]))
+
+
+def _tagged(index: bytes, data: dict) -> bool:
+    """True when every tag the build wrote points at its result in this index."""
+    names = {(m.get("annotations") or {}).get(_REF_NAME): m.get("digest")
+             for m in json.loads(index).get("manifests") or []}
+    return all(names.get(name) == data["digest"] for name in data["tags"])
+
+
+def record(cmd: Command, *, started_ns: int, inputs: Iterable[str], blobs: Iterable[str],
+           steps: Sequence[Step], digest: str, tags: Sequence[str], shown_tags: Sequence[str],
+           warnings: Sequence[str]) -> bool:
+    """Write the memo of a successful build; False (and nothing written) when an input changed
+    too recently to trust its signature or could not be read."""
+    from minibuild.store import write_atomic
+
+    signatures = []
+    for path in sorted(set(inputs)):
+        sig = signature(path)
+        if sig is not None and max(sig[4], sig[5]) >= started_ns - RACY_NS:
+            return False
+        signatures.append([path, sig])
+    try:
+        index = (cmd.root / "oci" / "index.json").read_bytes()
+    except OSError:
+        return False
+    data = {"format": FORMAT, "key": cmd.key, "inputs": signatures,
+            "index": hashlib.sha256(index).hexdigest(), "tags": list(tags), "digest": digest,
+            "blobs": sorted(set(blobs)), "shown_tags": list(shown_tags),
+            "warnings": list(warnings), "quiet": cmd.quiet,
+            "steps": [[s.number, s.total, s.stage, s.text, s.cached] for s in steps]}
+    if not _tagged(index, data):
+        return False  # another build moved a tag meanwhile: this index does not hold our result
+    cmd.path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cmd.path, json.dumps(data, separators=(",", ":")).encode(), durable=False)
+    return True
+
+
+def forget_all(root: Path) -> int:
+    """Delete every memo of a store (with the step cache); how many there were."""
+    removed = 0
+    try:
+        entries = list(os.scandir(memo_dir(root)))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+# -- the command about to run ------------------------------------------------------------------
+
+_pending: Command | None = None
+
+
+def begin(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: str) -> Replay | None:
+    """At start-up: the memo's answer for this command line, else None (and the command is kept
+    for `pending()`, so the build that runs next can write the memo)."""
+    global _pending
+    _pending = command(argv, cwd, environ, version)
+    return lookup(_pending) if _pending is not None else None
+
+
+def pending(*, quiet: bool) -> Command | None:
+    """The command line this process started with, when it may use a memo."""
+    return _pending._replace(quiet=quiet) if _pending is not None else None
