@@ -1,13 +1,14 @@
 """Build benchmark: minibuild vs buildah on the same busybox base; prints figures, asserts nothing.
 
-Usage (as root):  python3 bench/build_bench.py [--runs N] [--cases NAME ...] [--modes cold warm onefile]
+Usage (as root):  python3 bench/build_bench.py [--runs N] [--cases NAME ...] [--modes cold warm warm-engine onefile]
                   [--json out.json] [--compression zstd|gzip|none] [--no-snapshot] [--no-buildah] [--keep]
 
 Everything lives in one temp dir that is removed at the end: the minibuild stores (`--root`), the
 buildah storage (`--root/--runroot`, overlay driver, so the user's default storage is never
 touched) and the generated build contexts. Modes: `cold` uses fresh stores (no cache hit for
-either tool); `warm` rebuilds with nothing changed in a store that already built the case;
-`onefile` changes one file (a new content each run) and rebuilds in that same store.
+either tool); `warm` rebuilds with nothing changed in a store that already built the case (the
+first rebuild writes minibuild's build memo, later ones answer from it); `warm-engine` does the
+same with the memo off (MINIBUILD_MEMO=0: the step cache answers); `onefile` changes one file (a new content each run) and rebuilds in that same store.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 BASE_CONTEXT = REPO / "sample_images" / "base"
 BASE_REF = "base:1.0"  # minibuild: a local name; buildah: resolves to localhost/base:1.0 (tagged on import)
-MODES = ("cold", "warm", "onefile")
-TARGETS = {"cold": 0.5, "warm": 0.3, "onefile": 0.5}  # minibuild/buildah, from the speed issue
+# warm-engine: a warm rebuild with the build memo off (MINIBUILD_MEMO=0): the engine's step cache.
+MODES = ("cold", "warm", "warm-engine", "onefile")
+TARGETS = {"cold": 0.5, "warm": 0.3, "warm-engine": 0.3, "onefile": 0.5}  # minibuild/buildah
 
 
 # ---------------------------------------------------------------- measuring one process
@@ -136,9 +138,11 @@ class Minibuild:
         run_quiet(self._build_cmd(store, context), self.log, env=self.env)
         return store
 
-    def rebuild(self, store: Path, context: Path) -> Sample:
-        """Time one build of `context` in a prepared store (cache hits where nothing changed)."""
-        return run_measured(self._build_cmd(store, context), self.log, env=self.env)
+    def rebuild(self, store: Path, context: Path, memo: bool = True) -> Sample:
+        """Time one build of `context` in a prepared store (cache hits where nothing changed);
+        memo=False turns the build memo off, so the engine answers from its step cache."""
+        env = self.env if memo else {**self.env, "MINIBUILD_MEMO": "0"}
+        return run_measured(self._build_cmd(store, context), self.log, env=env)
 
 
 class Buildah:
@@ -479,12 +483,12 @@ def run_rebuilds(name: str, ctx: Path, mb: Minibuild, bh: Optional[Buildah], bas
         failed = None
     results = []
     try:
-        for mode in (m for m in ("warm", "onefile") if m in modes):
+        for mode in (m for m in ("warm", "warm-engine", "onefile") if m in modes):
             result = ModeResult(name, mode, loadavg=[os.getloadavg()[0]])
             for i in range(runs):
                 if mode == "onefile":
                     CASES[name].change(ctx, i)
-                result.minibuild.append(mb.rebuild(store, ctx))
+                result.minibuild.append(mb.rebuild(store, ctx, memo=mode != "warm-engine"))
                 if bh is not None:
                     result.buildah.append(bh.rebuild(ctx))
                 elif failed is not None:
@@ -506,7 +510,7 @@ def run_case(name: str, work: Path, mb: Minibuild, bh: Optional[Buildah], base_o
     CASES[name].make(ctx)
     try:
         results = [run_cold(name, ctx, mb, bh, base_oci, runs)] if "cold" in modes else []
-        if "warm" in modes or "onefile" in modes:
+        if {"warm", "warm-engine", "onefile"} & set(modes):
             results += run_rebuilds(name, ctx, mb, bh, base_oci, runs, modes)
         return results
     finally:
