@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibuild.digest import Digest
+from minibuild.errors import MinibuildError
 from minibuild.image import Descriptor, History, Layer, canonical_json
 
 
@@ -71,6 +72,23 @@ class Cache:
         # No fsync: the layer it names is durable already, and a damaged entry reads as a miss.
         self.store.write_file_atomic(self.dir / f"{key}.json", canonical_json(entry.to_json()),
                                      durable=False)
+
+    def put_copy(self, shape: str, diff_id: Digest) -> None:
+        """Remember the layer a COPY of this shape made last (a hint for reuse.py: the files
+        are compared before any is reused)."""
+        copies = self.store.root / "cache" / "copies"
+        copies.mkdir(parents=True, exist_ok=True)
+        self.store.write_file_atomic(copies / f"{shape}.json",
+                                     canonical_json({"diff_id": str(diff_id)}), durable=False)
+
+    def get_copy(self, shape: str) -> Path | None:
+        """The layer dir a COPY of this shape made last, if it is still in the store."""
+        try:
+            data = json.loads((self.store.root / "cache" / "copies" / f"{shape}.json").read_text())
+            path = self.store.layer_path(Digest.parse(data["diff_id"]))
+        except (OSError, ValueError, KeyError, TypeError, MinibuildError):
+            return None
+        return path if path.is_dir() else None
 
     def entries(self) -> Iterator[tuple[str, CacheEntry | None]]:
         """Every (key, entry) on disk; entry None when the file does not parse."""

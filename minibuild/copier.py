@@ -18,8 +18,8 @@ import re
 import shutil
 import stat
 import tarfile
-from dataclasses import dataclass
-from collections.abc import Iterator
+from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -47,6 +47,37 @@ class CopyPlan:
     chmod: str | None  # --chmod value, octal only for now
     unpack_archives: bool  # ADD: a local tar (any compression) is extracted into dest
     ignore: IgnoreRules | None  # skips excluded files while walking a source dir
+    reuse: Reused | None = None  # files already in place (hard links made before the mount)
+
+
+class ReuseMismatch(BuildError):
+    """The copy would not leave a reused file exactly as linked: redo the step without reuse."""
+
+
+@dataclass(frozen=True)
+class Reused:
+    """Files put in the upper dir before the copy (hard links to an earlier layer's identical
+    files): the copy must leave them alone, never open, chmod, chown, utime or replace them.
+
+    files: image path -> context path (source_key) of the one source entry that lands there.
+    premade: image paths of the dirs made for them that the image below does not have; the
+    copy treats them as created by itself (mode, owner, the dest dir's own mode and mtime).
+    """
+
+    files: Mapping[str, str]
+    premade: frozenset[str] = frozenset()
+
+
+def source_key(relpath: str, below: str = "") -> str:
+    """The context path of a source entry: the source's relpath, then the path below it."""
+    if not below:
+        return relpath
+    return below if relpath in ("", ".") else f"{relpath}/{below}"
+
+
+def destination(plan: CopyPlan) -> tuple[str, bool]:
+    """The absolute image path of the destination and whether it must be a directory."""
+    return _dest(plan)
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,9 @@ class _Job:
     unpack: bool
     verb: str
     chown_given: bool
+    reuse: Reused | None = None
+    claimed: set[str] = field(default_factory=set)  # reused image paths the walk reached
+    finished: set[str] = field(default_factory=set)  # premade dirs already treated as created
 
     def attrs(self, st: os.stat_result) -> _Attrs:
         """Attributes for an entry copied from the context."""
@@ -88,7 +122,7 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
         raise BuildError(f"When using {verb} with more than one source file, the destination "
                          f"must be a directory and end with a / (got {plan.dest!r})")
     job = _Job(root, context, _owner(plan.chown, root), _parse_chmod(plan.chmod),
-               plan.ignore, plan.unpack_archives, verb, plan.chown is not None)
+               plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse)
     for source in plan.sources:
         if source.kind == "dir":
             _copy_tree(job, source, dest)
@@ -99,6 +133,49 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
         mode = job.mode if job.mode is not None else 0o644
         # mtime 0 keeps heredoc layers identical from one build to the next.
         _put_file(job, target, io.BytesIO(content), _Attrs(mode, job.owner, 0))
+    if job.reuse is not None and len(job.claimed) != len(job.reuse.files):
+        missed = sorted(set(job.reuse.files) - job.claimed)
+        raise ReuseMismatch(f"{verb}: {len(missed)} reused files were not reached, e.g. {missed[0]}")
+
+
+def _reused(job: _Job, target: str, key: str, attrs: _Attrs, size: int) -> bool:
+    """True when target is a reused file for exactly this source entry, already as the copy
+    would write it (checked through the mount); then nothing is written there."""
+    if job.reuse is None:
+        return False
+    image = target if job.root == "/" else _image_path(job.root, target)
+    expected = job.reuse.files.get(image)
+    if expected is None:
+        return False
+    if expected != key or image in job.claimed:
+        raise ReuseMismatch(f"{job.verb}: {image} is reused for {expected}, but {key} lands there")
+    st = os.lstat(target)
+    if not (stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == attrs.mode
+            and (st.st_uid, st.st_gid) == attrs.owner and st.st_mtime_ns == attrs.mtime_ns
+            and st.st_size == size):
+        raise ReuseMismatch(f"{job.verb}: the reused {image} differs from what the copy writes")
+    job.claimed.add(image)
+    return True
+
+
+def _guard(job: _Job, target: str) -> None:
+    """Refuse to replace a reused file: its inode belongs to an earlier layer too."""
+    if job.reuse is not None:
+        image = target if job.root == "/" else _image_path(job.root, target)
+        if image in job.reuse.files:
+            raise ReuseMismatch(f"{job.verb}: the copy would replace the reused file {image}")
+
+
+def _premade(job: _Job, host: str) -> bool:
+    """True (once per dir) when a dir exists only because reuse made it before the copy: the
+    first time the copy would have created it, it treats it as just created."""
+    if job.reuse is None or not job.reuse.premade:
+        return False
+    image = host if job.root == "/" else _image_path(job.root, host)
+    if image not in job.reuse.premade or image in job.finished:
+        return False
+    job.finished.add(image)
+    return True
 
 
 def _dest(plan: CopyPlan) -> tuple[str, bool]:
@@ -179,16 +256,21 @@ def _mkdirs(job: _Job, host: str, last_owner: tuple[int, int]) -> bool:
     cur, created = job.root, False
     for i, part in enumerate(parts):
         cur = os.path.join(cur, part)
+        owner = last_owner if i == len(parts) - 1 else _ROOT_OWNER
         if os.path.isdir(cur) and not os.path.islink(cur):
-            created = False
+            created = _premade(job, cur)
+            if created:  # made before the mount for reused files: finish it as a new dir
+                os.chmod(cur, 0o755)
+                _chown(cur, owner)
             continue
         if os.path.lexists(cur):
+            _guard(job, cur)
             raise BuildError(f"{job.verb} failed: cannot create directory "
                              f"{_image_path(job.root, host)}: {_image_path(job.root, cur)} "
                              "exists and is not a directory")
         os.mkdir(cur, 0o755)
         os.chmod(cur, 0o755)  # mkdir's mode goes through the umask
-        _chown(cur, last_owner if i == len(parts) - 1 else _ROOT_OWNER)
+        _chown(cur, owner)
         created = True
     return created
 
@@ -221,8 +303,11 @@ def _copy_one(job: _Job, source: Source, dest: str, want_dir: bool) -> None:
     if source.kind == "symlink":
         _put_symlink(job, target, os.readlink(path), job.attrs(st))
         return
+    attrs = job.attrs(st)
+    if _reused(job, target, source.relpath, attrs, st.st_size):
+        return
     with open(path, "rb") as src:
-        _put_file(job, target, src, job.attrs(st))
+        _put_file(job, target, src, attrs)
 
 
 def _copy_tree(job: _Job, source: Source, dest: str) -> None:
@@ -245,7 +330,8 @@ def _copy_tree(job: _Job, source: Source, dest: str) -> None:
                 stamps.append((dirs[entry.relpath], attrs.mtime_ns))
         elif entry.kind == "symlink":
             _put_symlink(job, target, os.readlink(os.path.join(base, entry.relpath)), attrs)
-        else:
+        elif not _reused(job, target, source_key(source.relpath, entry.relpath), attrs,
+                         entry.stat.st_size):
             with open(os.path.join(base, entry.relpath), "rb") as src:
                 _put_file(job, target, src, attrs)
     set_dir_times(stamps)
@@ -263,6 +349,7 @@ def _clear(job: _Job, target: str) -> None:
         st = os.lstat(target)
     except FileNotFoundError:
         return
+    _guard(job, target)
     if stat.S_ISDIR(st.st_mode):
         raise BuildError(f"{job.verb} failed: cannot overwrite directory "
                          f"{_image_path(job.root, target)} with a non-directory")

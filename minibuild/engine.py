@@ -250,31 +250,47 @@ class Engine:
         """A filesystem step through the cache: reuse its layer, or run it and remember it."""
         if step.config is not None:
             state.image = state.image.with_container_config(step.config)
+        # A COPY's shape: the same step on the same layers, whatever the content (see reuse.py).
+        shape = None if step.reuse is None else step_key(state.key, {
+            "reuse": step.reuse.shape, "lowers": [str(l.diff_id) for l in state.image.layers]})
         state.key = step_key(state.key, step.description)
         entry = None if self.options.no_cache else self.cache.get(state.key)
         if entry is not None:
             state.image = state.image.append(entry.layer, entry.history)
             return "CACHED"
-        layer, note = self._run_and_snapshot(state.image, step)
+        layer, note = self._run_and_snapshot(state.image, step, shape)
         state.image = state.image.append(layer, self._history(step.created_by))
         self.cache.put(state.key, CacheEntry(layer, state.image.config.history[-1]))
+        if shape is not None and layer is not None:
+            self.cache.put_copy(shape, layer.diff_id)
         return note
 
     # -- the one place that turns a step's writes into a layer -------------------------------
 
-    def _run_and_snapshot(self, image: Image, step: FsStep) -> tuple[Layer | None, str]:
-        """Mount the image's layers under a fresh upper dir, run, and snapshot the upper dir."""
+    def _run_and_snapshot(self, image: Image, step: FsStep,
+                          shape: str | None = None) -> tuple[Layer | None, str]:
+        """Mount the image's layers under a fresh upper dir, run, and snapshot the upper dir.
+
+        A COPY whose shape made a layer before starts from that layer's unchanged files."""
         scratch = self.store.scratch("step")
         try:
             dirs = [scratch / name for name in ("upper", "work", "merged")]
             for d in dirs:
                 d.mkdir()
             lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
-            step.execute(RootFS(lowers, *dirs))
+            previous = None
+            if shape is not None and not self.options.no_cache:
+                previous = self.cache.get_copy(shape)
+            reused = 0
+            if previous is not None:
+                reused = step.reuse.execute(RootFS(lowers, *dirs), previous)
+            else:
+                step.execute(RootFS(lowers, *dirs))
             if step.verify is not None:
                 step.verify()
             self.reporter.phase("snapshot")
-            return self._snapshot(dirs[0])
+            layer, note = self._snapshot(dirs[0])
+            return layer, f"{note}, {reused} files reused" if reused else note
         finally:
             remove_tree(scratch)
 

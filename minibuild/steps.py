@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from minibuild import metadata, words
+from minibuild import metadata, reuse, words
 from minibuild.context import BuildContext
-from minibuild.copier import CopyPlan, apply_copy
+from minibuild.copier import CopyPlan, ReuseMismatch, apply_copy
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.image import ContainerConfig
 from minibuild.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value
 from minibuild.sandbox import Process, RootFS
+from minibuild.store import remove_tree
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
@@ -36,6 +37,17 @@ class FsStep:
     execute: Callable[[RootFS], None]    # runs the step on a mounted root
     config: ContainerConfig | None = None  # the config after the step, when the step changes it
     verify: Callable[[], None] | None = None  # after execute: are the inputs still what was keyed?
+    reuse: Reuse | None = None  # how a rerun may reuse the files of the layer it made last time
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """A COPY from the context that may reuse, by hard link, the unchanged files of the layer
+    the same COPY (same `shape`: the description without the content key) made before."""
+
+    shape: dict[str, Any]
+    execute: Callable[[RootFS, Path], int]  # like FsStep.execute, given that layer's dir;
+                                            # returns how many files were reused
 
 
 @dataclass(frozen=True)
@@ -135,8 +147,12 @@ class StepFactory:
             plan = replace(plan, sources=selection.sources)
             description["content"] = selection.content_key.hex
             verify = functools.partial(self._unchanged, sources, selection.content_key, instruction)
+        shape = {k: v for k, v in description.items() if k != "content"}
+        again = None
+        if sources and not plan.unpack_archives and not plan.inline:
+            again = Reuse(shape, functools.partial(self._copy_reusing, plan))
         return FsStep(description, created_by, functools.partial(self._copy_context, plan),
-                      verify=verify)
+                      verify=verify, reuse=again)
 
     def _unchanged(self, sources: tuple[str, ...], key, instruction) -> None:
         """Refuse a COPY whose sources changed while they were copied: its layer would be cached
@@ -148,6 +164,29 @@ class StepFactory:
 
     def _copy_context(self, plan: CopyPlan, rootfs: RootFS) -> None:
         self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=self.context.root)
+
+    def _copy_reusing(self, plan: CopyPlan, rootfs: RootFS, previous: Path) -> int:
+        """The copy, with the files `previous` already holds as wanted hard-linked into the
+        upper dir first and skipped by the copier; the plain copy when none can be. A copy
+        that would not leave them exactly as linked is redone without reuse."""
+        linked = reuse.link_unchanged(plan, self.context.root, previous, rootfs.lowers, rootfs.upper)
+        if linked is None:
+            self._copy_context(plan, rootfs)
+            return 0
+        try:
+            self._copy_context(replace(plan, reuse=linked.reused), rootfs)
+        except ReuseMismatch:
+            reuse.check_untouched(linked, rootfs.upper, self.context.root)
+            for d in (rootfs.upper, rootfs.work):  # start again from empty dirs
+                remove_tree(d)
+                d.mkdir()
+            self._copy_context(plan, rootfs)
+            return 0
+        except BaseException:
+            reuse.check_untouched(linked, rootfs.upper, self.context.root)
+            raise
+        reuse.check_untouched(linked, rootfs.upper, self.context.root)
+        return len(linked.reused.files)
 
     def _copy_from(self, plan: CopyPlan, sources: tuple[str, ...], source: CopySource,
                    instruction) -> Callable[[RootFS], None]:
