@@ -60,11 +60,14 @@ class Reused:
     files): the copy must leave them alone, never open, chmod, chown, utime or replace them.
 
     files: image path -> context path (source_key) of the one source entry that lands there.
+    attrs: image path -> (mode bits, uid, gid, mtime_ns, size) of the linked file; the copy
+    checks them against what it would write (no stat through the mount needed).
     premade: image paths of the dirs made for them that the image below does not have; the
     copy treats them as created by itself (mode, owner, the dest dir's own mode and mtime).
     """
 
     files: Mapping[str, str]
+    attrs: Mapping[str, tuple[int, int, int, int, int]]
     premade: frozenset[str] = frozenset()
 
 
@@ -140,7 +143,7 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
 
 def _reused(job: _Job, target: str, key: str, attrs: _Attrs, size: int) -> bool:
     """True when target is a reused file for exactly this source entry, already as the copy
-    would write it (checked through the mount); then nothing is written there."""
+    would write it; then nothing is written there."""
     if job.reuse is None:
         return False
     image = target if job.root == "/" else _image_path(job.root, target)
@@ -149,10 +152,7 @@ def _reused(job: _Job, target: str, key: str, attrs: _Attrs, size: int) -> bool:
         return False
     if expected != key or image in job.claimed:
         raise ReuseMismatch(f"{job.verb}: {image} is reused for {expected}, but {key} lands there")
-    st = os.lstat(target)
-    if not (stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == attrs.mode
-            and (st.st_uid, st.st_gid) == attrs.owner and st.st_mtime_ns == attrs.mtime_ns
-            and st.st_size == size):
+    if job.reuse.attrs.get(image) != (attrs.mode, *attrs.owner, attrs.mtime_ns, size):
         raise ReuseMismatch(f"{job.verb}: the reused {image} differs from what the copy writes")
     job.claimed.add(image)
     return True

@@ -64,7 +64,7 @@ def link_unchanged(plan: CopyPlan, context: Path, previous: Path, lowers: Sequen
     if mode is False:
         return None
     checker = _Checker(writes, [str(p) for p in lowers], str(previous))
-    chosen: dict[str, str] = {}
+    chosen: dict[str, tuple[str, os.stat_result]] = {}  # image -> (context path, linked stat)
     seen: set[tuple[int, int]] = set()
     dev = os.stat(upper).st_dev
     for image, found in writes.items():
@@ -73,8 +73,8 @@ def link_unchanged(plan: CopyPlan, context: Path, previous: Path, lowers: Sequen
         _, key, st = found[0]
         want = (mode if mode is not None else stat.S_IMODE(st.st_mode), owner, st)
         prev = checker.file(image, want, dev, seen)
-        if prev is not None and _same_content(f"{context}/{key}", prev, st.st_size):
-            chosen[image] = key
+        if prev is not None and _same_content(f"{context}/{key}", prev[0], st.st_size):
+            chosen[image] = (key, prev[1])
     if not chosen:
         return None
     return _build(chosen, checker, previous, lowers, upper)
@@ -178,9 +178,10 @@ class _Checker:
         self.dirs[image] = result
         return result
 
-    def file(self, image: str, want, dev: int, seen: set[tuple[int, int]]) -> str | None:
-        """The earlier layer's path of a file that matches what the copy writes at `image`
-        (but for the bytes, compared by the caller), else None."""
+    def file(self, image: str, want, dev: int,
+             seen: set[tuple[int, int]]) -> tuple[str, os.stat_result] | None:
+        """The earlier layer's path (and stat) of a file that matches what the copy writes at
+        `image` (but for the bytes, compared by the caller), else None."""
         parent = _parent(image)
         if self.dir(parent) is None or (parent in self.layers and self.view(image)[0] == _DIR):
             return None
@@ -196,7 +197,7 @@ class _Checker:
                 and st.st_dev == dev and (st.st_dev, st.st_ino) not in seen and not _xattrs(prev)):
             return None
         seen.add((st.st_dev, st.st_ino))
-        return prev
+        return prev, st
 
 
 def _parent(image: str) -> str:
@@ -249,7 +250,7 @@ def _same_content(a: str, b: str, size: int) -> bool:
         os.close(fb)
 
 
-def _build(chosen: dict[str, str], checker: _Checker, previous: Path, lowers: Sequence[Path],
+def _build(chosen: dict[str, tuple[str, os.stat_result]], checker: _Checker, previous: Path, lowers: Sequence[Path],
            upper: Path) -> Linked | None:
     """Make the dirs and hard links in the upper dir; what was linked."""
     _root_like_image(upper, lowers)
@@ -270,13 +271,15 @@ def _build(chosen: dict[str, str], checker: _Checker, previous: Path, lowers: Se
             os.chown(up + image, st.st_uid, st.st_gid)
             os.chmod(up + image, stat.S_IMODE(st.st_mode))
     files: dict[str, str] = {}
+    attrs: dict[str, tuple[int, int, int, int, int]] = {}
     link = os.link
-    for image, key in chosen.items():
+    for image, (key, st) in chosen.items():
         try:
             link(prev + image, up + image, follow_symlinks=False)
         except OSError:
             continue  # EMLINK, EXDEV...: this one is copied as usual
         files[image] = key
+        attrs[image] = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size)
     # A dir of the image below that gets no new entry keeps its mtime, as copy-up keeps it.
     touched = {_parent(p) for p in files} | {_parent(d) for d in premade}
     for image in dirs:
@@ -286,7 +289,7 @@ def _build(chosen: dict[str, str], checker: _Checker, previous: Path, lowers: Se
     if not files:
         return None
     inodes = {image: os.lstat(up + image) for image in files}
-    return Linked(Reused(files, frozenset(premade)), inodes, previous)
+    return Linked(Reused(files, attrs, frozenset(premade)), inodes, previous)
 
 
 def _root_like_image(upper: Path, lowers: Sequence[Path]) -> None:

@@ -165,8 +165,8 @@ def test_the_copier_refuses_a_reuse_that_does_not_fit(setup, tmp_path):
     ]
     for wrong in cases:
         with pytest.raises(ReuseMismatch):
-            apply_copy(replace(plan, reuse=Reused(wrong, linked.reused.premade)), root=str(upper),
-                       context=str(ctx))
+            apply_copy(replace(plan, reuse=Reused(wrong, linked.reused.attrs, linked.reused.premade)),
+                       root=str(upper), context=str(ctx))
     os.utime(ctx / "src/d0/f0.txt", ns=(7, 7))  # the copy now wants another mtime there
     with pytest.raises(ReuseMismatch, match="differs"):
         apply_copy(replace(plan, reuse=linked.reused), root=str(upper), context=str(ctx))
