@@ -32,7 +32,8 @@ def main() -> None:
 def _show(replay) -> None:
     """What `build` prints for a fully cached build (in the plain progress format)."""
     if replay.quiet:
-        sys.stdout.write(f"{replay.digest}\n")
+        if sys.stdout is not None:  # stdout may be closed (`>&-`)
+            sys.stdout.write(f"{replay.digest}\n")
         return
     lines = []
     for step in replay.steps:
@@ -41,7 +42,8 @@ def _show(replay) -> None:
     lines += [f"warning: {w}" for w in replay.warnings]
     lines.append(f"Built {replay.digest}")
     lines += [f"Tagged {tag}" for tag in replay.tags]
-    sys.stderr.write("\n".join(lines) + "\n")
+    if sys.stderr is not None:
+        sys.stderr.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

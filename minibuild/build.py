@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibuild import memo, parser, sandbox
+from minibuild import fsstate, memo, parser, sandbox
 from minibuild.context import BuildContext
 from minibuild.digest import Digest
 from minibuild.engine import BuildOptions, Engine
@@ -84,9 +84,68 @@ class _StepLog:
         self.reporter.done(seconds, note)
 
 
+class _CacheLog:
+    """The engine's step cache, noting the keys the build used (the memo checks their entries)."""
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+        self.keys: list[str] = []
+
+    def get(self, key: str):
+        entry = self.cache.get(key)
+        if entry is not None:
+            self.keys.append(key)
+        return entry
+
+    def put(self, key: str, entry) -> None:
+        self.cache.put(key, entry)
+        self.keys.append(key)
+
+    def __getattr__(self, name: str):
+        return getattr(self.cache, name)
+
+
+class _Witness:
+    """What the build memo must know of this build: gathered before anything is resolved."""
+
+    def __init__(self, request: BuildRequest, store) -> None:
+        self.command = request.memo
+        buildfile = os.path.realpath(request.buildfile)
+        if request.buildfile_text is not None or request.no_cache \
+                or buildfile.startswith(("/dev/", "/proc/")):
+            self.command = None
+        if self.command is None:
+            return
+        self.started_ns = time.time_ns()
+        self.index_before = memo.index_hash(store.root)
+        self.trails: dict[str, list | None] = {}
+        context = Path(request.context)
+        for path in (context, request.buildfile, context / "Buildfile", context / "Dockerfile"):
+            for name in fsstate.trail(str(path)):
+                self.trails.setdefault(name, fsstate.identity(name))
+        self.buildfile = {os.path.abspath(request.buildfile), buildfile}
+
+    def record(self, *, context: BuildContext, engine: Engine, cache: _CacheLog, image, descriptor,
+               log: _StepLog, request: BuildRequest, warnings: tuple[str, ...]) -> None:
+        if self.command is None:
+            return
+        blobs = [str(descriptor.digest), str(Digest.of(image.config_bytes())),
+                 *(str(layer.descriptor.digest) for layer in image.layers),
+                 *(str(d.digest) for d in engine.images_used)]
+        trails = {**self.trails, **context.trails()}
+        for key in cache.keys:
+            entry = str(cache.dir / f"{key}.json")
+            trails[entry] = fsstate.identity(entry)
+        memo.record(self.command, started_ns=self.started_ns, index_before=self.index_before,
+                    inputs=context.inputs() | self.buildfile, trails=trails, blobs=blobs,
+                    steps=log.steps, digest=str(descriptor.digest),
+                    tags=[ref.ref_name for ref in request.tags],
+                    shown_tags=[str(ref) for ref in request.tags], warnings=warnings)
+
+
 def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     """Build and store the image; tags are written only once every step succeeded."""
-    started_ns = time.time_ns()
+    witness = _Witness(request, store)
     log = reporter = _StepLog(reporter)
     if request.buildfile_text is not None:
         buildfile = parser.parse(request.buildfile_text, "Buildfile (stdin)")
@@ -103,6 +162,7 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, sandbox.Sandbox(), context, reporter, options)
+    cache = engine.cache = _CacheLog(engine.cache)
     image = engine.build(plan)
     store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode(), durable=False)
     descriptor = store.write_image(image)
@@ -110,13 +170,6 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
         store.tag(ref, descriptor)
     unused = engine.unused_build_args(plan)
     warnings = (f"build args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
-    if request.memo is not None and request.buildfile_text is None and not request.no_cache:
-        buildfile = os.path.abspath(request.buildfile)
-        blobs = [str(descriptor.digest), str(Digest.of(image.config_bytes())), *(str(l.descriptor.digest) for l in image.layers),
-                 *(str(d.digest) for d in engine.images_used)]
-        memo.record(request.memo, started_ns=started_ns,
-                    inputs=context.inputs() | {buildfile, os.path.realpath(buildfile)},
-                    blobs=blobs, steps=log.steps, digest=str(descriptor.digest),
-                    tags=[ref.ref_name for ref in request.tags],
-                    shown_tags=[str(ref) for ref in request.tags], warnings=warnings)
+    witness.record(context=context, engine=engine, cache=cache, image=image, descriptor=descriptor,
+                   log=log, request=request, warnings=warnings)
     return BuildResult(descriptor.digest, warnings)

@@ -13,14 +13,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from minibuild import fsstate
 from minibuild.digest import Digest
 from minibuild.rootpath import resolve_in_root
 from minibuild.dockerignore import IgnoreRules, glob_to_regex, has_glob
 from minibuild.errors import BuildError
 
-# Files changed within this window of being hashed may change again inside one timestamp
-# tick without moving ctime ("racy git"); their digests are not cached.
-_RACY_NS = 100_000_000
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -135,8 +133,14 @@ class BuildContext:
         self._real = os.path.realpath(self.root)
         # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
         self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
-        # Every context path looked at (None for an image: its content is addressed by digest).
-        self._seen: set[str] | None = None if image else {os.path.join(self.root, ".dockerignore")}
+        # For the build memo (nothing for an image: its content is addressed by digest): every
+        # context path looked at, and the identity of each name a resolved path went through.
+        self._seen: set[str] | None = None
+        self._trails: dict[str, list | None] = {}
+        if not image:
+            ignore_file = os.path.join(self.root, ".dockerignore")
+            self._seen = {ignore_file, os.path.realpath(ignore_file)}
+            self._trace(ignore_file)
 
     def inputs(self) -> set[str]:
         """The absolute paths this build looked at, with every dir between them and the root
@@ -155,11 +159,24 @@ class BuildContext:
                 path = os.path.dirname(path)
         return found
 
+    def trails(self) -> dict[str, list | None]:
+        """Where every name a resolved path went through led when it was resolved
+        (fsstate.identity: a dir's inode, a symlink's target)."""
+        return dict(self._trails)
+
     def _look(self, path: str) -> str:
         """Note a context path as read by this build; returns it."""
         if self._seen is not None:
             self._seen.add(path)
         return path
+
+    def _trace(self, path: str) -> None:
+        """Note the names `path` resolves through (symlinks and their targets' components)."""
+        if self._seen is None:
+            return
+        for name in fsstate.trail(path):
+            if name not in self._trails:
+                self._trails[name] = fsstate.identity(name)
 
     def stat_cache(self) -> dict[str, list]:
         """The stat cache as JSON-able data (path -> [dev, ino, size, mtime_ns, ctime_ns, hex])."""
@@ -225,6 +242,7 @@ class BuildContext:
     def _inside(self, cleaned: str, pattern: str, verb: str) -> str:
         """The real path of a context path; refuse it when a symlink leads out."""
         full = self._look(os.path.join(self.root, cleaned))
+        self._trace(full)
         if self.image:  # an image's absolute links point inside the image
             full = resolve_in_root(self._real, cleaned)
         if not os.path.lexists(full):
@@ -322,7 +340,8 @@ class BuildContext:
             before = os.fstat(f.fileno())
             hexdigest = hashlib.file_digest(f, "sha256").hexdigest()
             after = os.fstat(f.fileno())
-        settled = max(after.st_mtime_ns, after.st_ctime_ns) < started - _RACY_NS
+        settled = fsstate.settled([after.st_mode, after.st_dev, after.st_ino, after.st_size,
+                                   after.st_mtime_ns, after.st_ctime_ns], started)
         stable = settled and _same(before, after)
         if stable:
             self._stat_cache[path] = (after.st_dev, after.st_ino, after.st_size,

@@ -2,21 +2,30 @@
 unchanged inputs answers before the engine (or click, lark, zstandard) is even imported.
 
 A memo is found by the exact command: argv, working directory, environment (minus shell
-bookkeeping such as OLDPWD), uid and minibuild's version. It holds
+bookkeeping such as OLDPWD), uid, minibuild's version and the size and mtime of its own source
+files (a changed minibuild is another command). It holds
 
 - the stat signature (mode, dev, inode, size, mtime_ns, ctime_ns) of every path the build looked
   at: the Buildfile, .dockerignore, each context file it hashed, each dir it listed, and each dir
   on the way from the context root (adding, removing or renaming an entry moves a dir's mtime);
   ctime cannot be set by a user, so a file rewritten with its old size and mtime still differs;
-- the sha256 of index.json after the build, so every FROM, COPY --from and tag resolves as it did,
-  and the tags it wrote, checked against that index;
-- the blobs the result needs (manifest, config, layers, the images it was built from).
+- where every name a resolved path went through leads, from `/` (a dir's mode, dev and inode;
+  a symlink's target text): the context argument, the Buildfile, .dockerignore and each COPY
+  source, symlinks followed;
+- the sha256 of index.json, which the build must have left as it found it (a build that moves a
+  tag it resolves, or runs beside one that does, is not memoized), so every FROM, COPY --from and
+  tag resolves as it did, and the tags it wrote, checked against that index;
+- the blobs the result needs (manifest, config, layers, the images it was built from) and the
+  step cache entries it used (a real build without them would run those steps again).
 
 If anything differs, or the store is locked for gc/fsck, the normal build runs; with its step
 cache it gives the same image, so the memo only saves start-up time. A memo is not written for
-`--no-cache`, for a Buildfile read from stdin, or when an input changed within 100 ms before the
-build started (a write in the same clock tick could go unseen). `prune --cache` deletes memos
-with the step cache; `MINIBUILD_MEMO=0` turns them off.
+`--no-cache`, for a Buildfile read from stdin, /dev or /proc, or when an input changed within one
+timestamp tick before the build started (100 ms; 2 s on filesystems with whole-second times), as
+a write in the same tick could go unseen. `prune --cache` deletes memos with the step cache;
+only the newest 200 are kept; `MINIBUILD_MEMO=0` turns them off. Not checked: blob contents
+(a corrupt store is `fsck`'s business) and the host (the sandbox is not needed for a cached
+build).
 
 Only the standard library is imported here at start-up: this runs on every `minibuild` call.
 """
@@ -30,10 +39,11 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
+from minibuild import fsstate
 from minibuild.paths import default_root
 
-FORMAT = 1
-RACY_NS = 100_000_000
+FORMAT = 2
+KEEP = 200  # memos per store; the oldest go first
 # Set by shells between two identical commands; they cannot change what a build does.
 _SHELL_BOOKKEEPING = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 _REF_NAME = "org.opencontainers.image.ref.name"
@@ -93,18 +103,31 @@ def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: 
     if not args or args[0] != "build" or any(a in ("-h", "--help", "--no-cache") for a in args):
         return None
     env = sorted((k, v) for k, v in environ.items() if k not in _SHELL_BOOKKEEPING)
-    material = json.dumps([FORMAT, version, os.getuid(), cwd, list(argv), env])
+    material = json.dumps([FORMAT, version, _code_state(), os.getuid(), cwd, list(argv), env])
     store = Path(root or environ.get("MINIBUILD_ROOT") or default_root())
     return Command(Path(os.path.abspath(store)), hashlib.sha256(material.encode()).hexdigest())
 
 
-def signature(path: str) -> list[int] | None:
-    """What identifies a path's current state without reading it; None when it does not exist."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return [st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+def _code_state() -> list:
+    """Size and mtime of minibuild's own files (an edited checkout is another minibuild)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    state = []
+    for d in (package, os.path.join(package, "cli"), os.path.join(package, "grammar"),
+              os.path.join(os.path.dirname(package), "grammar")):
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith((".py", ".lark")):
+                st = entry.stat()
+                state.append([entry.path, st.st_size, st.st_mtime_ns])
+    return state
+
+
+def index_hash(root: Path) -> str:
+    """sha256 of a store's index.json (its tags)."""
+    return hashlib.sha256((Path(root) / "oci" / "index.json").read_bytes()).hexdigest()
 
 
 def lookup(cmd: Command) -> Replay | None:
@@ -128,7 +151,10 @@ def lookup(cmd: Command) -> Replay | None:
 
 def _check(cmd: Command, data: dict) -> Replay | None:
     for path, recorded in data["inputs"]:
-        if signature(path) != recorded:
+        if fsstate.signature(path) != recorded:
+            return None
+    for path, recorded in data["trails"]:
+        if fsstate.identity(path) != recorded:
             return None
     index = (cmd.root / "oci" / "index.json").read_bytes()
     if hashlib.sha256(index).hexdigest() != data["index"] or not _tagged(index, data):
@@ -148,24 +174,33 @@ def _tagged(index: bytes, data: dict) -> bool:
     return all(names.get(name) == data["digest"] for name in data["tags"])
 
 
-def record(cmd: Command, *, started_ns: int, inputs: Iterable[str], blobs: Iterable[str],
-           steps: Sequence[Step], digest: str, tags: Sequence[str], shown_tags: Sequence[str],
+def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable[str],
+           trails: Mapping[str, list | None], blobs: Iterable[str], steps: Sequence[Step],
+           digest: str, tags: Sequence[str], shown_tags: Sequence[str],
            warnings: Sequence[str]) -> bool:
     """Write the memo of a successful build; False (and nothing written) when an input changed
-    too recently to trust its signature or could not be read."""
+    too recently to trust its signature, a traced name changed during the build, or the build
+    (or another process) changed the tags it resolved."""
     from minibuild.store import write_atomic
 
     signatures = []
     for path in sorted(set(inputs)):
-        sig = signature(path)
-        if sig is not None and max(sig[4], sig[5]) >= started_ns - RACY_NS:
+        sig = fsstate.signature(path)
+        if sig is not None and not fsstate.settled(sig, started_ns):
             return False
         signatures.append([path, sig])
+    identities = []
+    for path, seen in sorted(trails.items()):
+        if fsstate.identity(path) != seen:
+            return False
+        identities.append([path, seen])
     try:
         index = (cmd.root / "oci" / "index.json").read_bytes()
     except OSError:
         return False
-    data = {"format": FORMAT, "key": cmd.key, "inputs": signatures,
+    if hashlib.sha256(index).hexdigest() != index_before:
+        return False
+    data = {"format": FORMAT, "key": cmd.key, "inputs": signatures, "trails": identities,
             "index": hashlib.sha256(index).hexdigest(), "tags": list(tags), "digest": digest,
             "blobs": sorted(set(blobs)), "shown_tags": list(shown_tags),
             "warnings": list(warnings), "quiet": cmd.quiet,
@@ -174,7 +209,21 @@ def record(cmd: Command, *, started_ns: int, inputs: Iterable[str], blobs: Itera
         return False  # another build moved a tag meanwhile: this index does not hold our result
     cmd.path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cmd.path, json.dumps(data, separators=(",", ":")).encode(), durable=False)
+    _trim(memo_dir(cmd.root))
     return True
+
+
+def _trim(directory: Path) -> None:
+    """Keep the newest KEEP memos (every distinct command line leaves one)."""
+    entries = [e for e in os.scandir(directory) if e.name.endswith(".json")]
+    if len(entries) <= KEEP:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for entry in entries[:len(entries) - KEEP]:
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
 
 
 def forget_all(root: Path) -> int:

@@ -169,3 +169,83 @@ def test_a_missing_result_blob_runs_the_real_build(mb, project):
     blob.unlink()
     mb.build(project, "-t", "app:1")
     assert Path(blob).is_file()
+
+
+# -- holes a review found: each answered with a stale image before the fix ---------------------
+
+def quiet_build(mb, context, *args: str, cwd=None) -> str:
+    return mb.run("build", "-q", *args, str(context), cwd=cwd).stdout.strip()
+
+
+def twice(mb, context, *args: str, cwd=None) -> str:
+    """Settle, then build twice (the second writes the memo); the digest."""
+    settle()
+    quiet_build(mb, context, *args, cwd=cwd)
+    return quiet_build(mb, context, *args, cwd=cwd)
+
+
+def test_a_repointed_context_symlink_is_seen(mb, tmp_path):
+    for name, text in (("r1", "one\n"), ("r2", "two\n")):
+        write_context(tmp_path / name, "FROM base:1.0\nCOPY f /f\n", {"f": text})
+    (tmp_path / "current").symlink_to("r1")
+    first = twice(mb, "current", "-t", "app:1", cwd=tmp_path)
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to("r2")
+    settle()
+    assert quiet_build(mb, "current", "-t", "app:1", cwd=tmp_path) != first
+    assert mb.run("run", "--rm", "app:1", "cat", "/f").stdout == "two\n"
+
+
+def test_a_repointed_link_in_the_middle_of_a_source_chain_is_seen(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY a /a\n", {"c": "one\n", "d": "two\n"})
+    (ctx / "sub").mkdir()
+    (ctx / "sub" / "b").symlink_to("../c")
+    (ctx / "a").symlink_to("sub/b")
+    twice(mb, ctx, "-t", "app:1")
+    (ctx / "sub" / "b").unlink()
+    (ctx / "sub" / "b").symlink_to("../d")
+    settle()
+    quiet_build(mb, ctx, "-t", "app:1")
+    assert mb.run("run", "--rm", "app:1", "cat", "/a").stdout == "two\n"
+
+
+def test_a_dangling_buildfile_link_that_comes_alive_is_seen(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "unused", {})
+    (ctx / "Buildfile").unlink()
+    (ctx / "Dockerfile").write_text("FROM base:1.0\nENV X=dockerfile\n")
+    (ctx / "Buildfile").symlink_to("../shared/Buildfile")
+    twice(mb, ctx, "-t", "app:1")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "Buildfile").write_text("FROM base:1.0\nENV X=buildfile\n")
+    settle()
+    quiet_build(mb, ctx, "-t", "app:1")
+    assert "X=buildfile" in mb.run("inspect", "app:1").stdout
+
+
+def test_an_edit_behind_a_symlinked_dockerignore_is_seen(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY . /app/\n", {"keep": "x\n", "secret": "y\n"})
+    (tmp_path / "ignore").write_text("Buildfile\n.dockerignore\n")
+    (ctx / ".dockerignore").symlink_to("../ignore")
+    twice(mb, ctx, "-t", "app:1")
+    with open(tmp_path / "ignore", "a") as f:
+        f.write("secret\n")
+    settle()
+    quiet_build(mb, ctx, "-t", "app:1")
+    assert mb.run("run", "--rm", "app:1", "ls", "/app").stdout.split() == ["keep"]
+
+
+def test_a_build_that_retags_its_own_base_is_never_memoized(mb, tmp_path):
+    mb.run("tag", "base:1.0", "inc:1")
+    ctx = write_context(tmp_path / "ctx", "FROM inc:1\nRUN echo x >> /log\n")
+    settle()
+    digests = [quiet_build(mb, ctx, "-t", "inc:1") for _ in range(3)]
+    assert len(set(digests)) == 3
+    assert mb.run("run", "--rm", "inc:1", "cat", "/log").stdout == "x\nx\nx\n"
+
+
+def test_a_lost_step_cache_entry_runs_the_real_build(mb, project):
+    warm(mb, project)
+    for entry in (mb.root / "cache" / "steps").glob("*.json"):
+        entry.unlink()
+    out = mb.build(project, "-t", "app:1")
+    assert not any(cached_runs(out.stderr).values())

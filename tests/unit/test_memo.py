@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from minibuild import memo
+from minibuild import fsstate, memo
 
 ENV = {"HOME": "/root", "PATH": "/usr/bin", "MINIBUILD_ROOT": "/tmp/store"}
 
@@ -53,8 +53,11 @@ def _store(tmp_path: Path) -> memo.Command:
     return memo.Command(root, "k" * 64)
 
 
-def _record(cmd: memo.Command, inputs, started_ns: int) -> bool:
-    return memo.record(cmd, started_ns=started_ns, inputs=inputs, blobs=["sha256:" + "a" * 64],
+def _record(cmd: memo.Command, inputs, started_ns: int, *, index_before: str | None = None,
+            trails=None) -> bool:
+    before = index_before or memo.index_hash(cmd.root)
+    return memo.record(cmd, started_ns=started_ns, index_before=before, inputs=inputs,
+                       trails=trails or {}, blobs=["sha256:" + "a" * 64],
                        steps=[memo.Step(1, 2, "stage-0", "FROM base", False),
                               memo.Step(2, 2, "stage-0", "COPY a /", True)],
                        digest="sha256:" + "a" * 64, tags=["app:1"], shown_tags=["app:1"], warnings=[])
@@ -104,3 +107,44 @@ def test_a_damaged_memo_is_a_miss(tmp_path):
     assert memo.lookup(cmd) is None
     cmd.path.write_text(json.dumps({"format": memo.FORMAT, "key": cmd.key}))
     assert memo.lookup(cmd) is None
+
+
+def test_a_build_that_changed_the_tags_it_resolved_is_not_memoized(tmp_path):
+    cmd = _store(tmp_path)
+    assert not _record(cmd, [], time.time_ns(), index_before="0" * 64)
+    assert not cmd.path.exists()
+
+
+def test_a_traced_name_that_changed_during_the_build_is_not_memoized(tmp_path):
+    cmd = _store(tmp_path)
+    link = tmp_path / "current"
+    link.symlink_to("a")
+    seen = {str(link): fsstate.identity(str(link))}
+    link.unlink()
+    link.symlink_to("b")
+    assert not _record(cmd, [], time.time_ns(), trails=seen)
+    assert _record(cmd, [], time.time_ns(), trails={str(link): fsstate.identity(str(link))})
+    assert memo.lookup(cmd) is not None
+    link.unlink()
+    link.symlink_to("c")  # the same inode may come back: the target text tells
+    assert memo.lookup(cmd) is None
+
+
+def test_the_trail_follows_every_link_on_the_way(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f").write_text("x")
+    (tmp_path / "hop").symlink_to("real")
+    (tmp_path / "entry").symlink_to("hop/f")
+    names = fsstate.trail(str(tmp_path / "entry"))
+    assert str(tmp_path / "entry") in names and str(tmp_path / "hop") in names
+    assert names[-1] == str(tmp_path / "real" / "f")
+    assert fsstate.trail(str(tmp_path / "missing" / "x"))[-1] == str(tmp_path / "missing")
+
+
+def test_whole_second_timestamps_need_a_longer_wait():
+    now = 10 * 1_000_000_000
+    fine = [0, 0, 0, 0, now - 500_000_000 + 1, now - 500_000_000 + 1]
+    coarse = [0, 0, 0, 0, now - 1_000_000_000, now - 1_000_000_000]
+    assert fsstate.settled(fine, now)
+    assert not fsstate.settled(coarse, now)
+    assert fsstate.settled(coarse, now + 2_000_000_000)
