@@ -35,6 +35,8 @@ from minibuild.whiteout import is_overlay_xattr
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _DIR, _ABSENT, _OTHER = "dir", "absent", "other"
+_Meta = tuple[int, int, int]  # a context entry's st_mode, st_size, st_mtime_ns
+_Attrs = tuple[int, int, int, int, int]  # a file's mode bits, uid, gid, mtime_ns, size
 
 
 class ReuseCorrupted(RuntimeError):
@@ -49,7 +51,7 @@ class Linked:
     """What link_unchanged put in the upper dir."""
 
     reused: Reused  # for the copier: leave these files alone
-    inodes: dict[str, os.stat_result]  # image path -> its stat once linked
+    inodes: dict[str, tuple[int, int]]  # image path -> (st_ino, st_ctime_ns) once linked
     previous: Path  # the earlier layer's dir
 
 
@@ -64,40 +66,41 @@ def link_unchanged(plan: CopyPlan, context: Path, previous: Path, lowers: Sequen
     if mode is False:
         return None
     checker = _Checker(writes, [str(p) for p in lowers], str(previous))
-    chosen: dict[str, tuple[str, os.stat_result]] = {}  # image -> (context path, linked stat)
+    chosen: dict[str, tuple[str, _Attrs]] = {}  # image -> (context path, the linked file's)
     seen: set[tuple[int, int]] = set()
     dev = os.stat(upper).st_dev
     for image, found in writes.items():
         if len(found) != 1 or found[0][0] != "file":
             continue
-        _, key, st = found[0]
-        want = (mode if mode is not None else stat.S_IMODE(st.st_mode), owner, st)
+        _, key, (src_mode, size, mtime_ns) = found[0]
+        want = (mode if mode is not None else stat.S_IMODE(src_mode), owner, size, mtime_ns)
         prev = checker.file(image, want, dev, seen)
-        if prev is not None and _same_content(f"{context}/{key}", prev[0], st.st_size):
+        if prev is not None and _same_content(f"{context}/{key}", prev[0], size):
             chosen[image] = (key, prev[1])
     if not chosen:
         return None
     return _build(chosen, checker, previous, lowers, upper)
 
 
-def copy_targets(plan: CopyPlan, context: str) -> dict[str, list[tuple[str, str, os.stat_result]]] | None:
-    """Every image path the copy writes, with what lands there: (kind, context path, stat) per
-    write; None for a copy whose targets depend on the image (or that is never reused)."""
+def copy_targets(plan: CopyPlan, context: str) -> dict[str, list[tuple[str, str, _Meta]]] | None:
+    """Every image path the copy writes, with what lands there: (kind, context path, (st_mode,
+    size, mtime_ns)) per write; None for a copy whose targets depend on the image (or that is
+    never reused)."""
     if plan.unpack_archives or plan.inline or not plan.sources:
         return None
     dest, want_dir = destination(plan)
-    writes: dict[str, list[tuple[str, str, os.stat_result]]] = defaultdict(list)
+    writes: dict[str, list[tuple[str, str, _Meta]]] = defaultdict(list)
     for source in plan.sources:
         if source.kind == "dir":
-            writes[dest].append(("dir", source.relpath, os.stat(os.path.join(context, source.relpath))))
+            writes[dest].append(("dir", source.relpath, (stat.S_IFDIR, 0, 0)))
             for entry in walk_source(context, source.relpath, plan.ignore):
                 writes[posixpath.join(dest, entry.relpath)].append(
-                    (entry.kind, source_key(source.relpath, entry.relpath), entry.stat))
+                    (entry.kind, source_key(source.relpath, entry.relpath), _meta(entry.stat)))
         elif not want_dir:
             return None  # COPY file /path: a file or into a dir, depending on the image
         else:
             st = os.lstat(os.path.join(context, source.relpath))
-            writes[posixpath.join(dest, source.dest_name)].append((source.kind, source.relpath, st))
+            writes[posixpath.join(dest, source.dest_name)].append((source.kind, source.relpath, _meta(st)))
     return writes
 
 
@@ -179,25 +182,29 @@ class _Checker:
         return result
 
     def file(self, image: str, want, dev: int,
-             seen: set[tuple[int, int]]) -> tuple[str, os.stat_result] | None:
-        """The earlier layer's path (and stat) of a file that matches what the copy writes at
-        `image` (but for the bytes, compared by the caller), else None."""
+             seen: set[tuple[int, int]]) -> tuple[str, _Attrs] | None:
+        """The earlier layer's path (and its file's attributes) of a file that matches what
+        the copy writes at `image` (but for the bytes, compared by the caller), else None."""
         parent = _parent(image)
         if self.dir(parent) is None or (parent in self.layers and self.view(image)[0] == _DIR):
             return None
-        mode, owner, src = want
+        mode, owner, size, mtime_ns = want
         prev = self.previous + image
         try:
             st = os.lstat(prev)
         except FileNotFoundError:
             return None
-        if not (stat.S_ISREG(st.st_mode) and st.st_size == src.st_size
-                and stat.S_IMODE(st.st_mode) == mode and st.st_mtime_ns == src.st_mtime_ns
+        if not (stat.S_ISREG(st.st_mode) and st.st_size == size
+                and stat.S_IMODE(st.st_mode) == mode and st.st_mtime_ns == mtime_ns
                 and (owner is None or (st.st_uid, st.st_gid) == owner)
                 and st.st_dev == dev and (st.st_dev, st.st_ino) not in seen and not _xattrs(prev)):
             return None
         seen.add((st.st_dev, st.st_ino))
-        return prev, st
+        return prev, (mode, st.st_uid, st.st_gid, mtime_ns, size)
+
+
+def _meta(st: os.stat_result) -> _Meta:
+    return st.st_mode, st.st_size, st.st_mtime_ns
 
 
 def _parent(image: str) -> str:
@@ -211,9 +218,7 @@ def _xattrs(path: str) -> bool:
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return False
-        raise
+        return exc.errno not in (errno.ENOTSUP, errno.EPERM)  # gone or unreadable: not reused
     return any(not is_overlay_xattr(n) or n.endswith(".opaque") for n in names)
 
 
@@ -250,7 +255,7 @@ def _same_content(a: str, b: str, size: int) -> bool:
         os.close(fb)
 
 
-def _build(chosen: dict[str, tuple[str, os.stat_result]], checker: _Checker, previous: Path, lowers: Sequence[Path],
+def _build(chosen: dict[str, tuple[str, _Attrs]], checker: _Checker, previous: Path, lowers: Sequence[Path],
            upper: Path) -> Linked | None:
     """Make the dirs and hard links in the upper dir; what was linked."""
     _root_like_image(upper, lowers)
@@ -271,24 +276,27 @@ def _build(chosen: dict[str, tuple[str, os.stat_result]], checker: _Checker, pre
             os.chown(up + image, st.st_uid, st.st_gid)
             os.chmod(up + image, stat.S_IMODE(st.st_mode))
     files: dict[str, str] = {}
-    attrs: dict[str, tuple[int, int, int, int, int]] = {}
+    attrs: dict[str, _Attrs] = {}
     link = os.link
-    for image, (key, st) in chosen.items():
+    for image, (key, linked_attrs) in chosen.items():
         try:
             link(prev + image, up + image, follow_symlinks=False)
         except OSError:
             continue  # EMLINK, EXDEV...: this one is copied as usual
         files[image] = key
-        attrs[image] = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size)
+        attrs[image] = linked_attrs
     # A dir of the image below that gets no new entry keeps its mtime, as copy-up keeps it.
     touched = {_parent(p) for p in files} | {_parent(d) for d in premade}
     for image in dirs:
         kind, st = checker.dirs[image]
         if kind == _DIR and image not in touched:
             os.utime(up + image, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-    if not files:
+    if not files:  # leave the upper dir empty, as the plain copy expects it
+        for image in sorted(dirs, reverse=True):
+            os.rmdir(up + image)
         return None
-    inodes = {image: os.lstat(up + image) for image in files}
+    lstat = os.lstat
+    inodes = {image: (st.st_ino, st.st_ctime_ns) for image in files for st in (lstat(up + image),)}
     return Linked(Reused(files, attrs, frozenset(premade)), inodes, previous)
 
 
@@ -306,14 +314,15 @@ def check_untouched(linked: Linked, upper: Path, context: Path) -> None:
     changed. A new ctime alone (another build linking the same inode, gc unlinking an old name)
     is fine while mode, owner, mtime, size and bytes are still what the copy wanted."""
     up = str(upper)
-    for image, was in linked.inodes.items():
+    for image, (ino, ctime) in linked.inodes.items():
         try:
             st = os.lstat(up + image)
         except FileNotFoundError:
             st = None
-        if st is not None and (st.st_ino, st.st_ctime_ns) == (was.st_ino, was.st_ctime_ns):
-            continue
-        if st is not None and _unchanged(st, was, up + image, f"{context}/{linked.reused.files[image]}"):
+        if st is None or st.st_ino != ino:
+            pass  # the name now holds another inode (or none): the copy replaced it
+        elif st.st_ctime_ns == ctime or _unchanged(st, linked.reused.attrs[image], up + image,
+                                                   f"{context}/{linked.reused.files[image]}"):
             continue
         raise ReuseCorrupted(
             f"the reused file {image} (a hard link into the earlier layer {linked.previous}) "
@@ -321,10 +330,9 @@ def check_untouched(linked: Linked, upper: Path, context: Path) -> None:
             "again from its blob when needed) and build again")
 
 
-def _unchanged(st: os.stat_result, was: os.stat_result, path: str, source: str) -> bool:
-    """True when only the ctime of a reused file moved: same inode, type, mode, owner, size and
-    mtime as linked, and still the source's bytes."""
-    keys = ("st_ino", "st_mode", "st_uid", "st_gid", "st_size", "st_mtime_ns")
-    if any(getattr(st, k) != getattr(was, k) for k in keys):
-        return False
-    return _same_content(source, path, st.st_size)
+def _unchanged(st: os.stat_result, was: _Attrs, path: str,
+               source: str) -> bool:
+    """True when only the ctime of a reused file moved: still a regular file with the mode,
+    owner, mtime and size it was linked with, and the source's bytes."""
+    now = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size)
+    return stat.S_ISREG(st.st_mode) and now == was and _same_content(source, path, st.st_size)

@@ -4,7 +4,9 @@ then leaves alone, and the check that a reused file was not written to."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -171,3 +173,16 @@ def test_the_copier_refuses_a_reuse_that_does_not_fit(setup, tmp_path):
     with pytest.raises(ReuseMismatch, match="differs"):
         apply_copy(replace(plan, reuse=linked.reused), root=str(upper), context=str(ctx))
     check_untouched(linked, upper, ctx)  # refused before anything was written
+
+
+def test_a_layer_on_another_filesystem_gives_no_reuse_and_an_empty_upper(setup, tmp_path):
+    ctx, lower, previous = setup
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem")
+    upper = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        assert link_unchanged(plan_for(ctx, ["src/"], "/srv/app/"), ctx, previous, [lower], upper) is None
+        assert list(upper.iterdir()) == []
+    finally:
+        shutil.rmtree(upper)
