@@ -226,3 +226,17 @@ def test_copy_into_dirs_the_image_has(mb, base_store, tmp_path):
     assert reused(out) == 102, out
     assert diff_ids(mb, "app:2") == fresh(base_store, tmp_path, ctx)
     assert mb.run("run", "--rm", "app:2", "cat", "/etc/passwd").stdout == "root:x:0:0:root:/root:/bin/sh\n"
+
+
+@pytest.mark.parametrize("sources", ["src/d0/ src/d1/f03.txt", "src/d*/f0*.txt src/d2/"])
+def test_several_sources_one_of_them_overwriting_another(mb, base_store, tmp_path, sources):
+    ctx = make_context(tmp_path / "ctx")
+    (ctx / "Buildfile").write_text(f"FROM base:1.0\nCOPY {sources} /app/\n")
+    build(mb, ctx, "app:1")
+    (ctx / "src/d0/f05.txt").write_text("changed\n")
+    out = build(mb, ctx, "app:2")
+    assert reused(out) > 0, out
+    assert diff_ids(mb, "app:2") == fresh(base_store, tmp_path, ctx)
+    if sources.startswith("src/d0/"):  # the later source wins, as in a fresh copy
+        assert mb.run("run", "--rm", "app:2", "cat", "/app/f03.txt").stdout == \
+            (ctx / "src/d1/f03.txt").read_text()
