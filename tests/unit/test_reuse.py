@@ -186,3 +186,37 @@ def test_a_layer_on_another_filesystem_gives_no_reuse_and_an_empty_upper(setup, 
         assert list(upper.iterdir()) == []
     finally:
         shutil.rmtree(upper)
+
+
+class _PlainSandbox:
+    """Runs a copy straight into the upper dir (no overlay, no chroot): enough for steps.py."""
+
+    def call(self, rootfs, fn, *, cwd=None, **_):
+        apply_copy(fn.args[0], root=str(rootfs.upper), context=str(cwd))
+
+
+def test_a_copy_that_does_not_fit_its_reuse_is_redone_without_it(setup, tmp_path, monkeypatch):
+    from minibuild import parser, reuse, steps
+    from minibuild.image import ContainerConfig
+    from minibuild.metadata import Scope
+    from minibuild.sandbox import RootFS
+
+    ctx, lower, previous = setup
+    real = reuse.link_unchanged
+
+    def wrong(*args):  # one reused file no source lands on: the copier refuses at its end
+        linked = real(*args)
+        files = {**linked.reused.files, "/srv/app/d9.txt": "src/d9.txt"}
+        return replace(linked, reused=replace(linked.reused, files=files))
+
+    monkeypatch.setattr(reuse, "link_unchanged", wrong)
+    factory = steps.StepFactory(_PlainSandbox(), BuildContext(ctx), lambda data: None,
+                                lambda prefix: tmp_path / prefix, "host")
+    copy = parser.parse(f"FROM scratch\nCOPY --chown={OWNER} src/ /srv/app/\n").instructions[1]
+    step = factory.copy(copy, ContainerConfig(), Scope(), None)
+    dirs = [upper_dir(tmp_path, name) for name in ("upper", "work", "merged")]
+    assert step.reuse.execute(RootFS((lower,), *dirs), previous) == 0  # 0: none reused in the end
+    fresh = upper_dir(tmp_path, "fresh")
+    (fresh / "srv/app").mkdir(parents=True)
+    apply_copy(plan_for(ctx, ["src/"], "/srv/app/"), root=str(fresh), context=str(ctx))
+    assert tree(dirs[0] / "srv/app") == tree(fresh / "srv/app")
