@@ -90,6 +90,14 @@ class Cache:
             return None
         return path if path.is_dir() else None
 
+    def drop_copies(self) -> int:
+        """Forget every COPY reuse hint (with the rest of the cache); how many there were."""
+        removed = 0
+        for path in (self.store.root / "cache" / "copies").glob("*.json"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     def entries(self) -> Iterator[tuple[str, CacheEntry | None]]:
         """Every (key, entry) on disk; entry None when the file does not parse."""
         if not self.dir.is_dir():

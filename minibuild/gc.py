@@ -106,4 +106,5 @@ def _drop_cache(store: Store, *, everything: bool) -> int:
             removed += 1
     if everything:
         memo.forget_all(store.root)  # a memo promises what the step cache would rebuild
+        cache.drop_copies()
     return removed

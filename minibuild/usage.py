@@ -23,9 +23,10 @@ from minibuild.store import LAYER_ID_LEN
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def tree_bytes(path: Path) -> int:
-    """`du -sb PATH`: apparent bytes of every entry below and including path, hardlinks once."""
-    seen: set[tuple[int, int]] = set()
+def tree_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
+    """`du -sb PATH`: apparent bytes of every entry below and including path, hardlinks once
+    (also across calls that share `seen`, as one `du -sbc A B` counts a file linked in both)."""
+    seen = set() if seen is None else seen
     total = 0
     stack = [os.fspath(path)]
     try:
@@ -206,8 +207,9 @@ def inventory(store) -> Inventory:
     for path in store.blobs.iterdir():
         if _HEX64.fullmatch(path.name):
             sizes[f"blob:{path.name}"] = path.stat().st_size
-    for path in store.layers.iterdir():
-        sizes[f"dir:{path.name}"] = tree_bytes(path)
+    linked: set[tuple[int, int]] = set()  # a COPY rebuild links unchanged files of its last layer
+    for path in sorted(store.layers.iterdir()):
+        sizes[f"dir:{path.name}"] = tree_bytes(path, linked)
     layers: dict[str, frozenset[str]] = {}
 
     def layer_items(layer: Layer) -> frozenset[str]:

@@ -124,3 +124,20 @@ def test_df_matches_du_and_counts_shared_layers_once(cmb, tmp_path):
     assert len(layer_blobs) == len(layers)
     text = cmb.run("df", "-v").stdout
     assert "Images space usage" in text and "app:1" in text
+
+
+def test_df_counts_files_shared_by_a_copy_rebuild_once(mb, tmp_path):
+    files = {f"src/f{i}.txt": f"file {i}\n" * 50 for i in range(40)}
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY src/ /src/\n", files)
+    mb.build(ctx, "-t", "app:1")
+    (ctx / "src" / "f0.txt").write_text("changed\n")
+    mb.build(ctx, "-t", "app:2")
+    layers = sorted((mb.root / "layers").iterdir())
+    linked = [p for d in layers for p in d.rglob("*.txt") if p.stat().st_nlink > 1]
+    assert linked, "the rebuild did not link unchanged files of the first COPY layer"
+    store = mb.root
+    items = [*(store / "oci" / "blobs" / "sha256").iterdir(), *layers]
+    assert df(mb)["total"] == du_total(*items)
+    assert list((store / "cache" / "copies").glob("*.json"))
+    mb.run("prune", "--cache")
+    assert not list((store / "cache" / "copies").glob("*.json"))  # reuse hints go with the cache
