@@ -33,11 +33,18 @@ Only the standard library is imported here at start-up: this runs on every `mini
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
+
+try:  # CPython's built-in sha256: hashlib's OpenSSL import costs 2 ms of every start-up
+    from _sha256 import sha256  # 3.11
+except ImportError:  # pragma: no cover - other Pythons
+    try:
+        from _sha2 import sha256  # 3.12+
+    except ImportError:
+        from hashlib import sha256
 
 from minibuild import fsstate
 from minibuild.paths import default_root
@@ -105,7 +112,7 @@ def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: 
     env = sorted((k, v) for k, v in environ.items() if k not in _SHELL_BOOKKEEPING)
     material = json.dumps([FORMAT, version, _code_state(), os.getuid(), cwd, list(argv), env])
     store = Path(root or environ.get("MINIBUILD_ROOT") or default_root())
-    return Command(Path(os.path.abspath(store)), hashlib.sha256(material.encode()).hexdigest())
+    return Command(Path(os.path.abspath(store)), sha256(material.encode()).hexdigest())
 
 
 def _code_state() -> list:
@@ -127,7 +134,7 @@ def _code_state() -> list:
 
 def index_hash(root: Path) -> str:
     """sha256 of a store's index.json (its tags)."""
-    return hashlib.sha256((Path(root) / "oci" / "index.json").read_bytes()).hexdigest()
+    return sha256((Path(root) / "oci" / "index.json").read_bytes()).hexdigest()
 
 
 def lookup(cmd: Command) -> Replay | None:
@@ -157,7 +164,7 @@ def _check(cmd: Command, data: dict) -> Replay | None:
         if fsstate.identity(path) != recorded:
             return None
     index = (cmd.root / "oci" / "index.json").read_bytes()
-    if hashlib.sha256(index).hexdigest() != data["index"] or not _tagged(index, data):
+    if sha256(index).hexdigest() != data["index"] or not _tagged(index, data):
         return None
     blobs = cmd.root / "oci" / "blobs" / "sha256"
     if not all((blobs / digest.removeprefix("sha256:")).is_file() for digest in data["blobs"]):
@@ -198,10 +205,10 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
         index = (cmd.root / "oci" / "index.json").read_bytes()
     except OSError:
         return False
-    if hashlib.sha256(index).hexdigest() != index_before:
+    if sha256(index).hexdigest() != index_before:
         return False
     data = {"format": FORMAT, "key": cmd.key, "inputs": signatures, "trails": identities,
-            "index": hashlib.sha256(index).hexdigest(), "tags": list(tags), "digest": digest,
+            "index": sha256(index).hexdigest(), "tags": list(tags), "digest": digest,
             "blobs": sorted(set(blobs)), "shown_tags": list(shown_tags),
             "warnings": list(warnings), "quiet": cmd.quiet,
             "steps": [[s.number, s.total, s.stage, s.text, s.cached] for s in steps]}
