@@ -72,6 +72,8 @@ def link_unchanged(plan: CopyPlan, context: Path, previous: Path, lowers: Sequen
     for image, found in writes.items():
         if len(found) != 1 or found[0][0] != "file":
             continue
+        if owner is None and image.lstrip("/") in _ACCOUNTS:
+            continue  # --chown names resolve from the image's own files, not the copy's
         _, key, (src_mode, size, mtime_ns) = found[0]
         want = (mode if mode is not None else stat.S_IMODE(src_mode), owner, size, mtime_ns)
         prev = checker.file(image, want, dev, seen)
@@ -80,6 +82,11 @@ def link_unchanged(plan: CopyPlan, context: Path, previous: Path, lowers: Sequen
     if not chosen:
         return None
     return _build(chosen, checker, previous, lowers, upper)
+
+
+# The copier reads these through the mount for --chown names: a reused copy would shadow the
+# image's own before the names are resolved.
+_ACCOUNTS = frozenset({"etc/passwd", "etc/group"})
 
 
 def copy_targets(plan: CopyPlan, context: str) -> dict[str, list[tuple[str, str, _Meta]]] | None:
@@ -250,6 +257,8 @@ def _same_content(a: str, b: str, size: int) -> bool:
                 return False
             if len(da) < step:
                 return True
+    except OSError:  # e.g. the context file became a dir meanwhile: just do not reuse it
+        return False
     finally:
         os.close(fa)
         os.close(fb)

@@ -240,3 +240,15 @@ def test_several_sources_one_of_them_overwriting_another(mb, base_store, tmp_pat
     if sources.startswith("src/d0/"):  # the later source wins, as in a fresh copy
         assert mb.run("run", "--rm", "app:2", "cat", "/app/f03.txt").stdout == \
             (ctx / "src/d1/f03.txt").read_text()
+
+
+def test_chown_names_resolve_from_the_image_not_from_a_reused_passwd(mb, base_store, tmp_path):
+    """The copy brings its own /etc/passwd without `daemon`: names still come from the image."""
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY --chown=daemon:daemon r/ /\n", {
+        "r/etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "r/etc/group": "root:x:0:\n",
+        "r/app/a": "a\n", "r/app/b": "b\n"})
+    build(mb, ctx, "app:1")
+    (ctx / "r/app/b").write_text("changed\n")
+    out = build(mb, ctx, "app:2")
+    assert reused(out) == 1, out  # app/a; the account files are copied again
+    assert diff_ids(mb, "app:2") == fresh(base_store, tmp_path, ctx)
