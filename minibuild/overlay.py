@@ -24,6 +24,16 @@ _FEATURES = (("redirect_dir", "redirect_dir", "off"), ("metacopy", "metacopy", "
 _SPECIAL = "\\,:"  # escaped in mount(2) data: the escape itself, option and layer separators
 
 
+def distinct_lowers(lowers: Sequence[str]) -> tuple[str, ...]:
+    """The lowers (top first) with each dir kept only where it first appears.
+
+    Overlay refuses one dir twice (ELOOP), and an image may hold one layer twice (two COPYs of
+    identical content). Dropping the lower copies shows the same tree: whatever the lower copy
+    holds, the upper copy holds too, above every layer between them.
+    """
+    return tuple(dict.fromkeys(lowers))
+
+
 @dataclass(frozen=True)
 class OverlayOptions:
     """Everything that goes into one overlay mount, whichever mount API carries it."""

@@ -26,7 +26,7 @@ from minibuild import linux
 from minibuild.channel import Messages, Pipes
 from minibuild.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
-from minibuild.overlay import OverlayOptions, kernel_overlay_params, new_mount_api, \
+from minibuild.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, new_mount_api, \
     overlay_extra_options
 from minibuild.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
     process_environment
@@ -245,7 +245,7 @@ class Sandbox:
 
     def _overlay(self, rootfs: RootFS, lowers: Sequence[Path]) -> OverlayOptions:
         """The overlay options for these lowers (absolute paths: the legacy path chdirs)."""
-        return OverlayOptions(tuple(os.path.abspath(p) for p in lowers),
+        return OverlayOptions(distinct_lowers([os.path.abspath(p) for p in lowers]),
                               os.path.abspath(rootfs.upper), os.path.abspath(rootfs.work),
                               overlay_extra_options(kernel_overlay_params()))
 

@@ -346,3 +346,13 @@ def test_buildfile_from_stdin(mb, tmp_path):
     assert (umoci_unpack(mb, "stdin:1", tmp_path) / "f").read_text() == "from the context\n"
     bad = mb.run("build", "-f", "-", str(ctx), input=b"FROM base:1.0\nRUNN x\n", check=False)
     assert 'Buildfile (stdin):2:1: unknown instruction "RUNN"' in bad.stderr
+
+
+def test_an_image_holding_one_layer_twice_still_mounts(mb, tmp_path):
+    """Two COPYs of identical content give one DiffID twice; overlay refuses a dir twice."""
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY a/ /x/\nRUN echo between > /between\n"
+                        "COPY b/ /x/\nRUN cat /x/f /between > /out\n", {"a/f": "same\n", "b/f": "same\n"})
+    mb.build(ctx, "-t", "twice:1", "--source-date-epoch", "1000")  # equal clamped mtimes
+    diff_ids = json.loads(mb.run("inspect", "twice:1").stdout)[0]["config"]["rootfs"]["diff_ids"]
+    assert diff_ids[-4] == diff_ids[-2]  # the two COPY layers
+    assert mb.run("run", "--rm", "twice:1", "cat", "/out").stdout == "same\nbetween\n"
