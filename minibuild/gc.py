@@ -19,7 +19,7 @@ from minibuild.errors import StoreError
 from minibuild.image import Layer
 from minibuild.reachability import Reachable, reachable
 from minibuild.store import LAYER_ID_LEN, Store, remove_tree
-from minibuild.usage import tree_bytes
+from minibuild.usage import freed_bytes
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -66,13 +66,13 @@ def collect(store: Store, *, drop_cache: bool = False) -> Collected:
         store.blob_path(digest).unlink(missing_ok=True)
         blobs.append(str(digest))
         freed += size
-    dirs = []
     wanted = {d.hex[:LAYER_ID_LEN] for d in keep.diff_ids}
-    for entry in sorted(store.layers.iterdir()):
-        if entry.name not in wanted:
-            freed += tree_bytes(entry)
-            remove_tree(entry)
-            dirs.append(entry.name)
+    doomed = [entry for entry in sorted(store.layers.iterdir()) if entry.name not in wanted]
+    freed += freed_bytes(doomed)  # a file a kept layer links too (COPY reuse) frees nothing
+    dirs = []
+    for entry in doomed:
+        remove_tree(entry)
+        dirs.append(entry.name)
     summaries = _drop_summaries(store, {d.hex for d in keep.diff_ids})
     return Collected(tuple(blobs), tuple(dirs), summaries, cache_removed, freed)
 

@@ -23,10 +23,14 @@ from minibuild.store import LAYER_ID_LEN
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def tree_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
-    """`du -sb PATH`: apparent bytes of every entry below and including path, hardlinks once
-    (also across calls that share `seen`, as one `du -sbc A B` counts a file linked in both)."""
-    seen = set() if seen is None else seen
+def tree_bytes(path: Path) -> int:
+    """`du -sb PATH`: apparent bytes of every entry below and including path, hardlinks once."""
+    return _walk_bytes(path, {}, None)
+
+
+def _walk_bytes(path: Path, links: dict[tuple[int, int], list], owner: str | None) -> int:
+    """Bytes of a tree without its multi-linked files, which go into `links` instead:
+    (dev, ino) -> [size, links seen, nlink, set of owners]."""
     total = 0
     stack = [os.fspath(path)]
     try:
@@ -41,13 +45,41 @@ def tree_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
             for entry in it:
                 st = entry.stat(follow_symlinks=False)
                 if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
+                    known = links.setdefault((st.st_dev, st.st_ino), [st.st_size, 0, st.st_nlink, set()])
+                    known[1] += 1
+                    known[3].add(owner)
+                    continue
                 total += st.st_size
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)
+    if owner is None:  # a tree on its own: each linked file once
+        total += sum(size for size, _, _, _ in links.values())
     return total
+
+
+def freed_bytes(paths: Sequence[Path]) -> int:
+    """What deleting these trees frees: a file also linked from elsewhere frees nothing."""
+    links: dict[tuple[int, int], list] = {}
+    total = sum(_walk_bytes(p, links, str(p)) for p in paths)
+    return total + sum(size for size, seen, nlink, _ in links.values() if seen >= nlink)
+
+
+def layer_dir_items(paths: Sequence[Path]) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Sizes of layer dirs as df items: `dir:<id>` for what one dir holds alone, and an
+    `ino:<dev>:<ino>` item for a file linked into several (COPY reuse), so that it counts once
+    and as shared by every image whose layers link it; with each dir's `ino:` items."""
+    links: dict[tuple[int, int], list] = {}
+    sizes = {f"dir:{p.name}": _walk_bytes(p, links, p.name) for p in paths}
+    extra: dict[str, set[str]] = {p.name: set() for p in paths}
+    for (dev, ino), (size, _, _, owners) in links.items():
+        if len(owners) == 1:
+            sizes[f"dir:{next(iter(owners))}"] += size
+            continue
+        item = f"ino:{dev}:{ino}"
+        sizes[item] = size
+        for owner in owners:
+            extra[owner].add(item)
+    return sizes, extra
 
 
 # -- figures (pure) -------------------------------------------------------------------------------
@@ -207,14 +239,14 @@ def inventory(store) -> Inventory:
     for path in store.blobs.iterdir():
         if _HEX64.fullmatch(path.name):
             sizes[f"blob:{path.name}"] = path.stat().st_size
-    linked: set[tuple[int, int]] = set()  # a COPY rebuild links unchanged files of its last layer
-    for path in sorted(store.layers.iterdir()):
-        sizes[f"dir:{path.name}"] = tree_bytes(path, linked)
+    dir_sizes, linked = layer_dir_items(sorted(store.layers.iterdir()))
+    sizes.update(dir_sizes)
     layers: dict[str, frozenset[str]] = {}
 
     def layer_items(layer: Layer) -> frozenset[str]:
-        items = frozenset(i for i in (f"blob:{layer.descriptor.digest.hex}",
-                                      f"dir:{layer.diff_id.hex[:LAYER_ID_LEN]}") if i in sizes)
+        name = layer.diff_id.hex[:LAYER_ID_LEN]
+        items = frozenset(i for i in (f"blob:{layer.descriptor.digest.hex}", f"dir:{name}")
+                          if i in sizes) | linked.get(name, set())
         layers[str(layer.diff_id)] = items
         return items
 
@@ -224,8 +256,9 @@ def inventory(store) -> Inventory:
              if entry is not None and entry.layer is not None}
     claimed = _union(layers.values())
     for item in sizes:  # unreferenced blobs and dirs: each its own "layer" (prune removes them)
-        if item not in claimed and not _is_image_metadata(item, images):
-            layers[item] = frozenset({item})
+        if item not in claimed and not item.startswith("ino:") and not _is_image_metadata(item, images):
+            extra = linked.get(item.removeprefix("dir:"), set()) if item.startswith("dir:") else set()
+            layers[item] = frozenset({item}) | extra
     return Inventory(sizes, images, names, layers, cache, containers)
 
 

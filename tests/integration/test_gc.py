@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -141,3 +143,22 @@ def test_df_counts_files_shared_by_a_copy_rebuild_once(mb, tmp_path):
     assert list((store / "cache" / "copies").glob("*.json"))
     mb.run("prune", "--cache")
     assert not list((store / "cache" / "copies").glob("*.json"))  # reuse hints go with the cache
+
+
+def test_files_shared_by_a_copy_rebuild_are_shared_in_df_and_prune_counts_what_it_frees(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY s/ /app/\n",
+                        {"s/big": os.urandom(1_000_000), "s/small": "1\n"})
+    mb.build(ctx, "-t", "app:1")
+    (ctx / "s" / "small").write_text("2\n")
+    mb.build(ctx, "-t", "app:2")
+    images = {i["names"][0]: i for i in df(mb)["images"] if i["names"]}
+    for name in ("app:1", "app:2"):  # unique: its own ~1 MB blob, not also the linked big file
+        assert images[name]["unique"] < 1_500_000 and images[name]["shared"] >= 1_000_000, images[name]
+    mb.run("rmi", "app:1")
+    before = du_total(mb.root)
+    (line,) = [x for x in mb.run("prune", "--cache").stdout.splitlines() if "reclaimed" in x]
+    freed = before - du_total(mb.root)
+    number, unit = re.fullmatch(r".*: ([\d.]+)(B|kB|MB|GB)", line).groups()
+    reported = float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
+    assert freed < 1_500_000  # the big file lives on in app:2's layer
+    assert abs(reported - freed) < 100_000, (line, freed)
