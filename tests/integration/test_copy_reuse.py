@@ -196,9 +196,10 @@ def test_removing_the_earlier_image_keeps_the_new_one(mb, tmp_path):
     assert (new / "app/d0/f00.txt").read_bytes() == (ctx / "src/d0/f00.txt").read_bytes()
     assert mb.run("run", "--rm", "app:2", "cat", "/app/d1/f03.txt").stdout == (ctx / "src/d1/f03.txt").read_text()
     assert mb.run("fsck").returncode == 0
-    # Back to the first content: its cache entry was pruned, so the COPY reuses app:2's files.
+    # Back to the first content: prune --cache dropped the reuse hints with the cache entries,
+    # so the COPY copies everything again, and gives the first layer again.
     edit(ctx, back=True)
-    assert reused(build(mb, ctx, "app:3")) == 99
+    assert reused(build(mb, ctx, "app:3")) == 0
     assert diff_ids(mb, "app:3")[-2] == diff_ids_1[-2]
     assert mb.run("fsck").returncode == 0
 
