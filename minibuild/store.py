@@ -408,8 +408,9 @@ class Store:
 
     def save_summary(self, diff_id: Digest, summary: Any) -> None:
         """Keep a layer's summary (file sizes, whiteouts) for history and accounting."""
-        self.write_file_atomic(self.meta / f"{diff_id.hex}.json", canonical_json(summary.to_json()),
-                               durable=False)
+        # ASCII JSON: a file name that is not UTF-8 (kept as surrogates) round-trips as \udcXX.
+        data = json.dumps(summary.to_json(), sort_keys=True, separators=(",", ":")).encode()
+        self.write_file_atomic(self.meta / f"{diff_id.hex}.json", data, durable=False)
 
     def layer_summary(self, layer: Layer) -> Any:
         """A layer's summary, computed from its blob if it was never saved or is unreadable."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -356,3 +357,13 @@ def test_an_image_holding_one_layer_twice_still_mounts(mb, tmp_path):
     diff_ids = json.loads(mb.run("inspect", "twice:1").stdout)[0]["config"]["rootfs"]["diff_ids"]
     assert diff_ids[-4] == diff_ids[-2]  # the two COPY layers
     assert mb.run("run", "--rm", "twice:1", "cat", "/out").stdout == "same\nbetween\n"
+
+
+def test_a_file_name_that_is_not_utf8_is_copied(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY src/ /src/\n")
+    (ctx / "src").mkdir()
+    (ctx / "src" / os.fsdecode(b"bad\xff")).write_text("x")
+    mb.build(ctx, "-t", "u8:1")
+    assert mb.run("run", "--rm", "u8:1", "sh", "-c", "cat /src/bad*").stdout == "x"
+    assert "COPY src/ /src/" in mb.run("history", "u8:1").stdout
+    assert mb.run("fsck").returncode == 0
