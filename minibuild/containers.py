@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from minibuild import topdir
 from minibuild.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.image import Descriptor, canonical_json
@@ -131,6 +132,7 @@ class Containers:
     def create(self, container: Container) -> Container:
         """Make the container's dirs and record; a fresh id, and a name unless one was given."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        topdir.spread_children(self.dir)  # each container's upper dir in a roomy ext4 group
         with self._names_lock():
             name = container.name or self._free_name()
             if any(c.name == name for c in self.all()):

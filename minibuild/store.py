@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from minibuild import mounts
+from minibuild import mounts, topdir
 from minibuild.digest import Digest
 from minibuild.errors import ImageNotFound, StoreError
 from minibuild.image import (INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION, Config,
@@ -152,6 +152,7 @@ class Store:
         if self._session is None:
             path = self.run / f"{os.getpid()}-{secrets.token_hex(4)}"
             path.mkdir()
+            topdir.spread_children(path)  # each scratch tree in a roomy ext4 group (see topdir)
             self._session_lock = _lock(path / ".lock", exclusive=True)
             self._session = path
         return self._session
