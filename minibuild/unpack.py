@@ -36,7 +36,7 @@ _MEDIA_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
 }
-_OPAQUE_XATTR = "trusted.overlay.opaque"
+OPAQUE_XATTR = "trusted.overlay.opaque"  # what our (non-userxattr) mounts read
 _XATTR_PAX = "SCHILY.xattr."
 _DECODE_ERRORS = (zstandard.ZstdError, gzip.BadGzipFile, zlib.error, EOFError, tarfile.TarError)
 
@@ -143,8 +143,9 @@ class _SummaryBuilder:
                             tuple(self.opaques), sum(self.bodies.values()))
 
 
-def _read_layer(blob: BinaryIO, media_type: str, apply) -> tuple[Digest, LayerSummary]:
-    """Walk every member once, calling apply(tf, member, parts, wo); hash the whole stream."""
+def walk_layer(blob: BinaryIO, media_type: str, apply) -> tuple[Digest, LayerSummary]:
+    """Walk every member once as unpack sees it, calling apply(tf, member, parts, wo) in archive
+    order (names validated, aufs bookkeeping skipped, whiteouts decoded); hash the whole stream."""
     reader = _HashingReader(open_uncompressed(blob, media_type))
     summary = _SummaryBuilder()
     try:
@@ -169,7 +170,7 @@ def _read_layer(blob: BinaryIO, media_type: str, apply) -> tuple[Digest, LayerSu
 
 def summarize_layer(blob: BinaryIO, media_type: str) -> tuple[Digest, LayerSummary]:
     """Read a layer without extracting it: its DiffID and summary (names are still validated)."""
-    return _read_layer(blob, media_type, lambda *args: None)
+    return walk_layer(blob, media_type, lambda *args: None)
 
 
 def unpack_layer(blob: BinaryIO, media_type: str, target: Path) -> tuple[Digest, LayerSummary]:
@@ -178,7 +179,7 @@ def unpack_layer(blob: BinaryIO, media_type: str, target: Path) -> tuple[Digest,
     if any(target.iterdir()):
         raise LayerError(f"unpack target {str(target)!r} is not empty")
     extractor = _Extractor(target)
-    result = _read_layer(blob, media_type, extractor.apply)
+    result = walk_layer(blob, media_type, extractor.apply)
     extractor.finish()
     return result
 
@@ -224,7 +225,7 @@ class _Extractor:
         os.unlink(path)
         self.devices.discard(parts)
         os.mkdir(path, 0o755)
-        os.setxattr(path, _OPAQUE_XATTR, b"y")
+        os.setxattr(path, OPAQUE_XATTR, b"y")
         return stat.S_IFDIR
 
     def _clear(self, parts: tuple[str, ...], keep_dir: bool) -> bool:
@@ -259,7 +260,7 @@ class _Extractor:
 
     def _whiteout(self, parts: tuple[str, ...], wo: TarWhiteout) -> None:
         if wo.kind is WhiteoutKind.OPAQUE:
-            os.setxattr(self._path(parts[:-1]) if len(parts) > 1 else self.root, _OPAQUE_XATTR, b"y")
+            os.setxattr(self._path(parts[:-1]) if len(parts) > 1 else self.root, OPAQUE_XATTR, b"y")
             return
         hidden = parts[:-1] + (wo.hidden,)
         path = self._path(hidden)
@@ -270,7 +271,7 @@ class _Extractor:
             self.devices.add(hidden)
             return
         if stat.S_ISDIR(mode):  # x came first in this layer: x replaces the lower x entirely
-            os.setxattr(path, _OPAQUE_XATTR, b"y")
+            os.setxattr(path, OPAQUE_XATTR, b"y")
 
     def _directory(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
         was_whiteout = parts in self.devices
@@ -355,11 +356,19 @@ class _Extractor:
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
-def _set_xattrs(where: int | bytes, member: tarfile.TarInfo) -> None:
-    """Apply the member's kept xattrs; overlay's own (trusted.overlay.*) never come from a tar."""
+def kept_xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+    """The xattrs of a member that unpack sets; overlay's own (trusted.overlay.*) never come from a tar."""
+    kept = {}
     for key, value in member.pax_headers.items():
         if not key.startswith(_XATTR_PAX):
             continue
         name = key[len(_XATTR_PAX):]
         if whiteout.keep_xattr(name):
-            os.setxattr(where, name, value.encode("utf-8", "surrogateescape"))
+            kept[name] = value.encode("utf-8", "surrogateescape")
+    return kept
+
+
+def _set_xattrs(where: int | bytes, member: tarfile.TarInfo) -> None:
+    """Apply the member's kept xattrs."""
+    for name, value in kept_xattrs(member).items():
+        os.setxattr(where, name, value)
