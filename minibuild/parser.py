@@ -5,12 +5,13 @@ heredoc bodies) and keeps a map back to the original line/column of every charac
 logical line is then recognised by grammar/buildfile.lark (LALR, contextual lexer) and the tree
 is turned into an instruction dataclass, checking arity. Every failure is a BuildfileError with
 file:line:column; no lark exception escapes.
+
+lark (with regex, ~20 ms) is imported only when text is really parsed: importing this module
+for `Buildfile` or a cached parse (parsecache.py) must not pay for it.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import os
 import re
@@ -18,13 +19,14 @@ import threading
 from pathlib import Path
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
-
-import lark
+from typing import TYPE_CHECKING, Any
 
 from minibuild import instructions as ins
 from minibuild.errors import BuildfileError
 from minibuild.words import split_raw, unquote
+
+if TYPE_CHECKING:
+    import lark
 
 KEYWORDS = (
     "FROM", "RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "ENV", "ARG", "LABEL", "WORKDIR",
@@ -86,12 +88,18 @@ def _cache_file(text: str) -> str | None:
             return None  # someone else could plant a pickle there
     except OSError:
         return None
+    import hashlib
+
+    import lark
+
     tag = hashlib.sha256(f"{lark.__version__}\n{text}".encode()).hexdigest()[:16]
     return os.path.join(directory, f"grammar-{tag}.lark-cache")
 
 
 def _build_lark(text: str) -> lark.Lark:
     """The LALR parser; its analysis cached on disk (3 ms to load instead of ~40 ms to build)."""
+    import lark
+
     cache = _cache_file(text)
     try:
         return lark.Lark(text, parser="lalr", lexer="contextual", cache=cache or False)
@@ -225,17 +233,21 @@ def parse(text: str, file: str = "Buildfile") -> Buildfile:
     return Buildfile(tuple(found), escape, syntax, file)
 
 
-def parse_file(path: str | os.PathLike) -> Buildfile:
-    """Read and parse a Buildfile from disk."""
+def read_text(path: str | os.PathLike) -> str:
+    """A Buildfile's text as `parse_file` parses it (UTF-8, newlines translated)."""
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except FileNotFoundError:
         raise BuildfileError(f"no such Buildfile {name!r}", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BuildfileError(f"cannot read Buildfile: {exc}", file=name) from None
-    return parse(text, name)
+
+
+def parse_file(path: str | os.PathLike) -> Buildfile:
+    """Read and parse a Buildfile from disk."""
+    return parse(read_text(path), os.fspath(path))
 
 
 def _check_first(found: list[ins.Instruction], file: str) -> None:
@@ -272,10 +284,12 @@ class _Ctx:
 
 
 def _instruction(line: _Line, reader: _Reader, escape: str, file: str) -> ins.Instruction:
+    from lark.exceptions import UnexpectedInput
+
     ctx = _Ctx(line, escape, file)
     try:
         tree = _lark(escape).parse(line.text)
-    except lark.exceptions.UnexpectedInput as exc:
+    except UnexpectedInput as exc:
         raise _syntax_error(exc, ctx) from None
     node = tree.children[0]
     heredocs = _heredocs(node, ctx, reader)
@@ -329,6 +343,8 @@ def _keyword_at(text: str, offset: int) -> str:
 
 
 def _unknown(word: str) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word.upper(), KEYWORDS, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f'unknown instruction "{word}"{hint}'
@@ -339,8 +355,10 @@ def _unknown(word: str) -> str:
 
 def _heredocs(node: lark.Tree, ctx: _Ctx, reader: _Reader) -> tuple[ins.Heredoc, ...]:
     """Read the bodies of the `<<EOF` markers of a shell-form RUN or a COPY/ADD."""
+    from lark import Tree
+
     if node.data == "onbuild":
-        inner = [c for c in node.children if isinstance(c, lark.Tree)]
+        inner = [c for c in node.children if isinstance(c, Tree)]
         if not inner:
             return ()
         node = inner[0]
@@ -360,7 +378,9 @@ def _heredocs(node: lark.Tree, ctx: _Ctx, reader: _Reader) -> tuple[ins.Heredoc,
 
 
 def _heredoc_candidates(node: lark.Tree, escape: str) -> list[str]:
-    tokens = [t for t in node.children if isinstance(t, lark.Token)]
+    from lark import Token
+
+    tokens = [t for t in node.children if isinstance(t, Token)]
     if node.data == "run" and tokens and tokens[-1].type == "TEXT":
         return split_raw(_arg(tokens[-1]), escape=escape)
     if node.data in ("copy", "add"):
@@ -392,9 +412,11 @@ def _arg(token: lark.Token) -> str:
 
 def _parts(node: lark.Tree) -> dict[str, list[Any]]:
     """Children grouped by token type (subtrees under their rule name)."""
+    from lark import Tree
+
     parts: dict[str, list[Any]] = {}
     for child in node.children:
-        key = child.data if isinstance(child, lark.Tree) else child.type
+        key = child.data if isinstance(child, Tree) else child.type
         parts.setdefault(key, []).append(child)
     return parts
 
@@ -508,9 +530,11 @@ def _build_env(parts, base, ctx, keyword, heredocs):
 
 
 def _build_arg(parts, base, ctx, keyword, heredocs):
+    from lark import Tree
+
     pairs: list[tuple[str, str | None]] = []
     for child in _ordered(parts, ("pair", "NAME")):
-        if isinstance(child, lark.Tree):
+        if isinstance(child, Tree):
             pairs.append((_arg(child.children[0]), str(child.children[1])[1:]))
         else:
             pairs.append((_arg(child), None))
@@ -521,8 +545,10 @@ def _build_arg(parts, base, ctx, keyword, heredocs):
 
 def _ordered(parts: dict, keys: tuple[str, ...]) -> list[Any]:
     """Children of the given kinds, back in source order."""
+    from lark import Tree
+
     found = [c for k in keys for c in parts.get(k, [])]
-    return sorted(found, key=lambda c: (c.children[0] if isinstance(c, lark.Tree) else c).start_pos)
+    return sorted(found, key=lambda c: (c.children[0] if isinstance(c, Tree) else c).start_pos)
 
 
 _REST_CLASSES = {"WORKDIR": ins.Workdir, "USER": ins.User, "MAINTAINER": ins.Maintainer,
