@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "minibuild"
 
 # Lower ranks may not import higher ranks. Modules not listed are only held to the library rules.
 RANK = {
-    "errors": 0, "units": 0, "mounts": 0, "linux": 0, "paths": 0, "fsstate": 0, "topdir": 0,
+    "errors": 0, "units": 0, "mounts": 0, "linux": 0, "paths": 0, "fsstate": 0, "topdir": 0, "lines": 0,
     "rootpath": 1,
     "digest": 1, "instructions": 1, "whiteout": 1, "accounting": 1, "users": 1, "dockerignore": 1,
     "words": 2, "image": 2, "reference": 2, "xattrs": 2,
@@ -17,7 +17,7 @@ RANK = {
     "parser": 3, "snapshot": 3, "context": 3, "children": 3, "sandbox": 4,
     "unpack": 4, "copier": 4, "metadata": 4, "plan": 4, "squash": 4,
     "store": 5, "reuse": 5,
-    "cache": 6, "reachability": 6, "memo": 6,
+    "cache": 6, "reachability": 6, "memo": 6, "parsecache": 6,
     "steps": 7, "views": 7,
     "engine": 8, "render": 8,
     "build": 9,
