@@ -35,13 +35,13 @@ def _show(replay) -> None:
         if sys.stdout is not None:  # stdout may be closed (`>&-`)
             sys.stdout.write(f"{replay.digest}\n")
         return
+    from minibuild import lines as fmt
+
     lines = []
     for step in replay.steps:
-        lines.append(f"[{step.stage} {step.number}/{step.total}] {' '.join(step.text.split())}")
-        lines.append("  done in 0.00s CACHED" if step.cached else "  done in 0.00s")
-    lines += [f"warning: {w}" for w in replay.warnings]
-    lines.append(f"Built {replay.digest}")
-    lines += [f"Tagged {tag}" for tag in replay.tags]
+        lines.append(fmt.step_header(step.stage, step.number, step.total, step.text))
+        lines.append(fmt.step_done(0, "CACHED" if step.cached else ""))
+    lines += fmt.trailer(replay.digest, replay.tags, replay.warnings)
     if sys.stderr is not None:
         sys.stderr.write("\n".join(lines) + "\n")
 

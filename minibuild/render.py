@@ -7,6 +7,7 @@ import sys
 import time
 from typing import IO, Any
 
+from minibuild.lines import one_line as _one_line, step_done, step_header
 from minibuild.units import human_age, human_size
 from minibuild.views import HistoryRow
 
@@ -20,7 +21,7 @@ class PlainReporter:
 
     def step(self, number: int, total: int, stage: str, text: str) -> None:
         """A step starts."""
-        self._line(f"[{stage} {number}/{total}] {_one_line(text)}")
+        self._line(step_header(stage, number, total, text))
 
     def output(self, data: bytes) -> None:
         """Output of the running step, passed through as it comes."""
@@ -34,8 +35,7 @@ class PlainReporter:
 
     def done(self, seconds: float, note: str) -> None:
         """The step ended."""
-        extra = f" {note}" if note else ""
-        self._line(f"  done in {seconds:.2f}s{extra}")
+        self._line(step_done(seconds, note))
 
     def _line(self, text: str) -> None:
         if self._midline:
@@ -135,10 +135,6 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # -- history -------------------------------------------------------------------------------

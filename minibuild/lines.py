@@ -1,0 +1,29 @@
+"""The plain text lines `build` prints: step headers, step ends, and the result trailer.
+
+One place for their format, shared by the plain reporter, the CLI and the build memo's replay
+(which runs before anything heavy is imported, so this module imports nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def one_line(text: str) -> str:
+    """An instruction's text on one line (continuations and runs of blanks become one space)."""
+    return " ".join(text.split())
+
+
+def step_header(stage: str, number: int, total: int, text: str) -> str:
+    """`[stage-0 2/5] COPY a /a`: a step starts."""
+    return f"[{stage} {number}/{total}] {one_line(text)}"
+
+
+def step_done(seconds: float, note: str = "") -> str:
+    """`  done in 0.12s NOTE`: a step ended (the note says CACHED, or what the layer holds)."""
+    return f"  done in {seconds:.2f}s{f' {note}' if note else ''}"
+
+
+def trailer(digest: str, tags: Iterable[str], warnings: Iterable[str] = ()) -> list[str]:
+    """The lines after the last step: warnings, `Built <digest>`, one `Tagged <name>` per tag."""
+    return [*(f"warning: {w}" for w in warnings), f"Built {digest}", *(f"Tagged {t}" for t in tags)]
