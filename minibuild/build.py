@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibuild import fsstate, memo, parser, sandbox
+from minibuild import fsstate, memo, parsecache, sandbox
 from minibuild.context import BuildContext
 from minibuild.digest import Digest
 from minibuild.engine import BuildOptions, Engine
@@ -147,12 +147,14 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     """Build and store the image; tags are written only once every step succeeded."""
     witness = _Witness(request, store)
     log = reporter = _StepLog(reporter)
+    # The parse cache serves --no-cache too: it is keyed on the text and the parser's code, so
+    # it holds exactly what parsing gives; --no-cache is about steps, whose results can go stale.
     if request.buildfile_text is not None:
-        buildfile = parser.parse(request.buildfile_text, "Buildfile (stdin)")
+        buildfile = parsecache.parse(store.root, request.buildfile_text, "Buildfile (stdin)")
     elif not request.buildfile.is_file():
         raise BuildfileError(f"no such Buildfile: {request.buildfile}", file=str(request.buildfile))
     else:
-        buildfile = parser.parse_file(request.buildfile)
+        buildfile = parsecache.parse_file(store.root, request.buildfile)
     plan = make_plan(buildfile, request.build_args, request.target)
     sandbox.check_support()
     options = BuildOptions(build_args=request.build_args, compression=request.compression,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from minibuild import memo
+from minibuild import memo, parsecache
 from minibuild.cache import Cache
 from minibuild.containers import Containers
 from minibuild.digest import Digest
@@ -106,5 +106,6 @@ def _drop_cache(store: Store, *, everything: bool) -> int:
             removed += 1
     if everything:
         memo.forget_all(store.root)  # a memo promises what the step cache would rebuild
+        parsecache.forget_all(store.root)
         cache.drop_copies()
     return removed
