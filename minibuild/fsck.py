@@ -5,6 +5,9 @@ unreadable summary or cache entry) or *garbage* (intact but unreferenced blobs a
 temp files of a killed writer). Garbage is what an interrupted build normally leaves: it makes
 the store bigger, not wrong, so only errors make `fsck` fail. `repair` removes the garbage and
 the corrupt entries that no valid image needs; it never touches a tag.
+
+`deep=True` also reads every layer blob and compares it with its unpacked dir (deepcheck.py): a
+dir that differs is an error, and `repair` removes it (it is unpacked again when next needed).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol
 
+from minibuild.deepcheck import Comparison, compare_layer
 from minibuild.digest import Digest
+from minibuild.errors import LayerError
 from minibuild.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
                              Manifest)
 from minibuild.reachability import Reachable
@@ -45,6 +50,8 @@ class Finding:
     message: str
     path: Path | None = None  # what `repair` deletes; None: nothing to delete (e.g. a bad tag)
     size: int = 0
+    details: tuple[str, ...] = ()  # one line each (the first differing paths of a layer dir)
+    deep: bool = False  # found by the deep check (not repeated after repair)
 
     def line(self) -> str:
         """`error: WHERE: MESSAGE`, one line."""
@@ -61,6 +68,8 @@ class Report:
     layer_dirs: int
     cache_entries: int
     complete_roots: bool  # every root could be read: unreferenced really means unreferenced
+    deep_layers: int | None = None  # layer dirs compared with their blobs; None: no deep check
+    deep_bytes: int = 0  # file content bytes the deep check read on each side
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -85,6 +94,7 @@ class _Scan:
     store: Store
     good_blobs: dict[Digest, int] = field(default_factory=dict)  # digest -> size on disk
     findings: list[Finding] = field(default_factory=list)
+    layers: dict[str, Layer] = field(default_factory=dict)  # layer dir name -> a layer naming it
 
     def error(self, where: str, message: str, path: Path | None = None) -> None:
         """Record an error."""
@@ -94,9 +104,24 @@ class _Scan:
         """Record something only taking space."""
         self.findings.append(Finding(Severity.GARBAGE, where, message, path, _size(path)))
 
+    def layer(self, layer: Layer) -> None:
+        """A layer some root names whose blob is intact: its dir can be deep-checked."""
+        if layer.descriptor.digest in self.good_blobs:
+            self.layers.setdefault(self.store.layer_path(layer.diff_id).name, layer)
 
-def check(store: Store) -> Report:
-    """Check the whole store; read-only."""
+
+class DeepProgress(Protocol):
+    """What the deep check tells as it goes (the CLI prints it on stderr)."""
+
+    def begin(self, index: int, total: int, layer: Layer) -> None:
+        """Layer `index` of `total` (from 1) starts."""
+
+    def end(self, comparison: Comparison | None) -> None:
+        """It is done (None: its blob is not a readable layer)."""
+
+
+def check(store: Store, *, deep: bool = False, progress: DeepProgress | None = None) -> Report:
+    """Check the whole store; read-only. `deep` compares every layer dir with its blob."""
     scan = _Scan(store)
     _scan_blobs(scan)
     tags = _check_tags(scan)
@@ -106,8 +131,26 @@ def check(store: Store) -> Report:
     layer_dirs = _check_layer_dirs(scan, keep, complete)
     _check_meta(scan, keep, complete)
     _leftover_temps(scan)
+    deep_layers, deep_bytes = None, 0
+    if deep:
+        for layer in cache_layers:
+            scan.layer(layer)
+        _container_layers(scan)
+        deep_layers, deep_bytes = _deep_check(scan, progress)
     return Report(tuple(scan.findings), len(scan.good_blobs), tags, layer_dirs, cache_count,
-                  complete)
+                  complete, deep_layers, deep_bytes)
+
+
+def recheck(store: Store, before: Report) -> Report:
+    """The store after `repair`: the cheap checks again, and the deep findings whose path is
+    still there (the deep pass is not repeated: what it did not report is unchanged)."""
+    report = check(store)
+    if before.deep_layers is None:
+        return report
+    standing = tuple(f for f in before.findings
+                     if f.deep and (f.path is None or f.path.exists()))
+    return replace(report, findings=report.findings + standing,
+                   deep_layers=before.deep_layers, deep_bytes=before.deep_bytes)
 
 
 def _roots(scan: _Scan, cache_layers: list[Layer]) -> tuple[Reachable, bool]:
@@ -233,7 +276,8 @@ def _check_layer(scan: _Scan, where: str, layer: Layer) -> None:
     """A layer's blob, and its unpacked dir when there is one (else it is unpacked on use)."""
     if layer.descriptor.media_type not in LAYER_MEDIA_TYPES:
         scan.error(where, f"unknown layer media type {layer.descriptor.media_type!r}")
-    _check_blob(scan, where, layer.descriptor)
+    if _check_blob(scan, where, layer.descriptor):
+        scan.layer(layer)
     path = scan.store.layer_path(layer.diff_id)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         scan.error(where, f"unpacked layer {path} is not a directory", path)
@@ -259,6 +303,71 @@ def _check_cache(scan: _Scan) -> tuple[list[Layer], int]:
                 scan.error(f"cache entry {key}", f"names missing or corrupt blob "
                                                  f"{entry.layer.descriptor.digest}", path)
     return layers, count
+
+
+# -- layer dirs against their blobs (deep) -----------------------------------------------------
+
+_SHOWN = 5  # differing paths listed per layer dir
+
+
+def _container_layers(scan: _Scan) -> None:
+    """The layers of containers' images (tagged or not): their dirs are in use too."""
+    from minibuild.containers import Containers
+
+    for container in Containers(scan.store.root).all():
+        try:
+            image = scan.store.load_image(container.manifest)
+        except Exception:  # noqa: BLE001 - an unreadable image: its dirs are judged by nothing
+            continue
+        for layer in image.layers:
+            scan.layer(layer)
+
+
+def _deep_check(scan: _Scan, progress: DeepProgress | None) -> tuple[int, int]:
+    """Compare every layer dir some root names with its intact blob; (dirs compared, bytes read).
+
+    Dirs no root names are garbage already; a needed dir whose blob is missing or corrupt is
+    reported by the blob checks (there is nothing to compare it with).
+    """
+    dirs = [path for path in sorted(scan.store.layers.iterdir())
+            if path.name in scan.layers and path.is_dir() and not path.is_symlink()]
+    total_bytes = 0
+    for index, path in enumerate(dirs, 1):
+        layer = scan.layers[path.name]
+        if progress is not None:
+            progress.begin(index, len(dirs), layer)
+        comparison = _compare(scan, layer, path)
+        if progress is not None:
+            progress.end(comparison)
+        if comparison is not None:
+            total_bytes += comparison.content_bytes
+    return len(dirs), total_bytes
+
+
+def _compare(scan: _Scan, layer: Layer, path: Path) -> Comparison | None:
+    """One layer dir against its blob; findings for what differs."""
+    where = f"layer {layer.diff_id}"
+    digest = layer.descriptor.digest
+    try:
+        with open(scan.store.blob_path(digest), "rb", buffering=_BUFSIZE) as blob:
+            comparison = compare_layer(blob, layer.descriptor.media_type, path, limit=_SHOWN)
+    except LayerError as exc:
+        scan.findings.append(Finding(Severity.ERROR, where, f"blob {digest} is not a layer unpack "
+                                     f"accepts ({exc.message}), so layers/{path.name} cannot "
+                                     "have come from it", deep=True))
+        return None
+    if comparison.diff_id != layer.diff_id:
+        scan.findings.append(Finding(Severity.ERROR, where, f"blob {digest} holds the tar of "
+                                     f"{comparison.diff_id}, not of this DiffID", deep=True))
+    if not comparison.ok:
+        details = tuple(d.line() for d in comparison.differences)
+        if comparison.count > len(details):
+            details += (f"... and {comparison.count - len(details)} more",)
+        scan.findings.append(Finding(
+            Severity.ERROR, where,
+            f"unpacked dir layers/{path.name} differs from its blob in {comparison.count} "
+            "path(s)", path, _size(path), details, deep=True))
+    return comparison
 
 
 # -- what nothing references --------------------------------------------------------------------

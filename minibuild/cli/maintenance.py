@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 import click
 
@@ -13,20 +15,27 @@ from minibuild.cli import cli, open_store
 @click.option("--repair", is_flag=True,
               help="Remove garbage and corrupt entries no valid image needs (waits for no one: "
                    "fails if another minibuild process has the store open).")
+@click.option("--deep", is_flag=True,
+              help="Also read every layer blob and compare it with its unpacked dir (type, mode, "
+                   "owner, content, links, whiteouts...); slow: it reads every byte.")
 @click.option("-v", "--verbose", is_flag=True, help="List every unreferenced entry too.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 @click.pass_context
-def fsck(ctx, repair: bool, verbose: bool, fmt: str) -> None:
+def fsck(ctx, repair: bool, deep: bool, verbose: bool, fmt: str) -> None:
     """Re-hash every blob, follow every tag and cache entry; exit 1 if an error remains."""
     from minibuild import fsck as checker
 
     store = open_store(ctx)
     removed = []
+    progress = _DeepProgress() if deep else None
     if repair:
         store.lock_exclusive()  # no live build: nothing we delete can be in use
-        removed = checker.repair(store, checker.check(store))
-    report = checker.check(store)
+        before = checker.check(store, deep=deep, progress=progress)
+        removed = checker.repair(store, before)
+        report = checker.recheck(store, before)
+    else:
+        report = checker.check(store, deep=deep, progress=progress)
     if fmt == "json":
         click.echo(json.dumps(_as_json(report, removed), indent=2))
     else:
@@ -41,10 +50,12 @@ def _print_text(report, removed, verbose: bool) -> None:
     for finding in removed:
         if verbose or finding.severity.value == "error":
             click.echo(f"removed: {finding.where} ({finding.message})")
+            _print_details(finding)
     if removed:
         click.echo(f"removed {len(removed)} entries ({human_size(sum(f.size for f in removed))})")
     for finding in report.errors:
         click.echo(finding.line())
+        _print_details(finding)
     garbage = report.garbage
     if verbose:
         for finding in garbage:
@@ -53,10 +64,22 @@ def _print_text(report, removed, verbose: bool) -> None:
                f"{report.cache_entries} cache entries: {len(report.errors)} errors, "
                f"{len(garbage)} unreferenced entries "
                f"({human_size(sum(f.size for f in garbage))})")
+    if report.deep_layers is not None:
+        click.echo(f"deep: compared {report.deep_layers} layer dirs with their blobs "
+                   f"({human_size(report.deep_bytes)} of file content)")
     if not report.complete_roots:
         click.echo("note: some tagged image could not be read, so nothing was judged unreferenced")
     if garbage and not verbose:
         click.echo("`minibuild fsck -v` lists the unreferenced entries, `--repair` removes them")
+    if any(f.deep and f.path is not None for f in report.errors):
+        click.echo("`minibuild fsck --deep --repair` removes the damaged layer dirs; each is "
+                   "unpacked again from its blob when next needed")
+
+
+def _print_details(finding) -> None:
+    """The lines under a finding (a damaged layer dir's first differing paths), indented."""
+    for detail in finding.details:
+        click.echo(f"    {detail}")
 
 
 def _as_json(report, removed) -> dict:
@@ -65,9 +88,43 @@ def _as_json(report, removed) -> dict:
     def one(finding) -> dict:
         return {"severity": finding.severity.value, "where": finding.where,
                 "message": finding.message, "path": str(finding.path) if finding.path else None,
-                "size": finding.size}
+                "size": finding.size, "details": list(finding.details)}
 
     return {"ok": report.ok, "blobs": report.blobs, "tags": report.tags,
             "layer_dirs": report.layer_dirs, "cache_entries": report.cache_entries,
             "complete_roots": report.complete_roots,
+            "deep_layers": report.deep_layers, "deep_bytes": report.deep_bytes,
             "findings": [one(f) for f in report.findings], "removed": [one(f) for f in removed]}
+
+
+class _DeepProgress:
+    """One line per layer on stderr as the deep check goes (on a terminal, begun before it runs)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.head = ""
+        self.started = 0.0
+
+    def begin(self, index: int, total: int, layer) -> None:
+        """A layer starts: on a terminal, say which while it is read."""
+        from minibuild.units import human_size
+
+        self.started = time.monotonic()
+        self.head = (f"deep {index}/{total}: layer {layer.diff_id.short} "
+                     f"({human_size(layer.descriptor.size)} blob)")
+        if self.tty:
+            click.echo(f"{self.head} ...", err=True, nl=False)
+
+    def end(self, comparison) -> None:
+        """It is done: its outcome, size and time."""
+        from minibuild.units import human_size
+
+        seconds = time.monotonic() - self.started
+        if comparison is None:
+            outcome = "blob unreadable"
+        else:
+            state = "ok" if comparison.ok else f"{comparison.count} path(s) differ"
+            outcome = (f"{state} ({comparison.entries} entries, "
+                       f"{human_size(comparison.content_bytes)})")
+        prefix = "\r\x1b[K" if self.tty else ""
+        click.echo(f"{prefix}{self.head}: {outcome} in {seconds:.2f} s", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -210,3 +211,103 @@ def test_cli_repair_refuses_while_the_store_is_in_use(tmp_path):
         result = run_cli(tmp_path / "store", "fsck", "--repair")
     assert result.returncode == 1
     assert result.stderr.startswith("error: the store ") and "in use" in result.stderr
+
+
+# -- fsck --deep: layer dirs against their blobs -----------------------------------------------
+
+
+def unpacked_layer(store: Store, name: str) -> Layer:
+    """A one-file layer whose dir is made by minibuild's own unpack (ensure_layer)."""
+    layer = put_layer(store, name, unpack=False)
+    store.ensure_layer(layer)
+    return layer
+
+
+class Progress:
+    """Records what the deep check tells."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def begin(self, index, total, layer) -> None:
+        self.calls.append(("begin", index, total, layer.diff_id))
+
+    def end(self, comparison) -> None:
+        self.calls.append(("end", comparison.ok))
+
+
+def test_deep_check_passes_a_clean_store_and_finds_a_damaged_dir_the_cheap_check_misses(store):
+    tagged = unpacked_layer(store, "a")
+    tag_image(store, "app:1", tagged)
+    cached = unpacked_layer(store, "b")  # only a cache entry needs it: still checked
+    Cache(store).put("a" * 64, CacheEntry(cached, History("RUN b")))
+    progress = Progress()
+    report = fsck.check(store, deep=True, progress=progress)
+    assert report.ok and report.findings == ()
+    assert (report.deep_layers, report.deep_bytes) == (2, 2)
+    first, second = sorted((tagged, cached), key=lambda l: store.layer_path(l.diff_id).name)
+    assert progress.calls == [("begin", 1, 2, first.diff_id), ("end", True),
+                              ("begin", 2, 2, second.diff_id), ("end", True)]
+    (store.layer_path(cached.diff_id) / "b").write_text("B")  # same size, other bytes
+    assert fsck.check(store).ok  # the cheap check never reads layer dirs
+    report = fsck.check(store, deep=True)
+    (finding,) = report.errors
+    assert finding.where == f"layer {cached.diff_id}" and finding.deep
+    assert finding.path == store.layer_path(cached.diff_id)
+    assert "differs from its blob in 1 path(s)" in finding.message
+    assert finding.details == ("b: content differs (same size)",)
+
+
+def test_deep_repair_removes_only_the_damaged_dir_and_it_is_unpacked_again(store):
+    good, bad = unpacked_layer(store, "good"), unpacked_layer(store, "bad")
+    tag_image(store, "app:1", good, bad)
+    good_inode = (store.layer_path(good.diff_id) / "good").stat().st_ino
+    os.chmod(store.layer_path(bad.diff_id) / "bad", 0o600)
+    report = fsck.check(store, deep=True)
+    assert [f.details for f in report.errors] == [("bad: mode 0600, the blob says 0644",)]
+    removed = fsck.repair(store, report)
+    assert [f.path for f in removed] == [store.layer_path(bad.diff_id)]
+    assert not store.layer_path(bad.diff_id).exists()
+    assert (store.layer_path(good.diff_id) / "good").stat().st_ino == good_inode
+    after = fsck.recheck(store, report)
+    assert after.ok and after.deep_layers == 2
+    store.ensure_layer(bad)  # what the next build does with a layer it needs
+    assert fsck.check(store, deep=True).ok
+
+
+def test_recheck_keeps_a_deep_finding_repair_could_not_remove(store):
+    layer = unpacked_layer(store, "a")
+    tag_image(store, "app:1", layer)
+    (store.layer_path(layer.diff_id) / "extra").write_text("x")
+    report = fsck.check(store, deep=True)
+    assert not fsck.recheck(store, report).ok  # nothing removed: the finding stands
+    fsck.repair(store, report)
+    assert fsck.recheck(store, report).ok
+
+
+def test_cli_deep_reports_details_in_text_and_json_and_repairs(tmp_path):
+    root = tmp_path / "store"
+    with Store.open(root) as store:
+        layer = unpacked_layer(store, "a")
+        tag_image(store, "app:1", layer)
+    clean = run_cli(root, "fsck", "--deep")
+    assert clean.returncode == 0, clean.stderr
+    assert "deep: compared 1 layer dirs with their blobs" in clean.stdout
+    short = layer.diff_id.short
+    assert f"deep 1/1: layer {short}" in clean.stderr and ": ok (1 entries, 1B)" in clean.stderr
+    (store.layer_path(layer.diff_id) / "a").unlink()
+    text = run_cli(root, "fsck", "--deep")
+    assert text.returncode == 1 and "Traceback" not in text.stderr
+    assert f"error: layer {layer.diff_id}: unpacked dir layers/" in text.stdout
+    assert "\n    a: missing (the blob has a regular file)\n" in text.stdout
+    assert "`minibuild fsck --deep --repair` removes the damaged layer dirs" in text.stdout
+    data = json.loads(run_cli(root, "fsck", "--deep", "--format", "json").stdout)
+    assert not data["ok"] and data["deep_layers"] == 1
+    (finding,) = data["findings"]
+    assert finding["details"] == ["a: missing (the blob has a regular file)"]
+    repaired = run_cli(root, "fsck", "--deep", "--repair")
+    assert repaired.returncode == 0, repaired.stdout
+    assert f"removed: layer {layer.diff_id}" in repaired.stdout
+    assert not store.layer_path(layer.diff_id).exists()
+    plain = run_cli(root, "fsck")
+    assert plain.returncode == 0 and "deep" not in plain.stdout and plain.stderr == ""

@@ -16,7 +16,7 @@ RANK = {
     "overlay": 2, "scaffold": 2, "process": 2, "channel": 2,
     "parser": 3, "snapshot": 3, "context": 3, "children": 3, "sandbox": 4,
     "unpack": 4, "copier": 4, "metadata": 4, "plan": 4, "squash": 4,
-    "store": 5, "reuse": 5,
+    "store": 5, "reuse": 5, "deepcheck": 5,
     "cache": 6, "reachability": 6, "memo": 6, "parsecache": 6,
     "steps": 7, "views": 7,
     "engine": 8, "render": 8,
