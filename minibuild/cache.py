@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from minibuild import entries as entry_dir
 from minibuild.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.image import Descriptor, History, Layer, canonical_json
@@ -92,11 +93,7 @@ class Cache:
 
     def drop_copies(self) -> int:
         """Forget every COPY reuse hint (with the rest of the cache); how many there were."""
-        removed = 0
-        for path in (self.store.root / "cache" / "copies").glob("*.json"):
-            path.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        return entry_dir.empty(self.store.root / "cache" / "copies")
 
     def entries(self) -> Iterator[tuple[str, CacheEntry | None]]:
         """Every (key, entry) on disk; entry None when the file does not parse."""

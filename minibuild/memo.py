@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - other Pythons
     except ImportError:
         from hashlib import sha256
 
-from minibuild import fsstate
+from minibuild import entries, fsstate
 from minibuild.paths import default_root
 
 FORMAT = 2
@@ -216,37 +216,13 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
         return False  # another build moved a tag meanwhile: this index does not hold our result
     cmd.path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cmd.path, json.dumps(data, separators=(",", ":")).encode(), durable=False)
-    _trim(memo_dir(cmd.root))
+    entries.trim(memo_dir(cmd.root), KEEP)
     return True
-
-
-def _trim(directory: Path) -> None:
-    """Keep the newest KEEP memos (every distinct command line leaves one)."""
-    entries = [e for e in os.scandir(directory) if e.name.endswith(".json")]
-    if len(entries) <= KEEP:
-        return
-    entries.sort(key=lambda e: e.stat().st_mtime_ns)
-    for entry in entries[:len(entries) - KEEP]:
-        try:
-            os.unlink(entry.path)
-        except FileNotFoundError:
-            pass
 
 
 def forget_all(root: Path) -> int:
     """Delete every memo of a store (with the step cache); how many there were."""
-    removed = 0
-    try:
-        entries = list(os.scandir(memo_dir(root)))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        try:
-            os.unlink(entry.path)
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
+    return entries.empty(memo_dir(root))
 
 
 # -- the command about to run ------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from minibuild import instructions as ins
-from minibuild import parser, words
+from minibuild import entries, parser, words
 from minibuild.parser import Buildfile
 from minibuild.store import write_atomic
 
@@ -155,41 +155,11 @@ def _store(path: Path, buildfile: Buildfile) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data, durable=False)
-        _trim(path.parent)
+        entries.trim(path.parent, KEEP)
     except OSError:
         pass
 
 
-def _trim(directory: Path) -> None:
-    """Keep the KEEP most recently used entries."""
-    entries = []
-    for entry in os.scandir(directory):
-        if entry.name.endswith(".json"):
-            try:
-                entries.append((entry.stat().st_mtime_ns, entry.path))
-            except FileNotFoundError:
-                pass
-    if len(entries) <= KEEP:
-        return
-    entries.sort()
-    for _, name in entries[:len(entries) - KEEP]:
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
-
-
 def forget_all(root: Path) -> int:
     """Delete every entry of a store's parse cache (and stray temp files); how many entries."""
-    removed = 0
-    try:
-        entries = list(os.scandir(cache_dir(root)))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        try:
-            os.unlink(entry.path)
-            removed += entry.name.endswith(".json")
-        except FileNotFoundError:
-            pass
-    return removed
+    return entries.empty(cache_dir(root))

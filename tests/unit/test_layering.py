@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "minibuild"
 # Lower ranks may not import higher ranks. Modules not listed are only held to the library rules.
 RANK = {
     "errors": 0, "units": 0, "mounts": 0, "linux": 0, "paths": 0, "fsstate": 0, "topdir": 0, "lines": 0,
-    "rootpath": 1,
+    "entries": 0, "rootpath": 1,
     "digest": 1, "instructions": 1, "whiteout": 1, "accounting": 1, "users": 1, "dockerignore": 1,
     "words": 2, "image": 2, "reference": 2, "xattrs": 2,
     "overlay": 2, "scaffold": 2, "process": 2, "channel": 2,
