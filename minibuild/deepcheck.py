@@ -243,7 +243,10 @@ class _Model:
         """Size and sha256 of a member's body, read in chunks as it streams by."""
         h, size = hashlib.sha256(), 0
         source = tf.extractfile(member)
-        while chunk := source.read(CHUNK):
+        while size < member.size:  # one read for a small file, none for an empty one
+            chunk = source.read(min(CHUNK, member.size - size))
+            if not chunk:
+                break  # a truncated tar: walk_layer's reader raises for it
             h.update(chunk)
             size += len(chunk)
         self.content_bytes += size
@@ -393,7 +396,7 @@ class _Checker:
         if model.kind == stat.S_IFREG:
             if st.st_size != model.size:
                 return [f"size {st.st_size}, the blob says {model.size}"]
-            if _sha256(entry.path) != model.sha256:
+            if _sha256(entry.path, st.st_size) != model.sha256:
                 return ["content differs (same size)"]
         elif model.kind == stat.S_IFLNK:
             target = os.readlink(entry.path)
@@ -424,13 +427,19 @@ def _xattr_problems(actual: dict[str, bytes], expected: dict[str, bytes]) -> lis
     return [f"xattrs differ ({', '.join(names)})"]
 
 
-def _sha256(path: bytes) -> bytes:
-    """sha256 of a file read in chunks (never whole into memory)."""
+def _sha256(path: bytes, size: int) -> bytes:
+    """sha256 of a file's first `size` bytes (its size when it was stat'ed), read in chunks."""
     h = hashlib.sha256()
+    if not size:
+        return h.digest()
     fd = os.open(path, _OPEN_FILE)
     try:
-        while chunk := os.read(fd, CHUNK):
+        while size > 0:  # one read for a small file
+            chunk = os.read(fd, min(CHUNK, size))
+            if not chunk:
+                break  # shrank since its stat: the digest differs, which is the truth
             h.update(chunk)
+            size -= len(chunk)
     finally:
         os.close(fd)
     return h.digest()
