@@ -17,6 +17,7 @@ RANK = {
     "parser": 3, "snapshot": 3, "context": 3, "children": 3, "sandbox": 4,
     "unpack": 4, "copier": 4, "metadata": 4, "plan": 4, "squash": 4,
     "store": 5, "reuse": 5, "deepcheck": 5,
+    "runmount": 2, "layerpath": 3, "stepmounts": 3, "mountsetup": 6,  # RUN --mount
     "cache": 6, "reachability": 6, "memo": 6, "parsecache": 6,
     "steps": 7, "views": 7,
     "engine": 8, "render": 8,
