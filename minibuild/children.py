@@ -2,7 +2,7 @@
 
 The process tree of `Sandbox.run`:
 
-    P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay, hostname
+    P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts, hostname
                    └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
                        └─ X: the step's command (execve)
 
@@ -30,6 +30,7 @@ from minibuild.errors import BuildError, SandboxError
 from minibuild.overlay import OverlayOptions, mount_overlay
 from minibuild.process import Process, exec_as, exit_status, process_environment
 from minibuild.scaffold import bind_etc_files, mount_proc_dev, open_etc_files
+from minibuild.stepmounts import StepMount, mount_all
 from minibuild.users import ResolvedUser, read_user_files, resolve_user
 
 SETUP_FAILED = 125  # a child's exit code when it reported an error on the info pipe
@@ -47,6 +48,7 @@ class RunPlan:
     parent_pid: int
     new_api: bool
     scaffold: str
+    mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     _unshare(flags | (linux.CLONE_NEWNET if plan.process.network == "none" else 0))
     _private_mounts()
     mount_overlay(plan.overlay, plan.merged, plan.new_api)
+    if plan.mounts:
+        mount_all(plan.mounts, plan.merged, plan.new_api)
     try:
         socket.sethostname(plan.process.hostname)
         if plan.process.network == "none":
@@ -178,7 +182,7 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     mount_proc_dev()
     bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
-    env = process_environment(plan.process.env, user.default_home())
+    env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan.process, user, env, pipes))

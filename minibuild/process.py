@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minibuild import linux
 from minibuild.errors import SandboxError
@@ -33,6 +33,9 @@ class Process:
     # the stdin feed and the streamed output pipe; `tty`: stdio[0] becomes its controlling tty
     stdio: tuple[int, int, int] | None = None
     tty: bool = False
+    # a RUN's secrets exposed as env variables (over `env`): kept apart so that no cache key,
+    # history or repr ever holds their values
+    secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 def check_process(process: Process) -> None:

@@ -31,6 +31,7 @@ from minibuild.overlay import OverlayOptions, distinct_lowers, kernel_overlay_pa
 from minibuild.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
     process_environment
 from minibuild.scaffold import make_scaffold
+from minibuild.stepmounts import StepMount, make_stubs
 
 # re-exported: callers import these from here
 __all__ = ["DEFAULT_PATH", "OverlayOptions", "Process", "RootFS", "Sandbox", "check_support",
@@ -257,11 +258,14 @@ class Sandbox:
             return b""
 
     def run(self, rootfs: RootFS, process: Process, on_output: Callable[[bytes], None], *,
-            on_start: Callable[[int], None] | None = None) -> int:
+            on_start: Callable[[int], None] | None = None,
+            mounts: Sequence[StepMount] = ()) -> int:
         """Run `process` in the root; stream stdout+stderr; its exit status (128+sig if killed).
 
         `on_start(pid)` gets the host pid of the sandbox's init (pid 1 inside) once it runs, for
         a container's `exec`/`stop`; with `process.stdio` nothing reaches `on_output`.
+        `mounts` (a RUN's --mount) are made over the root before the command starts; their
+        missing mount points go into the scaffold, never into the upper dir.
         """
         check_support()
         check_process(process)
@@ -270,9 +274,11 @@ class Sandbox:
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
                                  self._resolv())
         try:
+            if mounts:
+                make_stubs(scaffold, rootfs.lowers, mounts)
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold))
+                            self._new_api(), str(scaffold), tuple(mounts))
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
             with Pipes(*names) as pipes:
                 step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)

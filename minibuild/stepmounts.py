@@ -1,0 +1,231 @@
+"""The mounts of one RUN inside its sandbox: what goes where (decided in the parent), the mount
+points the image lacks (made in the scaffold), and the mounting itself (in the child C).
+
+A missing mount point is made in the scaffold, the throwaway lowerdir above the image, never
+through the overlay: the step's upper dir (its layer) never holds an empty `/root/.cache` or
+`/run/secrets` made only to mount on, and a RUN that writes only into its mounts adds no layer.
+Everything is mounted in C's private mount namespace after the root overlay and before I
+chroots, so the kernel drops it all with C, even on SIGKILL. Targets are resolved inside the
+image as a chroot would (minibuild.rootpath), then mounted on through an O_PATH fd, so a
+symlink in the image never leads a mount out of the root.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from minibuild import layerpath, linux
+from minibuild.errors import BuildError, SandboxError
+from minibuild.overlay import OverlayOptions, mount_overlay
+from minibuild.rootpath import resolve_in_root
+
+_BIND_FLAGS = linux.MS_NOSUID | linux.MS_NODEV
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Bind a host dir or file (a cache dir, or a path inside an overlay `view`) on a target."""
+
+    target: str  # absolute, inside the image
+    source: str  # a host path; with `view`, a path inside the view (resolved as in a chroot)
+    readonly: bool
+    file: bool  # the source is a file, so the mount point is one
+    view: OverlayOptions | None = None  # mounted on `view_at` first (the context, a stage)
+    view_at: str | None = None
+    name: str = ""  # what it is, for messages
+
+    @property
+    def flags(self) -> int:
+        """The bind's final flags (set by a remount once every mount is made)."""
+        return _BIND_FLAGS | (linux.MS_RDONLY if self.readonly else 0)
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A fresh tmpfs on a target."""
+
+    target: str
+    size: int | None = None
+    file: bool = False
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A secret as a read-only file: written to a tmpfs mounted on `staging` (a host dir,
+    never on disk), then bound on the target."""
+
+    target: str
+    id: str
+    value: bytes = field(repr=False)
+    staging: str = ""
+    mode: int = 0o400
+    uid: int = 0
+    gid: int = 0
+    file: bool = True
+
+    @property
+    def flags(self) -> int:
+        """The bind's final flags."""
+        return _BIND_FLAGS | linux.MS_RDONLY | linux.MS_NOEXEC
+
+
+StepMount = Union[Bind, Tmpfs, SecretFile]
+
+
+def _depth(mount: StepMount) -> int:
+    return mount.target.count("/")
+
+
+def _nested(mount: StepMount, mounts: Sequence[StepMount]) -> bool:
+    """True when the target lies inside another mount's target (its mount point is made in
+    that mount, by the child)."""
+    return any(mount.target.startswith(other.target + "/") for other in mounts)
+
+
+# -- in the parent: mount points in the scaffold ------------------------------------------------
+
+
+def make_stubs(scaffold: Path, lowers: Sequence[Path], mounts: Sequence[StepMount]) -> None:
+    """Make in the scaffold every mount point the image lacks; a target the image holds as the
+    wrong kind (a file for a dir mount or the reverse) is a BuildError."""
+    touched: dict[Path, os.stat_result] = {}
+    for mount in sorted(mounts, key=_depth):
+        if _nested(mount, mounts):
+            continue
+        found = layerpath.resolve(lowers, mount.target)
+        if found.exists:
+            _check_kind(mount, found.is_dir())
+            continue
+        path = scaffold
+        for index, part in enumerate(found.parts):
+            path = path / part
+            if index < len(found.found):  # a dir of the image: show it with its attributes
+                path.mkdir(exist_ok=True)
+                touched.setdefault(path, found.found[index])
+            elif index == len(found.parts) - 1 and mount.file:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+            else:
+                path.mkdir(0o755, exist_ok=True)
+                os.chmod(path, 0o755)  # mkdir obeys the umask
+    # deepest first: making a child moved its parent's mtime
+    for path, st in sorted(touched.items(), key=lambda item: -len(item[0].parts)):
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _check_kind(mount: StepMount, is_dir: bool) -> None:
+    """Refuse a file mount on a dir of the image, or a dir mount on a file."""
+    if mount.file and is_dir:
+        raise BuildError(f"cannot mount a file on {mount.target}: it is a directory in the image")
+    if not mount.file and not is_dir:
+        raise BuildError(f"cannot mount a directory on {mount.target}: it is a file in the image")
+
+
+# -- in the child C: the mounts themselves ------------------------------------------------------
+
+
+def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool) -> None:
+    """Mount everything on the root mounted at `merged`, outer targets first; binds are made
+    read-write, then remounted with their final flags once the nested mount points exist."""
+    staged: set[str] = set()
+    for mount in sorted(mounts, key=_depth):
+        point = _mount_point(merged, mount)
+        try:
+            if isinstance(mount, Tmpfs):
+                data = None if mount.size is None else f"size={mount.size}"
+                _mount_on(point, "tmpfs", "tmpfs", _BIND_FLAGS, data)
+            elif isinstance(mount, Bind):
+                _bind(_bind_source(mount, new_api), point, mount)
+            else:
+                _bind(_stage_secret(mount, staged), point, mount)
+        except OSError as exc:
+            raise SandboxError(f"cannot mount {_name(mount)} on {mount.target}: {exc.strerror}") from exc
+    for mount in mounts:
+        if not isinstance(mount, Tmpfs):
+            try:
+                _mount_on(resolve_in_root(merged, mount.target), "none", "",
+                          linux.MS_BIND | linux.MS_REMOUNT | mount.flags, None)
+            except OSError as exc:
+                raise SandboxError(f"cannot make the mount on {mount.target} read-only: "
+                                   f"{exc.strerror}") from exc
+
+
+def _name(mount: StepMount) -> str:
+    if isinstance(mount, Tmpfs):
+        return "a tmpfs"
+    if isinstance(mount, SecretFile):
+        return f"secret {mount.id}"
+    return mount.name or mount.source
+
+
+def _mount_point(merged: str, mount: StepMount) -> str:
+    """The target's host path inside the root; made when missing (a target nested in another
+    mount: its mount point goes into that mount, e.g. a cache dir or a context view)."""
+    point = resolve_in_root(merged, mount.target)
+    if not os.path.lexists(point):
+        os.makedirs(os.path.dirname(point), 0o755, exist_ok=True)
+        if mount.file:
+            os.close(os.open(point, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        else:
+            os.mkdir(point, 0o755)
+    return point
+
+
+def _mount_on(point: str, source: str, fstype: str, flags: int, data: str | None) -> None:
+    """mount(2) on exactly the resolved point: through an O_PATH fd, no symlink followed."""
+    fd = os.open(point, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        linux.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+    finally:
+        os.close(fd)
+
+
+def _bind_source(mount: Bind, new_api: bool) -> str:
+    """The host path to bind: the cache dir, or the source inside its freshly mounted view."""
+    if mount.view is None:
+        return mount.source
+    assert mount.view_at is not None
+    mount_overlay(mount.view, mount.view_at, new_api)
+    return resolve_in_root(mount.view_at, mount.source)
+
+
+def _stage_secret(mount: SecretFile, staged: set[str]) -> str:
+    """Write the secret into the staging tmpfs (mounted on first use); its host path."""
+    if mount.staging not in staged:
+        linux.mount("tmpfs", mount.staging, "tmpfs",
+                    _BIND_FLAGS | linux.MS_NOEXEC, "mode=0700,size=4m")
+        staged.add(mount.staging)
+    path = os.path.join(mount.staging, str(len(os.listdir(mount.staging))))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(mount.value)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchown(fd, mount.uid, mount.gid)
+        os.fchmod(fd, mount.mode)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _bind(source: str, point: str, mount: StepMount) -> None:
+    """Bind `source` on `point`, both opened without following a last symlink; the kinds
+    must match."""
+    fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise BuildError(f"cannot mount {_name(mount)}: it is a symbolic link")
+        if is_dir != stat.S_ISDIR(os.lstat(point).st_mode):
+            what = "directory" if is_dir else "file"
+            raise BuildError(f"cannot mount {_name(mount)} ({'a ' + what}) on {mount.target}: "
+                             f"the target is {'not ' if is_dir else ''}a directory")
+        _mount_on(point, f"/proc/self/fd/{fd}", "", linux.MS_BIND, None)
+    finally:
+        os.close(fd)
