@@ -117,7 +117,7 @@ class DeepProgress(Protocol):
         """Layer `index` of `total` (from 1) starts."""
 
     def end(self, comparison: Comparison | None) -> None:
-        """It is done (None: its blob is not a readable layer)."""
+        """It is done (None: it could not be compared; the finding says why)."""
 
 
 def check(store: Store, *, deep: bool = False, progress: DeepProgress | None = None) -> Report:
@@ -355,6 +355,10 @@ def _compare(scan: _Scan, layer: Layer, path: Path) -> Comparison | None:
         scan.findings.append(Finding(Severity.ERROR, where, f"blob {digest} is not a layer unpack "
                                      f"accepts ({exc.message}), so layers/{path.name} cannot "
                                      "have come from it", deep=True))
+        return None
+    except OSError as exc:  # an I/O error is worth a finding, not a crash; nothing is removed
+        scan.findings.append(Finding(Severity.ERROR, where, f"cannot compare layers/{path.name} "
+                                     f"with blob {digest}: {exc}", deep=True))
         return None
     if comparison.diff_id != layer.diff_id:
         scan.findings.append(Finding(Severity.ERROR, where, f"blob {digest} holds the tar of "

@@ -121,7 +121,7 @@ class _DeepProgress:
 
         seconds = time.monotonic() - self.started
         if comparison is None:
-            outcome = "blob unreadable"
+            outcome = "not compared (see the error below)"
         else:
             state = "ok" if comparison.ok else f"{comparison.count} path(s) differ"
             outcome = (f"{state} ({comparison.entries} entries, "

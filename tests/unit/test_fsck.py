@@ -311,3 +311,24 @@ def test_cli_deep_reports_details_in_text_and_json_and_repairs(tmp_path):
     assert not store.layer_path(layer.diff_id).exists()
     plain = run_cli(root, "fsck")
     assert plain.returncode == 0 and "deep" not in plain.stdout and plain.stderr == ""
+
+
+def test_deep_check_reports_a_blob_unpack_refuses_and_an_io_error_without_crashing(store, monkeypatch):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("../a"), io.BytesIO(b""))
+    layer = Layer(store.put_bytes(gzip.compress(raw.getvalue(), mtime=0), GZIP_LAYER),
+                  Digest.of(raw.getvalue()))
+    tag_image(store, "bad:1", layer)
+    store.layer_path(layer.diff_id).mkdir()  # how it got there is the question the error raises
+    (finding,) = fsck.check(store, deep=True).errors
+    assert "is not a layer unpack accepts" in finding.message and "climbs out" in finding.message
+    assert finding.path is None  # nothing is deleted for it
+
+    def failing(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fsck, "compare_layer", failing)
+    (finding,) = fsck.check(store, deep=True).errors
+    assert "cannot compare layers/" in finding.message and "Input/output error" in finding.message
+    assert finding.path is None
