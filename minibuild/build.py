@@ -15,6 +15,7 @@ from minibuild.engine import BuildOptions, Engine
 from minibuild.errors import BuildfileError
 from minibuild.plan import make_plan
 from minibuild.reference import Reference
+from minibuild.runmount import SecretSource
 from minibuild.snapshot import Compression
 
 
@@ -34,6 +35,7 @@ class BuildRequest:
     squash: bool = False
     buildfile_text: str | None = None  # `-f -`: the Buildfile came on stdin
     memo: memo.Command | None = None  # the command line, to write its build memo
+    secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ class _Witness:
     def __init__(self, request: BuildRequest, store) -> None:
         self.command = request.memo
         buildfile = os.path.realpath(request.buildfile)
-        if request.buildfile_text is not None or request.no_cache \
+        # With --secret no memo: a secret's file or variable is not an input the memo could check.
+        if request.buildfile_text is not None or request.no_cache or request.secrets \
                 or buildfile.startswith(("/dev/", "/proc/")):
             self.command = None
         if self.command is None:
@@ -159,7 +162,8 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     sandbox.check_support()
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
-                           no_cache=request.no_cache, squash=request.squash)
+                           no_cache=request.no_cache, squash=request.squash,
+                           secrets=request.secrets)
     context = BuildContext(request.context.resolve())
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)

@@ -7,6 +7,7 @@ steps.py prepares RUN/COPY/ADD/WORKDIR, metadata.py applies the config instructi
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -18,8 +19,10 @@ from minibuild.cache import Cache, CacheEntry, step_key
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
 from minibuild.image import Descriptor, History, Image, Layer
 from minibuild.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
+from minibuild.mountsetup import cache_mount_dir
 from minibuild.plan import Plan, Stage
 from minibuild.reference import names_registry
+from minibuild.runmount import SecretSource
 from minibuild.sandbox import RootFS
 from minibuild.snapshot import Compression, is_empty, write_layer
 from minibuild.steps import CopySource, FsStep, StepFactory
@@ -45,7 +48,8 @@ class Reporter(Protocol):
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How to build: build args, compression, RUN network, SOURCE_DATE_EPOCH, cache, squash."""
+    """How to build: build args, compression, RUN network, SOURCE_DATE_EPOCH, cache, squash,
+    the secrets RUN --mount=type=secret may use."""
 
     build_args: Mapping[str, str] = field(default_factory=dict)
     compression: Compression = Compression.ZSTD
@@ -53,6 +57,7 @@ class BuildOptions:
     source_date_epoch: int | None = None
     no_cache: bool = False
     squash: bool = False
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,7 +87,8 @@ class Engine:
         self.reporter = reporter
         self.options = options
         self.cache = Cache(store)
-        self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network)
+        self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
+                                 cache_mounts=cache_mount_dir(store.root), secrets=options.secrets)
         self._number = 0
         self._total = 0
         self._results: dict[int, StageResult] = {}
@@ -175,14 +181,14 @@ class Engine:
         self.images_used.append(descriptor)
         return self.store.load_image(descriptor), f"image:{descriptor.digest}"
 
-    def _resolve_image(self, text: str, instruction) -> Descriptor:
+    def _resolve_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
         """An image of the store by reference, or a clear error at the instruction's line."""
         try:
             return self.store.resolve(text)[1]
         except ImageNotFound:
             loc = instruction.location
-            raise BuildError(f"{instruction.keyword} {text}: image not found in the store "
-                             "(build it first, or see `minibuild images`)",
+            what = what or f"{instruction.keyword} {text}: image not found in the store"
+            raise BuildError(f"{what} (build it first, or see `minibuild images`)",
                              file=loc.file, line=loc.line, column=loc.column) from None
 
     # -- steps -------------------------------------------------------------------------------
@@ -193,7 +199,8 @@ class Engine:
         match instruction:
             case Run():
                 label = f"step {self._number}/{self._total}"
-                return self._fs_step(state, self.steps.run(instruction, config, scope, label))
+                source_of = functools.partial(self._source, instruction=instruction, run=True)
+                return self._fs_step(state, self.steps.run(instruction, config, scope, label, source_of))
             case Copy() | Add():
                 source = self._copy_source(instruction)
                 return self._fs_step(state, self.steps.copy(instruction, config, scope, source))
@@ -230,17 +237,24 @@ class Engine:
         name = flag_value(instruction, "from")
         if name is None:
             return None
+        return self._source(name, instruction)
+
+    def _source(self, name: str, instruction, run: bool = False) -> CopySource:
+        """An earlier stage by name or index, else an image of the store: its layer dirs
+        (for `COPY --from`, and a `RUN --mount` bind's `from=`)."""
+        flag = "RUN --mount from=" if run else f"{instruction.keyword} --from="
         stage = self._plan.stage(name)
         if stage is not None:
             if stage.index not in self._results:
                 loc = instruction.location
-                raise BuildfileError(f"{instruction.keyword} --from={name}: a stage can only copy "
-                                     "from an earlier stage", file=loc.file, line=loc.line,
-                                     column=loc.column)
+                verb = "mount" if run else "copy from"
+                raise BuildfileError(f"{flag}{name}: a stage can only {verb} an earlier stage",
+                                     file=loc.file, line=loc.line, column=loc.column)
             result = self._results[stage.index]
             image, key = result.image, f"stage:{result.key}"
         else:
-            descriptor = self._resolve_image(name, instruction)
+            missing = f"{flag}{name}: no stage or image of that name in the store" if run else None
+            descriptor = self._resolve_image(name, instruction, missing)
             self.images_used.append(descriptor)
             image, key = self.store.load_image(descriptor), f"image:{descriptor.digest}"
         lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))

@@ -7,8 +7,9 @@ from typing import Mapping
 
 from minibuild import words
 from minibuild.errors import BuildfileError
-from minibuild.instructions import Add, Arg, Copy, From, flag_value
+from minibuild.instructions import Add, Arg, Copy, From, Run, flag_value, flag_values
 from minibuild.parser import Buildfile
+from minibuild.runmount import mount_from_refs
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def _with_steps(stage: Stage, steps: list) -> Stage:
 
 
 def _needed(plan: Plan, target: int) -> tuple[int, ...]:
-    """The target and, transitively, the stages it uses by FROM or COPY --from, in order."""
+    """The target and, transitively, the stages it uses by FROM, COPY --from or a RUN --mount
+    from=, in order."""
     seen: set[int] = set()
     todo = [target]
     while todo:
@@ -134,6 +136,8 @@ def _needed(plan: Plan, target: int) -> tuple[int, ...]:
         stage = plan.stages[index]
         refs = [stage.base] + [flag_value(s, "from") or "" for s in stage.steps
                                if isinstance(s, (Copy, Add))]
+        refs += [ref for s in stage.steps if isinstance(s, Run)
+                 for ref in mount_from_refs(flag_values(s, "mount"))]
         for ref in refs:
             used = plan.stage(ref) if ref else None
             if used is not None and used.index < index:

@@ -11,21 +11,23 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from minibuild import metadata, reuse, words
 from minibuild.context import BuildContext
 from minibuild.copier import CopyPlan, ReuseMismatch, apply_copy
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.image import ContainerConfig
-from minibuild.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value
+from minibuild.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value, flag_values
+from minibuild.mountsetup import MountHost, Prepared
+from minibuild.runmount import BindMount, SecretSource, parse_mounts
 from minibuild.sandbox import Process, RootFS
 from minibuild.store import remove_tree
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
 _NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "mount", "security"}
-_RUN_FLAGS = {"network"}
+_RUN_FLAGS = {"network", "mount"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def check_flags(instruction, allowed: set[str]) -> None:
     """Refuse a flag the instruction does not know (or that we do not implement), naming it."""
     for flag in instruction.flags:
         name = flag.removeprefix("--").partition("=")[0]
-        if name in _NOT_YET:
+        if name in _NOT_YET and name not in allowed:
             raise _fail(instruction, f"{instruction.keyword} --{name} is not supported yet")
         if name not in allowed:
             raise _fail(instruction, f"unknown flag --{name} for {instruction.keyword}")
@@ -78,24 +80,31 @@ class StepFactory:
     """Makes FsSteps; holds what their execution needs (sandbox, context, output, scratch)."""
 
     def __init__(self, sandbox, context: BuildContext, output: Callable[[bytes], None],
-                 scratch: Callable[[str], Path], network: str) -> None:
+                 scratch: Callable[[str], Path], network: str, *, cache_mounts: Path | None = None,
+                 secrets: Mapping[str, SecretSource] | None = None) -> None:
         self.sandbox = sandbox
         self.context = context
         self.output = output
         self.scratch = scratch
         self.network = network
+        self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch)
 
     # -- RUN -----------------------------------------------------------------------------------
 
-    def run(self, run: Run, config: ContainerConfig, scope: metadata.Scope, label: str) -> FsStep:
-        """A RUN: argv through SHELL (heredocs folded in), env = ENV + ARGs, user, workdir."""
+    def run(self, run: Run, config: ContainerConfig, scope: metadata.Scope, label: str,
+            source_of: Callable[[str], CopySource] | None = None) -> FsStep:
+        """A RUN: argv through SHELL (heredocs folded in), env = ENV + ARGs, user, workdir,
+        and its --mounts (`source_of` finds the stage or image a bind's from= names)."""
         check_flags(run, _RUN_FLAGS)
         argv, created_by = run_argv(run, scope)
         process = Process(argv=argv, env=scope.process_env(config), cwd=config.working_dir or "/",
                           user=config.user or None, network=self._network(run))
+        mounts = self._mounts(run, config, scope, source_of)
 
         def execute(rootfs: RootFS) -> None:
-            status = self.sandbox.run(rootfs, process, self.output)
+            with self.mounts.setup(mounts) as (step_mounts, secret_env):
+                status = self.sandbox.run(rootfs, replace(process, secret_env=secret_env),
+                                          self.output, mounts=step_mounts)
             if status != 0:
                 loc = run.location
                 raise BuildError(f"{label} `{_short(run.original)}` failed with exit code {status}",
@@ -103,7 +112,59 @@ class StepFactory:
 
         description = {"run": list(argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
                        "user": process.user, "network": process.network}
-        return FsStep(description, created_by, execute)
+        if mounts:  # only then: the keys of RUNs without mounts stay what they were
+            description["mounts"] = [m.key() for m in mounts]
+        verify = None
+        if any(m.context is not None for m in mounts):
+            verify = functools.partial(self._bound_unchanged, mounts, run)
+        return FsStep(description, created_by, execute, verify=verify)
+
+    def _mounts(self, run: Run, config: ContainerConfig, scope: metadata.Scope,
+                source_of: Callable[[str], CopySource] | None) -> tuple[Prepared, ...]:
+        """The RUN's --mounts, each with what it reads: the selected context sources and their
+        content key, or the stage's or image's layers and key."""
+        values = flag_values(run, "mount")
+        if not values:
+            return ()
+        env = scope.expansion_env(config)
+        expand = functools.partial(words.expand, env=env, escape=scope.escape, location=run.location)
+        prepared = []
+        for mount in parse_mounts(values, run.location, workdir=config.working_dir or "/",
+                                  expand=expand):
+            if not isinstance(mount, BindMount):
+                prepared.append(Prepared(mount))
+            elif mount.from_ is None:
+                selection = self._bound_selection(mount, run)
+                prepared.append(Prepared(mount, context=selection.sources[0],
+                                         content=selection.content_key.hex))
+            else:
+                if source_of is None:
+                    raise _fail(run, f"RUN --mount from={mount.from_} needs a build")
+                source = source_of(mount.from_)
+                prepared.append(Prepared(mount, lowers=source.lowers, from_key=source.key))
+        return tuple(prepared)
+
+    def _bound_selection(self, mount: BindMount, run: Run):
+        """The one context source a bind names (no wildcards), hashed like a COPY source (so
+        the build memo traces it too)."""
+        pattern = mount.source or "."
+        selection = self.context.select_sources([pattern], verb="RUN --mount")
+        if len(selection.sources) != 1 or selection.sources[0].from_wildcard:
+            raise _fail(run, f"RUN --mount source={mount.source}: a bind takes one file or "
+                             "directory, not a wildcard")
+        return selection
+
+    def _bound_unchanged(self, mounts: tuple[Prepared, ...], run: Run) -> None:
+        """Refuse a RUN whose bound context sources changed while it ran: its layer would be
+        cached under content it did not see."""
+        for item in mounts:
+            if item.context is not None and isinstance(item.mount, BindMount):
+                again = self.context.select_sources([item.mount.source or "."], verb="RUN --mount")
+                if again.content_key.hex != item.content:
+                    loc = run.location
+                    raise BuildError("RUN failed: the build context changed while the step ran "
+                                     f"(bound source {item.mount.source or '.'}); run the build "
+                                     "again", file=loc.file, line=loc.line, column=loc.column)
 
     def _network(self, run: Run) -> str:
         value = flag_value(run, "network") or self.network

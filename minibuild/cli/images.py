@@ -30,10 +30,12 @@ from minibuild.cli import cli, open_store
 @click.option("--squash", is_flag=True, help="Merge the layers this build adds into one.")
 @click.option("--source-date-epoch", type=int, envvar="SOURCE_DATE_EPOCH",
               help="Clamp file times and dates to this Unix time (reproducible builds).")
+@click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
+              help="A secret for RUN --mount=type=secret (repeatable); never stored.")
 @click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          no_cache, squash, source_date_epoch, context) -> None:
+          no_cache, squash, source_date_epoch, secrets, context) -> None:
     """Build an image from a Buildfile and a context directory."""
     from minibuild import memo
     from minibuild.build import BuildRequest, run_build
@@ -53,6 +55,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         no_cache=no_cache,
         squash=squash,
         memo=memo.pending(quiet=quiet),
+        secrets=_secrets(secrets),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
@@ -85,6 +88,23 @@ def _key_value(text: str) -> tuple[str, str]:
         raise click.BadParameter(f"{text!r} (want KEY=VALUE)")
     # docker: `--build-arg KEY` takes KEY's value from the environment.
     return key, value if sep else os.environ.get(key, "")
+
+
+def _secrets(options: tuple[str, ...]) -> dict:
+    """--secret options by id (the last one wins); a file secret's file must exist."""
+    from minibuild.runmount import parse_secret_option
+
+    found = {}
+    for text in options:
+        try:
+            source = parse_secret_option(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--secret") from None
+        if source.path is not None and not os.path.isfile(source.path):
+            raise click.BadParameter(f"secret {source.id}: no such file: {source.path}",
+                                     param_hint="--secret")
+        found[source.id] = source
+    return found
 
 
 def _reporter(progress: str, quiet: bool):
