@@ -197,9 +197,9 @@ def _bind_source(mount: Bind, new_api: bool) -> str:
 
 def _stage_secret(mount: SecretFile, staged: set[str]) -> str:
     """Write the secret into the staging tmpfs (mounted on first use); its host path."""
-    if mount.staging not in staged:
-        linux.mount("tmpfs", mount.staging, "tmpfs",
-                    _BIND_FLAGS | linux.MS_NOEXEC, "mode=0700,size=4m")
+    if mount.staging not in staged:  # each secret has a staging dir of its own: room for it
+        linux.mount("tmpfs", mount.staging, "tmpfs", _BIND_FLAGS | linux.MS_NOEXEC,
+                    f"mode=0700,size={len(mount.value) + 65536}")
         staged.add(mount.staging)
     path = os.path.join(mount.staging, str(len(os.listdir(mount.staging))))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -219,9 +219,10 @@ def _bind(source: str, point: str, mount: StepMount) -> None:
     must match."""
     fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISLNK(mode):  # resolved sources are never links: one appeared meanwhile
             raise BuildError(f"cannot mount {_name(mount)}: it is a symbolic link")
+        is_dir = stat.S_ISDIR(mode)
         if is_dir != stat.S_ISDIR(os.lstat(point).st_mode):
             what = "directory" if is_dir else "file"
             raise BuildError(f"cannot mount {_name(mount)} ({'a ' + what}) on {mount.target}: "

@@ -4,7 +4,6 @@ reach a layer, the history, the config or a cache key."""
 from __future__ import annotations
 
 import io
-import json
 import secrets as tokens
 import tarfile
 import time
@@ -14,7 +13,7 @@ import pytest
 import zstandard
 
 from tests.conftest import write_context
-from tests.integration.test_build import history, inspect, layer_names, no_mounts_under, store_state
+from tests.integration.test_build import history, inspect, no_mounts_under, store_state
 from tests.integration.test_cache import steps
 
 pytestmark = pytest.mark.integration
