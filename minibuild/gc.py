@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from minibuild import memo, parsecache
+from minibuild import memo, mountsetup, parsecache
 from minibuild.cache import Cache
 from minibuild.containers import Containers
 from minibuild.digest import Digest
@@ -108,4 +108,5 @@ def _drop_cache(store: Store, *, everything: bool) -> int:
         memo.forget_all(store.root)  # a memo promises what the step cache would rebuild
         parsecache.forget_all(store.root)
         cache.drop_copies()
+        mountsetup.forget_cache_mounts(store.root)  # RUN --mount=type=cache dirs (no build holds one)
     return removed

@@ -162,3 +162,15 @@ def test_files_shared_by_a_copy_rebuild_are_shared_in_df_and_prune_counts_what_i
     reported = float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
     assert freed < 1_500_000  # the big file lives on in app:2's layer
     assert abs(reported - freed) < 100_000, (line, freed)
+
+
+def test_prune_cache_drops_run_cache_mounts(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\n"
+                        "RUN --mount=type=cache,target=/var/cache/app echo kept > /var/cache/app/f\n", {})
+    mb.build(ctx, "-t", "app:1")
+    mounts = mb.root / "cache" / "mounts"
+    assert [p for p in mounts.rglob("f") if p.read_text() == "kept\n"]
+    mb.run("prune")
+    assert [p for p in mounts.rglob("f")], "plain prune keeps the build cache"
+    mb.run("prune", "--cache")
+    assert not mounts.exists() or not any(mounts.iterdir())
