@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from minibuild import lines
 from minibuild.cli import cli, open_store
 
 
@@ -68,11 +69,8 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     if quiet:
         click.echo(str(result.digest))
         return
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(f"Built {result.digest}", err=True)
-    for tag in request.tags:
-        click.echo(f"Tagged {tag}", err=True)
+    for line in lines.trailer(str(result.digest), map(str, request.tags), result.warnings):
+        click.echo(line, err=True)
 
 
 def _default_buildfile(context: Path) -> Path:
