@@ -27,6 +27,7 @@ RANK = {
     "auth": 1, "diffview": 2, "registry": 3, "containers": 6, "staging": 6,
     "usage": 7, "runtime": 7, "archive": 7, "docker_archive": 7, "importer": 7, "transfer": 7,
     "gc": 8, "commit": 8, "fsck": 9,
+    "runflags": 2, "treecopy": 2, "volumes": 6, "containermounts": 7,  # run's mounts, volumes
 }
 ONLY = {"lark": {"parser"}, "click": {"cli"}, "rich": {"cli", "render"}}
 
