@@ -274,8 +274,8 @@ class Sandbox:
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
                                  self._resolv())
         try:
-            if mounts:
-                make_stubs(scaffold, rootfs.lowers, mounts)
+            if mounts:  # the upper too: a container's holds what it wrote in earlier runs
+                make_stubs(scaffold, (rootfs.upper, *rootfs.lowers), mounts)
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
                             self._new_api(), str(scaffold), tuple(mounts))

@@ -52,6 +52,22 @@ class Tmpfs:
     target: str
     size: int | None = None
     file: bool = False
+    mode: int | None = None  # its root's mode (tmpfs's default: 1777)
+    readonly: bool = False
+    noexec: bool = False
+
+    @property
+    def flags(self) -> int:
+        """The tmpfs's mount flags."""
+        return (_BIND_FLAGS | (linux.MS_RDONLY if self.readonly else 0)
+                | (linux.MS_NOEXEC if self.noexec else 0))
+
+    @property
+    def data(self) -> str | None:
+        """The tmpfs's mount options (size, mode), or None."""
+        options = [f"size={self.size}"] if self.size is not None else []
+        options += [f"mode={self.mode:o}"] if self.mode is not None else []
+        return ",".join(options) or None
 
 
 @dataclass(frozen=True)
@@ -138,8 +154,7 @@ def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool) -> None:
         point = _mount_point(merged, mount)
         try:
             if isinstance(mount, Tmpfs):
-                data = None if mount.size is None else f"size={mount.size}"
-                _mount_on(point, "tmpfs", "tmpfs", _BIND_FLAGS, data)
+                _mount_on(point, "tmpfs", "tmpfs", mount.flags, mount.data)
             elif isinstance(mount, Bind):
                 _bind(_bind_source(mount, new_api), point, mount)
             else:
