@@ -23,6 +23,7 @@ from minibuild import topdir
 from minibuild.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.image import Descriptor, canonical_json
+from minibuild.runflags import MountSpec
 from minibuild.store import write_atomic
 
 ID_BYTES = 32
@@ -60,6 +61,8 @@ class Container:
     overrides: dict[str, Any] = field(default_factory=dict)  # what `run` changed (for commit)
     auto_remove: bool = False
     stop_signal: str = ""  # the image's STOPSIGNAL (docker's default: SIGTERM)
+    mounts: tuple[MountSpec, ...] = ()  # binds, volumes (named once created) and tmpfs mounts
+    hostname: str = ""  # -h; empty: the short id, as docker does
     state: str = "created"  # created | running | exited
     exit_code: int | None = None
     pid: int | None = None  # host pid of the sandbox's init (pid 1 inside)
@@ -80,6 +83,7 @@ class Container:
                 "user": self.user, "network": self.network, "created": self.created,
                 "overrides": self.overrides, "auto_remove": self.auto_remove,
                 "stop_signal": self.stop_signal,
+                "mounts": [m.to_json() for m in self.mounts], "hostname": self.hostname,
                 "state": self.state, "exit_code": self.exit_code, "pid": self.pid,
                 "pid_start": self.pid_start, "started": self.started, "finished": self.finished}
 
@@ -93,7 +97,9 @@ class Container:
                    user=d["user"], network=d["network"], created=d["created"],
                    overrides=dict(d.get("overrides") or {}),
                    auto_remove=bool(d.get("auto_remove")),
-                   stop_signal=d.get("stop_signal") or "", state=d["state"],
+                   stop_signal=d.get("stop_signal") or "",
+                   mounts=tuple(MountSpec.from_json(m) for m in d.get("mounts") or ()),
+                   hostname=d.get("hostname") or "", state=d["state"],
                    exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
                    started=d.get("started"), finished=d.get("finished"))
 

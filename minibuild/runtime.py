@@ -9,6 +9,7 @@ outlives it. `exec` enters the namespaces of the container's init with setns(2).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -23,12 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from minibuild import linux
+from minibuild.containermounts import Attached, attach, covered, seed
 from minibuild.containers import Container, ContainerError, Containers, now, \
     process_start_time, scrub_scaffolds
 from minibuild.errors import SandboxError
 from minibuild.image import ContainerConfig
 from minibuild.process import Process, exec_as, exit_status, process_environment
 from minibuild.sandbox import RootFS, Sandbox
+from minibuild.volumes import Volumes
 
 # setns order: the pid ns applies to our children only, mnt last (it changes our root)
 _NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
@@ -82,7 +85,7 @@ def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Pr
     """The sandbox process of a container."""
     return Process(argv=container.argv, env=container.env, cwd=container.cwd,
                    user=container.user or None, network=container.network,
-                   hostname=container.short_id, stdio=stdio, tty=tty_)
+                   hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_)
 
 
 # -- supervising ---------------------------------------------------------------------------------
@@ -109,33 +112,43 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
         status = 255
         fs = rootfs(root, container)
         try:
-            _ensure_workdir(fs, container.cwd)
+            attached = attach(root, fs, container)
+            _prepare_root(root, fs, container, attached)
             status = Sandbox().run(fs, process(container, stdio, tty_), lambda data: None,
-                                   on_start=started)
+                                   on_start=started, mounts=attached.mounts)
         finally:
-            _record_exit(containers, container, status)
+            _record_exit(root, containers, container, status)
         return status
     finally:
         lock.release()
 
 
-def _ensure_workdir(fs: RootFS, cwd: str) -> None:
-    """Create a missing working directory (docker does) through the overlay, so parents copy up."""
+def _prepare_root(root: Path, fs: RootFS, container: Container, attached: Attached) -> None:
+    """Before the container starts, in one child with its root mounted: seed its empty volumes
+    from the image (under the volumes lock: one seeder per volume), and create a missing
+    working directory (docker does) through the overlay, so parents copy up; one inside a
+    mount is the mount's business."""
     from minibuild.diffview import lower_stat
 
-    parts = tuple(p for p in cwd.split("/") if p)
-    if not parts or lower_stat((fs.upper, *fs.lowers), parts) is not None:
+    parts = tuple(p for p in container.cwd.split("/") if p)
+    workdir = bool(parts) and not covered(container.cwd, container.mounts) and lower_stat(
+        (fs.upper, *fs.lowers), parts) is None
+    if not workdir and not attached.seeds:
         return
-    relative = os.path.join(*parts)
-    Sandbox().call(fs, lambda: os.makedirs(relative, 0o755, exist_ok=True))
+    relative = os.path.join(*parts) if workdir else ""
+    merged = os.path.abspath(fs.merged)
+    with Volumes(root).locked() if attached.seeds else contextlib.nullcontext():
+        Sandbox().call(fs, lambda: os.makedirs(relative, 0o755, exist_ok=True) if workdir else None,
+                       pre_chroot=lambda: seed(merged, attached.seeds))
 
 
-def _record_exit(containers: Containers, container: Container, status: int) -> None:
-    """exited + status; with --rm, the container goes away instead."""
+def _record_exit(root: Path, containers: Containers, container: Container, status: int) -> None:
+    """exited + status; with --rm, the container and its anonymous volumes go away instead."""
     if not containers.path(container.id).is_dir():
         return  # removed meanwhile (rm -f)
     if container.auto_remove:
         containers.remove(container.id)
+        Volumes(root).drop_anonymous(container, containers.all())
         return
     containers.save(replace(container, state="exited", exit_code=status, finished=now()))
 
