@@ -1,4 +1,5 @@
-"""`df`: where the store's bytes go (images, containers, layers, build cache), like `docker system df`.
+"""`df`: where the store's bytes go (images, containers, volumes, layers, build cache, RUN cache
+mounts), like `docker system df`.
 
 Every byte is measured once, the way `du -sb` does (apparent sizes of files, directories and
 symlinks; a hard-linked file once): blobs, unpacked layer dirs and container dirs are the
@@ -18,7 +19,9 @@ from typing import Mapping, Sequence
 from minibuild.cache import Cache
 from minibuild.containers import Containers
 from minibuild.image import Layer
+from minibuild.mountsetup import cache_mount_dir
 from minibuild.store import LAYER_ID_LEN
+from minibuild.volumes import Volumes, users
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -139,6 +142,25 @@ class ContainerFigures:
 
 
 @dataclass(frozen=True)
+class VolumeFigures:
+    """One volume in `df -v`: its _data dir and how many containers name it."""
+
+    name: str
+    size: int
+    links: int
+    anonymous: bool
+
+
+@dataclass(frozen=True)
+class CacheMountFigures:
+    """One RUN --mount=type=cache dir (ROOT/cache/mounts/<id hash>) in `df -v`."""
+
+    dir: str
+    size: int
+    in_use: bool  # a build holds its lock now
+
+
+@dataclass(frozen=True)
 class Usage:
     """Everything `df` shows."""
 
@@ -146,7 +168,9 @@ class Usage:
     images: tuple[ImageFigures, ...]
     layers: tuple[LayerFigures, ...]
     containers: tuple[ContainerFigures, ...]
-    total: int  # bytes of all items: blobs, layer dirs, container dirs
+    total: int  # bytes of all items: blobs, layer dirs, container dirs, volumes, cache mounts
+    volumes: tuple[VolumeFigures, ...] = ()
+    cache_mounts: tuple[CacheMountFigures, ...] = ()
 
 
 def _bytes(items: set[str], sizes: Mapping[str, int]) -> int:
@@ -170,6 +194,8 @@ class Inventory:
     layers: Mapping[str, frozenset[str]]  # layer key -> its items (blob, dir)
     cache: Mapping[str, frozenset[str]]  # cache key -> layer items it keeps
     containers: Sequence[ContainerFigures]
+    volumes: Sequence[VolumeFigures] = ()
+    cache_mounts: Sequence[CacheMountFigures] = ()
 
 
 def account(inv: Inventory) -> Usage:
@@ -193,10 +219,13 @@ def account(inv: Inventory) -> Usage:
                     _bytes(shared_items, inv.sizes), image_size - _bytes(shared_items, inv.sizes),
                     _bytes(image_items - in_use - cache_items, inv.sizes))
     layers = _layer_figures(inv, in_use, cache_items)
-    return Usage((image_row, _container_row(inv.containers), _layer_row(layers),
-                  _cache_row(inv, image_items | in_use)),
+    return Usage((image_row, _container_row(inv.containers), _volume_row(inv.volumes),
+                  _layer_row(layers), _cache_row(inv, image_items | in_use),
+                  _cache_mount_row(inv.cache_mounts)),
                  images, layers, tuple(inv.containers),
-                 sum(inv.sizes.values()) + sum(c.size for c in inv.containers))
+                 sum(inv.sizes.values()) + sum(c.size for c in inv.containers)
+                 + sum(v.size for v in inv.volumes) + sum(m.size for m in inv.cache_mounts),
+                 tuple(inv.volumes), tuple(inv.cache_mounts))
 
 
 def _layer_figures(inv: Inventory, in_use: set[str], cache_items: set[str]) -> tuple[LayerFigures, ...]:
@@ -220,6 +249,20 @@ def _container_row(containers: Sequence[ContainerFigures]) -> Row:
     size = sum(c.size for c in containers)
     return Row("Containers", len(containers), sum(1 for c in containers if c.running), size, 0,
                size, sum(c.size for c in containers if not c.running))
+
+
+def _volume_row(volumes: Sequence[VolumeFigures]) -> Row:
+    """docker's Local Volumes: active = named by a container; the others are reclaimable."""
+    size = sum(v.size for v in volumes)
+    return Row("Local Volumes", len(volumes), sum(1 for v in volumes if v.links), size, 0, size,
+               sum(v.size for v in volumes if not v.links))
+
+
+def _cache_mount_row(mounts: Sequence[CacheMountFigures]) -> Row:
+    """RUN cache mounts: `prune --cache` drops every one no build holds."""
+    size = sum(m.size for m in mounts)
+    return Row("Cache Mounts", len(mounts), sum(1 for m in mounts if m.in_use), size, 0, size,
+               sum(m.size for m in mounts if not m.in_use))
 
 
 def _cache_row(inv: Inventory, image_items: set[str]) -> Row:
@@ -259,7 +302,8 @@ def inventory(store) -> Inventory:
         if item not in claimed and not item.startswith("ino:") and not _is_image_metadata(item, images):
             extra = linked.get(item.removeprefix("dir:"), set()) if item.startswith("dir:") else set()
             layers[item] = frozenset({item}) | extra
-    return Inventory(sizes, images, names, layers, cache, containers)
+    return Inventory(sizes, images, names, layers, cache, containers, _volumes(store.root),
+                     _cache_mounts(store.root))
 
 
 def _is_image_metadata(item: str, images: Mapping[str, frozenset[str]]) -> bool:
@@ -296,6 +340,58 @@ def _containers(store) -> list[ContainerFigures]:
     return [ContainerFigures(c.id, c.name, c.image, str(c.manifest.digest),
                              tree_bytes(records.path(c.id)), records.status(c) == "running")
             for c in records.all()]
+
+
+def _volumes(root: Path) -> list[VolumeFigures]:
+    """Each volume's _data bytes and the number of containers naming it."""
+    records = Containers(root).all()
+    return [VolumeFigures(v.name, tree_bytes(v.mountpoint), len(users(v.name, records)),
+                          v.anonymous) for v in Volumes(root).all()]
+
+
+def _cache_mounts(root: Path) -> list[CacheMountFigures]:
+    """Each RUN cache mount dir, and whether a build holds its flock (read from /proc/locks,
+    so df never takes a lock a build might want)."""
+    directory = cache_mount_dir(root)
+    try:
+        entries = sorted((e for e in os.scandir(directory)
+                          if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")),
+                         key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    held = held_locks()
+    out = []
+    for entry in entries:
+        try:
+            st = os.stat(directory / f"{entry.name}.lock")
+            in_use = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
+        except FileNotFoundError:
+            in_use = False
+        out.append(CacheMountFigures(entry.name, tree_bytes(Path(entry.path)), in_use))
+    return out
+
+
+def held_locks(text: str | None = None) -> set[tuple[int, int, int]]:
+    """(major, minor, inode) of every file some process holds a lock on (/proc/locks)."""
+    if text is None:
+        try:
+            text = Path("/proc/locks").read_text()
+        except OSError:
+            return set()
+    held = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        for field in fields:
+            parts = field.split(":")
+            if len(parts) == 3 and all(parts):
+                try:
+                    held.add((int(parts[0], 16), int(parts[1], 16), int(parts[2])))
+                except ValueError:
+                    continue
+                break
+    return held
 
 
 def measure(store) -> Usage:

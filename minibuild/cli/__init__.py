@@ -43,6 +43,7 @@ from minibuild.cli import images as _images  # noqa: E402,F401
 from minibuild.cli import transfer as _transfer  # noqa: E402,F401
 from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
 from minibuild.cli import containers as _containers  # noqa: E402,F401
+from minibuild.cli import volumes as _volumes  # noqa: E402,F401
 
 
 def _raise_interrupted(signum: int, _frame) -> None:

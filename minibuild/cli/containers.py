@@ -47,46 +47,77 @@ def _image_layers(store, manifest):
 # -- run, exec -------------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-@click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits.")
+# -h is --hostname there, as in docker; --help stays
+_RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
+
+
+@cli.command(context_settings=_RUN_SETTINGS)
+@click.option("--rm", "auto_remove", is_flag=True,
+              help="Remove the container (and its anonymous volumes) when it exits.")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (pass ours through).")
 @click.option("-t", "--tty", "tty_", is_flag=True, help="Give the command a terminal (a pty).")
 @click.option("--name", default="", help="Name the container.")
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE",
               help="Set an environment variable (repeatable); -e KEY takes ours.")
+@click.option("--env-file", "env_files", multiple=True, metavar="FILE",
+              help="Read KEY=VALUE lines (# comments; a bare KEY takes ours); -e wins.")
 @click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
 @click.option("-u", "--user", default=None, help="User: name, uid, name:group or uid:gid.")
+@click.option("-h", "--hostname", default=None, help="The container's hostname (default: its "
+              "short id).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
               help="host: the host's network; none: only loopback.")
+@click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CONTAINER",
+              help="Accepted and ignored with a warning: containers use the host's network "
+                   "(or none), so there is nothing to map.")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:OPTS]",
+              help="Bind a host path (absolute, or ./relative) or mount a named volume on DST; "
+                   "`-v DST` makes an anonymous volume. OPTS: ro, rw, nocopy (z, Z ignored).")
+@click.option("--mount", "mounts", multiple=True,
+              metavar="type=bind|volume|tmpfs,source=SRC,target=DST[,readonly]",
+              help="docker's long form of -v and --tmpfs.")
+@click.option("--tmpfs", "tmpfs", multiple=True, metavar="DST[:size=N,mode=OCTAL,exec]",
+              help="A fresh tmpfs on DST (noexec unless `exec`).")
 @click.option("--entrypoint", default=None, help="Replace the image's ENTRYPOINT (and its CMD).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx, auto_remove, detach, interactive, tty_, name, env, workdir, user, network, entrypoint,
-        image, command) -> None:
+def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workdir, user,
+        hostname, network, publish, volumes, mounts, tmpfs, entrypoint, image, command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
-    from minibuild import runtime
+    from minibuild import runflags, runtime
     from minibuild.containers import Container, Containers, now
     from minibuild.sandbox import check_support
 
     check_support()
+    specs = ([runflags.parse_volume(v, os.getcwd()) for v in volumes]
+             + [runflags.parse_mount(m, os.getcwd()) for m in mounts]
+             + [runflags.parse_tmpfs(t) for t in tmpfs])
+    assignments = [*(line for path in env_files for line in _env_file(path)), *env]
+    if hostname is not None:
+        runflags.check_hostname(hostname)
+    for ports in publish:
+        click.echo(f"warning: -p {ports} ignored: {_NO_PORTS[network]}", err=True)
     store = open_store(ctx)
     ref, manifest = store.resolve(image)
     loaded = _image_layers(store, manifest)
     config = loaded.config.config
     argv = runtime.command_line(config, entrypoint, tuple(command))
+    specs = runflags.with_image_volumes(specs, config.volumes)
+    runflags.check_targets(specs)
     overrides = {k: v for k, v in (("entrypoint", entrypoint), ("cmd", list(command) or None),
-                                   ("env", list(env) or None), ("workdir", workdir),
+                                   ("env", assignments or None), ("workdir", workdir),
                                    ("user", user)) if v is not None}
     records = Containers(store.root)
     records.clean_leftovers()
-    container = records.create(Container(
+    template = Container(
         id="", name=name, image=ref, manifest=manifest, diff_ids=loaded.config.diff_ids,
-        argv=argv, env=runtime.container_env(config, env, os.environ),
+        argv=argv, env=runtime.container_env(config, assignments, os.environ),
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
-        stop_signal=config.stop_signal))
+        stop_signal=config.stop_signal, hostname=hostname or "")
+    container = _create_with_volumes(records, template, specs)
     root = store.root
     store.close()  # the container's record keeps its layers; prune may run meanwhile
     if detach:
@@ -94,6 +125,59 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, workdir, user, n
         click.echo(container.id)
         return
     ctx.exit(_foreground(root, container, interactive, tty_))
+
+
+_NO_PORTS = {
+    "host": "minibuild containers share the host's network, so a port the command listens on "
+            "is already the host's port (no mapping is made)",
+    "none": "with --network none the container has only loopback; no port can be reached",
+}
+
+
+def _env_file(path: str) -> list[str]:
+    """The assignments of one --env-file."""
+    from minibuild.runflags import RunFlagError, parse_env_file
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise RunFlagError(f"--env-file {path}: {exc.strerror}") from None
+    return parse_env_file(data, path)
+
+
+def _create_with_volumes(records, template, specs):
+    """The container's record, its volumes made first (named ones when missing, anonymous ones
+    fresh) under the volumes lock, so no `volume rm` slips in between."""
+    from dataclasses import replace
+
+    from minibuild.containers import ContainerError
+    from minibuild.runflags import named
+    from minibuild.volumes import Volumes
+
+    for spec in specs:  # docker checks --mount's bind sources when it creates the container
+        if spec.type == "bind" and not spec.create_source and not os.path.exists(spec.source):
+            raise ContainerError(f"bind source path does not exist: {spec.source}",
+                                 hint="--mount type=bind needs an existing host path "
+                                      "(-v makes a missing directory)")
+    volumes = Volumes(records.dir.parent)
+    volumes.clean_leftovers()
+    fresh: list[str] = []
+    with volumes.locked():
+        try:
+            final = []
+            for spec in specs:
+                if spec.type == "volume" and spec.anonymous:
+                    spec = named(spec, volumes.create(anonymous=True).name)
+                    fresh.append(spec.source)
+                elif spec.type == "volume":
+                    volumes.create(spec.source)
+                final.append(spec)
+            return records.create(replace(template, mounts=tuple(final)))
+        except BaseException:
+            for made in fresh:
+                volumes.remove(made, ())
+            raise
 
 
 def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
@@ -245,12 +329,15 @@ def start(ctx, containers) -> None:
 
 @cli.command()
 @click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
+@click.option("-v", "--volumes", "volumes", is_flag=True,
+              help="Also remove its anonymous volumes (named ones stay).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def rm(ctx, force, containers) -> None:
+def rm(ctx, force, volumes, containers) -> None:
     """Remove containers and their upper dirs (their writes are gone; images are untouched)."""
     from minibuild import runtime
     from minibuild.containers import ContainerError
+    from minibuild.volumes import Volumes
 
     records = _records(ctx)
     for text in containers:
@@ -263,6 +350,8 @@ def rm(ctx, force, containers) -> None:
         elif records.supervised(found.id):  # starting or finishing: let its supervisor end
             records.wait_unsupervised(found.id, 10.0)
         records.remove(found.id)
+        if volumes:
+            Volumes(records.dir.parent).drop_anonymous(found, records.all())
         click.echo(text)
 
 
@@ -390,17 +479,23 @@ def _untag(store, records, text: str, force: bool) -> list[str]:
 @cli.command()
 @click.option("--cache", "drop_cache", is_flag=True,
               help="Also drop the build cache (every step key, and the layers only it kept).")
+@click.option("--volumes", "drop_volumes", is_flag=True,
+              help="Also remove the anonymous volumes no container uses (volumes stay otherwise).")
 @click.pass_context
-def prune(ctx, drop_cache) -> None:
+def prune(ctx, drop_cache, drop_volumes) -> None:
     """Delete blobs, unpacked layers and summaries no image, container or cache entry needs."""
     from minibuild import gc
+    from minibuild.cli.volumes import prune_volumes
     from minibuild.units import human_size
 
     store = open_store(ctx)
     collected = gc.collect(store, drop_cache=drop_cache)
+    removed = prune_volumes(store.root, everything=False) if drop_volumes else []
     click.echo(f"Deleted {len(collected.blobs)} blobs, {len(collected.layer_dirs)} layer dirs, "
-               f"{collected.summaries} layer summaries, {collected.cache_entries} cache entries")
-    click.echo(f"Total reclaimed space: {human_size(collected.freed)}")
+               f"{collected.summaries} layer summaries, {collected.cache_entries} cache entries"
+               + (f", {len(removed)} volumes" if drop_volumes else ""))
+    freed = collected.freed + sum(size for _, size in removed)
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
 
 
 @cli.command()
@@ -409,7 +504,7 @@ def prune(ctx, drop_cache) -> None:
               show_default=True)
 @click.pass_context
 def df(ctx, verbose, fmt) -> None:
-    """Disk usage: images, containers, layers and build cache (shared bytes counted once)."""
+    """Disk usage: images, containers, volumes, layers, build caches (bytes counted once)."""
     from dataclasses import asdict
 
     from minibuild import usage
@@ -432,7 +527,8 @@ def _df_summary(figures) -> str:
         rows.append((r.kind, str(r.total), str(r.active), hs(r.size), hs(r.shared), hs(r.unique),
                      hs(r.reclaimable) + pct))
     table = _table(("TYPE", "TOTAL", "ACTIVE", "SIZE", "SHARED", "UNIQUE", "RECLAIMABLE"), rows)
-    return table + f"\nTotal on disk (blobs, layer dirs, containers): {hs(figures.total)}"
+    return table + (f"\nTotal on disk (blobs, layer dirs, containers, volumes, cache mounts): "
+                    f"{hs(figures.total)}")
 
 
 def _df_verbose(figures) -> str:
@@ -445,13 +541,19 @@ def _df_verbose(figures) -> str:
     layers = [(l.key.removeprefix("sha256:")[:12] if l.key.startswith("sha256:") else l.key,
                hs(l.size), str(l.images), str(l.containers), "yes" if l.cached else "no",
                "yes" if l.referenced else "no") for l in figures.layers]
+    volumes = [(v.name, str(v.links), hs(v.size)) for v in figures.volumes]
+    mounts = [(m.dir, hs(m.size), "yes" if m.in_use else "no") for m in figures.cache_mounts]
     return "\n".join([
         "\nImages space usage:\n",
         _table(("IMAGE", "IMAGE ID", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"), images),
         "\nContainers space usage:\n",
         _table(("CONTAINER ID", "IMAGE", "SIZE", "STATUS", "NAMES"), containers),
+        "\nLocal Volumes space usage:\n",
+        _table(("VOLUME NAME", "LINKS", "SIZE"), volumes),
         "\nLayers space usage (blob + unpacked dir):\n",
-        _table(("LAYER", "SIZE", "IMAGES", "CONTAINERS", "CACHED", "REFERENCED"), layers)])
+        _table(("LAYER", "SIZE", "IMAGES", "CONTAINERS", "CACHED", "REFERENCED"), layers),
+        "\nRUN cache mounts space usage (ROOT/cache/mounts):\n",
+        _table(("CACHE DIR", "SIZE", "IN USE"), mounts)])
 
 
 @cli.command()

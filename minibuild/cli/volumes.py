@@ -1,0 +1,169 @@
+"""`volume create|ls|inspect|rm|prune`: the store's volumes, with docker's flags and output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from minibuild.cli import cli
+
+
+def _root(ctx: click.Context) -> Path:
+    """The store root, without opening the store (volumes need none of its locks)."""
+    from minibuild.store import default_root
+
+    return Path(ctx.find_root().obj.get("root") or default_root())
+
+
+def _volumes(ctx: click.Context):
+    from minibuild.volumes import Volumes
+
+    return Volumes(_root(ctx))
+
+
+def _containers(ctx: click.Context) -> list:
+    from minibuild.containers import Containers
+
+    return Containers(_root(ctx)).all()
+
+
+@cli.group()
+def volume() -> None:
+    """Manage volumes: directories containers mount that no layer, diff or commit holds."""
+
+
+@volume.command("create")
+@click.option("-d", "--driver", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Volume driver (only local).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a label.")
+@click.argument("name", required=False)
+@click.pass_context
+def create(ctx, driver, labels, name) -> None:
+    """Create a volume (a random name when none is given); print its name."""
+    volumes = _volumes(ctx)
+    pairs = [label.partition("=")[::2] for label in labels]
+    with volumes.locked():
+        made = volumes.create(name or "", labels=pairs)
+    click.echo(made.name)
+
+
+@volume.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only the names.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="dangling=true|false",
+              help="dangling=true: only volumes no container uses; name=TEXT: names holding TEXT.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def ls(ctx, quiet, filters, fmt) -> None:
+    """List volumes."""
+    from minibuild.volumes import users
+
+    containers = _containers(ctx)
+    shown = _volumes(ctx).all()
+    for text in filters:
+        key, _, value = text.partition("=")
+        if key == "dangling" and value in ("true", "1", "false", "0"):
+            dangling = value in ("true", "1")
+            shown = [v for v in shown if bool(users(v.name, containers)) != dangling]
+        elif key == "name":
+            shown = [v for v in shown if value in v.name]
+        else:
+            raise click.BadParameter(f"{text!r} (want dangling=true|false or name=TEXT)",
+                                     param_hint="--filter")
+    if quiet:
+        for v in shown:
+            click.echo(v.name)
+    elif fmt == "json":
+        click.echo(json.dumps([v.inspect() for v in shown], indent=2))
+    else:
+        click.echo("DRIVER    VOLUME NAME")
+        for v in shown:
+            click.echo(f"local     {v.name}")
+
+
+@volume.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx, names) -> None:
+    """Show volumes as JSON (docker's fields)."""
+    volumes = _volumes(ctx)
+    click.echo(json.dumps([volumes.get(name).inspect() for name in names], indent=4))
+
+
+@volume.command("rm")
+@click.option("-f", "--force", is_flag=True, help="No error for a volume that does not exist.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx, force, names) -> None:
+    """Remove volumes no container uses (running or not); the others are refused."""
+    from minibuild.volumes import VolumeError
+
+    volumes = _volumes(ctx)
+    failed = False
+    with volumes.locked():
+        containers = _containers(ctx)
+        for name in names:
+            try:
+                volumes.remove(name, containers)
+            except VolumeError as exc:
+                if force and str(exc).startswith("no such volume"):
+                    continue
+                click.echo(f"error: {exc}", err=True)
+                if exc.hint:
+                    click.echo(f"hint: {exc.hint}", err=True)
+                failed = True
+                continue
+            click.echo(name)
+    if failed:
+        ctx.exit(1)
+
+
+@volume.command("prune")
+@click.option("-a", "--all", "everything", is_flag=True,
+              help="Named volumes too, not only anonymous ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def prune(ctx, everything, force) -> None:
+    """Remove the anonymous volumes no container uses (with -a, unused named ones too)."""
+    from minibuild.units import human_size
+
+    what = "local volumes" if everything else "anonymous local volumes"
+    if not force and not _confirm(f"WARNING! This will remove {what} not used by at least one "
+                                  "container.\nAre you sure you want to continue?"):
+        return
+    removed = prune_volumes(_root(ctx), everything=everything)
+    click.echo("Deleted Volumes:")
+    for name, _ in removed:
+        click.echo(name)
+    click.echo(f"\nTotal reclaimed space: {human_size(sum(size for _, size in removed))}")
+
+
+def _confirm(question: str) -> bool:
+    """docker's [y/N] question; no answer (EOF, no terminal) is no."""
+    click.echo(f"{question} [y/N] ", nl=False)
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def prune_volumes(root: Path, *, everything: bool) -> list[tuple[str, int]]:
+    """Remove unused volumes (anonymous ones, or all with `everything`); names and bytes."""
+    from minibuild.containers import Containers
+    from minibuild.usage import tree_bytes
+    from minibuild.volumes import VolumeError, Volumes, users
+
+    volumes = Volumes(root)
+    removed = []
+    with volumes.locked():
+        containers = Containers(root).all()
+        for found in volumes.all():
+            if (everything or found.anonymous) and not users(found.name, containers):
+                size = tree_bytes(found.mountpoint)
+                try:
+                    volumes.remove(found.name, containers)
+                except VolumeError:
+                    continue
+                removed.append((found.name, size))
+    return removed
