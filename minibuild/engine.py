@@ -168,18 +168,22 @@ class Engine:
         if earlier is not None and earlier.index < stage.index and earlier.index in self._results:
             result = self._results[earlier.index]
             return result.image, f"stage:{result.key}"
-        if names_registry(stage.base):  # host[:port]/repo: pulled when missing from the store
-            from minibuild.transfer import pull_if_missing  # here: httpx only when a build needs it
-
-            try:
-                descriptor = pull_if_missing(self.store, stage.base)
-            except MinibuildError as exc:
-                _locate(exc, stage.origin)
-                raise
-        else:
-            descriptor = self._resolve_image(stage.base, stage.origin)
+        descriptor = self._find_image(stage.base, stage.origin)
         self.images_used.append(descriptor)
         return self.store.load_image(descriptor), f"image:{descriptor.digest}"
+
+    def _find_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
+        """An image for FROM, `COPY --from` or a RUN --mount's from=: one that names a registry
+        (host[:port]/repo) is pulled when missing from the store, as FROM does."""
+        if not names_registry(text):
+            return self._resolve_image(text, instruction, what)
+        from minibuild.transfer import pull_if_missing  # here: httpx only when a build needs it
+
+        try:
+            return pull_if_missing(self.store, text)
+        except MinibuildError as exc:
+            _locate(exc, instruction)
+            raise
 
     def _resolve_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
         """An image of the store by reference, or a clear error at the instruction's line."""
@@ -254,7 +258,7 @@ class Engine:
             image, key = result.image, f"stage:{result.key}"
         else:
             missing = f"{flag}{name}: no stage or image of that name in the store" if run else None
-            descriptor = self._resolve_image(name, instruction, missing)
+            descriptor = self._find_image(name, instruction, missing)
             self.images_used.append(descriptor)
             image, key = self.store.load_image(descriptor), f"image:{descriptor.digest}"
         lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))

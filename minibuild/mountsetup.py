@@ -153,7 +153,11 @@ class MountHost:
         if path.is_dir():
             return path
         temporary = self.cache_root / f".new-{_hash(cid)}-{tokens.token_hex(4)}"
-        _made(temporary, mount)
+        try:
+            _made(temporary, mount)
+        except BaseException:  # never leave a half-made dir among the caches
+            remove_tree(temporary)
+            raise
         try:
             os.rename(temporary, path)
         except OSError:  # another build made it meanwhile

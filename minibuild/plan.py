@@ -7,7 +7,7 @@ from typing import Mapping
 
 from minibuild import words
 from minibuild.errors import BuildfileError
-from minibuild.instructions import Add, Arg, Copy, From, Run, flag_value, flag_values
+from minibuild.instructions import Add, Arg, Copy, Env, From, Run, flag_value, flag_values
 from minibuild.parser import Buildfile
 from minibuild.runmount import mount_from_refs
 
@@ -68,8 +68,8 @@ def make_plan(buildfile: Buildfile, build_args: Mapping[str, str], target: str |
             raise BuildfileError(f"target stage {target!r} could not be found (stages: {names})",
                                  file=buildfile.file)
         plan = Plan(stages, global_args, chosen.index, (), buildfile.escape, buildfile.file)
-    return Plan(stages, global_args, plan.target, _needed(plan, plan.target), buildfile.escape,
-                buildfile.file)
+    needed = _needed(plan, plan.target, build_args)
+    return Plan(stages, global_args, plan.target, needed, buildfile.escape, buildfile.file)
 
 
 def _defined(args: tuple[tuple[str, str | None], ...]) -> list[tuple[str, str]]:
@@ -123,7 +123,7 @@ def _with_steps(stage: Stage, steps: list) -> Stage:
     return Stage(stage.index, stage.name, stage.base, stage.origin, tuple(steps))
 
 
-def _needed(plan: Plan, target: int) -> tuple[int, ...]:
+def _needed(plan: Plan, target: int, build_args: Mapping[str, str]) -> tuple[int, ...]:
     """The target and, transitively, the stages it uses by FROM, COPY --from or a RUN --mount
     from=, in order."""
     seen: set[int] = set()
@@ -136,10 +136,40 @@ def _needed(plan: Plan, target: int) -> tuple[int, ...]:
         stage = plan.stages[index]
         refs = [stage.base] + [flag_value(s, "from") or "" for s in stage.steps
                                if isinstance(s, (Copy, Add))]
-        refs += [ref for s in stage.steps if isinstance(s, Run)
-                 for ref in mount_from_refs(flag_values(s, "mount"))]
+        refs += _mount_refs(stage, plan, build_args)
         for ref in refs:
             used = plan.stage(ref) if ref else None
             if used is not None and used.index < index:
                 todo.append(used.index)
     return tuple(sorted(seen))
+
+
+def _mount_refs(stage: Stage, plan: Plan, build_args: Mapping[str, str]) -> list[str]:
+    """The `from=` of each RUN --mount of a stage, expanded as the step will expand it (the
+    step expands every mount option with the ARGs and ENV in scope): with the stage's own ARG
+    and ENV lines. A base image's ENV is not known yet; such a name stays as written."""
+    global_args = dict(plan.global_args)
+    args: dict[str, str] = {}
+    env: dict[str, str] = {}
+    refs: list[str] = []
+
+    def expand(word: str, location) -> str:
+        try:
+            return words.expand(word, {**args, **env}, escape=plan.escape, location=location)
+        except BuildfileError:
+            return word  # the step reports it, at its line
+
+    for step in stage.steps:
+        if isinstance(step, Arg):
+            for name, default in step.pairs:  # metadata._arg_value's order
+                if name in build_args:
+                    args[name] = build_args[name]
+                elif default is not None:
+                    args[name] = expand(default, step.location)
+                elif global_args.get(name) is not None:
+                    args[name] = global_args[name]
+        elif isinstance(step, Env):
+            env.update([(k, expand(v, step.location)) for k, v in step.pairs])
+        elif isinstance(step, Run):
+            refs += [expand(ref, step.location) for ref in mount_from_refs(flag_values(step, "mount"))]
+    return refs

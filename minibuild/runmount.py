@@ -34,6 +34,8 @@ _KNOWN = set().union(*_OPTIONS.values()) | {"type"}
 # The sandbox mounts /proc and /dev itself, over anything mounted there before.
 _RESERVED = ("/proc", "/dev")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
+# uid/gid are 32 bits, and (uid_t)-1 tells chown "leave it": the highest one a file can have.
+_MAX_ID = 2**32 - 2
 _TRUE = ("1", "t", "true")
 _FALSE = ("0", "f", "false")
 
@@ -273,6 +275,8 @@ class _Options:
         if number < 0 or (base == 8 and number > 0o7777):
             what = "an octal mode such as 0755" if base == 8 else "a non-negative integer"
             raise self.error(f"{key}={value}: want {what}") from None
+        if number > _MAX_ID:
+            raise self.error(f"{key}={value}: want at most {_MAX_ID}")
         return number
 
     def readonly(self, default: bool) -> bool:
