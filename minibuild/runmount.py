@@ -27,7 +27,7 @@ _OPTIONS = {  # the keys each type takes (type itself aside)
     "cache": {*_TARGET, *_SOURCE, "from", "id", "ro", "readonly", "rw", "readwrite", "sharing",
               "mode", "uid", "gid"},
     "tmpfs": {*_TARGET, "size"},
-    "secret": {*_TARGET, "id", "env", "required", "mode", "uid", "gid"},
+    "secret": {*_TARGET, *_SOURCE, "id", "env", "required", "mode", "uid", "gid"},  # source: the id
 }
 _FLAGS = {"ro", "readonly", "rw", "readwrite", "required"}  # may stand without `=value`
 _KNOWN = set().union(*_OPTIONS.values()) | {"type"}
@@ -339,7 +339,10 @@ def _tmpfs(opts: _Options, workdir: str) -> TmpfsMount:
 
 def _secret(opts: _Options, workdir: str) -> SecretMount:
     raw_target = opts.text(*_TARGET)
-    sid = opts.text("id") or (posixpath.basename(raw_target.rstrip("/")) if raw_target else "")
+    named, source = opts.text("id"), opts.text(*_SOURCE)
+    if named and source:  # BuildKit takes source= as the id, and refuses both
+        raise opts.error("give the secret's id= or its source=, not both")
+    sid = named or source or (posixpath.basename(raw_target.rstrip("/")) if raw_target else "")
     if not sid:
         raise opts.error("needs an id (id=NAME) or a target to name it")
     env = opts.text("env") or None

@@ -79,3 +79,11 @@ def test_a_cache_dir_whose_making_fails_leaves_nothing_among_the_caches(tmp_path
     monkeypatch.undo()
     with host.setup([Prepared(mount(f"type=cache,target=/c,id=x,uid={os.getuid()}"))]) as (mounts, _):
         assert Path(mounts[0].source).is_dir()
+
+
+def test_a_secret_named_by_source_as_buildkit_takes_it():
+    assert mount("type=secret,source=npmrc,target=/root/.npmrc") == mount(
+        "type=secret,id=npmrc,target=/root/.npmrc")
+    assert mount("type=secret,src=tok").target == "/run/secrets/tok"
+    with pytest.raises(BuildfileError, match="id= or its source=, not both"):
+        mount("type=secret,id=a,source=b")
