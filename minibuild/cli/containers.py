@@ -160,6 +160,8 @@ def _create_with_volumes(records, template, specs):
             raise ContainerError(f"bind source path does not exist: {spec.source}",
                                  hint="--mount type=bind needs an existing host path "
                                       "(-v makes a missing directory)")
+    if not any(spec.type == "volume" for spec in specs):
+        return records.create(replace(template, mounts=tuple(specs)))
     volumes = Volumes(records.dir.parent)
     volumes.clean_leftovers()
     fresh: list[str] = []
