@@ -95,6 +95,8 @@ class _Scan:
     good_blobs: dict[Digest, int] = field(default_factory=dict)  # digest -> size on disk
     findings: list[Finding] = field(default_factory=list)
     layers: dict[str, Layer] = field(default_factory=dict)  # layer dir name -> a layer naming it
+    # layer dir name -> running containers mounting it: repair must not pull it from under them
+    running: dict[str, list[str]] = field(default_factory=dict)
 
     def error(self, where: str, message: str, path: Path | None = None) -> None:
         """Record an error."""
@@ -314,13 +316,18 @@ def _container_layers(scan: _Scan) -> None:
     """The layers of containers' images (tagged or not): their dirs are in use too."""
     from minibuild.containers import Containers
 
-    for container in Containers(scan.store.root).all():
+    containers = Containers(scan.store.root)
+    for container in containers.all():
         try:
             image = scan.store.load_image(container.manifest)
         except Exception:  # noqa: BLE001 - an unreadable image: its dirs are judged by nothing
             continue
+        running = containers.status(container) == "running"
         for layer in image.layers:
             scan.layer(layer)
+            if running:
+                name = scan.store.layer_path(layer.diff_id).name
+                scan.running.setdefault(name, []).append(container.name)
 
 
 def _deep_check(scan: _Scan, progress: DeepProgress | None) -> tuple[int, int]:
@@ -367,10 +374,17 @@ def _compare(scan: _Scan, layer: Layer, path: Path) -> Comparison | None:
         details = tuple(d.line() for d in comparison.differences)
         if comparison.count > len(details):
             details += (f"... and {comparison.count - len(details)} more",)
-        scan.findings.append(Finding(
-            Severity.ERROR, where,
-            f"unpacked dir layers/{path.name} differs from its blob in {comparison.count} "
-            "path(s)", path, _size(path), details, deep=True))
+        message = (f"unpacked dir layers/{path.name} differs from its blob in {comparison.count} "
+                   "path(s)")
+        removable: Path | None = path
+        users = scan.running.get(path.name)
+        if users:  # a running container's overlay has it as a lower dir: removing it would
+            # empty the container's files as it runs, and the container would not see a new one
+            message += (f"; not removed: running container(s) {', '.join(sorted(users))} use it "
+                        "(stop them, then repair)")
+            removable = None
+        scan.findings.append(Finding(Severity.ERROR, where, message, removable,
+                                     _size(removable), details, deep=True))
     return comparison
 
 

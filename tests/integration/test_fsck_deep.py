@@ -124,3 +124,22 @@ def test_repair_removes_only_the_damaged_dir_and_the_next_build_unpacks_it(mb, t
     mb.build(ctx, "-t", "ok:1")
     assert (busybox_layer / "bin/busybox").stat().st_mode & 0o7777 == 0o755
     assert deep(mb)[0] == 0
+
+
+def test_repair_leaves_a_damaged_dir_a_running_container_mounts_and_says_why(mb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nRUN echo kept > /kept\n")
+    mb.build(ctx, "-t", "c:1")
+    damaged = layer_dir(mb, diff_ids(mb, "c:1")[-1])
+    mb.run("run", "-d", "--name", "busy", "c:1", "sleep", "300")
+    try:
+        (damaged / "kept").write_text("changed\n")
+        status, report, _ = deep(mb, "--repair")
+        assert status == 1 and report["removed"] == []
+        (finding,) = [f for f in report["findings"] if f["severity"] == "error"]
+        assert "not removed: running container(s) busy use it" in finding["message"]
+        assert finding["path"] is None and (damaged / "kept").read_text() == "changed\n"
+        assert mb.run("exec", "busy", "cat", "/kept").stdout == "changed\n"  # its view stays whole
+    finally:
+        mb.run("rm", "-f", "busy")
+    status, report, _ = deep(mb, "--repair")
+    assert status == 0 and [f["path"] for f in report["removed"]] == [str(damaged)]
