@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minibuild import topdir
 from minibuild.containers import Container, now
 from minibuild.errors import MinibuildError
 from minibuild.image import canonical_json
@@ -94,6 +95,7 @@ class Volumes:
         if anonymous:
             labels = tuple(sorted({**dict(labels), ANONYMOUS: ""}.items()))
         self.dir.mkdir(parents=True, exist_ok=True)
+        topdir.spread_children(self.dir)  # each volume's files in a roomy ext4 group
         tmp = self.dir / f".new-{name}-{secrets.token_hex(4)}"
         tmp.mkdir(0o700)
         (tmp / _DATA).mkdir(0o755)
