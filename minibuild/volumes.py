@@ -151,6 +151,8 @@ class Volumes:
 
     def drop_anonymous(self, container: Container, containers: Iterable[Container]) -> list[str]:
         """Remove the anonymous volumes of a removed container that no other one uses."""
+        if not any(m.type == "volume" and m.anonymous for m in container.mounts):
+            return []
         others = list(containers)
         removed = []
         with self.locked():
