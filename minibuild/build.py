@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibuild import fsstate, memo, parsecache, sandbox
+from minibuild.cache import Cache
 from minibuild.context import BuildContext
 from minibuild.digest import Digest
 from minibuild.engine import BuildOptions, Engine
@@ -167,8 +168,8 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     context = BuildContext(request.context.resolve())
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
-    engine = Engine(store, sandbox.Sandbox(), context, reporter, options)
-    cache = engine.cache = _CacheLog(engine.cache)
+    cache = _CacheLog(Cache(store))
+    engine = Engine(store, sandbox.Sandbox(), context, reporter, options, cache=cache)
     image = engine.build(plan)
     store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode(), durable=False)
     descriptor = store.write_image(image)

@@ -82,11 +82,12 @@ class StageResult:
 class Engine:
     """Builds the stages a plan needs and returns the target's image."""
 
-    def __init__(self, store, sandbox, context, reporter: Reporter, options: BuildOptions) -> None:
+    def __init__(self, store, sandbox, context, reporter: Reporter, options: BuildOptions,
+                 cache: Cache | None = None) -> None:
         self.store = store
         self.reporter = reporter
         self.options = options
-        self.cache = Cache(store)
+        self.cache = cache if cache is not None else Cache(store)  # the build wraps it to log hits
         self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
                                  cache_mounts=cache_mount_dir(store.root), secrets=options.secrets)
         self._number = 0
