@@ -23,6 +23,19 @@ def overlay_available() -> bool:
         return False
 
 
+def user_xattrs_work(path: Path) -> bool:
+    """Whether files under `path` take `user.*` xattrs (tests of overlay's xattr forms need them)."""
+    probe = path / ".xattr-probe"
+    probe.touch()
+    try:
+        os.setxattr(probe, "user.test", b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+
+
 def integration_skip_reason() -> str | None:
     """Why the integration tests cannot run here, or None."""
     if os.geteuid() != 0:

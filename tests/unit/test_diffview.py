@@ -9,23 +9,12 @@ from pathlib import Path
 import pytest
 
 from minibuild.diffview import Change, changes, lower_children, lower_stat
-
-
-def _user_xattrs_work(path: Path) -> bool:
-    probe = path / ".probe"
-    probe.touch()
-    try:
-        os.setxattr(probe, "user.test", b"1")
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.unlink()
+from tests.conftest import user_xattrs_work
 
 
 @pytest.fixture
 def dirs(tmp_path):
-    if not _user_xattrs_work(tmp_path):
+    if not user_xattrs_work(tmp_path):
         pytest.skip("the temp filesystem has no user xattrs")
     lower, upper = tmp_path / "lower", tmp_path / "upper"
     for d in (lower / "etc", lower / "data" / "sub", lower / "keep", upper):

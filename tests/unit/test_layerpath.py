@@ -13,24 +13,13 @@ import pytest
 from minibuild import layerpath
 from minibuild.errors import BuildError
 from minibuild.stepmounts import Bind, SecretFile, Tmpfs, make_stubs
-
-
-def xattrs_work(path: Path) -> bool:
-    probe = path / "probe"
-    probe.write_text("")
-    try:
-        os.setxattr(probe, "user.overlay.whiteout", b"y")
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.unlink()
+from tests.conftest import user_xattrs_work
 
 
 @pytest.fixture
 def layers(tmp_path):
     """Three layers, top first: `top` hides /gone and makes /fresh opaque; `mid` links."""
-    if not xattrs_work(tmp_path):
+    if not user_xattrs_work(tmp_path):
         pytest.skip("this filesystem has no user xattrs")
     top, mid, bottom = (tmp_path / n for n in ("top", "mid", "bottom"))
     for d in (top, mid, bottom):
