@@ -44,9 +44,18 @@ def _walk_bytes(path: Path, links: dict[tuple[int, int], list], owner: str | Non
         return st.st_size
     total += st.st_size
     while stack:
-        with os.scandir(stack.pop()) as it:
+        # a running container (or a build's cache mount) may delete what we are walking: what
+        # vanished meanwhile is simply not counted (df must not fail on a busy volume)
+        try:
+            it = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
             for entry in it:
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
                 if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
                     known = links.setdefault((st.st_dev, st.st_ino), [st.st_size, 0, st.st_nlink, set()])
                     known[1] += 1

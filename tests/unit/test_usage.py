@@ -88,3 +88,31 @@ def test_tree_bytes_matches_du(tmp_path):
     assert tree_bytes(root) == du
     assert tree_bytes(root / "a" / "f") == 12345
     assert tree_bytes(tmp_path / "missing") == 0
+
+
+def test_tree_bytes_skips_what_vanishes_while_it_walks(tmp_path, monkeypatch):
+    """A running container deletes files in its volume while df walks it: no crash."""
+    (tmp_path / "gone" / "deep").mkdir(parents=True)
+    (tmp_path / "gone" / "f").write_text("x" * 10)
+    (tmp_path / "lost").write_text("z" * 5)
+    (tmp_path / "kept").write_text("y" * 7)
+    real_scandir = os.scandir
+
+    class Listed(list):  # the entries as listed, then the tree changes before they are read
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    def scandir_then_delete(path):
+        if not (isinstance(path, str) and path == str(tmp_path)):
+            return real_scandir(path)
+        with real_scandir(path) as it:
+            listed = Listed(it)
+        shutil.rmtree(tmp_path / "gone")
+        (tmp_path / "lost").unlink()
+        return listed
+
+    monkeypatch.setattr(os, "scandir", scandir_then_delete)
+    assert tree_bytes(tmp_path) == os.lstat(tmp_path).st_size + 7
