@@ -330,8 +330,10 @@ def parse_env_file(data: bytes, name: str) -> list[str]:
     except UnicodeDecodeError as exc:
         raise RunFlagError(f"--env-file {name}: not UTF-8 text (byte {exc.start})") from None
     out = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.lstrip()
+    # lines end at "\n" only (and a "\r" before it), as docker's scanner reads them:
+    # splitlines() would also cut a value at a form feed, a lone "\r" or U+2028
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")

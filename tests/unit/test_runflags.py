@@ -136,6 +136,13 @@ def test_env_file_is_read_as_docker_reads_it():
                                              'Q="quoted"', "BARE", "EMPTY="]
 
 
+def test_env_file_lines_end_only_at_newlines():
+    # docker splits at "\n" (dropping a "\r" before it); other line breaks stay in the value
+    text = "A=form\x0cfeed\r\nB=lone\rcr\nC=line\u2028sep\x85nel\r\n".encode()
+    assert parse_env_file(text, "f.env") == ["A=form\x0cfeed", "B=lone\rcr",
+                                             "C=line\u2028sep\x85nel"]
+
+
 @pytest.mark.parametrize("text, message", [
     (b"OK=1\n=value\n", "f.env:2: no variable name"),
     (b"MY VAR=1\n", "f.env:1: variable 'MY VAR' contains whitespace"),
