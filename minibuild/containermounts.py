@@ -20,8 +20,8 @@ from minibuild.rootpath import resolve_in_root
 from minibuild.runflags import MountSpec
 from minibuild.sandbox import RootFS
 from minibuild.stepmounts import Bind, StepMount, Tmpfs
-from minibuild.treecopy import copy_tree, open_dir
-from minibuild.volumes import Volumes
+from minibuild.treecopy import clear_dir, copy_tree, open_dir
+from minibuild.volumes import Volumes, seed_marker
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def attach(root: Path, fs: RootFS, container: Container) -> Attached:
                     volumes.create(spec.source, anonymous=spec.anonymous)
             mounts.append(Bind(spec.target, str(data), spec.readonly, False,
                                name=f"volume {spec.source[:12] if spec.anonymous else spec.source}"))
-            if not spec.nocopy and not any(data.iterdir()):
+            if not spec.nocopy and (not any(data.iterdir()) or seed_marker(data).exists()):
                 seeds.append((spec.target, data))
     return Attached(tuple(mounts), tuple(seeds))
 
@@ -82,19 +82,29 @@ def covered(path: str, specs: Sequence[MountSpec]) -> bool:
 
 def seed(merged: str, seeds: Sequence[tuple[str, Path]]) -> None:
     """In a child with the container's root mounted on `merged`: copy what the image has at
-    each target into its volume, if the volume is still empty (docker's rule)."""
+    each target into its volume, if the volume is still empty (docker's rule). A marker file
+    lives beside _data while the copy runs: a seed cut short (Ctrl-C, SIGKILL, a full disk)
+    is emptied and done again at the next start, never taken for a finished one."""
     for target, data in seeds:
-        source = open_dir(resolve_in_root(merged, target))
-        if source is None:  # the image has no dir there: the volume stays as made
+        volume = open_dir(str(data))
+        if volume is None:
             continue
         try:
-            volume = open_dir(str(data))
-            if volume is None:
+            marker = seed_marker(data)
+            if marker.exists():  # an earlier seed was cut short: its files are not the image's
+                clear_dir(volume)
+                marker.unlink()
+            if os.listdir(volume):
+                continue
+            source = open_dir(resolve_in_root(merged, target))
+            if source is None:  # the image has no dir there: the volume stays as made
                 continue
             try:
-                if not os.listdir(volume):
-                    copy_tree(source, volume)
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o600))
+                copy_tree(source, volume)
+                marker.unlink()
             finally:
-                os.close(volume)
+                os.close(source)
         finally:
-            os.close(source)
+            os.close(volume)

@@ -26,6 +26,17 @@ def open_dir(path: str) -> int | None:
         raise
 
 
+def clear_dir(fd: int) -> None:
+    """Delete everything in dir fd `fd` (links removed, never followed)."""
+    import shutil
+
+    for name in os.listdir(fd):
+        if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+
+
 def copy_tree(source: int, target: int) -> None:
     """Copy the contents of dir fd `source` into dir fd `target` (expected empty), then give
     `target` the source dir's owner, mode and times. Sockets are skipped; hard links become

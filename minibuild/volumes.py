@@ -30,6 +30,7 @@ from minibuild.store import remove_tree, write_atomic
 ANONYMOUS = "com.docker.volume.anonymous"  # docker's label for a volume made for one container
 _RECORD = "volume.json"
 _DATA = "_data"
+_SEEDING = "seeding"  # NAME/seeding: a seed from the image began and has not finished
 
 
 class VolumeError(MinibuildError):
@@ -55,6 +56,11 @@ class Volume:
         return {"CreatedAt": self.created, "Driver": "local", "Labels": dict(self.labels) or None,
                 "Mountpoint": str(self.mountpoint), "Name": self.name, "Options": None,
                 "Scope": "local"}
+
+
+def seed_marker(data: Path) -> Path:
+    """The file that marks a volume (by its _data dir) whose seeding was cut short."""
+    return data.parent / _SEEDING
 
 
 def users(name: str, containers: Iterable[Container]) -> list[Container]:

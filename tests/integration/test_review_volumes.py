@@ -1,0 +1,49 @@
+"""Review of run's volumes, binds and flags: a seed cut short, mounts on /etc and its files,
+/etc/hostname."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, write_context
+from tests.integration.test_containers import cmb, host_mounts_under, pids_with, ps, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+# 10,000 files at a VOLUME: seeding them takes long enough to be cut short
+BIG = """FROM base:1.0
+RUN mkdir /big && cd /big && for d in $(seq 10 29); do mkdir d$d; \
+ for f in $(seq 1 500); do echo $f > d$d/f$f; done; done
+VOLUME /big
+"""
+
+
+def test_a_seed_cut_short_by_sigkill_is_redone_at_the_next_start(cmb, tmp_path):
+    cmb.build(write_context(tmp_path / "big", BIG), "-t", "big:1")
+    data = cmb.root / "volumes" / "half" / "_data"
+    env = {**os.environ, "MINIBUILD_ROOT": str(cmb.root)}
+    proc = subprocess.Popen([sys.executable, "-m", "minibuild", "run", "--name", "half", "-v",
+                             "half:/big", "big:1", "true"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # the first dirs appear while the copy runs: kill `run` then, mid-seed
+        assert wait_for(lambda: (data / "d10").exists() or proc.poll() is not None, 60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_for(lambda: not pids_with(str(cmb.root)))
+    assert host_mounts_under(cmb.root) == []
+    cmb.run("rm", "-f", "half")
+    out = cmb.run("run", "--rm", "-v", "half:/big", "big:1", "sh", "-c",
+                  "find /big -type f | wc -l; cat /big/d29/f500")
+    assert out.stdout.split() == ["10000", "500"]
+    assert not (cmb.root / "volumes" / "half" / "seeding").exists()
+    assert ps(cmb) == {}
