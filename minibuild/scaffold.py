@@ -9,6 +9,7 @@ the upper dir. Inside the chroot, /proc is the new pid namespace's and /dev a mi
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Sequence
@@ -127,13 +128,41 @@ def open_etc_files(scaffold: str) -> dict[str, int]:
 
 
 def bind_etc_files(fds: dict[str, int]) -> None:
-    """Bind our hosts/resolv.conf over the image's, so a step's edits never reach the layer."""
+    """Bind our hosts/resolv.conf over the image's, so a step's edits never reach the layer.
+    As docker does, a file a mount already put there (`-v ./hosts:/etc/hosts`) is left alone,
+    and one missing under a mount on /etc (a volume, a tmpfs) is made in it to bind on."""
+    mounted = _mount_points()
     for name, fd in fds.items():
         target = f"/etc/{name}"
         try:
-            if stat.S_ISREG(os.stat(target).st_mode):  # resolved inside the root
+            if os.path.realpath(target) in mounted:  # resolved inside the root
+                continue
+            if not os.path.lexists(target) and not _make_file(target):
+                continue  # e.g. a read-only bind on /etc: nothing to bind on
+            if stat.S_ISREG(os.stat(target).st_mode):
                 linux.mount(f"/proc/self/fd/{fd}", target, "", linux.MS_BIND, None)
         except OSError as exc:
             raise SandboxError(f"cannot bind-mount {target} in the sandbox: {exc}") from exc
         finally:
             os.close(fd)
+
+
+def _mount_points() -> set[str]:
+    """The mount points we see (inside the chroot: relative to its root), from mountinfo."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    # field 5 is the mount point, with space, tab, newline and backslash as octal escapes
+    return {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            for line in lines if len(line.split()) > 4}
+
+
+def _make_file(path: str) -> bool:
+    """An empty 0644 file to bind on; False when it cannot be made (no dir, read-only)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644))
+    except OSError:
+        return False
+    return True

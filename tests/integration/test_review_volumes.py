@@ -47,3 +47,24 @@ def test_a_seed_cut_short_by_sigkill_is_redone_at_the_next_start(cmb, tmp_path):
     assert out.stdout.split() == ["10000", "500"]
     assert not (cmb.root / "volumes" / "half" / "seeding").exists()
     assert ps(cmb) == {}
+
+
+def test_a_mount_on_etc_or_on_its_files_wins_over_the_sandboxs_own(cmb, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.1.2.3\tmine\n")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\n")
+    out = cmb.run("run", "--rm", "-v", f"{hosts}:/etc/hosts:ro", "--mount",
+                  f"type=bind,src={resolv},dst=/etc/resolv.conf", "base:1.0", "sh", "-c",
+                  "cat /etc/hosts /etc/resolv.conf")
+    assert out.stdout == "10.1.2.3\tmine\nnameserver 192.0.2.53\n"  # docker: the user's mount
+    # base:1.0 has no /etc/hosts (the sandbox supplies it): a volume or tmpfs on /etc lacks it
+    cmb.build(write_context(tmp_path / "etcvol", "FROM base:1.0\nVOLUME /etc\n"), "-t", "etcvol:1")
+    out = cmb.run("run", "--rm", "etcvol:1", "sh", "-c", "cat /etc/passwd /etc/hosts")
+    assert out.stdout.startswith("root:") and "localhost" in out.stdout
+    out = cmb.run("run", "--rm", "--tmpfs", "/etc", "base:1.0", "sh", "-c", "ls /etc")
+    assert out.stdout.split() == ["hosts", "resolv.conf"]
+    empty = tmp_path / "empty-etc"
+    empty.mkdir()
+    assert cmb.run("run", "--rm", "-v", f"{empty}:/etc:ro", "base:1.0", "ls", "/etc").stdout == ""
+    assert ps(cmb) == {}
