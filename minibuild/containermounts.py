@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild import layerpath
-from minibuild.containers import Container, ContainerError
+from minibuild.containers import Container, ContainerError, Containers
 from minibuild.rootpath import resolve_in_root
 from minibuild.runflags import MountSpec
 from minibuild.sandbox import RootFS
@@ -55,7 +55,24 @@ def attach(root: Path, fs: RootFS, container: Container) -> Attached:
                                name=f"volume {spec.source[:12] if spec.anonymous else spec.source}"))
             if not spec.nocopy and (not any(data.iterdir()) or seed_marker(data).exists()):
                 seeds.append((spec.target, data))
-    return Attached(tuple(mounts), tuple(seeds))
+    hostname = _hostname_file(root, fs, container)
+    return Attached(tuple(mounts) + ((hostname,) if hostname else ()), tuple(seeds))
+
+
+def _hostname_file(root: Path, fs: RootFS, container: Container) -> Bind | None:
+    """docker's /etc/hostname: a file of the container's dir holding its hostname, bound
+    over the image's (writes go to that file, never the upper dir); under a mount on /etc it
+    is made in that mount, as runc does. None when the user mounts a file there, a read-only
+    mount leaves no room for it, or the image has a directory there."""
+    if any(m.target == "/etc/hostname" or (m.readonly and covered("/etc/hostname", (m,)))
+           for m in container.mounts):
+        return None
+    if layerpath.resolve((fs.upper, *fs.lowers), "/etc/hostname").is_dir():
+        return None
+    path = Containers(root).path(container.id) / "hostname"
+    path.write_text((container.hostname or container.short_id) + "\n")
+    os.chmod(path, 0o644)  # write_text obeys the umask
+    return Bind("/etc/hostname", str(path), False, True, name="/etc/hostname")
 
 
 def _bind_source(spec: MountSpec, image: Sequence[Path]) -> str:

@@ -63,8 +63,24 @@ def test_a_mount_on_etc_or_on_its_files_wins_over_the_sandboxs_own(cmb, tmp_path
     out = cmb.run("run", "--rm", "etcvol:1", "sh", "-c", "cat /etc/passwd /etc/hosts")
     assert out.stdout.startswith("root:") and "localhost" in out.stdout
     out = cmb.run("run", "--rm", "--tmpfs", "/etc", "base:1.0", "sh", "-c", "ls /etc")
-    assert out.stdout.split() == ["hosts", "resolv.conf"]
+    assert out.stdout.split() == ["hostname", "hosts", "resolv.conf"]
     empty = tmp_path / "empty-etc"
     empty.mkdir()
     assert cmb.run("run", "--rm", "-v", f"{empty}:/etc:ro", "base:1.0", "ls", "/etc").stdout == ""
     assert ps(cmb) == {}
+
+
+def test_etc_hostname_holds_the_hostname_and_stays_out_of_the_upper_dir(cmb, tmp_path):
+    out = cmb.run("run", "--name", "hn", "-h", "web-1", "base:1.0", "sh", "-c",
+                  "cat /etc/hostname; echo changed > /etc/hostname")
+    assert out.stdout == "web-1\n"
+    assert cmb.run("diff", "hn").stdout == ""
+    cid = ps(cmb)["hn"]["id"]
+    assert cmb.run("run", "--rm", "base:1.0", "cat", "/etc/hostname").stdout != "web-1\n"
+    default = cmb.run("run", "--name", "plain", "base:1.0", "cat", "/etc/hostname").stdout
+    assert default == ps(cmb)["plain"]["id"][:12] + "\n"  # the short id, as `hostname` says
+    mine = tmp_path / "hostname"
+    mine.write_text("mine\n")
+    assert cmb.run("run", "--rm", "-v", f"{mine}:/etc/hostname", "-h", "x", "base:1.0", "cat",
+                   "/etc/hostname").stdout == "mine\n"
+    assert not (cmb.root / "containers" / cid / "upper" / "etc").exists()
