@@ -217,6 +217,8 @@ def _exec_command(process: Process, user: ResolvedUser, env: dict[str, str],
     if process.tty:
         linux.controlling_tty()
     try:
+        if process.make_cwd:  # a container's: possibly inside a volume or tmpfs just mounted
+            os.makedirs(process.cwd, 0o755, exist_ok=True)
         os.chdir(process.cwd)
     except OSError as exc:
         raise BuildError(f"cannot use working directory {process.cwd!r}: {exc.strerror}") from exc

@@ -24,7 +24,8 @@ class Process:
 
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()  # exactly this, plus PATH and HOME when absent
-    cwd: str = "/"  # must exist inside the root
+    cwd: str = "/"  # must exist inside the root, unless make_cwd
+    make_cwd: bool = False  # a missing cwd is made (mkdir -p) after the mounts, as runc does
     user: str | None = None  # name, uid, name:group, uid:gid (through the image's passwd/group)
     network: str = "host"  # "host" or "none" (own net namespace with only lo, up)
     hostname: str = "minibuild"

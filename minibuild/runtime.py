@@ -83,7 +83,7 @@ def rootfs(root: Path, container: Container) -> RootFS:
 
 def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Process:
     """The sandbox process of a container."""
-    return Process(argv=container.argv, env=container.env, cwd=container.cwd,
+    return Process(argv=container.argv, env=container.env, cwd=container.cwd, make_cwd=True,
                    user=container.user or None, network=container.network,
                    hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_)
 

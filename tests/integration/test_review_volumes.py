@@ -84,3 +84,13 @@ def test_etc_hostname_holds_the_hostname_and_stays_out_of_the_upper_dir(cmb, tmp
     assert cmb.run("run", "--rm", "-v", f"{mine}:/etc/hostname", "-h", "x", "base:1.0", "cat",
                    "/etc/hostname").stdout == "mine\n"
     assert not (cmb.root / "containers" / cid / "upper" / "etc").exists()
+
+
+def test_a_workdir_inside_a_volume_or_tmpfs_is_made_there_as_docker_does(cmb):
+    out = cmb.run("run", "--name", "wd", "-v", "work:/data", "-w", "/data/sub/dir", "base:1.0",
+                  "sh", "-c", "pwd; touch here")
+    assert out.stdout == "/data/sub/dir\n"
+    assert (cmb.root / "volumes" / "work" / "_data" / "sub" / "dir" / "here").is_file()
+    assert cmb.run("diff", "wd").stdout == ""
+    assert cmb.run("run", "--rm", "--tmpfs", "/scratch", "-w", "/scratch/b", "base:1.0",
+                   "pwd").stdout == "/scratch/b\n"
