@@ -6,12 +6,15 @@ through the overlay: the step's upper dir (its layer) never holds an empty `/roo
 `/run/secrets` made only to mount on, and a RUN that writes only into its mounts adds no layer.
 Everything is mounted in C's private mount namespace after the root overlay and before I
 chroots, so the kernel drops it all with C, even on SIGKILL. Targets are resolved inside the
-image as a chroot would (minibuild.rootpath), then mounted on through an O_PATH fd, so a
-symlink in the image never leads a mount out of the root.
+image as a chroot would, one component at a time from an fd on the root (open_in_root), and
+mounted on through the final O_PATH fd, so neither a symlink in the image nor one swapped in
+meanwhile (a container sharing a volume, the owner of a bind's host dir) leads a mount, or a
+mount point we make, out of the root.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -148,27 +151,52 @@ def _check_kind(mount: StepMount, is_dir: bool) -> None:
 
 def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool) -> None:
     """Mount everything on the root mounted at `merged`, outer targets first; binds are made
-    read-write, then remounted with their final flags once the nested mount points exist."""
-    staged: set[str] = set()
-    for mount in sorted(mounts, key=_depth):
-        point = _mount_point(merged, mount)
-        try:
-            if isinstance(mount, Tmpfs):
-                _mount_on(point, "tmpfs", "tmpfs", mount.flags, mount.data)
-            elif isinstance(mount, Bind):
-                _bind(_bind_source(mount, new_api), point, mount)
-            else:
-                _bind(_stage_secret(mount, staged), point, mount)
-        except OSError as exc:
-            raise SandboxError(f"cannot mount {_name(mount)} on {mount.target}: {exc.strerror}") from exc
-    for mount in mounts:
-        if not isinstance(mount, Tmpfs):
+    read-write, then remounted with their final flags once the nested mount points exist.
+    Every target is walked from an fd on the root (never by path), so a component another
+    process swaps for a symlink meanwhile (a container sharing a volume, the owner of a bind's
+    host dir) can neither make us create a mount point outside the root nor move a mount or
+    its read-only remount elsewhere."""
+    root = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        staged: set[str] = set()
+        made: list[tuple[StepMount, tuple[int, int]]] = []  # binds, and their source's inode
+        for mount in sorted(mounts, key=_depth):
             try:
-                _mount_on(resolve_in_root(merged, mount.target), "none", "",
-                          linux.MS_BIND | linux.MS_REMOUNT | mount.flags, None)
+                point = open_in_root(root, mount.target, make=True, file=mount.file)
+                try:
+                    if isinstance(mount, Tmpfs):
+                        _mount_on(point, "tmpfs", "tmpfs", mount.flags, mount.data)
+                    elif isinstance(mount, Bind):
+                        made.append((mount, _bind(_bind_source(mount, new_api), point, mount)))
+                    else:
+                        made.append((mount, _bind(_stage_secret(mount, staged), point, mount)))
+                finally:
+                    os.close(point)
             except OSError as exc:
-                raise SandboxError(f"cannot make the mount on {mount.target} read-only: "
+                raise SandboxError(f"cannot mount {_name(mount)} on {mount.target}: "
                                    f"{exc.strerror}") from exc
+        for mount, source in made:
+            _remount(root, mount, source)
+    finally:
+        os.close(root)
+
+
+def _remount(root: int, mount: StepMount, source: tuple[int, int]) -> None:
+    """Give a bind its final flags, on the mount found at its target again only if it is
+    still the one we made there (the source's dev and inode)."""
+    try:
+        point = open_in_root(root, mount.target)
+        try:
+            st = os.fstat(point)
+            if (st.st_dev, st.st_ino) != source:
+                raise SandboxError(f"cannot make the mount on {mount.target} read-only: "
+                                   "its target was moved meanwhile")
+            _mount_on(point, "none", "", linux.MS_BIND | linux.MS_REMOUNT | mount.flags, None)
+        finally:
+            os.close(point)
+    except OSError as exc:
+        raise SandboxError(f"cannot make the mount on {mount.target} read-only: "
+                           f"{exc.strerror}") from exc
 
 
 def _name(mount: StepMount) -> str:
@@ -179,26 +207,69 @@ def _name(mount: StepMount) -> str:
     return mount.name or mount.source
 
 
-def _mount_point(merged: str, mount: StepMount) -> str:
-    """The target's host path inside the root; made when missing (a target nested in another
-    mount: its mount point goes into that mount, e.g. a cache dir or a context view)."""
-    point = resolve_in_root(merged, mount.target)
-    if not os.path.lexists(point):
-        os.makedirs(os.path.dirname(point), 0o755, exist_ok=True)
-        if mount.file:
-            os.close(os.open(point, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
-        else:
-            os.mkdir(point, 0o755)
-    return point
+_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _mount_on(point: str, source: str, fstype: str, flags: int, data: str | None) -> None:
-    """mount(2) on exactly the resolved point: through an O_PATH fd, no symlink followed."""
-    fd = os.open(point, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+def open_in_root(root: int, path: str, *, make: bool = False, file: bool = False) -> int:
+    """An O_PATH fd on `path` inside the dir fd `root`, symlinks resolved as a chroot would
+    (absolute targets start again at the root, `..` stops there) by reading each link
+    ourselves: every lookup is one name relative to a dir fd we hold, never a path the kernel
+    walks, so nothing swapped meanwhile leads outside the root. With `make`, missing
+    components are made (dirs 0755; the last one an empty 0644 file when `file`)."""
+    pending = [p for p in path.split("/") if p][::-1]
+    dirs = [os.dup(root)]  # the dirs walked down to, for ".."
+    links = 0
     try:
-        linux.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+        while pending:
+            part = pending.pop()
+            if part == ".":
+                continue
+            if part == "..":
+                if len(dirs) > 1:
+                    os.close(dirs.pop())
+                continue
+            fd = _open_or_make(dirs[-1], part, make, file and not pending)
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                dirs.append(fd)
+                continue
+            try:
+                target = os.readlink("", dir_fd=fd)
+            finally:
+                os.close(fd)
+            links += 1
+            if links > 40:  # like the kernel's MAXSYMLINKS
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            if target.startswith("/"):
+                while len(dirs) > 1:
+                    os.close(dirs.pop())
+            pending.extend(p for p in reversed(target.split("/")) if p)
+        return os.dup(dirs[-1])
     finally:
-        os.close(fd)
+        for fd in dirs:
+            os.close(fd)
+
+
+def _open_or_make(parent: int, name: str, make: bool, file: bool) -> int:
+    """An O_PATH fd on `name` in dir fd `parent`, made first when missing and `make`."""
+    try:
+        return os.open(name, _PATH, dir_fd=parent)
+    except FileNotFoundError:
+        if not make:
+            raise
+    try:
+        if file:  # O_EXCL: a link planted meanwhile is not followed
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        else:
+            os.mkdir(name, 0o755, dir_fd=parent)
+    except FileExistsError:
+        pass  # made by someone else meanwhile: looked at like any other entry
+    return os.open(name, _PATH, dir_fd=parent)
+
+
+def _mount_on(point: int, source: str, fstype: str, flags: int, data: str | None) -> None:
+    """mount(2) on exactly the O_PATH fd `point` (through /proc/self/fd: no path walked)."""
+    linux.mount(source, f"/proc/self/fd/{point}", fstype, flags, data)
 
 
 def _bind_source(mount: Bind, new_api: bool) -> str:
@@ -229,19 +300,20 @@ def _stage_secret(mount: SecretFile, staged: set[str]) -> str:
     return path
 
 
-def _bind(source: str, point: str, mount: StepMount) -> None:
-    """Bind `source` on `point`, both opened without following a last symlink; the kinds
-    must match."""
+def _bind(source: str, point: int, mount: StepMount) -> tuple[int, int]:
+    """Bind `source` (its last component not followed) on the O_PATH fd `point`; the kinds
+    must match. The source's (dev, inode): the bind's root, found again to remount it."""
     fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISLNK(mode):  # resolved sources are never links: one appeared meanwhile
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):  # resolved sources are never links: one appeared meanwhile
             raise BuildError(f"cannot mount {_name(mount)}: it is a symbolic link")
-        is_dir = stat.S_ISDIR(mode)
-        if is_dir != stat.S_ISDIR(os.lstat(point).st_mode):
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir != stat.S_ISDIR(os.fstat(point).st_mode):
             what = "directory" if is_dir else "file"
             raise BuildError(f"cannot mount {_name(mount)} ({'a ' + what}) on {mount.target}: "
                              f"the target is {'not ' if is_dir else ''}a directory")
         _mount_on(point, f"/proc/self/fd/{fd}", "", linux.MS_BIND, None)
+        return st.st_dev, st.st_ino
     finally:
         os.close(fd)

@@ -1,5 +1,5 @@
 """Review of run's volumes, binds and flags: a seed cut short, mounts on /etc and its files,
-/etc/hostname."""
+/etc/hostname, a workdir inside a mount, a mount target swapped for a symlink mid-walk."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,60 @@ def test_a_workdir_inside_a_volume_or_tmpfs_is_made_there_as_docker_does(cmb):
     assert cmb.run("diff", "wd").stdout == ""
     assert cmb.run("run", "--rm", "--tmpfs", "/scratch", "-w", "/scratch/b", "base:1.0",
                    "pwd").stdout == "/scratch/b\n"
+
+
+def _swap_race_child(tmp: Path) -> None:
+    """In a forked child with a mount namespace of its own: mount a file on /sub/marker while
+    `sub` is swapped for a symlink to a host dir right after it was first looked at."""
+    from minibuild import linux
+    from minibuild.stepmounts import Bind, mount_all
+
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount("none", "/", "", linux.MS_REC | linux.MS_PRIVATE, None)
+    root, outside = tmp / "root", tmp / "outside"
+    swapped = []
+
+    def swap() -> None:
+        if not swapped:
+            swapped.append(True)
+            os.rename(root / "sub", root / "sub.old")
+            os.symlink(outside, root / "sub")  # what a racing owner of `sub` would plant
+
+    real_lstat, real_open = os.lstat, os.open
+
+    def lstat(path, *args, **kwargs):
+        st = real_lstat(path, *args, **kwargs)
+        if str(path).endswith("/sub"):
+            swap()
+        return st
+
+    def open_(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        if str(path) == "sub" or str(path).endswith("/sub"):
+            swap()
+        return fd
+
+    os.lstat, os.open = lstat, open_
+    try:
+        mount_all([Bind("/sub/marker", str(tmp / "conf"), True, True)], str(root), False)
+    except Exception:  # noqa: BLE001 - refusing is fine; only the host dir matters
+        pass
+    finally:
+        os.lstat, os.open = real_lstat, real_open
+
+
+def test_a_mount_target_swapped_for_a_symlink_mid_walk_stays_inside_the_root(tmp_path):
+    (tmp_path / "root" / "sub").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "conf").write_text("conf\n")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _swap_race_child(tmp_path)
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert os.listdir(tmp_path / "outside") == []  # no mount point made through the link
+    assert os.listdir(tmp_path / "root" / "sub.old") == ["marker"]
