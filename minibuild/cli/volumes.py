@@ -155,6 +155,7 @@ def prune_volumes(root: Path, *, everything: bool) -> list[tuple[str, int]]:
     from minibuild.volumes import VolumeError, Volumes, users
 
     volumes = Volumes(root)
+    volumes.clean_leftovers()  # what a killed `volume rm` left: invisible to ls and df
     removed = []
     with volumes.locked():
         containers = Containers(root).all()

@@ -152,3 +152,12 @@ def test_a_mount_target_swapped_for_a_symlink_mid_walk_stays_inside_the_root(tmp
     assert os.waitpid(pid, 0)[1] == 0
     assert os.listdir(tmp_path / "outside") == []  # no mount point made through the link
     assert os.listdir(tmp_path / "root" / "sub.old") == ["marker"]
+
+
+def test_volume_prune_removes_what_a_killed_volume_rm_left(cmb):
+    cmb.run("volume", "create", "keep")
+    left = cmb.root / "volumes" / ".rm-gone-0123abcd" / "_data"  # renamed, then killed
+    left.mkdir(parents=True)
+    (left / "big").write_bytes(b"x" * 4096)
+    cmb.run("volume", "prune", "-f")
+    assert sorted(p.name for p in (cmb.root / "volumes").iterdir() if p.name != ".lock") == ["keep"]
