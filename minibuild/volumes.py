@@ -73,7 +73,8 @@ class Volumes:
     """The volumes of one store root."""
 
     def __init__(self, root: Path) -> None:
-        self.dir = Path(root) / "volumes"
+        # absolute: inspect's Mountpoint is (docker's always is), whatever --root was given as
+        self.dir = Path(os.path.abspath(root)) / "volumes"
 
     def data(self, name: str) -> Path:
         """A volume's _data dir (what containers mount)."""

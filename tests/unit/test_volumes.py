@@ -177,3 +177,11 @@ def test_held_locks_reads_proc_locks(tmp_path):
         assert key in held_locks()
     finally:
         os.close(fd)
+
+
+def test_mountpoint_is_absolute_for_a_relative_store_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    volumes = Volumes("store")
+    with volumes.locked():
+        made = volumes.create("data")
+    assert made.inspect()["Mountpoint"] == str(tmp_path / "store" / "volumes" / "data" / "_data")
