@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from minibuild import whiteout
 
@@ -54,16 +56,9 @@ def _copy_children(source: int, target: int) -> None:
         st = os.stat(name, dir_fd=source, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             os.mkdir(name, 0o700, dir_fd=target)
-            inner_source = os.open(name, _DIR, dir_fd=source)
-            try:
-                inner_target = os.open(name, _DIR, dir_fd=target)
-                try:
-                    _copy_children(inner_source, inner_target)
-                    _finish(inner_source, inner_target, st)
-                finally:
-                    os.close(inner_target)
-            finally:
-                os.close(inner_source)
+            with _opened(name, _DIR, source) as inner_source, _opened(name, _DIR, target) as inner_target:
+                _copy_children(inner_source, inner_target)
+                _finish(inner_source, inner_target, st)
         elif stat.S_ISREG(st.st_mode):
             _copy_file(name, source, target, st)
         elif stat.S_ISLNK(st.st_mode):
@@ -77,17 +72,21 @@ def _copy_children(source: int, target: int) -> None:
 
 
 def _copy_file(name: str, source: int, target: int, st: os.stat_result) -> None:
-    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source)
+    with _opened(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, source) as src, \
+            _opened(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, target,
+                    0o600) as dst:
+        _copy_bytes(src, dst)
+        _finish(src, dst, st)
+
+
+@contextmanager
+def _opened(name: str, flags: int, dir_fd: int, mode: int = 0o777) -> Iterator[int]:
+    """An fd opened relative to a dir fd, closed when the block ends."""
+    fd = os.open(name, flags, mode, dir_fd=dir_fd)
     try:
-        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600, dir_fd=target)
-        try:
-            _copy_bytes(src, dst)
-            _finish(src, dst, st)
-        finally:
-            os.close(dst)
+        yield fd
     finally:
-        os.close(src)
+        os.close(fd)
 
 
 def _copy_bytes(src: int, dst: int) -> None:
