@@ -26,7 +26,7 @@ from minibuild.store import remove_tree
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
-_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "mount", "security"}
+_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "security"}
 _RUN_FLAGS = {"network", "mount"}
 
 
@@ -70,7 +70,7 @@ def check_flags(instruction, allowed: set[str]) -> None:
     """Refuse a flag the instruction does not know (or that we do not implement), naming it."""
     for flag in instruction.flags:
         name = flag.removeprefix("--").partition("=")[0]
-        if name in _NOT_YET and name not in allowed:
+        if name in _NOT_YET:
             raise _fail(instruction, f"{instruction.keyword} --{name} is not supported yet")
         if name not in allowed:
             raise _fail(instruction, f"unknown flag --{name} for {instruction.keyword}")
