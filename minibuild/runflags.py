@@ -8,7 +8,6 @@ hostname. Every mistake is a RunFlagError naming the flag and what it accepts.
 
 from __future__ import annotations
 
-import csv
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
@@ -165,19 +164,19 @@ def _modes_only(text: str) -> bool:
 
 def _fields(text: str, flag: str) -> dict[str, str | None]:
     """The CSV fields of a --mount value, keys lower-cased; a bare word has the value None."""
+    from minibuild.runmount import csv_fields  # one CSV reading for RUN --mount and run --mount
+
     try:
-        record = next(csv.reader([text]), [])
-    except csv.Error as exc:
+        pairs = csv_fields(text)
+    except ValueError as exc:
         raise RunFlagError(f"{flag}: {exc}") from None
     fields: dict[str, str | None] = {}
-    for field in record:
-        key, sep, value = field.partition("=")
-        key = key.strip().lower()
+    for key, value in pairs:
         if not key:
             raise RunFlagError(f"{flag}: empty field")
         if key in fields:
             raise RunFlagError(f"{flag}: {key} given twice")
-        fields[key] = value if sep else None
+        fields[key] = value
     return fields
 
 

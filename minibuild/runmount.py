@@ -211,24 +211,33 @@ def parse_secret_option(text: str) -> SecretSource:
 # -- one spec ----------------------------------------------------------------------------------
 
 
-def _fields(text: str, location: Location) -> dict[str, str | None]:
-    """The CSV fields as key -> value (None for a bare flag); later fields win."""
+def csv_fields(text: str) -> list[tuple[str, str | None]]:
+    """A mount spec split as docker splits it (CSV): (lower-cased key, value, or None for a bare
+    word) in order; ValueError when the CSV is malformed. Shared by RUN --mount and run --mount."""
     try:
         record = next(csv.reader([text]), [])
     except csv.Error as exc:
+        raise ValueError(str(exc)) from None
+    return [(key.strip().lower(), value if eq else None)
+            for key, eq, value in (field.partition("=") for field in record)]
+
+
+def _fields(text: str, location: Location) -> dict[str, str | None]:
+    """The CSV fields as key -> value (None for a bare flag); later fields win."""
+    try:
+        pairs = csv_fields(text)
+    except ValueError as exc:
         raise _error(location, f"RUN --mount={text}: {exc}") from None
-    if not record:
+    if not pairs:
         raise _error(location, "RUN --mount needs a value (e.g. --mount=type=cache,target=/root/.cache)")
     fields: dict[str, str | None] = {}
-    for field in record:
-        key, eq, value = field.partition("=")
-        key = key.strip().lower()
+    for key, value in pairs:
         if not key:
             raise _error(location, f"RUN --mount={text}: empty option")
-        if not eq and key not in _FLAGS:
+        if value is None and key not in _FLAGS:
             what = f"option {key!r} needs a value" if key in _KNOWN else f"unknown option {key!r}"
             raise _error(location, f"RUN --mount: {what}")
-        fields[key] = value if eq else None
+        fields[key] = value
     return fields
 
 
