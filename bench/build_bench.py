@@ -58,7 +58,7 @@ def fresh_groups(work: Path) -> None:
     are slow to touch the first time, which made run-200mb 1.1 s -> 1.9 s.)
     """
     sys.path.insert(0, str(REPO))
-    from minibuild.topdir import spread_children
+    from minibuild.store.topdir import spread_children
 
     spread_children(work)
 

@@ -26,7 +26,7 @@ import build_bench  # noqa: E402
 
 def wrap_sandbox_call(dumps: list[Path], scratch: Path) -> None:
     """Make every Sandbox.call profile its fn in the helper and leave the stats in a new file."""
-    from minibuild import sandbox
+    from minibuild.sandbox import sandbox
 
     original = sandbox.Sandbox.call
 
@@ -56,7 +56,7 @@ def wrap_sandbox_call(dumps: list[Path], scratch: Path) -> None:
 
 def run_cli(args: list[str]) -> int:
     """Run `minibuild ARGS` in this process; the exit code."""
-    from minibuild.cli import main
+    from minibuild.cli.app import main
 
     saved = sys.argv
     sys.argv = ["minibuild", *args]

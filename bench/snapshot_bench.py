@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from minibuild.snapshot import Compression, write_layer
+from minibuild.layer.snapshot import Compression, write_layer
 
 MIB = 1 << 20
 

@@ -12,7 +12,8 @@ import sys
 
 def main() -> None:
     """Answer from the build memo when it holds, else run the command line."""
-    from minibuild import __version__, memo
+    from minibuild import __version__
+    from minibuild.build import memo
 
     try:
         replay = memo.begin(sys.argv[1:], os.getcwd(), os.environ, __version__)
@@ -24,7 +25,7 @@ def main() -> None:
         except BrokenPipeError:
             sys.exit(1)
         return
-    from minibuild.cli import main as cli_main
+    from minibuild.cli.app import main as cli_main
 
     cli_main()
 
@@ -35,7 +36,7 @@ def _show(replay) -> None:
         if sys.stdout is not None:  # stdout may be closed (`>&-`)
             sys.stdout.write(f"{replay.digest}\n")
         return
-    from minibuild import lines as fmt
+    from minibuild.cli import lines as fmt
 
     lines = []
     for step in replay.steps:

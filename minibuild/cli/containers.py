@@ -11,20 +11,20 @@ from pathlib import Path
 
 import click
 
-from minibuild.cli import cli, open_store
+from minibuild.cli.app import cli, open_store
 
 _PASS_THROUGH = {"allow_interspersed_args": False}  # `run IMAGE sh -c ...`: -c is the command's
 
 
 def _root(ctx: click.Context) -> Path:
     """The store root, without opening the store (no locks taken)."""
-    from minibuild.store import default_root
+    from minibuild.store.layout import default_root
 
     return Path(ctx.find_root().obj.get("root") or default_root())
 
 
 def _records(ctx: click.Context):
-    from minibuild.containers import Containers
+    from minibuild.containers.records import Containers
 
     return Containers(_root(ctx))
 
@@ -86,9 +86,9 @@ _RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
 def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workdir, user,
         hostname, network, publish, volumes, mounts, tmpfs, entrypoint, image, command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
-    from minibuild import runflags, runtime
-    from minibuild.containers import Container, Containers, now
-    from minibuild.sandbox import check_support
+    from minibuild.containers import runflags, runtime
+    from minibuild.containers.records import Container, Containers, now
+    from minibuild.sandbox.sandbox import check_support
 
     check_support()
     specs = ([runflags.parse_volume(v, os.getcwd()) for v in volumes]
@@ -136,7 +136,7 @@ _NO_PORTS = {
 
 def _env_file(path: str) -> list[str]:
     """The assignments of one --env-file."""
-    from minibuild.runflags import RunFlagError, parse_env_file
+    from minibuild.containers.runflags import RunFlagError, parse_env_file
 
     try:
         with open(path, "rb") as f:
@@ -151,9 +151,9 @@ def _create_with_volumes(records, template, specs):
     fresh) under the volumes lock, so no `volume rm` slips in between."""
     from dataclasses import replace
 
-    from minibuild.containers import ContainerError
-    from minibuild.runflags import named
-    from minibuild.volumes import Volumes
+    from minibuild.containers.records import ContainerError
+    from minibuild.containers.runflags import named
+    from minibuild.containers.volumes import Volumes
 
     for spec in specs:  # docker checks --mount's bind sources when it creates the container
         if spec.type == "bind" and not spec.create_source and not os.path.exists(spec.source):
@@ -184,7 +184,7 @@ def _create_with_volumes(records, template, specs):
 
 def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
     """Run attached to our stdio (or a pty relayed to it); the container's exit status."""
-    from minibuild import runtime
+    from minibuild.containers import runtime
 
     sys.stdout.flush()
     if tty_:
@@ -205,7 +205,7 @@ def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
 @click.pass_context
 def container_supervise(ctx, container_id, notify_fd, tty_) -> None:
     """Internal: the detached supervisor of one container (started by run -d and start)."""
-    from minibuild import runtime
+    from minibuild.containers import runtime
 
     ctx.exit(runtime.supervise_detached(_root(ctx), container_id, notify_fd, tty_))
 
@@ -221,9 +221,9 @@ def container_supervise(ctx, container_id, notify_fd, tty_) -> None:
 @click.pass_context
 def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> None:
     """Run a command in a running container (its namespaces, root and environment)."""
-    from minibuild import runtime
-    from minibuild.image import ContainerConfig
-    from minibuild.sandbox import Process
+    from minibuild.containers import runtime
+    from minibuild.oci.image import ContainerConfig
+    from minibuild.sandbox.sandbox import Process
 
     records = _records(ctx)
     found = records.find(container)
@@ -255,7 +255,7 @@ def _with_stdio(proc, stdio, tty_: bool):
 
 def _status_text(records, container) -> str:
     """docker's STATUS column."""
-    from minibuild.units import human_age
+    from minibuild.text import human_age
 
     state = records.status(container)
     if state == "running":
@@ -273,7 +273,7 @@ def _status_text(records, container) -> str:
 @click.pass_context
 def ps(ctx, show_all, quiet, fmt) -> None:
     """List containers (running ones, or all with -a)."""
-    from minibuild.units import human_age
+    from minibuild.text import human_age
 
     records = _records(ctx)
     shown = [c for c in records.all() if show_all or records.status(c) == "running"]
@@ -302,7 +302,7 @@ def _quoted(argv) -> str:
 @click.pass_context
 def stop(ctx, timeout, containers) -> None:
     """Stop running containers: SIGTERM to the command, SIGKILL after a timeout."""
-    from minibuild import runtime
+    from minibuild.containers import runtime
 
     records = _records(ctx)
     for text in containers:
@@ -315,8 +315,8 @@ def stop(ctx, timeout, containers) -> None:
 @click.pass_context
 def start(ctx, containers) -> None:
     """Start stopped containers again, in the background (their upper dir is kept)."""
-    from minibuild import runtime
-    from minibuild.containers import ContainerError
+    from minibuild.containers import runtime
+    from minibuild.containers.records import ContainerError
 
     records = _records(ctx)
     store = open_store(ctx)
@@ -337,9 +337,9 @@ def start(ctx, containers) -> None:
 @click.pass_context
 def rm(ctx, force, volumes, containers) -> None:
     """Remove containers and their upper dirs (their writes are gone; images are untouched)."""
-    from minibuild import runtime
-    from minibuild.containers import ContainerError
-    from minibuild.volumes import Volumes
+    from minibuild.containers import runtime
+    from minibuild.containers.records import ContainerError
+    from minibuild.containers.volumes import Volumes
 
     records = _records(ctx)
     for text in containers:
@@ -391,8 +391,8 @@ def logs(ctx, follow, container) -> None:
 @click.pass_context
 def diff(ctx, container) -> None:
     """What a container changed: A added, C changed, D deleted (read from its upper dir)."""
-    from minibuild import runtime
-    from minibuild.diffview import changes
+    from minibuild.containers import runtime
+    from minibuild.layer.diffview import changes
 
     root = _root(ctx)
     records = _records(ctx)
@@ -414,9 +414,9 @@ def diff(ctx, container) -> None:
 @click.pass_context
 def commit(ctx, message, author, pause, compression, container, reference) -> None:
     """Make a new image from a container: its upper dir becomes a layer on its image."""
-    from minibuild.commit import commit_container
-    from minibuild.reference import Reference
-    from minibuild.snapshot import Compression
+    from minibuild.containers.commit import commit_container
+    from minibuild.oci.reference import Reference
+    from minibuild.layer.snapshot import Compression
 
     ref = Reference.parse(reference) if reference else None
     store = open_store(ctx)
@@ -438,7 +438,7 @@ def commit(ctx, message, author, pause, compression, container, reference) -> No
 @click.pass_context
 def rmi(ctx, force, images) -> None:
     """Remove image tags, then the blobs and layers nothing needs any more."""
-    from minibuild import gc
+    from minibuild.maintenance import gc
     from minibuild.errors import StoreError
 
     store = open_store(ctx)
@@ -459,7 +459,7 @@ def rmi(ctx, force, images) -> None:
 
 def _untag(store, records, text: str, force: bool) -> list[str]:
     """The tags to remove for `rmi TEXT`, after checking no container needs the image."""
-    from minibuild.containers import ContainerError
+    from minibuild.containers.records import ContainerError
 
     name, descriptor = store.resolve(text)
     same = [n for n, d in store.tags() if d.digest == descriptor.digest]
@@ -486,9 +486,9 @@ def _untag(store, records, text: str, force: bool) -> list[str]:
 @click.pass_context
 def prune(ctx, drop_cache, drop_volumes) -> None:
     """Delete blobs, unpacked layers and summaries no image, container or cache entry needs."""
-    from minibuild import gc
+    from minibuild.maintenance import gc
     from minibuild.cli.volumes import prune_volumes
-    from minibuild.units import human_size
+    from minibuild.text import human_size
 
     store = open_store(ctx)
     collected = gc.collect(store, drop_cache=drop_cache)
@@ -509,7 +509,7 @@ def df(ctx, verbose, fmt) -> None:
     """Disk usage: images, containers, volumes, layers, build caches (bytes counted once)."""
     from dataclasses import asdict
 
-    from minibuild import usage
+    from minibuild.maintenance import usage
 
     figures = usage.measure(open_store(ctx))
     if fmt == "json":
@@ -521,7 +521,7 @@ def df(ctx, verbose, fmt) -> None:
 
 
 def _df_summary(figures) -> str:
-    from minibuild.units import human_size as hs
+    from minibuild.text import human_size as hs
 
     rows = []
     for r in figures.rows:
@@ -534,7 +534,7 @@ def _df_summary(figures) -> str:
 
 
 def _df_verbose(figures) -> str:
-    from minibuild.units import human_size as hs
+    from minibuild.text import human_size as hs
 
     images = [(", ".join(i.names) or "<none>", i.digest[7:19], hs(i.size), hs(i.shared),
                hs(i.unique), str(i.containers)) for i in figures.images]
@@ -564,8 +564,8 @@ def _df_verbose(figures) -> str:
 @click.pass_context
 def layers(ctx, files, image) -> None:
     """Each layer of an image, base first, with its sizes; wasted bytes per path."""
-    from minibuild.units import human_size as hs
-    from minibuild.views import history_rows
+    from minibuild.text import human_size as hs
+    from minibuild.cli.views import history_rows
 
     store = open_store(ctx)
     loaded = store.load_image(store.resolve(image)[1])
@@ -588,7 +588,7 @@ def _short(text: str, width: int) -> str:
 
 def _layer_entries(summary, row) -> list[str]:
     """One line per entry: whiteouts and opaque dirs marked, hidden files flagged."""
-    from minibuild.units import human_size as hs
+    from minibuild.text import human_size as hs
 
     hidden = {p: by for p, _, _, by in row.hidden}
     lines = [f"{hs(size):>8}  /{path}" + (f"  (hidden by layer {hidden[path]})"
@@ -601,7 +601,7 @@ def _layer_entries(summary, row) -> list[str]:
 
 def _waste_lines(rows) -> str:
     """The wasted-bytes summary: each hidden path, who added it and who hid it."""
-    from minibuild.units import human_size as hs
+    from minibuild.text import human_size as hs
 
     hidden = sorted(((size, path, how, r.layer, by) for r in rows
                      for path, size, how, by in r.hidden), key=lambda h: (-h[0], h[1]))

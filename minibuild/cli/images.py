@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from minibuild import lines
-from minibuild.cli import cli, open_store
+from minibuild.cli import lines
+from minibuild.cli.app import cli, open_store
 
 
 @cli.command()
@@ -38,10 +38,10 @@ from minibuild.cli import cli, open_store
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
           no_cache, squash, source_date_epoch, secrets, context) -> None:
     """Build an image from a Buildfile and a context directory."""
-    from minibuild import memo
-    from minibuild.build import BuildRequest, run_build
-    from minibuild.reference import Reference
-    from minibuild.snapshot import Compression
+    from minibuild.build import memo
+    from minibuild.build.pipeline import BuildRequest, run_build
+    from minibuild.oci.reference import Reference
+    from minibuild.layer.snapshot import Compression
 
     request = BuildRequest(
         buildfile=Path(buildfile) if buildfile and buildfile != "-" else _default_buildfile(Path(context)),
@@ -90,7 +90,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _secrets(options: tuple[str, ...]) -> dict:
     """--secret options by id (the last one wins); a file secret's file must exist."""
-    from minibuild.runmount import parse_secret_option
+    from minibuild.dockerfile.runmount import parse_secret_option
 
     found = {}
     for text in options:
@@ -106,7 +106,7 @@ def _secrets(options: tuple[str, ...]) -> dict:
 
 
 def _reporter(progress: str, quiet: bool):
-    from minibuild import render
+    from minibuild.cli import render
 
     if quiet:
         return render.QuietReporter()
@@ -123,7 +123,7 @@ def _reporter(progress: str, quiet: bool):
 @click.pass_context
 def history(ctx, no_trunc, fmt, image) -> None:
     """Show the layers of an image, the instruction that made each, and wasted space."""
-    from minibuild import views
+    from minibuild.cli import views
 
     store = open_store(ctx)
     _, descriptor = store.resolve(image)
@@ -131,7 +131,7 @@ def history(ctx, no_trunc, fmt, image) -> None:
     if fmt == "json":
         click.echo(json.dumps([r.to_json() for r in reversed(rows)], indent=2))
         return
-    from minibuild import render
+    from minibuild.cli import render
 
     click.echo(render.history_table(rows, no_trunc=no_trunc), nl=False)
 
@@ -142,7 +142,7 @@ def history(ctx, no_trunc, fmt, image) -> None:
 @click.pass_context
 def images(ctx, fmt) -> None:
     """List the images in the store."""
-    from minibuild import render, views
+    from minibuild.cli import render, views
 
     rows = views.image_list(open_store(ctx))
     if fmt == "json":
@@ -168,7 +168,7 @@ def inspect(ctx, images) -> None:
 
 
 def _digest(text: str):
-    from minibuild.digest import Digest
+    from minibuild.oci.digest import Digest
 
     return Digest.parse(text)
 
@@ -179,7 +179,7 @@ def _digest(text: str):
 @click.pass_context
 def tag(ctx, source, target) -> None:
     """Give an image another name: tag SOURCE TARGET."""
-    from minibuild.reference import Reference
+    from minibuild.oci.reference import Reference
 
     store = open_store(ctx)
     ref = Reference.parse(target)
@@ -192,6 +192,6 @@ def tag(ctx, source, target) -> None:
               show_default=True)
 def parse(buildfile) -> None:
     """Print the parsed instructions of a Buildfile as JSON."""
-    from minibuild import parser
+    from minibuild.dockerfile import parser
 
     click.echo(json.dumps(parser.dump(parser.parse_file(buildfile)), indent=2))

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from minibuild.cli import cli, open_store
+from minibuild.cli.app import cli, open_store
 
 
 @cli.command()
@@ -24,7 +24,7 @@ from minibuild.cli import cli, open_store
 @click.pass_context
 def fsck(ctx, repair: bool, deep: bool, verbose: bool, fmt: str) -> None:
     """Re-hash every blob, follow every tag and cache entry; exit 1 if an error remains."""
-    from minibuild import fsck as checker
+    from minibuild.maintenance import fsck as checker
 
     store = open_store(ctx)
     removed = []
@@ -45,7 +45,7 @@ def fsck(ctx, repair: bool, deep: bool, verbose: bool, fmt: str) -> None:
 
 def _print_text(report, removed, verbose: bool) -> None:
     """Errors one per line, garbage summed up (or listed with -v), then one summary line."""
-    from minibuild.units import human_size
+    from minibuild.text import human_size
 
     for finding in removed:
         if verbose or finding.severity.value == "error":
@@ -107,7 +107,7 @@ class _DeepProgress:
 
     def begin(self, index: int, total: int, layer) -> None:
         """A layer starts: on a terminal, say which while it is read."""
-        from minibuild.units import human_size
+        from minibuild.text import human_size
 
         self.started = time.monotonic()
         self.head = (f"deep {index}/{total}: layer {layer.diff_id.short} "
@@ -117,7 +117,7 @@ class _DeepProgress:
 
     def end(self, comparison) -> None:
         """It is done: its outcome, size and time."""
-        from minibuild.units import human_size
+        from minibuild.text import human_size
 
         seconds = time.monotonic() - self.started
         if comparison is None:

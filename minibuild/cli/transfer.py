@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from minibuild.cli import cli, open_store
+from minibuild.cli.app import cli, open_store
 
 
 @cli.command()
@@ -18,7 +18,7 @@ from minibuild.cli import cli, open_store
 @click.pass_context
 def save(ctx, images, output, fmt) -> None:
     """Write images to a tar archive."""
-    from minibuild import archive, docker_archive
+    from minibuild.transfer import archive, docker_archive
 
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
@@ -47,7 +47,7 @@ def save(ctx, images, output, fmt) -> None:
 @click.pass_context
 def load(ctx, source, quiet) -> None:
     """Load images from an OCI-layout tar or a docker archive (tags kept)."""
-    from minibuild import archive
+    from minibuild.transfer import archive
 
     if source is None and sys.stdin.isatty():
         raise click.UsageError("no archive: use -i FILE or pipe one into stdin")
@@ -74,8 +74,8 @@ def load(ctx, source, quiet) -> None:
 @click.pass_context
 def import_(ctx, tarball, reference, changes) -> None:
     """Make a one-layer image from a rootfs tarball (tar, .gz, .xz, .zst; - for stdin)."""
-    from minibuild.importer import import_rootfs
-    from minibuild.reference import Reference
+    from minibuild.transfer.importer import import_rootfs
+    from minibuild.oci.reference import Reference
 
     ref = Reference.parse(reference)
     store = open_store(ctx)
@@ -140,7 +140,7 @@ class _Bars:
 @click.pass_context
 def pull(ctx, reference, insecure, quiet) -> None:
     """Pull HOST[:PORT]/REPO[:TAG|@DIGEST] from a registry (only missing layers)."""
-    from minibuild import transfer
+    from minibuild.transfer import remote as transfer
 
     store = open_store(ctx)
     bars = _Bars(quiet)
@@ -161,7 +161,7 @@ def pull(ctx, reference, insecure, quiet) -> None:
 @click.pass_context
 def push(ctx, image, destination, insecure, quiet) -> None:
     """Push IMAGE to DESTINATION (default: IMAGE's own HOST/REPO:TAG name)."""
-    from minibuild import transfer
+    from minibuild.transfer import remote as transfer
 
     store = open_store(ctx)
     bars = _Bars(quiet)
@@ -183,8 +183,8 @@ def push(ctx, image, destination, insecure, quiet) -> None:
 @click.option("--insecure", is_flag=True, help="Plain http.")
 def login(registry, username, password, password_stdin, insecure) -> None:
     """Check credentials against REGISTRY (HOST[:PORT]) and remember them."""
-    from minibuild import auth
-    from minibuild.registry import Client
+    from minibuild.transfer import auth
+    from minibuild.transfer.registry import Client
 
     registry = _registry_host(registry)
     if password_stdin:
@@ -205,7 +205,7 @@ def login(registry, username, password, password_stdin, insecure) -> None:
 @click.argument("registry")
 def logout(registry) -> None:
     """Forget the credentials minibuild saved for REGISTRY."""
-    from minibuild import auth
+    from minibuild.transfer import auth
 
     registry = _registry_host(registry)
     if not auth.forget(registry):

@@ -8,24 +8,24 @@ from pathlib import Path
 
 import click
 
-from minibuild.cli import cli
+from minibuild.cli.app import cli
 
 
 def _root(ctx: click.Context) -> Path:
     """The store root, without opening the store (volumes need none of its locks)."""
-    from minibuild.store import default_root
+    from minibuild.store.layout import default_root
 
     return Path(ctx.find_root().obj.get("root") or default_root())
 
 
 def _volumes(ctx: click.Context):
-    from minibuild.volumes import Volumes
+    from minibuild.containers.volumes import Volumes
 
     return Volumes(_root(ctx))
 
 
 def _containers(ctx: click.Context) -> list:
-    from minibuild.containers import Containers
+    from minibuild.containers.records import Containers
 
     return Containers(_root(ctx)).all()
 
@@ -59,7 +59,7 @@ def create(ctx, driver, labels, name) -> None:
 @click.pass_context
 def ls(ctx, quiet, filters, fmt) -> None:
     """List volumes."""
-    from minibuild.volumes import users
+    from minibuild.containers.volumes import users
 
     containers = _containers(ctx)
     shown = _volumes(ctx).all()
@@ -99,7 +99,7 @@ def inspect(ctx, names) -> None:
 @click.pass_context
 def rm(ctx, force, names) -> None:
     """Remove volumes no container uses (running or not); the others are refused."""
-    from minibuild.volumes import VolumeError
+    from minibuild.containers.volumes import VolumeError
 
     volumes = _volumes(ctx)
     failed = False
@@ -128,7 +128,7 @@ def rm(ctx, force, names) -> None:
 @click.pass_context
 def prune(ctx, everything, force) -> None:
     """Remove the anonymous volumes no container uses (with -a, unused named ones too)."""
-    from minibuild.units import human_size
+    from minibuild.text import human_size
 
     what = "local volumes" if everything else "anonymous local volumes"
     if not force and not _confirm(f"WARNING! This will remove {what} not used by at least one "
@@ -150,9 +150,9 @@ def _confirm(question: str) -> bool:
 
 def prune_volumes(root: Path, *, everything: bool) -> list[tuple[str, int]]:
     """Remove unused volumes (anonymous ones, or all with `everything`); names and bytes."""
-    from minibuild.containers import Containers
-    from minibuild.usage import tree_bytes
-    from minibuild.volumes import VolumeError, Volumes, users
+    from minibuild.containers.records import Containers
+    from minibuild.maintenance.usage import tree_bytes
+    from minibuild.containers.volumes import VolumeError, Volumes, users
 
     volumes = Volumes(root)
     volumes.clean_leftovers()  # what a killed `volume rm` left: invisible to ls and df

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.context import BuildContext
-from minibuild.copier import CopyPlan, apply_copy
+from minibuild.build.context import BuildContext
+from minibuild.build.copier import CopyPlan, apply_copy
 from minibuild.errors import BuildError
 
 pytestmark = [

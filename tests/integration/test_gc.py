@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.store import Store
+from minibuild.store.layout import Store
 from tests.conftest import Minibuild, write_context
 from tests.integration.test_containers import cmb, ps  # noqa: F401 - the fixture, reused
 

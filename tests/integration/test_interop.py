@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.store import Store
+from minibuild.store.layout import Store
 from tests.conftest import write_context
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from minibuild import parsecache
+from minibuild.build import parsecache
 from tests.conftest import write_context
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def test_a_rebuild_with_an_unchanged_buildfile_does_not_import_lark(mb, tmp_path
     assert "lark" in imported(first.stderr)
     assert len(list(parsecache.cache_dir(mb.root).glob("*.json"))) >= 1
     second = build(mb, context)
-    assert "lark" not in imported(second.stderr) and "minibuild.parsecache" in imported(second.stderr)
+    assert "lark" not in imported(second.stderr) and "minibuild.build.parsecache" in imported(second.stderr)
     assert second.stderr.count("CACHED") == 2
     third = build(mb, context, "--no-cache")  # it caches parsing, not steps
     assert "lark" not in imported(third.stderr) and "CACHED" not in third.stderr

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from minibuild import transfer
-from minibuild.store import Store
+from minibuild.transfer import remote as transfer
+from minibuild.store.layout import Store
 from tests.conftest import Minibuild, write_context
 from tests.registry_server import registry_server
 

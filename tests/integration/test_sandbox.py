@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.errors import BuildError, Interrupted, SandboxError
-from minibuild.sandbox import Process, RootFS, Sandbox, new_mount_api
+from minibuild.sandbox.sandbox import Process, RootFS, Sandbox, new_mount_api
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "echo", "cat", "ls", "id", "ps", "hostname", "sleep", "true", "rm", "touch",
@@ -284,7 +284,7 @@ def test_image_etc_symlink_is_kept(tmp_path, image):
 SCRIPT = """
 import sys
 from pathlib import Path
-from minibuild.sandbox import Process, RootFS, Sandbox
+from minibuild.sandbox.sandbox import Process, RootFS, Sandbox
 marker = sys.argv[1]
 rootfs = RootFS((Path(sys.argv[2]),), Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
 def out(chunk):

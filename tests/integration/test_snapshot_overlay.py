@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.snapshot import Compression, write_layer
-from minibuild.unpack import unpack_layer
+from minibuild.layer.snapshot import Compression, write_layer
+from minibuild.layer.unpack import unpack_layer
 from tests.conftest import overlay_available
 
 from tests.fstree import listing, overlay

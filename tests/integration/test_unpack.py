@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.digest import Digest
+from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
-from minibuild.unpack import open_uncompressed, summarize_layer, unpack_layer
+from minibuild.layer.unpack import open_uncompressed, summarize_layer, unpack_layer
 
 pytestmark = [
     pytest.mark.integration,

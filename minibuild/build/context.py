@@ -1,0 +1,367 @@
+"""The build context: resolving COPY/ADD sources inside it and hashing what they select."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from minibuild.build import fsstate
+from minibuild.oci.digest import Digest
+from minibuild.fs.rootpath import resolve_in_root
+from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob
+from minibuild.errors import BuildError
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One selected source, as written in the Buildfile, resolved inside the context."""
+
+    relpath: str  # path to read inside the context, "." for the root, no leading "/"
+    kind: str  # "file" | "dir" | "symlink" (a wildcard match kept as a link)
+    from_wildcard: bool
+    name: str = ""  # name at the destination (the name as written); defaults to the basename
+
+    @property
+    def dest_name(self) -> str:
+        """The file name this source takes inside a destination directory."""
+        return self.name or posixpath.basename(self.relpath)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The sources of one COPY/ADD and a key over exactly the content they select."""
+
+    sources: tuple[Source, ...]
+    content_key: Digest
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One path met while walking a source directory (relative to that directory)."""
+
+    relpath: str
+    kind: str  # "file" | "dir" | "symlink"
+    stat: os.stat_result
+
+
+def is_url(text: str) -> bool:
+    """True for a remote source (`https://...`), which minibuild does not fetch."""
+    return _URL.match(text) is not None
+
+
+def kind_of(mode: int) -> str | None:
+    """Map a stat mode to a copyable kind, or None for sockets, fifos and devices."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return None
+
+
+def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
+                seen: set[str] | None = None) -> Iterator[Entry]:
+    """Entries below a context dir, parents first, sorted, without following symlinks.
+
+    Sockets, fifos and devices are skipped: a build context may hold them (agent sockets)
+    and Docker never copies them usefully. `seen` collects every dir listed.
+    """
+    yield from _walk(base, relpath, "", ignore or IgnoreRules(), seen)
+
+
+def _walk(base: str, start: str, rel: str, ignore: IgnoreRules,
+          seen: set[str] | None) -> Iterator[Entry]:
+    """Recursive worker of walk_source."""
+    path = os.path.join(base, start, rel)
+    if seen is not None:
+        seen.add(os.path.normpath(path))
+    with os.scandir(path) as it:
+        children = sorted(it, key=lambda d: d.name)
+    for child in children:
+        crel = f"{rel}/{child.name}" if rel else child.name
+        st = child.stat(follow_symlinks=False)
+        kind = kind_of(st.st_mode)
+        if kind is None:
+            continue
+        excluded = ignore.ignored(_ctx_join(start, crel))
+        if kind != "dir":
+            if not excluded:
+                yield Entry(crel, kind, st)
+            continue
+        if excluded and not ignore.has_exceptions:
+            continue
+        inner = _walk(base, start, crel, ignore, seen)
+        if excluded:
+            # An excluded dir appears only to hold a re-included (`!`) descendant.
+            kept = list(inner)
+            if not kept:
+                continue
+            inner = iter(kept)
+        yield Entry(crel, "dir", st)
+        yield from inner
+
+
+def _ctx_join(start: str, rel: str) -> str:
+    """A path relative to the context root, from a source dir and a path below it."""
+    return rel if start in ("", ".") else f"{start}/{rel}"
+
+
+class BuildContext:
+    """A build context directory with its .dockerignore and a per-build hash cache.
+
+    With `image=True` the root is an image's filesystem (`COPY --from`): no .dockerignore, and
+    symlinks resolve inside the root as a chroot would instead of being refused.
+    """
+
+    def __init__(self, root: Path, *, image: bool = False) -> None:
+        self.root = Path(root)
+        self.image = image
+        self.ignore = IgnoreRules() if image else IgnoreRules.load(self.root)
+        self._real = os.path.realpath(self.root)
+        # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
+        self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
+        # For the build memo (nothing for an image: its content is addressed by digest): every
+        # context path looked at, and the identity of each name a resolved path went through.
+        self._seen: set[str] | None = None
+        self._trails: dict[str, list | None] = {}
+        if not image:
+            ignore_file = os.path.join(self.root, ".dockerignore")
+            self._seen = {ignore_file, os.path.realpath(ignore_file)}
+            self._trace(ignore_file)
+
+    def inputs(self) -> set[str]:
+        """The absolute paths this build looked at, with every dir between them and the root
+        (a dir's mtime moves when an entry is added, removed or renamed): what the build memo
+        checks. Empty for an image context."""
+        if self._seen is None:
+            return set()
+        root = os.path.normpath(os.path.abspath(self.root))
+        found = {root}
+        for path in self._seen:
+            path = os.path.normpath(os.path.abspath(path))
+            found.add(path)
+            path = os.path.dirname(path)
+            while path not in found and path.startswith(root + "/"):
+                found.add(path)
+                path = os.path.dirname(path)
+        return found
+
+    def trails(self) -> dict[str, list | None]:
+        """Where every name a resolved path went through led when it was resolved
+        (fsstate.identity: a dir's inode, a symlink's target)."""
+        return dict(self._trails)
+
+    def _look(self, path: str) -> str:
+        """Note a context path as read by this build; returns it."""
+        if self._seen is not None:
+            self._seen.add(path)
+        return path
+
+    def _trace(self, path: str) -> None:
+        """Note the names `path` resolves through (symlinks and their targets' components)."""
+        if self._seen is None:
+            return
+        for name in fsstate.trail(path):
+            if name not in self._trails:
+                self._trails[name] = fsstate.identity(name)
+
+    def stat_cache(self) -> dict[str, list]:
+        """The stat cache as JSON-able data (path -> [dev, ino, size, mtime_ns, ctime_ns, hex])."""
+        return {path: list(entry) for path, entry in self._stat_cache.items()}
+
+    def use_stat_cache(self, data: dict[str, list]) -> None:
+        """Adopt a stat cache saved by an earlier build (malformed entries are dropped)."""
+        for path, entry in data.items():
+            if isinstance(entry, list) and len(entry) == 6:
+                self._stat_cache[path] = tuple(entry)  # type: ignore[assignment]
+
+    def select_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> Selection:
+        """Resolve sources with Docker semantics and hash the content they select."""
+        return self._hash(self.resolve_sources(patterns, verb=verb))
+
+    def resolve_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> tuple[Source, ...]:
+        """Resolve sources with Docker semantics, without reading their content."""
+        sources: list[Source] = []
+        for pattern in patterns:
+            sources.extend(self._resolve(pattern, verb))
+        return tuple(sources)
+
+    # -- resolution ---------------------------------------------------------------------
+
+    def _resolve(self, pattern: str, verb: str) -> list[Source]:
+        """The sources one pattern names."""
+        if is_url(pattern):
+            if verb == "COPY":
+                raise BuildError(f"COPY failed: source can't be a URL for COPY: {pattern} "
+                                 "(ADD from a URL is not supported yet either; use RUN wget/curl)")
+            raise BuildError(f"ADD from a URL is not supported yet (use RUN wget/curl): {pattern}")
+        cleaned = posixpath.normpath(pattern.lstrip("/") or ".")
+        if cleaned == ".." or cleaned.startswith("../"):
+            raise BuildError(f"{verb} failed: {pattern} is outside the build context")
+        if has_glob(cleaned):
+            found = self._expand(cleaned.split("/"), pattern, verb)
+            if not found:
+                raise BuildError(f"{verb} failed: no source files were specified ({pattern})")
+            return found
+        return [self._direct(cleaned, pattern, verb)]
+
+    def _direct(self, cleaned: str, pattern: str, verb: str) -> Source:
+        """A source named without wildcards: symlinks followed, but only inside the context."""
+        if self.ignore.ignored(cleaned) and not self._has_kept_children(cleaned):
+            raise _not_found(pattern, verb)
+        real = self._inside(cleaned, pattern, verb)
+        rel = os.path.relpath(real, self._real)
+        if rel != cleaned and self.ignore.ignored(rel):
+            raise _not_found(pattern, verb)
+        kind = kind_of(os.stat(real).st_mode)
+        if kind is None:
+            raise BuildError(f"{verb} failed: {pattern} is not a regular file or directory")
+        name = "." if cleaned == "." else posixpath.basename(cleaned)
+        return Source(rel, kind, False, name)
+
+    def _has_kept_children(self, cleaned: str) -> bool:
+        """True when an excluded directory still holds re-included files."""
+        full = os.path.join(self.root, cleaned)
+        if not self.ignore.has_exceptions or not os.path.isdir(full):
+            return False
+        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore, self._seen))
+
+    def _inside(self, cleaned: str, pattern: str, verb: str) -> str:
+        """The real path of a context path; refuse it when a symlink leads out."""
+        full = self._look(os.path.join(self.root, cleaned))
+        self._trace(full)
+        if self.image:  # an image's absolute links point inside the image
+            full = resolve_in_root(self._real, cleaned)
+        if not os.path.lexists(full):
+            raise _not_found(pattern, verb)
+        real = self._look(os.path.realpath(full))
+        if real != self._real and not real.startswith(self._real.rstrip("/") + "/"):
+            raise BuildError(f"{verb} failed: {pattern} is outside the build context "
+                             f"(a symlink points to {real})")
+        if not os.path.exists(real):
+            raise _not_found(pattern, verb)
+        return real
+
+    def _expand(self, parts: list[str], pattern: str, verb: str) -> list[Source]:
+        """Match a wildcard pattern component by component, like Go's filepath.Glob."""
+        dirs = ["."]
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            regex = re.compile(glob_to_regex(part) + r"\Z", re.DOTALL) if has_glob(part) else None
+            matched: list[str] = []
+            for d in dirs:
+                matched.extend(self._match_in(d, part, regex, pattern, verb))
+            if last:
+                return [self._wild_source(rel, verb) for rel in matched]
+            dirs = [self._as_dir(rel, pattern, verb) for rel in matched]
+            dirs = [d for d in dirs if d is not None]
+        return []
+
+    def _match_in(self, d: str, part: str, regex: re.Pattern[str] | None,
+                  pattern: str, verb: str) -> list[str]:
+        """Context paths in dir `d` whose name matches one pattern component."""
+        full = self._look(os.path.join(self.root, d))
+        if regex is None:
+            names = [part.replace("\\", "")] if os.path.lexists(self._look(os.path.join(full, part))) else []
+        else:
+            names = sorted(n for n in os.listdir(full) if regex.match(n))
+        rels = [n if d == "." else f"{d}/{n}" for n in names]
+        return [r for r in rels if not self.ignore.ignored(r) or self._has_kept_children(r)]
+
+    def _as_dir(self, rel: str, pattern: str, verb: str) -> str | None:
+        """A matched intermediate component as a context dir (following inner symlinks)."""
+        real = self._inside(rel, pattern, verb)
+        return os.path.relpath(real, self._real) if os.path.isdir(real) else None
+
+    def _wild_source(self, rel: str, verb: str) -> Source:
+        """A wildcard match: symlinks are kept as links, like inside a copied dir."""
+        kind = kind_of(os.lstat(self._look(os.path.join(self.root, rel))).st_mode)
+        if kind is None:
+            raise BuildError(f"{verb} failed: {rel} is not a regular file or directory")
+        return Source(rel, kind, True, posixpath.basename(rel))
+
+    # -- hashing ------------------------------------------------------------------------
+
+    def _hash(self, sources: tuple[Source, ...]) -> Selection:
+        """Key exactly the selected content: names, types, modes, bytes, link targets."""
+        h = hashlib.sha256()
+        files = size = 0
+        for source in sources:
+            _record(h, ["source", source.dest_name, source.kind])
+            entries = self._entries(source)
+            for entry in entries:
+                data = self._entry_data(source, entry)
+                _record(h, [entry.relpath, entry.kind, stat.S_IMODE(entry.stat.st_mode), data])
+                if entry.kind == "file":
+                    files += 1
+                    size += entry.stat.st_size
+        return Selection(sources, Digest.from_hash(h), files, size)
+
+    def _entries(self, source: Source) -> Iterator[Entry]:
+        """The source itself (relpath "") then, for a dir, everything below it."""
+        full = self._look(os.path.join(self.root, source.relpath))
+        yield Entry("", source.kind, os.lstat(full))
+        if source.kind == "dir":
+            yield from walk_source(str(self.root), source.relpath, self.ignore, self._seen)
+
+    def _entry_data(self, source: Source, entry: Entry) -> str:
+        """The content part of an entry's record."""
+        path = os.path.join(self.root, source.relpath)
+        if entry.relpath:
+            path = os.path.join(path, entry.relpath)
+        if entry.kind == "file":
+            return self.file_digest(path)
+        if entry.kind == "symlink":
+            return os.readlink(self._look(path))
+        return ""
+
+    def file_digest(self, path: str) -> str:
+        """sha256 hex of a file's bytes, read at most once while its stat stays the same."""
+        st = os.stat(self._look(path))
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._stat_cache.get(path)
+        if cached is not None and cached[:5] == key:
+            return cached[5]
+        started = time.time_ns()
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            hexdigest = hashlib.file_digest(f, "sha256").hexdigest()
+            after = os.fstat(f.fileno())
+        settled = fsstate.settled([after.st_mode, after.st_dev, after.st_ino, after.st_size,
+                                   after.st_mtime_ns, after.st_ctime_ns], started)
+        stable = settled and _same(before, after)
+        if stable:
+            self._stat_cache[path] = (after.st_dev, after.st_ino, after.st_size,
+                                      after.st_mtime_ns, after.st_ctime_ns, hexdigest)
+        else:
+            self._stat_cache.pop(path, None)
+        return hexdigest
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    """True when a file did not change while it was being read."""
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def _record(h: "hashlib._Hash", fields: list[object]) -> None:
+    """Feed one unambiguous line (JSON escapes any separator in names) into the hash."""
+    h.update(json.dumps(fields).encode("ascii") + b"\n")
+
+
+def _not_found(pattern: str, verb: str) -> BuildError:
+    """Docker's message for a source that is missing or excluded."""
+    return BuildError(f"{verb} failed: file not found in build context or excluded by "
+                      f".dockerignore: stat {pattern}: file does not exist")

@@ -1,0 +1,381 @@
+"""Runs a plan: each stage from its base, each step through the cache or the sandbox, each
+filesystem change a layer.
+
+Orchestration only: the store, the sandbox, the build context and the reporter are injected;
+steps.py prepares RUN/COPY/ADD/WORKDIR, metadata.py applies the config instructions.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping, Protocol
+
+from minibuild.dockerfile import metadata
+from minibuild.build.cache import Cache, CacheEntry, step_key
+from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
+from minibuild.oci.image import Descriptor, History, Image, Layer
+from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
+from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.dockerfile.plan import Plan, Stage
+from minibuild.oci.reference import names_registry
+from minibuild.dockerfile.runmount import SecretSource
+from minibuild.sandbox.sandbox import RootFS
+from minibuild.layer.snapshot import Compression, is_empty, write_layer
+from minibuild.build.steps import CopySource, FsStep, StepFactory
+from minibuild.store.layout import remove_tree
+from minibuild.text import human_size
+
+
+class Reporter(Protocol):
+    """Where the engine reports progress; the CLI renders it (rich or plain lines)."""
+
+    def step(self, number: int, total: int, stage: str, text: str) -> None:
+        """A step starts."""
+
+    def output(self, data: bytes) -> None:
+        """Output of the running step, as it comes."""
+
+    def done(self, seconds: float, note: str) -> None:
+        """The step ended (note: CACHED, the layer's size, "no changes")."""
+
+    def phase(self, text: str) -> None:
+        """A phase inside a step (snapshot, squash)."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: build args, compression, RUN network, SOURCE_DATE_EPOCH, cache, squash,
+    the secrets RUN --mount=type=secret may use."""
+
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    compression: Compression = Compression.ZSTD
+    network: str = "host"
+    source_date_epoch: int | None = None
+    no_cache: bool = False
+    squash: bool = False
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    """A stage in progress: the image so far, what its instructions see, its cache key."""
+
+    image: Image
+    scope: metadata.Scope
+    key: str
+    base: Image
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage: its image, the cache key of its last step, the image it started from."""
+
+    image: Image
+    key: str
+    base: Image
+
+
+class Engine:
+    """Builds the stages a plan needs and returns the target's image."""
+
+    def __init__(self, store, sandbox, context, reporter: Reporter, options: BuildOptions,
+                 cache: Cache | None = None) -> None:
+        self.store = store
+        self.reporter = reporter
+        self.options = options
+        self.cache = cache if cache is not None else Cache(store)  # the build wraps it to log hits
+        self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
+                                 cache_mounts=cache_mount_dir(store.root), secrets=options.secrets)
+        self._number = 0
+        self._total = 0
+        self._results: dict[int, StageResult] = {}
+        self._used_args: set[str] = set()
+        self._plan: Plan | None = None
+        self.images_used: list[Descriptor] = []  # store images FROM / COPY --from resolved to
+
+    def build(self, plan: Plan) -> Image:
+        """Run every needed stage in order; the target stage's image, dated."""
+        self._total = plan.total_steps
+        self._plan = plan
+        for index in plan.needed:
+            self._results[index] = self._build_stage(plan.stages[index])
+        result = self._results[plan.target]
+        image = self._squash(result) if self.options.squash else result.image
+        return replace(image, config=replace(image.config, created=self._image_created(image)))
+
+    def unused_build_args(self, plan: Plan) -> list[str]:
+        """--build-arg names no ARG of the build declared (docker warns about these)."""
+        declared = {name for name, _ in plan.global_args} | self._used_args
+        return sorted(set(self.options.build_args) - declared)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _build_stage(self, stage: Stage) -> StageResult:
+        self._announce(stage, stage.origin.original)
+        started = time.monotonic()
+        base, base_key = self._base_image(stage)
+        shell = base.config.config.shell or metadata.DEFAULT_SHELL
+        seed = step_key("", {"base": base_key, "compression": self.options.compression.value,
+                             "epoch": self.options.source_date_epoch})
+        state = _State(base, metadata.Scope(shell=tuple(shell), escape=self._plan.escape), seed,
+                       base)
+        self.reporter.done(time.monotonic() - started, "")
+        for instruction in self._triggers(state, stage) + list(stage.steps):
+            self._announce(stage, instruction.original)
+            started = time.monotonic()
+            try:
+                note = self._step(state, instruction)
+            except MinibuildError as exc:
+                _locate(exc, instruction)
+                raise
+            self.reporter.done(time.monotonic() - started, note)
+        return StageResult(state.image, state.key, state.base)
+
+    def _triggers(self, state: _State, stage: Stage) -> list:
+        """The base image's ONBUILD triggers, parsed, to run right after FROM (not inherited
+        further: the new image's config drops them, as docker does)."""
+        from minibuild.dockerfile import parser
+
+        triggers = state.image.config.config.onbuild
+        if not triggers:
+            return []
+        state.image = state.image.with_container_config(replace(state.image.config.config, onbuild=()))
+        loc = stage.origin.location
+        parsed = []
+        for text in triggers:
+            try:
+                instruction = parser.parse(f"FROM scratch\n{text}\n", loc.file).instructions[1]
+            except MinibuildError as exc:
+                raise BuildError(f"FROM {stage.base}: bad ONBUILD trigger {text!r}: {exc.message}",
+                                 file=loc.file, line=loc.line, column=loc.column) from None
+            # Errors of a trigger point at the FROM line that pulled it in.
+            parsed.append(replace(instruction, location=loc, original=f"ONBUILD {text}"))
+        self._total += len(parsed)
+        return parsed
+
+    def _announce(self, stage: Stage, text: str) -> None:
+        self._number += 1
+        self.reporter.step(self._number, self._total, stage.label, text)
+
+    def _base_image(self, stage: Stage) -> tuple[Image, str]:
+        """scratch, an earlier stage, or an image in the store; with what identifies it."""
+        if stage.base == "scratch":
+            return Image(), "scratch"
+        earlier = self._plan.stage(stage.base)
+        if earlier is not None and earlier.index < stage.index and earlier.index in self._results:
+            result = self._results[earlier.index]
+            return result.image, f"stage:{result.key}"
+        descriptor = self._find_image(stage.base, stage.origin)
+        self.images_used.append(descriptor)
+        return self.store.load_image(descriptor), f"image:{descriptor.digest}"
+
+    def _find_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
+        """An image for FROM, `COPY --from` or a RUN --mount's from=: one that names a registry
+        (host[:port]/repo) is pulled when missing from the store, as FROM does."""
+        if not names_registry(text):
+            return self._resolve_image(text, instruction, what)
+        from minibuild.transfer.remote import pull_if_missing  # here: httpx only when a build needs it
+
+        try:
+            return pull_if_missing(self.store, text)
+        except MinibuildError as exc:
+            _locate(exc, instruction)
+            raise
+
+    def _resolve_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
+        """An image of the store by reference, or a clear error at the instruction's line."""
+        try:
+            return self.store.resolve(text)[1]
+        except ImageNotFound:
+            loc = instruction.location
+            what = what or f"{instruction.keyword} {text}: image not found in the store"
+            raise BuildError(f"{what} (build it first, or see `minibuild images`)",
+                             file=loc.file, line=loc.line, column=loc.column) from None
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _step(self, state: _State, instruction) -> str:
+        """Dispatch one instruction; returns a note for the progress line."""
+        config, scope = state.image.config.config, state.scope
+        match instruction:
+            case Run():
+                label = f"step {self._number}/{self._total}"
+                source_of = functools.partial(self._source, instruction=instruction, run=True)
+                return self._fs_step(state, self.steps.run(instruction, config, scope, label, source_of))
+            case Copy() | Add():
+                source = self._copy_source(instruction)
+                return self._fs_step(state, self.steps.copy(instruction, config, scope, source))
+            case Workdir():
+                return self._fs_step(state, self.steps.workdir(instruction, config, scope))
+            case From():
+                loc = instruction.location
+                raise BuildfileError(f"{instruction.keyword} is not supported yet",
+                                     file=loc.file, line=loc.line, column=loc.column)
+        return self._metadata_step(state, instruction)
+
+    def _metadata_step(self, state: _State, instruction) -> str:
+        """ENV, LABEL, CMD...: a new config and a history entry (dated from the cache)."""
+        config, scope, text = metadata.apply(instruction, state.image.config.config, state.scope,
+                                             self.options.build_args, dict(self._plan.global_args))
+        if isinstance(instruction, Arg):
+            self._used_args.update(name for name, _ in instruction.pairs)
+        state.scope = scope
+        state.image = state.image.with_container_config(config)
+        state.key = step_key(state.key, {"meta": instruction.original, "config": config.to_json(),
+                                         "args": [list(a) for a in scope.args],
+                                         "shell": list(scope.shell)})
+        if text is None:
+            return ""
+        entry = None if self.options.no_cache else self.cache.get(state.key)
+        history = entry.history if entry is not None else self._history(text)
+        state.image = state.image.append(None, history)
+        if entry is None:
+            self.cache.put(state.key, CacheEntry(None, state.image.config.history[-1]))
+        return ""
+
+    def _copy_source(self, instruction) -> CopySource | None:
+        """Where `COPY --from=NAME` reads: an earlier stage by name or index, else an image."""
+        name = flag_value(instruction, "from")
+        if name is None:
+            return None
+        return self._source(name, instruction)
+
+    def _source(self, name: str, instruction, run: bool = False) -> CopySource:
+        """An earlier stage by name or index, else an image of the store: its layer dirs
+        (for `COPY --from`, and a `RUN --mount` bind's `from=`)."""
+        flag = "RUN --mount from=" if run else f"{instruction.keyword} --from="
+        stage = self._plan.stage(name)
+        if stage is not None:
+            if stage.index not in self._results:
+                loc = instruction.location
+                verb = "mount" if run else "copy from"
+                raise BuildfileError(f"{flag}{name}: a stage can only {verb} an earlier stage",
+                                     file=loc.file, line=loc.line, column=loc.column)
+            result = self._results[stage.index]
+            image, key = result.image, f"stage:{result.key}"
+        else:
+            missing = f"{flag}{name}: no stage or image of that name in the store" if run else None
+            descriptor = self._find_image(name, instruction, missing)
+            self.images_used.append(descriptor)
+            image, key = self.store.load_image(descriptor), f"image:{descriptor.digest}"
+        lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
+        return CopySource(name, key, lowers)
+
+    def _fs_step(self, state: _State, step: FsStep) -> str:
+        """A filesystem step through the cache: reuse its layer, or run it and remember it."""
+        if step.config is not None:
+            state.image = state.image.with_container_config(step.config)
+        # A COPY's shape: the same step on the same layers, whatever the content (see reuse.py).
+        shape = None if step.reuse is None else step_key(state.key, {
+            "reuse": step.reuse.shape, "lowers": [str(l.diff_id) for l in state.image.layers]})
+        state.key = step_key(state.key, step.description)
+        entry = None if self.options.no_cache else self.cache.get(state.key)
+        if entry is not None:
+            state.image = state.image.append(entry.layer, entry.history)
+            return "CACHED"
+        layer, note = self._run_and_snapshot(state.image, step, shape)
+        state.image = state.image.append(layer, self._history(step.created_by))
+        self.cache.put(state.key, CacheEntry(layer, state.image.config.history[-1]))
+        if shape is not None and layer is not None:
+            self.cache.put_copy(shape, layer.diff_id)
+        return note
+
+    # -- the one place that turns a step's writes into a layer -------------------------------
+
+    def _run_and_snapshot(self, image: Image, step: FsStep,
+                          shape: str | None = None) -> tuple[Layer | None, str]:
+        """Mount the image's layers under a fresh upper dir, run, and snapshot the upper dir.
+
+        A COPY whose shape made a layer before starts from that layer's unchanged files."""
+        scratch = self.store.scratch("step")
+        try:
+            dirs = [scratch / name for name in ("upper", "work", "merged")]
+            for d in dirs:
+                d.mkdir()
+            lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
+            previous = None
+            if shape is not None and not self.options.no_cache:
+                previous = self.cache.get_copy(shape)
+            reused = 0
+            if previous is not None:
+                reused = step.reuse.execute(RootFS(lowers, *dirs), previous)
+            else:
+                step.execute(RootFS(lowers, *dirs))
+            if step.verify is not None:
+                step.verify()
+            self.reporter.phase("snapshot")
+            layer, note = self._snapshot(dirs[0])
+            return layer, f"{note}, {reused} files reused" if reused else note
+        finally:
+            remove_tree(scratch)
+
+    def _snapshot(self, upper: Path) -> tuple[Layer | None, str]:
+        """The upper dir as a stored layer (None when the step changed nothing)."""
+        if is_empty(upper):
+            return None, "no changes"
+        with self.store.blob_writer() as writer:
+            written = write_layer(upper, writer, compression=self.options.compression,
+                                  clamp_mtime=self.options.source_date_epoch)
+            digest, size = writer.commit()
+        self.store.save_summary(written.diff_id, written.summary)
+        self.store.adopt_layer(written.diff_id, upper)
+        layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
+        return layer, f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
+
+    def _squash(self, result: StageResult) -> Image:
+        """The layers this build added, merged into one (the base's layers stay shared).
+
+        History keeps one entry per instruction; all but the last are marked empty_layer.
+        """
+        from minibuild.layer.squash import squash_layers
+
+        image, base = result.image, result.base
+        added = image.layers[len(base.layers):]
+        entries = image.config.history[len(base.config.history):]
+        if len(added) <= 1 or not entries:
+            return image
+        self.reporter.phase("squash")
+        scratch = self.store.scratch("squash")
+        try:
+            merged = scratch / "layer"
+            merged.mkdir()
+            squash_layers([self.store.ensure_layer(l) for l in added],
+                          [self.store.ensure_layer(l) for l in reversed(base.layers)], merged)
+            layer, _ = self._snapshot(merged)
+        finally:
+            remove_tree(scratch)
+        squashed = replace(base, config=replace(image.config, diff_ids=base.config.diff_ids,
+                                                history=base.config.history))
+        for entry in entries[:-1]:
+            squashed = squashed.append(None, entry)
+        return squashed.append(layer, entries[-1])
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def _history(self, created_by: str) -> History:
+        return History(created_by=created_by, created=self._now())
+
+    def _image_created(self, image: Image) -> str:
+        """The image's date: SOURCE_DATE_EPOCH, else its last step's (stable on a cached rebuild)."""
+        if self.options.source_date_epoch is None and image.config.history:
+            last = image.config.history[-1].created
+            if last:
+                return last
+        return self._now()
+
+    def _now(self) -> str:
+        """RFC 3339 UTC: SOURCE_DATE_EPOCH when set, else the wall clock."""
+        epoch = self.options.source_date_epoch
+        moment = datetime.fromtimestamp(epoch if epoch is not None else time.time(), timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if epoch is not None else "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _locate(exc: MinibuildError, instruction) -> None:
+    """Give an error raised below the engine (context, copier, sandbox) its Buildfile line."""
+    if exc.file is None:
+        loc = instruction.location
+        exc.file, exc.line, exc.column = loc.file, loc.line, loc.column

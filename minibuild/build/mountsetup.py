@@ -1,0 +1,325 @@
+"""The host side of a RUN's mounts: for one execution, the cache dirs and their locks, the
+secret values and the overlay views of the context or a stage, all undone when it ends.
+
+Cache mounts live in ROOT/cache/mounts/<sha256 of the id>/ and persist across builds (and
+`--no-cache`); `prune --cache` drops them (forget_cache_mounts). Sharing: `shared` never waits
+(it holds a shared flock when it can, so `locked` waits for it); `locked` waits for an exclusive
+flock, one RUN at a time; `private` takes the exclusive flock when it is free, and otherwise
+gets a fresh dir for this step alone, thrown away after it.
+
+A bind never exposes the source itself: it is the lower dir of an overlay view with a scratch
+upper, so a `rw` bind's writes go to scratch, and what .dockerignore excludes is whited out
+(it is not in the step's cache key, so it must not be visible either).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets as tokens
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from minibuild.layer import layerpath
+from minibuild.build.context import BuildContext, Source, kind_of
+from minibuild.dockerfile.dockerignore import IgnoreRules
+from minibuild.errors import BuildError
+from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, \
+    overlay_extra_options
+from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, SecretSource, TmpfsMount
+from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
+from minibuild.store.layout import remove_tree
+
+
+def cache_mount_dir(root: Path) -> Path:
+    """Where a store keeps its cache mounts."""
+    return Path(root) / "cache" / "mounts"
+
+
+def forget_cache_mounts(root: Path) -> int:
+    """Delete every cache mount of a store (for `prune --cache`, under the exclusive gc lock:
+    no build holds one); how many there were."""
+    directory = cache_mount_dir(root)
+    try:
+        count = sum(1 for e in os.scandir(directory) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return 0
+    remove_tree(directory)
+    return count
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One RUN mount and what it reads, resolved when the step is prepared."""
+
+    mount: RunMount
+    context: Source | None = None  # a bind of the build context: the selected source
+    content: str | None = None  # ... and the content key of what it selects
+    lowers: tuple[Path, ...] | None = None  # a bind from a stage or image: its layer dirs, top first
+    from_key: str | None = None  # ... and what identifies their content
+
+    def key(self) -> dict[str, Any]:
+        """The mount's part of the step's cache key: its spec and what it reads, never the
+        content of a cache or a secret."""
+        key = self.mount.key()
+        if isinstance(self.mount, BindMount):
+            key["from"] = self.from_key or "context"
+            key["content"] = self.content
+        return key
+
+
+class MountHost:
+    """What a RUN's mounts take from the host: the store's cache dirs, the build's secrets,
+    the build context and scratch dirs."""
+
+    def __init__(self, cache_root: Path | None, secrets: Mapping[str, SecretSource],
+                 context: BuildContext, scratch: Callable[[str], Path],
+                 environ: Mapping[str, str] = os.environ) -> None:
+        self.cache_root = cache_root
+        self.secrets = secrets
+        self.context = context
+        self.scratch = scratch
+        self.environ = environ
+
+    @contextmanager
+    def setup(self, prepared: Sequence[Prepared]) -> Iterator[tuple[tuple[StepMount, ...],
+                                                                    tuple[tuple[str, str], ...]]]:
+        """The sandbox mounts and the secret env variables of one execution; on exit the
+        locks are released and the scratch dirs removed."""
+        locks: list[int] = []
+        scratch: list[Path] = []
+        try:
+            caches = self._caches([p.mount for p in prepared if isinstance(p.mount, CacheMount)],
+                                  locks, scratch)
+            mounts: list[StepMount] = []
+            env: list[tuple[str, str]] = []
+            for item in prepared:
+                mount = item.mount
+                if isinstance(mount, CacheMount):
+                    mounts.append(Bind(mount.target, str(caches[mount.id]), mount.readonly,
+                                       False, name=f"cache {mount.id}"))
+                elif isinstance(mount, TmpfsMount):
+                    mounts.append(Tmpfs(mount.target, mount.size))
+                elif isinstance(mount, SecretMount):
+                    mounts.extend(self._secret(mount, env, scratch))
+                else:
+                    mounts.append(self._bind(item, scratch))
+            yield tuple(mounts), tuple(env)
+        finally:
+            for fd in locks:
+                os.close(fd)
+            for path in scratch:
+                remove_tree(path)
+
+    # -- cache -------------------------------------------------------------------------------
+
+    def _caches(self, mounts: Sequence[CacheMount], locks: list[int],
+                scratch: list[Path]) -> dict[str, Path]:
+        """The dir of each cache id, its flock taken (in one order: two builds never deadlock)."""
+        sharing: dict[str, str] = {}
+        first: dict[str, CacheMount] = {}
+        rank = {"shared": 0, "private": 1, "locked": 2}
+        for mount in mounts:
+            first.setdefault(mount.id, mount)
+            if rank[mount.sharing] >= rank.get(sharing.get(mount.id, "shared"), 0):
+                sharing[mount.id] = mount.sharing
+        dirs: dict[str, Path] = {}
+        if first and self.cache_root is None:
+            raise BuildError("RUN --mount=type=cache needs a store to keep the cache in")
+        for cid in sorted(first, key=_hash):
+            mount = first[cid]
+            assert self.cache_root is not None
+            self.cache_root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.cache_root / f"{_hash(cid)}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            locks.append(fd)
+            if _lock(fd, sharing[cid]):
+                dirs[cid] = self._cache_dir(cid, mount)
+            else:  # private and in use: a dir of its own, for this step only
+                path = self.scratch("cache")
+                scratch.append(path)
+                dirs[cid] = _made(path / "dir", mount)
+        return dirs
+
+    def _cache_dir(self, cid: str, mount: CacheMount) -> Path:
+        """The persistent dir of a cache id, made (mode, uid, gid) the first time."""
+        assert self.cache_root is not None
+        path = self.cache_root / _hash(cid)
+        if path.is_dir():
+            return path
+        temporary = self.cache_root / f".new-{_hash(cid)}-{tokens.token_hex(4)}"
+        try:
+            _made(temporary, mount)
+        except BaseException:  # never leave a half-made dir among the caches
+            remove_tree(temporary)
+            raise
+        try:
+            os.rename(temporary, path)
+        except OSError:  # another build made it meanwhile
+            remove_tree(temporary)
+        return path
+
+    # -- secrets -----------------------------------------------------------------------------
+
+    def _secret(self, mount: SecretMount, env: list[tuple[str, str]],
+                scratch: list[Path]) -> list[StepMount]:
+        """The secret's file mount and env variable; nothing when it is missing and optional."""
+        value = self._secret_value(mount)
+        if value is None:
+            return []
+        if mount.env is not None:
+            if b"\0" in value:
+                raise BuildError(f"secret {mount.id} holds a NUL byte: it cannot be the "
+                                 f"environment variable {mount.env}")
+            env.append((mount.env, os.fsdecode(value)))
+        if mount.target is None:
+            return []
+        staging = self.scratch("secrets")
+        scratch.append(staging)
+        return [SecretFile(mount.target, mount.id, value, str(staging), mount.mode, mount.uid,
+                           mount.gid)]
+
+    def _secret_value(self, mount: SecretMount) -> bytes | None:
+        """The value of a secret, read now; None when the build was not given it."""
+        source = self.secrets.get(mount.id)
+        value = None
+        if source is not None and source.path is not None:
+            try:
+                with open(source.path, "rb") as f:
+                    value = f.read()
+            except OSError as exc:
+                raise BuildError(f"secret {mount.id}: cannot read {source.path}: "
+                                 f"{exc.strerror}") from None
+        elif source is not None and source.env is not None:
+            text = self.environ.get(source.env)
+            value = None if text is None else os.fsencode(text)
+        if value is None and mount.required:
+            how = f"--secret id={mount.id},src=FILE"
+            missing = f"it is not in {source.describe()}" if source else f"the build has no {how}"
+            raise BuildError(f"RUN --mount=type=secret,id={mount.id} is required, but {missing}")
+        return value
+
+    # -- binds -------------------------------------------------------------------------------
+
+    def _bind(self, item: Prepared, scratch: list[Path]) -> Bind:
+        """A bind of the context or of a stage/image, through an overlay view."""
+        mount = item.mount
+        assert isinstance(mount, BindMount)
+        view = self.scratch("view")
+        scratch.append(view)
+        if item.context is not None:
+            source = item.context
+            path = self.context.root / source.relpath
+            hidden: list[str] = []
+            if source.kind == "dir":
+                lower, inside, is_file = path, "/", False
+                if self.context.ignore.patterns:
+                    hidden = _excluded(str(self.context.root), source.relpath, self.context.ignore)
+            else:
+                lower, inside, is_file = path.parent, path.name, True
+            lowers, name = (lower,), f"context {mount.source or '.'}"
+        else:
+            assert item.lowers is not None
+            lowers = item.lowers or (_empty(view / "empty"),)
+            found = layerpath.resolve(lowers, mount.source or "/")
+            name = f"{mount.from_}:{mount.source or '/'}"
+            if not found.exists:
+                raise BuildError(f"RUN --mount from={mount.from_}: {mount.source} does not "
+                                 f"exist in {mount.from_}")
+            inside, is_file, hidden = found.path, not found.is_dir(), []
+        dirs = [view / n for n in ("upper", "work", "merged")]
+        for d in dirs:
+            d.mkdir()
+        _white_out(Path(lowers[0]), dirs[0], hidden)
+        options = OverlayOptions(distinct_lowers([str(p) for p in lowers]), str(dirs[0]), str(dirs[1]),
+                                 overlay_extra_options(kernel_overlay_params()))
+        return Bind(mount.target, inside, not mount.readwrite, is_file, options, str(dirs[2]), name)
+
+
+def _hash(cache_id: str) -> str:
+    return sha256(cache_id.encode()).hexdigest()[:32]
+
+
+def _lock(fd: int, sharing: str) -> bool:
+    """Take the flock `sharing` asks for; False when `private` finds the cache in use."""
+    if sharing == "locked":
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if sharing == "private" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return sharing != "private"  # shared goes on without waiting
+    return True
+
+
+def _made(path: Path, mount: CacheMount) -> Path:
+    """mkdir with the cache's mode and owner."""
+    path.mkdir()
+    os.chown(path, mount.uid, mount.gid)
+    os.chmod(path, mount.mode)
+    return path
+
+
+def _empty(path: Path) -> Path:
+    """An empty lower dir (overlay needs one; a stage FROM scratch with no layer has none)."""
+    path.mkdir()
+    return path
+
+
+def _like(path: Path, model: Path) -> None:
+    """Give an upper dir the mode, owner and times of the lower dir it covers (overlay shows
+    an upper dir's attributes)."""
+    st = os.stat(model)
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _white_out(lower: Path, upper: Path, hidden: Sequence[str]) -> None:
+    """Hide these paths of the lower dir with whiteouts in the (empty) upper dir; every dir
+    of the upper takes the attributes of the lower dir it covers."""
+    for rel in hidden:
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            path = upper.joinpath(*parts[:depth])
+            if not path.exists():
+                path.mkdir()
+        os.mknod(upper / rel, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    for here, _, _ in os.walk(upper, topdown=False):  # deepest first: a child moves its parent's mtime
+        _like(Path(here), lower / os.path.relpath(here, upper))
+
+
+def _excluded(root: str, start: str, ignore: IgnoreRules) -> list[str]:
+    """The topmost paths below the context dir `start` (relative to it) a view must hide:
+    what .dockerignore excludes (an excluded dir stays only for what `!` brings back), and
+    sockets, fifos and devices, which are never part of a context."""
+    hidden: list[str] = []
+
+    def walk(rel: str) -> bool:  # True when something below `rel` is kept
+        kept = False
+        with os.scandir(os.path.join(root, start, rel)) as it:
+            children = sorted(it, key=lambda d: d.name)
+        for child in children:
+            crel = f"{rel}/{child.name}" if rel else child.name
+            kind = kind_of(child.stat(follow_symlinks=False).st_mode)
+            excluded = kind is not None and ignore.ignored(crel if start in ("", ".") else f"{start}/{crel}")
+            if kind is None or (excluded and (kind != "dir" or not ignore.has_exceptions)):
+                hidden.append(crel)
+                continue
+            if kind == "dir":
+                mark = len(hidden)
+                inner = walk(crel)
+                if excluded and not inner:
+                    del hidden[mark:]
+                    hidden.append(crel)
+                    continue
+            kept = True
+        return kept
+
+    walk("")
+    return hidden

@@ -1,0 +1,313 @@
+"""Prepares the filesystem steps (RUN, COPY/ADD, WORKDIR): expansion, argv, copy plans.
+
+A prepared step says what decides its result (its cache description), what history calls it,
+and how to execute it on a mounted root. The engine decides whether to run it at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from minibuild.dockerfile import metadata, shell as words
+from minibuild.build import reuse
+from minibuild.build.context import BuildContext
+from minibuild.build.copier import CopyPlan, ReuseMismatch, apply_copy
+from minibuild.errors import BuildError, BuildfileError
+from minibuild.oci.image import ContainerConfig
+from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value, flag_values
+from minibuild.build.mountsetup import MountHost, Prepared
+from minibuild.dockerfile.runmount import BindMount, SecretSource, parse_mounts
+from minibuild.sandbox.sandbox import Process, RootFS
+from minibuild.store.layout import remove_tree
+
+_ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
+_COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
+_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "security"}
+_RUN_FLAGS = {"network", "mount"}
+
+
+@dataclass(frozen=True)
+class FsStep:
+    """A step that may change the filesystem, ready to run."""
+
+    description: dict[str, Any]          # everything that decides the result (cache key input)
+    created_by: str                      # the history text
+    execute: Callable[[RootFS], None]    # runs the step on a mounted root
+    config: ContainerConfig | None = None  # the config after the step, when the step changes it
+    verify: Callable[[], None] | None = None  # after execute: are the inputs still what was keyed?
+    reuse: Reuse | None = None  # how a rerun may reuse the files of the layer it made last time
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """A COPY from the context that may reuse, by hard link, the unchanged files of the layer
+    the same COPY (same `shape`: the description without the content key) made before."""
+
+    shape: dict[str, Any]
+    execute: Callable[[RootFS, Path], int]  # like FsStep.execute, given that layer's dir;
+                                            # returns how many files were reused
+
+
+@dataclass(frozen=True)
+class CopySource:
+    """Where `COPY --from` reads: an earlier stage's or an image's layer dirs (top first)."""
+
+    name: str
+    key: str                   # identifies the content (stage cache key or manifest digest)
+    lowers: tuple[Path, ...]
+
+
+def _fail(instruction, message: str) -> BuildfileError:
+    loc = instruction.location
+    return BuildfileError(message, file=loc.file, line=loc.line, column=loc.column)
+
+
+def check_flags(instruction, allowed: set[str]) -> None:
+    """Refuse a flag the instruction does not know (or that we do not implement), naming it."""
+    for flag in instruction.flags:
+        name = flag.removeprefix("--").partition("=")[0]
+        if name in _NOT_YET:
+            raise _fail(instruction, f"{instruction.keyword} --{name} is not supported yet")
+        if name not in allowed:
+            raise _fail(instruction, f"unknown flag --{name} for {instruction.keyword}")
+
+
+class StepFactory:
+    """Makes FsSteps; holds what their execution needs (sandbox, context, output, scratch)."""
+
+    def __init__(self, sandbox, context: BuildContext, output: Callable[[bytes], None],
+                 scratch: Callable[[str], Path], network: str, *, cache_mounts: Path | None = None,
+                 secrets: Mapping[str, SecretSource] | None = None) -> None:
+        self.sandbox = sandbox
+        self.context = context
+        self.output = output
+        self.scratch = scratch
+        self.network = network
+        self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch)
+
+    # -- RUN -----------------------------------------------------------------------------------
+
+    def run(self, run: Run, config: ContainerConfig, scope: metadata.Scope, label: str,
+            source_of: Callable[[str], CopySource] | None = None) -> FsStep:
+        """A RUN: argv through SHELL (heredocs folded in), env = ENV + ARGs, user, workdir,
+        and its --mounts (`source_of` finds the stage or image a bind's from= names)."""
+        check_flags(run, _RUN_FLAGS)
+        argv, created_by = run_argv(run, scope)
+        process = Process(argv=argv, env=scope.process_env(config), cwd=config.working_dir or "/",
+                          user=config.user or None, network=self._network(run))
+        mounts = self._mounts(run, config, scope, source_of)
+
+        def execute(rootfs: RootFS) -> None:
+            with self.mounts.setup(mounts) as (step_mounts, secret_env):
+                status = self.sandbox.run(rootfs, replace(process, secret_env=secret_env),
+                                          self.output, mounts=step_mounts)
+            if status != 0:
+                loc = run.location
+                raise BuildError(f"{label} `{_short(run.original)}` failed with exit code {status}",
+                                 exit_status=status, file=loc.file, line=loc.line, column=loc.column)
+
+        description = {"run": list(argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
+                       "user": process.user, "network": process.network}
+        if mounts:  # only then: the keys of RUNs without mounts stay what they were
+            description["mounts"] = [m.key() for m in mounts]
+        verify = None
+        if any(m.context is not None for m in mounts):
+            verify = functools.partial(self._bound_unchanged, mounts, run)
+        return FsStep(description, created_by, execute, verify=verify)
+
+    def _mounts(self, run: Run, config: ContainerConfig, scope: metadata.Scope,
+                source_of: Callable[[str], CopySource] | None) -> tuple[Prepared, ...]:
+        """The RUN's --mounts, each with what it reads: the selected context sources and their
+        content key, or the stage's or image's layers and key."""
+        values = flag_values(run, "mount")
+        if not values:
+            return ()
+        env = scope.expansion_env(config)
+        expand = functools.partial(words.expand, env=env, escape=scope.escape, location=run.location)
+        prepared = []
+        for mount in parse_mounts(values, run.location, workdir=config.working_dir or "/",
+                                  expand=expand):
+            if not isinstance(mount, BindMount):
+                prepared.append(Prepared(mount))
+            elif mount.from_ is None:
+                selection = self._bound_selection(mount, run)
+                prepared.append(Prepared(mount, context=selection.sources[0],
+                                         content=selection.content_key.hex))
+            else:
+                if source_of is None:
+                    raise _fail(run, f"RUN --mount from={mount.from_} needs a build")
+                source = source_of(mount.from_)
+                prepared.append(Prepared(mount, lowers=source.lowers, from_key=source.key))
+        return tuple(prepared)
+
+    def _bound_selection(self, mount: BindMount, run: Run):
+        """The one context source a bind names (no wildcards), hashed like a COPY source (so
+        the build memo traces it too)."""
+        pattern = mount.source or "."
+        selection = self.context.select_sources([pattern], verb="RUN --mount")
+        if len(selection.sources) != 1 or selection.sources[0].from_wildcard:
+            raise _fail(run, f"RUN --mount source={mount.source}: a bind takes one file or "
+                             "directory, not a wildcard")
+        return selection
+
+    def _bound_unchanged(self, mounts: tuple[Prepared, ...], run: Run) -> None:
+        """Refuse a RUN whose bound context sources changed while it ran: its layer would be
+        cached under content it did not see."""
+        for item in mounts:
+            if item.context is not None and isinstance(item.mount, BindMount):
+                again = self.context.select_sources([item.mount.source or "."], verb="RUN --mount")
+                if again.content_key.hex != item.content:
+                    loc = run.location
+                    raise BuildError("RUN failed: the build context changed while the step ran "
+                                     f"(bound source {item.mount.source or '.'}); run the build "
+                                     "again", file=loc.file, line=loc.line, column=loc.column)
+
+    def _network(self, run: Run) -> str:
+        value = flag_value(run, "network") or self.network
+        value = "host" if value == "default" else value
+        if value not in ("host", "none"):
+            raise _fail(run, f"--network={value} is not supported (use host or none)")
+        return value
+
+    # -- COPY / ADD ----------------------------------------------------------------------------
+
+    def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
+             source: CopySource | None) -> FsStep:
+        """COPY/ADD from the context, or with `--from` from a stage or image."""
+        check_flags(instruction, _COPY_FLAGS)
+        loc = instruction.location
+        expand = functools.partial(words.expand, env=scope.expansion_env(config),
+                                   escape=scope.escape, location=loc)
+        sources = tuple(expand(s) for s in instruction.paths)
+        chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
+        plan = CopyPlan(
+            sources=(), inline=tuple((h.delimiter, h.content.encode()) for h in instruction.heredocs),
+            dest=expand(instruction.dest), workdir=config.working_dir or "/",
+            chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
+            unpack_archives=isinstance(instruction, Add) and source is None,
+            ignore=None if source else self.context.ignore,
+        )
+        flags = [f"--{name}={value}" for name, value in
+                 (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
+                 if value]
+        created_by = " ".join([instruction.keyword, *flags, *sources,
+                               *(f"<<{h.delimiter}" for h in instruction.heredocs), plan.dest])
+        description = {"copy": instruction.keyword, "sources": list(sources), "dest": plan.dest,
+                       "workdir": plan.workdir, "chown": plan.chown, "chmod": plan.chmod,
+                       "inline": [[n, c.decode()] for n, c in plan.inline]}
+        if source is not None:
+            description["from"] = source.key
+            return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
+        verify = None
+        if sources:
+            selection = self.context.select_sources(sources, verb=instruction.keyword)
+            plan = replace(plan, sources=selection.sources)
+            description["content"] = selection.content_key.hex
+            verify = functools.partial(self._unchanged, sources, selection.content_key, instruction)
+        shape = {k: v for k, v in description.items() if k != "content"}
+        again = None
+        if sources and not plan.unpack_archives and not plan.inline:
+            again = Reuse(shape, functools.partial(self._copy_reusing, plan))
+        return FsStep(description, created_by, functools.partial(self._copy_context, plan),
+                      verify=verify, reuse=again)
+
+    def _unchanged(self, sources: tuple[str, ...], key, instruction) -> None:
+        """Refuse a COPY whose sources changed while they were copied: its layer would be cached
+        under content it does not hold (the stat cache keeps this re-check cheap)."""
+        again = self.context.select_sources(sources, verb=instruction.keyword)
+        if again.content_key != key:
+            raise BuildError(f"{instruction.keyword} failed: the build context changed while it "
+                             "was being copied; run the build again")
+
+    def _copy_context(self, plan: CopyPlan, rootfs: RootFS) -> None:
+        self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=self.context.root)
+
+    def _copy_reusing(self, plan: CopyPlan, rootfs: RootFS, previous: Path) -> int:
+        """The copy, with the files `previous` already holds as wanted hard-linked into the
+        upper dir first and skipped by the copier; the plain copy when none can be. A copy
+        that would not leave them exactly as linked is redone without reuse."""
+        linked = reuse.link_unchanged(plan, self.context.root, previous, rootfs.lowers, rootfs.upper)
+        if linked is None:
+            self._copy_context(plan, rootfs)
+            return 0
+        try:
+            self._copy_context(replace(plan, reuse=linked.reused), rootfs)
+        except ReuseMismatch:
+            reuse.check_untouched(linked, rootfs.upper, self.context.root)
+            for d in (rootfs.upper, rootfs.work):  # start again from empty dirs
+                remove_tree(d)
+                d.mkdir()
+            self._copy_context(plan, rootfs)
+            return 0
+        except BaseException:
+            reuse.check_untouched(linked, rootfs.upper, self.context.root)
+            raise
+        reuse.check_untouched(linked, rootfs.upper, self.context.root)
+        return len(linked.reused.files)
+
+    def _copy_from(self, plan: CopyPlan, sources: tuple[str, ...], source: CopySource,
+                   instruction) -> Callable[[RootFS], None]:
+        """Mount the source image read-only beside the target; select there, copy into the target."""
+        def execute(rootfs: RootFS) -> None:
+            scratch = self.scratch("from")
+            dirs = [scratch / name for name in ("upper", "work", "merged")]
+            for d in dirs:
+                d.mkdir()
+            mounted = RootFS(source.lowers, *dirs)
+            chosen: list[CopyPlan] = []
+
+            def select() -> None:  # in the child, with the source mounted, before chroot
+                image = BuildContext(mounted.merged, image=True)
+                chosen.append(replace(plan, sources=image.resolve_sources(sources, verb=instruction.keyword)))
+
+            self.sandbox.call(rootfs, lambda: apply_copy(chosen[0]), cwd=mounted.merged,
+                              source=mounted, pre_chroot=select)
+        return execute
+
+    # -- WORKDIR -------------------------------------------------------------------------------
+
+    def workdir(self, instruction: Workdir, config: ContainerConfig, scope: metadata.Scope) -> FsStep:
+        """WORKDIR: relative paths chain; the dir is created (a layer if it did not exist)."""
+        path = words.expand(instruction.path, scope.expansion_env(config), escape=scope.escape,
+                            location=instruction.location)
+        path = metadata.resolve_workdir(config.working_dir, path)
+        execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(make_workdir, path))  # noqa: E731
+        return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
+                      replace(config, working_dir=path))
+
+
+def make_workdir(path: str) -> None:
+    """mkdir -p inside the image (run chrooted); a file in the way is a clear error."""
+    try:
+        os.makedirs(path, 0o755, exist_ok=True)
+    except FileExistsError:
+        raise BuildError(f"WORKDIR {path}: it exists and is not a directory") from None
+    except NotADirectoryError:
+        raise BuildError(f"WORKDIR {path}: a part of the path is a file, not a directory") from None
+
+
+def run_argv(run: Run, scope: metadata.Scope) -> tuple[tuple[str, ...], str]:
+    """The argv of a RUN (heredocs folded into the shell script) and its history text."""
+    command = run.command
+    if isinstance(command, ShellForm) and run.heredocs:
+        if _ONLY_HEREDOCS.match(command.text):
+            script = "".join(h.content for h in run.heredocs)
+        else:  # `RUN python3 <<EOF`: give the shell the heredoc it was written with
+            bodies = "".join(f"{h.content}{'' if not h.content or h.content.endswith(chr(10)) else chr(10)}"
+                             f"{h.delimiter}\n" for h in run.heredocs)
+            script = f"{command.text}\n{bodies}"
+        command = ShellForm(script)
+    argv = metadata.command_argv(command, scope)
+    if isinstance(command, ExecForm):
+        return argv, metadata.describe_command("RUN", command)
+    return argv, "RUN " + " ".join(argv)
+
+
+def _short(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -1,0 +1,85 @@
+"""The click group, the store opener every command shares, and the entry point.
+
+Heavy modules (rich, lark, zstandard, the engine) are imported inside the commands that need
+them, so `minibuild --help` and `history` start fast. Commands live in the sibling modules, one
+per area, and register themselves on the `cli` group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from minibuild.errors import Interrupted, MinibuildError
+
+
+def open_store(ctx: click.Context):
+    """Open the store named by --root / MINIBUILD_ROOT (closed when the command ends)."""
+    from minibuild.store.layout import Store, default_root
+
+    root = ctx.find_root().obj.get("root") or default_root()
+    store = Store.open(Path(root))
+    ctx.call_on_close(store.close)
+    return store
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
+              help="Store directory (default: /var/lib/minibuild as root).")
+@click.version_option(package_name="minibuild")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """minibuild: build OCI images from a Buildfile (Dockerfile syntax), without a daemon."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+# Importing a command module registers its commands on `cli`.
+from minibuild.cli import images as _images  # noqa: E402,F401
+from minibuild.cli import transfer as _transfer  # noqa: E402,F401
+from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
+from minibuild.cli import containers as _containers  # noqa: E402,F401
+from minibuild.cli import volumes as _volumes  # noqa: E402,F401
+
+
+def _raise_interrupted(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
+def main() -> None:
+    """Entry point: run the command, turn expected failures into one line and an exit code."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Docker's umask for steps and the files we create: a user's umask must not change layers.
+    os.umask(0o022)
+    try:
+        status = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Interrupted as exc:
+        click.echo("interrupted", err=True)
+        sys.exit(exc.exit_code)
+    except MinibuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback on demand
+        if os.environ.get("MINIBUILD_DEBUG"):
+            raise
+        click.echo(f"minibuild: internal error: {type(exc).__name__}: {exc} "
+                   "(run with MINIBUILD_DEBUG=1 for the traceback, and please report it)", err=True)
+        sys.exit(70)
+    sys.exit(status if isinstance(status, int) else 0)

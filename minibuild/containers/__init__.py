@@ -1,0 +1,1 @@
+"""Containers: records, run/exec/commit, volumes and run flags."""

@@ -1,0 +1,133 @@
+"""A tree copied with everything it carries (owners, modes, times, xattrs, symlinks), for
+seeding a volume from the image: every step is relative to an open dir fd, no path is walked
+and no symlink followed, so a link in the source or a concurrent writer of the destination
+can never lead the copy (run as root) anywhere else."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from minibuild.layer import whiteout
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir(path: str) -> int | None:
+    """An fd on a directory whose last component is not a symlink; None when it is no dir."""
+    try:
+        return os.open(path, _DIR)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+
+
+def clear_dir(fd: int) -> None:
+    """Delete everything in dir fd `fd` (links removed, never followed)."""
+    import shutil
+
+    for name in os.listdir(fd):
+        if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+
+
+def copy_tree(source: int, target: int) -> None:
+    """Copy the contents of dir fd `source` into dir fd `target` (expected empty), then give
+    `target` the source dir's owner, mode and times. Sockets are skipped; hard links become
+    separate copies."""
+    old = os.umask(0)  # modes exactly as the image has them
+    try:
+        _copy_children(source, target)
+        _finish(source, target, os.fstat(source))
+    finally:
+        os.umask(old)
+
+
+def _copy_children(source: int, target: int) -> None:
+    for name in sorted(os.listdir(source)):
+        st = os.stat(name, dir_fd=source, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=target)
+            with _opened(name, _DIR, source) as inner_source, _opened(name, _DIR, target) as inner_target:
+                _copy_children(inner_source, inner_target)
+                _finish(inner_source, inner_target, st)
+        elif stat.S_ISREG(st.st_mode):
+            _copy_file(name, source, target, st)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=target)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target,
+                     follow_symlinks=False)
+        elif not stat.S_ISSOCK(st.st_mode):  # fifo or device node: made with its final mode
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=target)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+
+
+def _copy_file(name: str, source: int, target: int, st: os.stat_result) -> None:
+    with _opened(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, source) as src, \
+            _opened(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, target,
+                    0o600) as dst:
+        _copy_bytes(src, dst)
+        _finish(src, dst, st)
+
+
+@contextmanager
+def _opened(name: str, flags: int, dir_fd: int, mode: int = 0o777) -> Iterator[int]:
+    """An fd opened relative to a dir fd, closed when the block ends."""
+    fd = os.open(name, flags, mode, dir_fd=dir_fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _copy_bytes(src: int, dst: int) -> None:
+    """copy_file_range where the kernel can (overlay to ext4 mostly can), else read/write."""
+    try:
+        while os.copy_file_range(src, dst, 1 << 30):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    while True:
+        chunk = os.read(src, 1 << 20)
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view):]
+
+
+def _finish(src: int, dst: int, st: os.stat_result) -> None:
+    """Owner, then mode (a chown clears set-id bits), xattrs and times, through fds."""
+    os.chown(dst, st.st_uid, st.st_gid)
+    os.chmod(dst, stat.S_IMODE(st.st_mode))
+    _copy_xattrs(src, dst)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_xattrs(src: int, dst: int) -> None:
+    """Every xattr but overlay's own; a filesystem without xattrs is fine."""
+    try:
+        names = os.listxattr(src)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            return
+        raise
+    for name in names:
+        if whiteout.is_overlay_xattr(name):
+            continue
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.ENODATA):
+                raise

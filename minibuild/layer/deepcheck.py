@@ -1,0 +1,463 @@
+"""An unpacked layer dir checked against its blob, every byte: what `fsck --deep` runs per layer.
+
+The blob is streamed once through unpack's own walker (`unpack.walk_layer`: the same name checks,
+aufs skipping and whiteout decoding) into a model of what unpacking it gives, built by the rules
+of unpack's extractor (a later entry over a path, `.wh.x` before or after `x/`, implicit parents,
+hard links sharing one inode). File bodies are hashed as they stream by; no file is held in memory.
+Then the dir is walked once and each entry compared with the model; what only one side has is
+an extra or a missing entry.
+
+Compared: type (whiteouts as overlay sees them: char 0:0 or the xattr form), mode bits, owner
+(when running as root, as unpack sets it only then), size, content, symlink target, device
+numbers, the xattrs unpack sets, `trusted.overlay.opaque` (as root: only root can read it), and
+which names share an inode (a hard link of the tar is one inode here, two files are two inodes).
+
+Not compared, so a healthy store never raises a false alarm:
+- Directory mtimes: a dir's mtime moves whenever an entry is added or removed, and those changes
+  show up as extra or missing entries anyway.
+- A non-dir's mtime only one way. A layer the build made is its upper dir adopted as is, while
+  its tar clamps mtimes newer than SOURCE_DATE_EPOCH down to it; a clamped entry's tar mtime is
+  then the highest in the tar. So a file newer than the tar says is accepted only when the tar's
+  mtime is that highest value; any other difference (older, or newer than an unclamped time) is
+  damage. A `touch` on the layer's newest file is missed; a clamp is never reported.
+- The layer root's attributes (unpack skips `./`; overlay takes the root from the upper dir),
+  dirs unpack creates implicitly (made 0755 by the unpacking process), whiteout modes and owners,
+  and sockets in the dir (an upper dir may hold one; the snapshot drops them, as a tar cannot
+  hold one).
+- `security.selinux` on the dir side when the tar has none: the kernel labels new files itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import stat
+import tarfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from minibuild.layer import unpack, whiteout
+from minibuild.oci.digest import Digest
+from minibuild.errors import LayerError
+from minibuild.layer.snapshot import CHUNK
+from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
+from minibuild.layer.xattrs import layer_xattrs
+
+Parts = tuple[str, ...]
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SELINUX = "security.selinux"
+_KINDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink",
+          stat.S_IFIFO: "fifo", stat.S_IFCHR: "char device", stat.S_IFBLK: "block device",
+          stat.S_IFSOCK: "socket"}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One path of a layer dir that is not what unpacking its blob gives, and how."""
+
+    path: str  # relative to the layer dir
+    what: str
+    outside_links: int = 0  # more names of this inode outside the layer dir (COPY reuse)
+
+    def line(self) -> str:
+        """`PATH: WHAT`, with a note when the inode is shared with other dirs."""
+        text = f"{self.path}: {self.what}"
+        if self.outside_links:
+            text += (f" (this inode has {self.outside_links} more link(s) outside this layer dir, "
+                     "e.g. a layer a COPY rebuild linked it into: removing this dir does not "
+                     "repair them; each such layer dir is checked and reported on its own)")
+        return text
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome for one layer dir."""
+
+    diff_id: Digest  # what the blob's tar hashes to
+    differences: tuple[Difference, ...]  # the first `limit`, in walk order (sorted paths)
+    count: int  # differing paths in all
+    entries: int  # tar entries read
+    content_bytes: int  # regular-file bytes of the blob hashed (and as many read in the dir)
+
+    @property
+    def ok(self) -> bool:
+        """True when the dir is what unpacking the blob gives."""
+        return self.count == 0
+
+
+def compare_layer(blob: BinaryIO, media_type: str, directory: Path, *, limit: int = 5) -> Comparison:
+    """Stream a layer blob and compare what unpacking it gives with the unpacked `directory`.
+
+    LayerError when the blob is not a layer unpack would accept (then no dir could come from it).
+    """
+    privileged = os.geteuid() == 0
+    model = _Model(privileged)
+    diff_id, _ = unpack.walk_layer(blob, media_type, model.apply)
+    checker = _Checker(model, privileged, limit)
+    checker.compare_root(os.fsencode(directory))
+    return Comparison(diff_id, checker.result(), checker.count, model.entries, model.content_bytes)
+
+
+# -- the model: what unpacking gives, by unpack's rules ----------------------------------------
+
+
+class _Whiteout:
+    """A 0:0 char device unpack makes for `.wh.x` (one shared instance: it has no attributes)."""
+
+
+_WHITEOUT = _Whiteout()
+
+
+class _Dir:
+    """A directory of the model; attributes only when a tar entry named it (else implicit)."""
+
+    __slots__ = ("children", "opaque", "explicit", "mode", "uid", "gid", "xattrs")
+
+    def __init__(self, opaque: bool = False) -> None:
+        self.children: dict[str, _Dir | _Inode | _Whiteout] = {}
+        self.opaque = opaque
+        self.explicit = False
+        self.mode = self.uid = self.gid = 0
+        self.xattrs: dict[str, bytes] = {}
+
+
+class _Inode:
+    """A non-directory inode of the model; several names share one for a tar hard link."""
+
+    __slots__ = ("kind", "mode", "uid", "gid", "mtime", "size", "sha256", "target", "rdev",
+                 "xattrs", "names")
+
+    def __init__(self, kind: int, member: tarfile.TarInfo) -> None:
+        self.kind = kind
+        self.mode = member.mode & 0o7777  # old tars put the type bits in the mode field too
+        self.uid, self.gid = member.uid, member.gid
+        self.mtime = math.floor(member.mtime)  # a PAX mtime may have a fraction
+        self.size = 0
+        self.sha256 = b""
+        self.target = b""
+        self.rdev = (0, 0)
+        self.xattrs: dict[str, bytes] | None = None  # None: unpack sets none for this kind
+        self.names = 1
+
+
+class _Model:
+    """Applies tar members the way unpack's _Extractor does, to a tree in memory."""
+
+    def __init__(self, privileged: bool) -> None:
+        self.root = _Dir()
+        self.privileged = privileged
+        self.entries = 0
+        self.content_bytes = 0
+        self.max_mtime = -math.inf  # the tar's newest mtime: what a clamp turns newer ones into
+        self._last: tuple[Parts, _Dir] | None = None  # members come grouped by dir
+
+    def apply(self, tf: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts,
+              wo: TarWhiteout | None) -> None:
+        """Apply one member (walk_layer calls this in archive order)."""
+        self.entries += 1
+        self.max_mtime = max(self.max_mtime, math.floor(member.mtime))
+        parent = self._parent(parts[:-1], member.name)
+        name = parts[-1]
+        if wo is not None:
+            self._whiteout(parent, wo)
+        elif member.isdir():
+            self._directory(parent, name, member)
+        else:
+            if isinstance(parent.children.pop(name, None), _Dir):
+                self._last = None  # a cached parent may have been below it
+            parent.children[name] = self._non_dir(tf, member)
+
+    def _parent(self, parts: Parts, name: str) -> _Dir:
+        if self._last is not None and self._last[0] == parts:
+            return self._last[1]
+        found = self._dir_at(parts, name, create=True)
+        self._last = (parts, found)
+        return found
+
+    def _dir_at(self, parts: Parts, name: str, create: bool) -> _Dir:
+        """The dir at `parts`, as unpack's _real_dir finds or makes it."""
+        node = self.root
+        for i, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                if not create:
+                    raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} does not exist")
+                child = node.children[part] = _Dir()
+            elif child is _WHITEOUT and create:
+                child = node.children[part] = _Dir(opaque=True)  # `.wh.x` then `x/...`: recreated
+            elif not isinstance(child, _Dir):
+                raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} is not a directory")
+            node = child
+        return node
+
+    def _whiteout(self, parent: _Dir, wo: TarWhiteout) -> None:
+        if wo.kind is WhiteoutKind.OPAQUE:
+            parent.opaque = True
+            return
+        existing = parent.children.get(wo.hidden)
+        if existing is None:
+            parent.children[wo.hidden] = _WHITEOUT
+        elif isinstance(existing, _Dir):
+            existing.opaque = True  # x came first in this layer: x replaces the lower x entirely
+
+    def _directory(self, parent: _Dir, name: str, member: tarfile.TarInfo) -> None:
+        existing = parent.children.get(name)
+        if existing is _WHITEOUT:
+            node = _Dir(opaque=True)
+        elif isinstance(existing, _Dir):
+            node = existing  # dir over dir: children stay, the new attributes win
+        else:
+            node = _Dir()
+        parent.children[name] = node
+        node.explicit = True
+        node.mode, node.uid, node.gid = member.mode & 0o7777, member.uid, member.gid
+        node.xattrs.update(unpack.kept_xattrs(member))  # setxattr adds to what an earlier entry set
+
+    def _non_dir(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> _Inode:
+        if member.isreg():
+            inode = _Inode(stat.S_IFREG, member)
+            inode.xattrs = unpack.kept_xattrs(member)
+            inode.size, inode.sha256 = self._hash_body(tf, member)
+        elif member.issym():
+            inode = _Inode(stat.S_IFLNK, member)
+            inode.target = member.linkname.encode("utf-8", "surrogateescape")
+        elif member.islnk():
+            return self._hardlink(member)
+        elif member.isfifo():
+            inode = _Inode(stat.S_IFIFO, member)
+        elif member.ischr() or member.isblk():
+            if not self.privileged:
+                raise LayerError(f"layer entry {member.name!r} is a device node: unpacking needs root")
+            if member.ischr() and member.devmajor == 0 and member.devminor == 0:
+                raise LayerError(f"layer entry {member.name!r} is a 0:0 device (a raw overlay whiteout)")
+            inode = _Inode(stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member)
+            inode.rdev = (member.devmajor, member.devminor)
+        else:
+            raise LayerError(f"layer entry {member.name!r} has unsupported tar type {member.type!r}")
+        return inode
+
+    def _hash_body(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[int, bytes]:
+        """Size and sha256 of a member's body, read in chunks as it streams by."""
+        h, size = hashlib.sha256(), 0
+        source = tf.extractfile(member)
+        while size < member.size:  # one read for a small file, none for an empty one
+            chunk = source.read(min(CHUNK, member.size - size))
+            if not chunk:
+                break  # a truncated tar: walk_layer's reader raises for it
+            h.update(chunk)
+            size += len(chunk)
+        self.content_bytes += size
+        return size, h.digest()
+
+    def _hardlink(self, member: tarfile.TarInfo) -> _Inode:
+        # walk_layer has refused absolute and climbing link names already
+        source = tuple(p for p in member.linkname.split("/") if p not in ("", "."))
+        if not source:
+            raise LayerError(f"layer hardlink {member.name!r} points at the layer root")
+        target = self._dir_at(source[:-1], member.name, create=False).children.get(source[-1])
+        if target is None:
+            raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: no such entry")
+        if not isinstance(target, _Inode):
+            raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: not a file")
+        target.names += 1  # a link shares its inode's attributes: its own header fields are unused
+        return target
+
+
+# -- the walk of the dir -----------------------------------------------------------------------
+
+
+class _Checker:
+    """Walks a layer dir in sorted order and compares each entry with the model."""
+
+    def __init__(self, model: _Model, privileged: bool, limit: int) -> None:
+        self.model = model
+        self.privileged = privileged
+        self.limit = limit
+        self.count = 0
+        self._kept: list[tuple[str, str, tuple[int, int] | None, int]] = []
+        self._placed: dict[int, tuple[tuple[int, int], str]] = {}  # id(model inode) -> dir inode
+        self._owners: dict[tuple[int, int], tuple[_Inode, str]] = {}  # dir inode -> model inode
+        self._names_here: Counter[tuple[int, int]] = Counter()  # names per multi-link inode
+
+    def differ(self, path: str, what: str, st: os.stat_result | None = None) -> None:
+        """Record one difference (only the first `limit` are kept)."""
+        self.count += 1
+        if len(self._kept) < self.limit:
+            shared = st is not None and st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode)
+            key = (st.st_dev, st.st_ino) if shared else None
+            self._kept.append((path, what, key, st.st_nlink if shared else 0))
+
+    def result(self) -> tuple[Difference, ...]:
+        """The kept differences, each with the links its inode has outside the dir."""
+        return tuple(Difference(path, what, max(0, nlink - self._names_here[key]) if key else 0)
+                     for path, what, key, nlink in self._kept)
+
+    def compare_root(self, root: bytes) -> None:
+        """The layer root (only its opaque mark), then everything below it."""
+        if self.privileged:
+            self._opaque("/", layer_xattrs(root), self.model.root)
+        self._compare_dir(root, "", self.model.root)
+
+    def _compare_dir(self, directory: bytes, rel: str, model: _Dir) -> None:
+        with os.scandir(directory) as it:
+            found = {os.fsdecode(entry.name): entry for entry in it}
+        for name in sorted(found.keys() | model.children.keys()):
+            path = f"{rel}{name}"
+            entry = found.get(name)
+            expected = model.children.get(name)
+            if entry is None:
+                self.differ(path, f"missing (the blob has {_describe(expected)})")
+            else:
+                self._entry(entry, path, expected)
+
+    def _entry(self, entry: os.DirEntry, path: str, expected: _Dir | _Inode | _Whiteout | None) -> None:
+        st = entry.stat(follow_symlinks=False)
+        xattrs = layer_xattrs(entry.path)
+        fmt = stat.S_IFMT(st.st_mode)
+        if st.st_nlink > 1 and fmt != stat.S_IFDIR:
+            self._names_here[(st.st_dev, st.st_ino)] += 1
+        is_whiteout = whiteout.is_overlay_whiteout(st, xattrs)
+        here = "a whiteout" if is_whiteout else _a(_KINDS.get(fmt, "special file"))
+        if expected is None:
+            if fmt != stat.S_IFSOCK:  # snapshot drops sockets: an adopted upper dir may hold one
+                self.differ(path, f"not in the blob ({here} here)", st)
+        elif expected is _WHITEOUT:
+            if not is_whiteout:
+                self.differ(path, f"a whiteout in the blob, {here} here", st)
+        elif isinstance(expected, _Dir):
+            if fmt != stat.S_IFDIR:
+                self.differ(path, f"a directory in the blob, {here} here", st)
+                return
+            self._directory(path, st, xattrs, expected)
+            self._compare_dir(entry.path, path + "/", expected)
+        elif is_whiteout or fmt != expected.kind:
+            self.differ(path, f"{_describe(expected)} in the blob, {here} here", st)
+        else:
+            self._inode(entry, path, st, xattrs, expected)
+
+    def _directory(self, path: str, st: os.stat_result, xattrs: dict[str, bytes], model: _Dir) -> None:
+        problems = []
+        if model.explicit:
+            problems += self._mode_owner(st, model.mode, model.uid, model.gid)
+            problems += _xattr_problems(xattrs, model.xattrs)
+        if problems:
+            self.differ(path, "; ".join(problems), st)
+        if self.privileged:
+            self._opaque(path, xattrs, model)
+
+    def _opaque(self, path: str, xattrs: dict[str, bytes], model: _Dir) -> None:
+        opaque = xattrs.get(unpack.OPAQUE_XATTR) == b"y"
+        if opaque and not model.opaque:
+            self.differ(path, f"opaque here ({unpack.OPAQUE_XATTR}), not in the blob: "
+                              "it hides what lower layers have in it")
+        elif model.opaque and not opaque:
+            self.differ(path, f"opaque in the blob, not here ({unpack.OPAQUE_XATTR} lost): "
+                              "lower layers' entries show through")
+
+    def _inode(self, entry: os.DirEntry, path: str, st: os.stat_result, xattrs: dict[str, bytes],
+               model: _Inode) -> None:
+        """A non-dir of the right type: one inode per model inode, then its attributes once."""
+        key = (st.st_dev, st.st_ino)
+        if model.names > 1:
+            placed = self._placed.get(id(model))
+            if placed is not None:
+                if placed[0] != key:
+                    self.differ(path, f"hard link to {placed[1]} broken: a separate inode here", st)
+                return  # the inode's attributes were compared under its first name
+            self._placed[id(model)] = (key, path)
+        if st.st_nlink > 1:
+            owner = self._owners.setdefault(key, (model, path))
+            if owner[0] is not model:
+                self.differ(path, f"shares its inode with {owner[1]}; the blob has two separate "
+                                  "files (a write to one shows in the other)", st)
+                return
+        problems = self._mode_owner(st, None if model.kind == stat.S_IFLNK else model.mode,
+                                    model.uid, model.gid)
+        problems += self._body(entry, st, model)
+        problems += self._mtime(st, model)
+        if model.xattrs is not None:
+            problems += _xattr_problems(xattrs, model.xattrs)
+        if problems:
+            self.differ(path, "; ".join(problems), st)
+
+    def _mode_owner(self, st: os.stat_result, mode: int | None, uid: int, gid: int) -> list[str]:
+        problems = []
+        if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+            problems.append(f"mode {stat.S_IMODE(st.st_mode):04o}, the blob says {mode:04o}")
+        if self.privileged and (st.st_uid, st.st_gid) != (uid, gid):
+            problems.append(f"owner {st.st_uid}:{st.st_gid}, the blob says {uid}:{gid}")
+        return problems
+
+    def _body(self, entry: os.DirEntry, st: os.stat_result, model: _Inode) -> list[str]:
+        """Size and content, symlink target or device numbers: what the inode holds."""
+        if model.kind == stat.S_IFREG:
+            if st.st_size != model.size:
+                return [f"size {st.st_size}, the blob says {model.size}"]
+            if _sha256(entry.path, st.st_size) != model.sha256:
+                return ["content differs (same size)"]
+        elif model.kind == stat.S_IFLNK:
+            target = os.readlink(entry.path)
+            if target != model.target:
+                return [f"symlink to {os.fsdecode(target)!r}, the blob says "
+                        f"{os.fsdecode(model.target)!r}"]
+        elif model.kind in (stat.S_IFCHR, stat.S_IFBLK):
+            rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+            if rdev != model.rdev:
+                return [f"device {rdev[0]}:{rdev[1]}, the blob says {model.rdev[0]}:{model.rdev[1]}"]
+        return []
+
+    def _mtime(self, st: os.stat_result, model: _Inode) -> list[str]:
+        mtime = st.st_mtime_ns // 1_000_000_000
+        if mtime == model.mtime or (mtime > model.mtime and model.mtime == self.model.max_mtime):
+            return []  # equal, or newer where a SOURCE_DATE_EPOCH clamp would give this tar mtime
+        return [f"mtime {mtime}, the blob says {model.mtime}"]
+
+
+def _xattr_problems(actual: dict[str, bytes], expected: dict[str, bytes]) -> list[str]:
+    """The kept xattrs that differ, by name (values may be binary: not printed)."""
+    kept = {k: v for k, v in actual.items() if whiteout.keep_xattr(k)}
+    if _SELINUX not in expected:
+        kept.pop(_SELINUX, None)
+    if kept == expected:
+        return []
+    names = sorted(k for k in kept.keys() | expected.keys() if kept.get(k) != expected.get(k))
+    return [f"xattrs differ ({', '.join(names)})"]
+
+
+def _sha256(path: bytes, size: int) -> bytes:
+    """sha256 of a file's first `size` bytes (its size when it was stat'ed), read in chunks."""
+    h = hashlib.sha256()
+    if not size:
+        return h.digest()
+    fd = os.open(path, _OPEN_FILE)
+    try:
+        while size > 0:  # one read for a small file
+            chunk = os.read(fd, min(CHUNK, size))
+            if not chunk:
+                break  # shrank since its stat: the digest differs, which is the truth
+            h.update(chunk)
+            size -= len(chunk)
+    finally:
+        os.close(fd)
+    return h.digest()
+
+
+def _describe(node: _Dir | _Inode | _Whiteout | None) -> str:
+    if node is _WHITEOUT:
+        return "a whiteout"
+    if isinstance(node, _Dir):
+        return "a directory" if not node.children else f"a directory of {_count(node)} entries"
+    if isinstance(node, _Inode):
+        return _a(_KINDS[node.kind])
+    return "nothing"
+
+
+def _count(node: _Dir) -> int:
+    return sum(1 + (_count(c) if isinstance(c, _Dir) else 0) for c in node.children.values())
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"

@@ -1,0 +1,1 @@
+"""Housekeeping over the store: prune (gc), fsck, df."""

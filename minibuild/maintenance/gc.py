@@ -1,0 +1,112 @@
+"""rmi and prune: delete what no image, container or (unless dropped) cache entry needs.
+
+Runs with the store's `gc` lock exclusive, so no build or other command has the store open:
+nothing deleted can be in use by a build. Containers (running or not) are roots through their
+records: their image's manifest, config and layers stay, tagged or not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from minibuild.build import memo, mountsetup, parsecache
+from minibuild.build.cache import Cache
+from minibuild.containers.records import Containers
+from minibuild.oci.digest import Digest
+from minibuild.errors import StoreError
+from minibuild.oci.image import Layer
+from minibuild.maintenance.reachability import Reachable, reachable
+from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
+from minibuild.maintenance.usage import freed_bytes
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What a collection removed, and the bytes it freed."""
+
+    blobs: tuple[str, ...]  # digests
+    layer_dirs: tuple[str, ...]  # dir names under ROOT/layers
+    summaries: int
+    cache_entries: int
+    freed: int
+
+
+def roots(store: Store, *, with_cache: bool = True) -> Reachable:
+    """What the tags, the containers and (with_cache) the cache entries need."""
+    containers = Containers(store.root).all()
+    layers: list[Layer] = []
+    if with_cache:
+        layers = [entry.layer for _, entry in Cache(store).entries()
+                  if entry is not None and entry.layer is not None]
+    keep = reachable(store, manifests=[c.manifest for c in containers], layers=layers)
+    for container in containers:  # even if its manifest became unreadable, its dirs stay
+        keep.diff_ids.update(container.diff_ids)
+    return keep
+
+
+def collect(store: Store, *, drop_cache: bool = False) -> Collected:
+    """Delete unneeded blobs, layer dirs, summaries (and with drop_cache, the cache entries).
+
+    Takes the store's gc lock exclusive (StoreError when another process uses the store) and
+    refuses when some root could not be read: a GC that cannot see a root would delete it.
+    """
+    store.lock_exclusive()
+    cache_removed = _drop_cache(store, everything=drop_cache)
+    keep = roots(store, with_cache=not drop_cache)
+    if keep.problems:
+        raise StoreError(f"not collecting: {keep.problems[0]}",
+                         hint="`minibuild fsck` tells what is damaged")
+    freed = 0
+    blobs = []
+    for digest, size in _unneeded_blobs(store, keep.blobs):
+        store.blob_path(digest).unlink(missing_ok=True)
+        blobs.append(str(digest))
+        freed += size
+    wanted = {d.hex[:LAYER_ID_LEN] for d in keep.diff_ids}
+    doomed = [entry for entry in sorted(store.layers.iterdir()) if entry.name not in wanted]
+    freed += freed_bytes(doomed)  # a file a kept layer links too (COPY reuse) frees nothing
+    dirs = []
+    for entry in doomed:
+        remove_tree(entry)
+        dirs.append(entry.name)
+    summaries = _drop_summaries(store, {d.hex for d in keep.diff_ids})
+    return Collected(tuple(blobs), tuple(dirs), summaries, cache_removed, freed)
+
+
+def _unneeded_blobs(store: Store, keep: set[Digest]) -> Iterable[tuple[Digest, int]]:
+    """Blobs (by their file name) nobody needs; files with other names are fsck's business."""
+    wanted = {d.hex for d in keep}
+    for path in sorted(store.blobs.iterdir()):
+        if _HEX64.fullmatch(path.name) and path.name not in wanted:
+            yield Digest.parse(f"sha256:{path.name}"), path.stat().st_size
+
+
+def _drop_summaries(store: Store, wanted: set[str]) -> int:
+    """Remove ROOT/meta/<hex>.json of layers nobody keeps."""
+    removed = 0
+    for path in store.meta.glob("*.json"):
+        if _HEX64.fullmatch(path.stem) and path.stem not in wanted:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _drop_cache(store: Store, *, everything: bool) -> int:
+    """Remove every cache entry (everything), else only unreadable or dangling ones."""
+    cache, removed = Cache(store), 0
+    for key, entry in list(cache.entries()):
+        dangling = entry is None or (entry.layer is not None
+                                     and not store.has_blob(entry.layer.descriptor.digest))
+        if everything or dangling:
+            cache.remove(key)
+            removed += 1
+    if everything:
+        memo.forget_all(store.root)  # a memo promises what the step cache would rebuild
+        parsecache.forget_all(store.root)
+        cache.drop_copies()
+        mountsetup.forget_cache_mounts(store.root)  # RUN --mount=type=cache dirs (no build holds one)
+    return removed

@@ -1,0 +1,1 @@
+"""Namespaces, overlay mounts and processes: where RUN steps and containers execute."""

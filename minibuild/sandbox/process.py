@@ -1,0 +1,105 @@
+"""What runs inside a root and how: the Process value, its environment, exec and exit status.
+
+Shared by a build step's command (the sandbox) and a container's `exec` (runtime), so both
+resolve PATH and HOME, switch user and report a failed execve the same way.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from minibuild.sandbox import linux
+from minibuild.errors import SandboxError
+from minibuild.fs.users import ResolvedUser
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Process:
+    """What to run inside the root and how."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # exactly this, plus PATH and HOME when absent
+    cwd: str = "/"  # must exist inside the root, unless make_cwd
+    make_cwd: bool = False  # a missing cwd is made (mkdir -p) after the mounts, as runc does
+    user: str | None = None  # name, uid, name:group, uid:gid (through the image's passwd/group)
+    network: str = "host"  # "host" or "none" (own net namespace with only lo, up)
+    hostname: str = "minibuild"
+    stdin: bytes | None = None  # fed to the process, else /dev/null
+    # caller's fds given to the process as 0, 1, 2 (a container's terminal or log) instead of
+    # the stdin feed and the streamed output pipe; `tty`: stdio[0] becomes its controlling tty
+    stdio: tuple[int, int, int] | None = None
+    tty: bool = False
+    # a RUN's secrets exposed as env variables (over `env`): kept apart so that no cache key,
+    # history or repr ever holds their values
+    secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+def check_process(process: Process) -> None:
+    """Refuse what the helpers could only fail on later, less clearly."""
+    if not process.argv or not process.argv[0]:
+        raise SandboxError("nothing to run: empty command")
+    if process.network not in ("host", "none"):
+        raise SandboxError(f"unknown network mode {process.network!r} (want host or none)")
+    if not process.cwd.startswith("/"):
+        raise SandboxError(f"working directory {process.cwd!r} is not absolute")
+    if not 0 < len(process.hostname.encode()) <= 64:
+        raise SandboxError(f"invalid hostname {process.hostname!r}")
+    if process.stdio is not None and process.stdin is not None:
+        raise SandboxError("a process takes either stdin bytes or stdio fds, not both")
+    if process.tty and process.stdio is None:
+        raise SandboxError("a tty needs stdio fds (a pty slave)")
+
+
+def process_environment(env: Iterable[tuple[str, str]], home: str) -> dict[str, str]:
+    """The step's environment: `env` as given, plus a default PATH and HOME when absent."""
+    out = dict(env)
+    out.setdefault("PATH", DEFAULT_PATH)
+    out.setdefault("HOME", home)
+    return out
+
+
+def exec_failure(name: str, error: int) -> tuple[bytes, int]:
+    """The line shown and the exit status (127 not found, 126 otherwise) when execve fails."""
+    if error in (errno.ENOENT, errno.ENOTDIR):
+        where = "" if "/" in name else " in $PATH"
+        return f'minibuild: exec: "{name}": executable file not found{where}\n'.encode(), 127
+    return f'minibuild: exec: "{name}": {os.strerror(error)}\n'.encode(), 126
+
+
+def exit_status(wait_status: int) -> int:
+    """A waitpid status as a shell would show it: the exit code, or 128+signal."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return code if code >= 0 else 128 - code
+
+
+# What a step's command may hold: Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+# SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, AUDIT_WRITE, SETFCAP) minus MKNOD and
+# SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
+# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
+STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
+
+
+def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str]) -> int:
+    """Drop to the step capabilities, become `user` and execve argv (searching env's PATH);
+    the exit status if execve fails. Build steps, `run` and `exec` all come through here.
+
+    In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
+    """
+    try:
+        linux.drop_capabilities(STEP_CAPABILITIES)
+    except OSError as exc:
+        raise SandboxError(exc.strerror) from exc
+    os.setgroups(list(user.process_groups()))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    try:
+        os.execvpe(argv[0], list(argv), env)
+    except OSError as exc:
+        message, code = exec_failure(argv[0], exc.errno or errno.ENOENT)
+        os.write(2, message)
+        return code

@@ -1,0 +1,322 @@
+"""Run a build step (or a Python callable) inside an image: overlayfs + chroot + namespaces.
+
+Every mount lives only in a forked child's private mount namespace, so when minibuild dies, even
+by SIGKILL, the kernel tears the mounts down with the child (the process tree and the children's
+fork-safety rules are in minibuild/children.py). This module is the parent's side: it checks
+and prepares the dirs, starts the helper tree, streams its pipes, and stops and reaps it.
+Caveats for callers: PDEATHSIG fires when the *thread* that forked exits (a caller blocked in
+run/call is fine), and `call`'s fn runs in a fork, so it must not take locks that other threads
+of the parent may hold (logging handlers, rich consoles).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from minibuild.sandbox import linux
+from minibuild.sandbox.channel import Messages, Pipes
+from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
+from minibuild.errors import SandboxError
+from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, new_mount_api, \
+    overlay_extra_options
+from minibuild.sandbox.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
+    process_environment
+from minibuild.sandbox.scaffold import make_scaffold
+from minibuild.sandbox.stepmounts import StepMount, make_stubs
+
+# re-exported: callers import these from here
+__all__ = ["DEFAULT_PATH", "OverlayOptions", "Process", "RootFS", "Sandbox", "check_support",
+           "exec_failure", "exit_status", "kernel_overlay_params", "make_scaffold",
+           "new_mount_api", "overlay_extra_options", "process_environment"]
+
+
+@dataclass(frozen=True)
+class RootFS:
+    """The dirs of one overlay mount (an empty upper gets the image root's mode and owner)."""
+
+    lowers: tuple[Path, ...]  # image layer dirs, TOP FIRST; may be empty (FROM scratch)
+    upper: Path  # existing empty-or-not dir that takes every write
+    work: Path  # existing empty dir on the same fs as upper (overlay workdir)
+    merged: Path  # existing empty dir used as the mount point
+
+
+def check_support() -> None:
+    """Raise SandboxError unless we are root and the kernel has overlayfs."""
+    if os.geteuid() != 0:
+        raise SandboxError("minibuild build needs root (overlayfs mounts and chroot)")
+    try:
+        filesystems = Path("/proc/filesystems").read_text()
+    except OSError as exc:
+        raise SandboxError(f"cannot read /proc/filesystems: {exc.strerror}") from exc
+    if not any(line.split()[-1:] == ["overlay"] for line in filesystems.splitlines()):
+        raise SandboxError("overlayfs is not available: 'overlay' is not in /proc/filesystems "
+                           "(try `modprobe overlay`)")
+
+
+def _prepare_upper(rootfs: RootFS) -> None:
+    """Give an empty upper the image root's mode/owner: overlay shows `/` with the upper's."""
+    if any(rootfs.upper.iterdir()):
+        return
+    st = os.stat(rootfs.lowers[0]) if rootfs.lowers else None
+    uid, gid, mode = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) if st else (0, 0, 0o755)
+    os.chown(rootfs.upper, uid, gid)
+    os.chmod(rootfs.upper, mode)
+
+
+def _check_rootfs(rootfs: RootFS) -> None:
+    """Fail early, in the parent, on a missing dir."""
+    named = [("upper", rootfs.upper), ("work", rootfs.work), ("merged", rootfs.merged)]
+    for what, path in named + [("lower", p) for p in rootfs.lowers]:
+        if not os.path.isdir(path):
+            raise SandboxError(f"overlay {what} dir {path} does not exist or is not a directory")
+    if len(rootfs.lowers) > 499:
+        raise SandboxError(f"too many layers ({len(rootfs.lowers)}): overlayfs stacks at most 500")
+
+
+# -- the parent's handle on a helper tree -----------------------------------------------------
+
+
+class _Feeder:
+    """Writes the step's stdin without blocking, so a chatty process cannot deadlock us."""
+
+    def __init__(self, fd: int, data: bytes) -> None:
+        os.set_blocking(fd, False)
+        self.fd, self.data, self.pos = fd, memoryview(data), 0
+
+    def step(self) -> bool:
+        """Write what the pipe takes; True when everything is written or the reader is gone."""
+        try:
+            self.pos += os.write(self.fd, self.data[self.pos:self.pos + 65536])
+        except BlockingIOError:
+            return False
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        return self.pos >= len(self.data)
+
+
+class _Step:
+    """The parent's handle on a helper tree: streams its pipes, stops and reaps it."""
+
+    def __init__(self, pid: int, pipes: Pipes,
+                 on_start: Callable[[int], None] | None = None) -> None:
+        self.pid: int | None = pid
+        self.pipes = pipes
+        self.messages = Messages()
+        self.init_fd: int | None = None
+        self.on_start = on_start
+
+    def pump(self, stdin: bytes | None, on_output: Callable[[bytes], None]) -> None:
+        """Relay output and info until both pipes reach EOF, feeding stdin meanwhile."""
+        poller = select.poll()
+        ends = (self.pipes.get("out_r"), self.pipes.get("info_r"))
+        readers = {fd for fd in ends if fd is not None}
+        for fd in readers:
+            poller.register(fd, select.POLLIN)
+        feeder = _Feeder(self.pipes.fds["stdin_w"], stdin) if stdin is not None else None
+        if feeder is not None:
+            poller.register(feeder.fd, select.POLLOUT)
+        while readers:
+            for fd, _ in poller.poll():
+                if feeder is not None and fd == feeder.fd:
+                    if feeder.step():
+                        poller.unregister(fd)
+                        self.pipes.close("stdin_w")
+                        feeder = None
+                    continue
+                data = os.read(fd, 65536)
+                if not data:
+                    poller.unregister(fd)
+                    readers.discard(fd)
+                elif fd == self.pipes.get("out_r"):
+                    on_output(data)
+                else:
+                    self._on_info(data)
+
+    def _on_info(self, data: bytes) -> None:
+        """Decode messages; hold I by a pidfd before letting C reap it (ack)."""
+        self.messages.feed(data)
+        if self.messages.init_pid is not None and self.init_fd is None:
+            self.init_fd = os.pidfd_open(self.messages.init_pid)
+            if self.on_start is not None:  # before the ack: I cannot be reaped (pid reused) yet
+                self.on_start(self.messages.init_pid)
+            os.write(self.pipes.fds["ack_w"], b"k")
+
+    def wait(self) -> int:
+        """Reap C; its raw wait status."""
+        assert self.pid is not None
+        status = os.waitpid(self.pid, 0)[1]
+        self.pid = None
+        return status
+
+    def stop(self) -> None:
+        """Kill the step's pid-ns init (the kernel kills the rest) or C, and reap C."""
+        if self.pid is None:
+            return
+        if self.init_fd is not None:
+            linux.pidfd_kill(self.init_fd)
+            if _reaped_within(self.pid, 2.0):
+                self.pid = None
+                return
+        linux.kill(self.pid, signal.SIGKILL)
+        _reap(self.pid)
+        self.pid = None
+
+    def close(self) -> None:
+        """Release every fd the parent holds."""
+        self.pipes.close(*list(self.pipes.fds))
+        if self.init_fd is not None:
+            os.close(self.init_fd)
+            self.init_fd = None
+
+    def raise_reported(self) -> None:
+        """Re-raise the first error a child reported."""
+        if self.messages.errors:
+            raise self.messages.errors[0]
+
+
+def _reaped_within(pid: int, seconds: float) -> bool:
+    """Poll-reap a child for a while; True once it is reaped."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def _reap(pid: int) -> None:
+    """Reap a SIGKILLed child even if another Ctrl-C arrives meanwhile."""
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except ChildProcessError:
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _start(pipes: Pipes, body: Callable[[], int],
+           on_start: Callable[[int], None] | None = None) -> _Step:
+    """Fork a helper running `body`; close the child's pipe ends in the parent."""
+    pid = os.fork()
+    if pid == 0:
+        child_main(pipes, body)
+    step = _Step(pid, pipes, on_start)
+    pipes.close("out_w", "info_w", "stdin_r", "ack_r")
+    return step
+
+
+def _drive(step: _Step, stdin: bytes | None, on_output: Callable[[bytes], None]) -> int:
+    """Pump a started helper to its end; on any exception (Ctrl-C too) stop it first."""
+    try:
+        step.pump(stdin, on_output)
+        status = step.wait()
+    except BaseException:
+        step.stop()
+        raise
+    finally:
+        step.close()
+    step.raise_reported()
+    return status
+
+
+class Sandbox:
+    """Runs commands and Python callables inside an image's root; no daemon, no mount left."""
+
+    def __init__(self, *, mount_api: str = "auto",
+                 resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
+        if mount_api not in ("auto", "new", "legacy"):
+            raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
+        self.mount_api = mount_api
+        self.resolv_conf = resolv_conf
+
+    def _new_api(self) -> bool:
+        """Whether to mount with fsopen/fsconfig (no page limit) rather than mount(2)."""
+        return new_mount_api() if self.mount_api == "auto" else self.mount_api == "new"
+
+    def _overlay(self, rootfs: RootFS, lowers: Sequence[Path]) -> OverlayOptions:
+        """The overlay options for these lowers (absolute paths: the legacy path chdirs)."""
+        return OverlayOptions(distinct_lowers([os.path.abspath(p) for p in lowers]),
+                              os.path.abspath(rootfs.upper), os.path.abspath(rootfs.work),
+                              overlay_extra_options(kernel_overlay_params()))
+
+    def _resolv(self) -> bytes:
+        """The host's resolv.conf, or nothing."""
+        try:
+            return self.resolv_conf.read_bytes()
+        except OSError:
+            return b""
+
+    def run(self, rootfs: RootFS, process: Process, on_output: Callable[[bytes], None], *,
+            on_start: Callable[[int], None] | None = None,
+            mounts: Sequence[StepMount] = ()) -> int:
+        """Run `process` in the root; stream stdout+stderr; its exit status (128+sig if killed).
+
+        `on_start(pid)` gets the host pid of the sandbox's init (pid 1 inside) once it runs, for
+        a container's `exec`/`stop`; with `process.stdio` nothing reaches `on_output`.
+        `mounts` (a RUN's --mount) are made over the root before the command starts; their
+        missing mount points go into the scaffold, never into the upper dir.
+        """
+        check_support()
+        check_process(process)
+        _check_rootfs(rootfs)
+        _prepare_upper(rootfs)
+        scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
+                                 self._resolv())
+        try:
+            if mounts:  # the upper too: a container's holds what it wrote in earlier runs
+                make_stubs(scaffold, (rootfs.upper, *rootfs.lowers), mounts)
+            plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
+                            os.path.abspath(rootfs.merged), process, os.getpid(),
+                            self._new_api(), str(scaffold), tuple(mounts))
+            names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
+            with Pipes(*names) as pipes:
+                step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)
+                return exit_status(_drive(step, process.stdin, on_output))
+        finally:
+            shutil.rmtree(scaffold, ignore_errors=True)
+
+    def call(self, rootfs: RootFS, fn: Callable[[], None], *, cwd: Path | None = None,
+             source: RootFS | None = None, pre_chroot: Callable[[], None] | None = None) -> None:
+        """Run fn in a child that did chdir(cwd) then chroot(merged); re-raise its exception.
+
+        With `source`, a second overlay (e.g. the stage `COPY --from` reads) is mounted on
+        source.merged first, and `pre_chroot` runs after chdir but before chroot, while host
+        paths still resolve (it may prepare what fn needs: both run in the same child).
+        """
+        check_support()
+        _check_rootfs(rootfs)
+        _prepare_upper(rootfs)
+        if source is not None:
+            _check_rootfs(source)
+        empty = None
+        if not rootfs.lowers or (source is not None and not source.lowers):
+            # overlay needs a lowerdir even FROM scratch
+            empty = Path(tempfile.mkdtemp(prefix=".minibuild-empty-", dir=rootfs.work.parent))
+        try:
+            lowers = rootfs.lowers or (empty,)
+            mounted_source = None
+            if source is not None:
+                mounted_source = (self._overlay(source, source.lowers or (empty,)),
+                                  os.path.abspath(source.merged))
+            plan = CallPlan(self._overlay(rootfs, lowers), os.path.abspath(rootfs.merged),
+                             None if cwd is None else os.path.abspath(cwd), os.getpid(),
+                             self._new_api(), mounted_source, pre_chroot)
+            with Pipes("info") as pipes:
+                step = _start(pipes, lambda: call_child(plan, pipes, fn))
+                status = exit_status(_drive(step, None, lambda data: None))
+        finally:
+            if empty is not None:
+                shutil.rmtree(empty, ignore_errors=True)
+        if status != 0:
+            raise SandboxError(f"sandbox helper ended with status {status} and no message")

@@ -1,0 +1,1 @@
+"""Images in and out: registries, auth, pull and push, save/load archives, import."""

@@ -1,0 +1,148 @@
+"""docker-archive quirks: `manifest.json` (`[{"Config", "RepoTags", "Layers"}]`, layers base first).
+
+Old `docker save` puts each layer at `<id>/layer.tar` (duplicates as symlinks) and the config at
+`<hex>.json`; Docker 25+ writes an OCI layout plus `manifest.json` pointing into `blobs/sha256/`.
+Layers there are usually plain tars; some tools gzip or zstd them, so the type is sniffed.
+`save --format docker` writes the Docker 25+ shape with uncompressed layers, which docker, podman
+and skopeo all read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import BinaryIO
+
+from minibuild.transfer.archive import (CONTAINERD_NAME_ANNOTATION, ArchiveError, Members, TarOut, add_blob,
+                               familiar, index_json, oci_images)
+from minibuild.oci.digest import Digest
+from minibuild.errors import ReferenceError_
+from minibuild.oci.image import (MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION, Descriptor, Manifest,
+                             canonical_json)
+from minibuild.oci.reference import Reference
+from minibuild.store.staging import Staging
+from minibuild.store.layout import Store
+
+TAR = "application/vnd.oci.image.layer.v1.tar"
+_MAGIC = ((b"\x1f\x8b", TAR + "+gzip"), (b"\x28\xb5\x2f\xfd", TAR + "+zstd"))
+_CHUNK = 1 << 20
+
+
+def images(members: Members, staging: Staging) -> list[tuple[Descriptor, tuple[Reference, ...]]]:
+    """The images manifest.json lists, each as a manifest descriptor plus its RepoTags."""
+    entries = members.json("manifest.json")
+    if not isinstance(entries, list):
+        raise ArchiveError("archive entry 'manifest.json' is not a list of images")
+    known = _oci_manifests(members, staging)
+    out = []
+    for n, entry in enumerate(entries):
+        what = f"archive entry 'manifest.json' image {n}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("Layers", []), list):
+            raise ArchiveError(f"{what} is malformed")
+        config = members.blob(str(entry.get("Config", "")), what)
+        layers = [members.blob(str(path), what) for path in entry.get("Layers") or []]
+        desc = known.get((config, tuple(layers))) or _synthesize(staging, config, layers)
+        out.append((desc, tuple(_tags(entry.get("RepoTags") or [], what))))
+    return out
+
+
+def _oci_manifests(members: Members, staging: Staging) -> dict[tuple[Digest, tuple[Digest, ...]], Descriptor]:
+    """Docker 25+ also ships the OCI manifests: reuse them (same digest) when they match."""
+    if "index.json" not in members.metadata:
+        return {}
+    out = {}
+    for desc, _ in oci_images(members, staging):
+        manifest = Manifest.from_json(staging.read_json(desc.digest, f"manifest {desc.digest}"))
+        out[(manifest.config.digest, tuple(l.digest for l in manifest.layers))] = desc
+    return out
+
+
+def _synthesize(staging: Staging, config: Digest, layers: list[Digest]) -> Descriptor:
+    """An OCI manifest for an image that came with no manifest of its own."""
+    from minibuild.oci.image import CONFIG_MEDIA_TYPE
+
+    config_desc = Descriptor(CONFIG_MEDIA_TYPE, config, _size(staging, config))
+    layer_descs = tuple(Descriptor(_media_type(staging, d), d, _size(staging, d)) for d in layers)
+    data = canonical_json(Manifest(config_desc, layer_descs).to_json())
+    return Descriptor(MANIFEST_MEDIA_TYPE, staging.stage_bytes(data, "manifest"), len(data))
+
+
+def _size(staging: Staging, digest: Digest) -> int:
+    with staging.open(digest) as f:
+        return f.seek(0, 2)
+
+
+def _media_type(staging: Staging, digest: Digest) -> str:
+    with staging.open(digest) as f:
+        head = f.read(4)
+    return next((media for magic, media in _MAGIC if head.startswith(magic)), TAR)
+
+
+def _tags(texts: list, what: str) -> list[Reference]:
+    out = []
+    for text in texts:
+        try:
+            out.append(Reference.parse(familiar(str(text))))
+        except ReferenceError_ as exc:
+            raise ArchiveError(f"{what}: bad RepoTag: {exc.message}") from None
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def save(store: Store, images_: list[tuple[str, Descriptor]], out: BinaryIO) -> None:
+    """Write a docker archive (Docker 25+ shape) with uncompressed layers named by DiffID."""
+    tar = TarOut(out)
+    tar.add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
+    tar.add_dir("blobs")
+    tar.add_dir("blobs/sha256")
+    entries: dict[Digest, dict] = {}
+    index: list[dict] = []
+    for name, desc in images_:
+        manifest, config, diff_ids = _write_image(tar, store, desc)
+        entry = entries.setdefault(manifest.digest, {
+            "Config": f"blobs/sha256/{config.hex}", "RepoTags": [],
+            "Layers": [f"blobs/sha256/{d.hex}" for d in diff_ids]})
+        entry["RepoTags"].append(name)
+        tag = Reference.parse(name).tag or "latest"
+        index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size, (
+            (CONTAINERD_NAME_ANNOTATION, name), (REF_NAME_ANNOTATION, tag))).to_json())
+    tar.add_bytes("index.json", index_json(index))
+    tar.add_bytes("manifest.json", canonical_json(list(entries.values())))
+    tar.close()
+
+
+def _write_image(tar: TarOut, store: Store, desc: Descriptor) -> tuple[Descriptor, Digest, list[Digest]]:
+    """Add an image's uncompressed layers, config and a matching OCI manifest to the archive."""
+    image = store.load_image(desc)
+    config = Manifest.from_json(store.read_json(desc.digest)).config
+    layers = [Descriptor(TAR, layer.diff_id, _add_plain_layer(tar, store, layer)) for layer in image.layers]
+    add_blob(tar, store, config.digest)
+    data = canonical_json(Manifest(config, tuple(layers)).to_json())
+    manifest = Descriptor(MANIFEST_MEDIA_TYPE, Digest.of(data), len(data))
+    tar.add_bytes(f"blobs/sha256/{manifest.digest.hex}", data)
+    return manifest, config.digest, list(image.config.diff_ids)
+
+
+def _add_plain_layer(tar: TarOut, store: Store, layer) -> int:
+    """Decompress a layer to scratch (a tar header needs the size first), check its DiffID, add it."""
+    import hashlib
+
+    from minibuild.layer import unpack
+    from minibuild.errors import StoreError
+
+    scratch = store.scratch("save") / "layer.tar"
+    sha = hashlib.sha256()
+    with open(store.blob_path(layer.descriptor.digest), "rb") as blob, open(scratch, "wb") as plain:
+        reader = unpack.open_uncompressed(blob, layer.descriptor.media_type)
+        while chunk := reader.read(_CHUNK):
+            sha.update(chunk)
+            plain.write(chunk)
+    if Digest.from_hash(sha) != layer.diff_id:
+        raise StoreError(f"layer {layer.descriptor.digest} decompresses to DiffID "
+                         f"{Digest.from_hash(sha)}, not {layer.diff_id}: the store is corrupt")
+    size = scratch.stat().st_size
+    with open(scratch, "rb") as plain:
+        tar.add_file(f"blobs/sha256/{layer.diff_id.hex}", plain, size)
+    shutil.rmtree(scratch.parent)
+    return size

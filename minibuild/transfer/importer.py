@@ -1,0 +1,86 @@
+"""`import`: a plain rootfs tarball (tar, gzip, xz or zstd) becomes a one-layer image.
+
+gzip and zstd tarballs are stored as they are; plain and xz ones are compressed with zstd
+(OCI has no xz layer type). `--change` lines are Buildfile metadata instructions.
+"""
+
+from __future__ import annotations
+
+import lzma
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import BinaryIO, Iterator
+
+from minibuild.errors import BuildfileError
+from minibuild.oci.image import (CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Config, ContainerConfig,
+                             Descriptor, History, Image, Layer, canonical_json)
+from minibuild.oci.reference import Reference
+from minibuild.store.staging import StagedImage, Staging
+from minibuild.store.layout import Store
+
+TAR = "application/vnd.oci.image.layer.v1.tar"
+_CHUNK = 1 << 20
+_GZIP, _ZSTD, _XZ = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00"
+
+
+def import_rootfs(store: Store, source: BinaryIO, name: str, ref: Reference,
+                  changes: tuple[str, ...] = ()) -> Descriptor:
+    """Store the tarball as one layer plus a config; tag it `ref`; return the manifest descriptor."""
+    container = apply_changes(changes)
+    staging = Staging(store)
+    try:
+        media_type, chunks = _layer_stream(source)
+        digest, size = staging.stage(chunks, f"{name}")
+        layer = Descriptor(media_type, digest, size)
+        diff_id = staging.take_layer(layer)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        history = History(created_by=f"minibuild import {name}", created=now, comment="imported")
+        image = Image(config=Config(created=now, config=container)).append(Layer(layer, diff_id), history)
+        config_data = image.config_bytes()
+        config = Descriptor(CONFIG_MEDIA_TYPE, staging.stage_bytes(config_data, "config"), len(config_data))
+        manifest_data = canonical_json(image.manifest(config).to_json())
+        manifest = Descriptor(MANIFEST_MEDIA_TYPE, staging.stage_bytes(manifest_data, "manifest"),
+                              len(manifest_data))
+        staging.commit([StagedImage(manifest, image, config.digest)])
+    except BaseException:
+        staging.abort()
+        raise
+    store.tag(ref, manifest)
+    return manifest
+
+
+def _layer_stream(source: BinaryIO) -> tuple[str, Iterator[bytes]]:
+    """The layer media type and its blob bytes, sniffed from the first bytes of the tarball."""
+    import io
+
+    import zstandard
+
+    reader = io.BufferedReader(source, _CHUNK) if not hasattr(source, "peek") else source
+    head = reader.peek(6)[:6]
+    if head.startswith(_GZIP):
+        return TAR + "+gzip", iter(lambda: reader.read(_CHUNK), b"")
+    if head.startswith(_ZSTD):
+        return TAR + "+zstd", iter(lambda: reader.read(_CHUNK), b"")
+    plain = lzma.LZMAFile(reader) if head.startswith(_XZ) else reader
+    compressor = zstandard.ZstdCompressor(level=3)
+    return TAR + "+zstd", compressor.read_to_iter(plain, read_size=_CHUNK, write_size=_CHUNK)
+
+
+def apply_changes(changes: tuple[str, ...]) -> ContainerConfig:
+    """The container config that `--change` instructions (CMD, ENV, WORKDIR, ...) describe."""
+    from minibuild.dockerfile import metadata, parser
+    from minibuild.dockerfile.instructions import Workdir
+
+    config, scope = ContainerConfig(), metadata.Scope()
+    for change in changes:
+        parsed = parser.parse(f"FROM scratch\n{change}\n", file="--change")
+        for instruction in parsed.instructions[1:]:
+            if isinstance(instruction, Workdir):
+                config = replace(config, working_dir=metadata.resolve_workdir(config.working_dir,
+                                                                              instruction.path))
+                continue
+            try:
+                config, scope, _ = metadata.apply(instruction, config, scope, {}, {})
+            except BuildfileError as exc:
+                raise BuildfileError(f"--change {change!r}: {exc.message}") from None
+    return config

@@ -1,0 +1,127 @@
+"""The registry client against httpx's MockTransport: auth flows, retries, digest checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from minibuild.transfer import auth, remote as transfer
+from minibuild.oci.digest import Digest
+from minibuild.transfer.registry import Client, RegistryError, Remote
+from minibuild.oci.reference import names_registry
+from minibuild.store.staging import IntakeError
+from minibuild.store.layout import Store
+
+
+def client(handler, **kw) -> Client:
+    return Client("reg.example:5000", transport=httpx.MockTransport(handler), backoff=0, **kw)
+
+
+def test_bearer_token_flow_sends_basic_to_the_realm_then_the_token():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.url.path, request.headers.get("authorization")))
+        if request.url.host == "auth.example":
+            assert request.url.params["scope"] == "repository:app:pull"
+            return httpx.Response(200, json={"token": "T0K"})
+        if request.headers.get("authorization") != "Bearer T0K":
+            return httpx.Response(401, headers={"www-authenticate":
+                'Bearer realm="https://auth.example/token",service="reg",scope="repository:app:pull"'})
+        return httpx.Response(200)
+
+    c = client(handler, credentials=auth.Credentials("u", "p"))
+    assert c.has_blob("app", Digest("a" * 64))
+    basic = "Basic " + base64.b64encode(b"u:p").decode()
+    assert seen[1] == ("auth.example", "/token", basic)
+    assert seen[-1][2] == "Bearer T0K"
+    assert c.base.startswith("https://")  # not a local host
+
+
+def test_basic_challenge_without_credentials_says_login():
+    c = client(lambda r: httpx.Response(401, headers={"www-authenticate": 'Basic realm="r"'}),
+               credentials=None)
+    c.credentials = None
+    with pytest.raises(RegistryError) as info:
+        c.ping()
+    assert "minibuild login reg.example:5000" in (info.value.hint or "")
+
+
+def test_5xx_and_dropped_connections_are_retried():
+    calls = {"n": 0}
+
+    def handler(request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.RemoteProtocolError("peer closed connection")
+        if calls["n"] == 2:
+            return httpx.Response(503)
+        return httpx.Response(200)
+
+    client(handler, credentials=None).ping()
+    assert calls["n"] == 3
+
+
+def test_persistent_5xx_ends_in_one_clear_error():
+    c = client(lambda r: httpx.Response(500, json={"errors": [{"code": "UNKNOWN", "message": "boom"}]}),
+               credentials=None, retries=2)
+    with pytest.raises(RegistryError, match=r"HTTP 500 \(UNKNOWN: boom\)"):
+        c.ping()
+
+
+def test_pull_refuses_a_blob_that_does_not_match_its_digest(tmp_path):
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": str(Digest.of(config)), "size": len(config)},
+                           "layers": []}).encode()
+
+    def handler(request):
+        if "/manifests/" in request.url.path:
+            return httpx.Response(200, content=manifest,
+                                  headers={"content-type": "application/vnd.oci.image.manifest.v1+json"})
+        return httpx.Response(200, content=config.replace(b"amd64", b"arm64"))
+
+    with Store.open(tmp_path / "store") as store:
+        with pytest.raises(IntakeError, match="hashes to"):
+            transfer.pull(store, "127.0.0.1:1/app:1", client=client(handler, credentials=None))
+        assert store.tags() == [] and not any(store.blobs.iterdir())
+
+
+def test_a_manifest_whose_body_differs_from_its_digest_header_is_refused():
+    c = client(lambda r: httpx.Response(200, content=b"{}", headers={"docker-content-digest": "sha256:" + "1" * 64}),
+               credentials=None)
+    with pytest.raises(RegistryError, match="the registry says"):
+        c.get_manifest("app", "1")
+
+
+def test_names_and_remotes():
+    assert names_registry("127.0.0.1:5000/app") and names_registry("localhost/app")
+    assert names_registry("ghcr.io/o/app") and not names_registry("app") and not names_registry("my/app")
+    remote = Remote.parse("localhost:5000/team/app@sha256:" + "b" * 64)
+    assert (remote.host, remote.repository, remote.tag_or_digest) == ("localhost:5000", "team/app", "sha256:" + "b" * 64)
+    with pytest.raises(RegistryError, match="names no registry"):
+        Remote.parse("app:1")
+
+
+def test_credentials_from_login_file_then_docker_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIBUILD_AUTH_FILE", str(tmp_path / "auth.json"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps(
+        {"auths": {"https://reg.example/v1/": {"auth": base64.b64encode(b"d:pw").decode()}}}))
+    assert auth.lookup("reg.example") == auth.Credentials("d", "pw")
+    auth.store("reg.example", auth.Credentials("m", "x:y"))
+    assert auth.lookup("reg.example") == auth.Credentials("m", "x:y")
+    assert oct((tmp_path / "auth.json").stat().st_mode & 0o777) == "0o600"
+    assert auth.forget("reg.example") and not auth.forget("reg.example")
+    assert auth.lookup("reg.example") == auth.Credentials("d", "pw")
+
+
+def test_challenge_parse():
+    c = auth.Challenge.parse('Bearer realm="https://a/t",service="r s",scope="repository:x:pull,push"')
+    assert (c.scheme, c.get("realm"), c.get("service"), c.get("scope")) == \
+        ("bearer", "https://a/t", "r s", "repository:x:pull,push")
