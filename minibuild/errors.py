@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol, TypeVar
+
+
+class Located(Protocol):
+    """A place in a Buildfile (`instructions.Location` is one)."""
+
+    file: str
+    line: int
+    column: int
+
+
+class HasLocation(Protocol):
+    """Something that starts at a place in a Buildfile (every instruction does)."""
+
+    location: Located
+
+
+_E = TypeVar("_E", bound="MinibuildError")
+
 
 class MinibuildError(Exception):
     """Base of every expected failure; carries where it happened, printed as one line."""
@@ -25,6 +44,12 @@ class MinibuildError(Exception):
         self.column = column
         self.step = step
         self.hint = hint
+
+    @classmethod
+    def at(cls: type[_E], where: Located | HasLocation, message: str, **extra: Any) -> _E:
+        """This error at an instruction or a `Location` (file, line and column taken from it)."""
+        place = getattr(where, "location", where)  # an instruction carries its Location
+        return cls(message, file=place.file, line=place.line, column=place.column, **extra)
 
     def location(self) -> str:
         """`file:line:col` (as much of it as is known), or an empty string."""

@@ -150,8 +150,8 @@ class Engine:
             try:
                 instruction = parser.parse(f"FROM scratch\n{text}\n", loc.file).instructions[1]
             except MinibuildError as exc:
-                raise BuildError(f"FROM {stage.base}: bad ONBUILD trigger {text!r}: {exc.message}",
-                                 file=loc.file, line=loc.line, column=loc.column) from None
+                raise BuildError.at(loc, f"FROM {stage.base}: bad ONBUILD trigger {text!r}: "
+                                         f"{exc.message}") from None
             # Errors of a trigger point at the FROM line that pulled it in.
             parsed.append(replace(instruction, location=loc, original=f"ONBUILD {text}"))
         self._total += len(parsed)
@@ -191,10 +191,9 @@ class Engine:
         try:
             return self.store.resolve(text)[1]
         except ImageNotFound:
-            loc = instruction.location
             what = what or f"{instruction.keyword} {text}: image not found in the store"
-            raise BuildError(f"{what} (build it first, or see `minibuild images`)",
-                             file=loc.file, line=loc.line, column=loc.column) from None
+            raise BuildError.at(instruction,
+                                f"{what} (build it first, or see `minibuild images`)") from None
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -212,9 +211,7 @@ class Engine:
             case Workdir():
                 return self._fs_step(state, self.steps.workdir(instruction, config, scope))
             case From():
-                loc = instruction.location
-                raise BuildfileError(f"{instruction.keyword} is not supported yet",
-                                     file=loc.file, line=loc.line, column=loc.column)
+                raise BuildfileError.at(instruction, f"{instruction.keyword} is not supported yet")
         return self._metadata_step(state, instruction)
 
     def _metadata_step(self, state: _State, instruction) -> str:
@@ -251,10 +248,9 @@ class Engine:
         stage = self._plan.stage(name)
         if stage is not None:
             if stage.index not in self._results:
-                loc = instruction.location
                 verb = "mount" if run else "copy from"
-                raise BuildfileError(f"{flag}{name}: a stage can only {verb} an earlier stage",
-                                     file=loc.file, line=loc.line, column=loc.column)
+                raise BuildfileError.at(instruction,
+                                        f"{flag}{name}: a stage can only {verb} an earlier stage")
             result = self._results[stage.index]
             image, key = result.image, f"stage:{result.key}"
         else:

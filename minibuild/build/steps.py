@@ -63,8 +63,7 @@ class CopySource:
 
 
 def _fail(instruction, message: str) -> BuildfileError:
-    loc = instruction.location
-    return BuildfileError(message, file=loc.file, line=loc.line, column=loc.column)
+    return BuildfileError.at(instruction, message)
 
 
 def check_flags(instruction, allowed: set[str]) -> None:
@@ -107,9 +106,9 @@ class StepFactory:
                 status = self.sandbox.run(rootfs, replace(process, secret_env=secret_env),
                                           self.output, mounts=step_mounts)
             if status != 0:
-                loc = run.location
-                raise BuildError(f"{label} `{_short(run.original)}` failed with exit code {status}",
-                                 exit_status=status, file=loc.file, line=loc.line, column=loc.column)
+                raise BuildError.at(
+                    run, f"{label} `{_short(run.original)}` failed with exit code {status}",
+                    exit_status=status)
 
         description = {"run": list(argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
                        "user": process.user, "network": process.network}
@@ -162,10 +161,9 @@ class StepFactory:
             if item.context is not None and isinstance(item.mount, BindMount):
                 again = self.context.select_sources([item.mount.source or "."], verb="RUN --mount")
                 if again.content_key.hex != item.content:
-                    loc = run.location
-                    raise BuildError("RUN failed: the build context changed while the step ran "
-                                     f"(bound source {item.mount.source or '.'}); run the build "
-                                     "again", file=loc.file, line=loc.line, column=loc.column)
+                    raise BuildError.at(run, "RUN failed: the build context changed while the "
+                                        f"step ran (bound source {item.mount.source or '.'}); "
+                                        "run the build again")
 
     def _network(self, run: Run) -> str:
         value = flag_value(run, "network") or self.network

@@ -65,8 +65,7 @@ def _expand(word: str, env: Mapping[str, str], scope: Scope, instruction) -> str
 
 
 def _fail(instruction, message: str) -> BuildfileError:
-    loc = instruction.location
-    return BuildfileError(message, file=loc.file, line=loc.line, column=loc.column)
+    return BuildfileError.at(instruction, message)
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,8 @@ def _global_args(buildfile: Buildfile, build_args: Mapping[str, str]):
         if isinstance(instruction, From):
             return tuple(values.items()), index
         if not isinstance(instruction, Arg):
-            raise BuildfileError("the first instruction must be FROM (or ARG before FROM)",
-                                 file=instruction.location.file, line=instruction.location.line,
-                                 column=instruction.location.column)
+            raise BuildfileError.at(instruction,
+                                    "the first instruction must be FROM (or ARG before FROM)")
         for name, default in instruction.pairs:
             if name in build_args:
                 values[name] = build_args[name]
@@ -109,9 +108,7 @@ def _split_stages(instructions, env: dict[str, str], escape: str) -> tuple[Stage
             base = words.expand(instruction.image, env, escape=escape, location=instruction.location)
             name = instruction.stage_name.lower() if instruction.stage_name else None
             if name is not None and any(s.name == name for s in stages):
-                loc = instruction.location
-                raise BuildfileError(f"duplicate stage name {name!r}", file=loc.file,
-                                     line=loc.line, column=loc.column)
+                raise BuildfileError.at(instruction, f"duplicate stage name {name!r}")
             stages.append(Stage(len(stages), name, base, instruction, ()))
         else:
             current.append(instruction)

@@ -371,4 +371,4 @@ def _secret(opts: _Options, workdir: str) -> SecretMount:
 
 
 def _error(location: Location, message: str) -> BuildfileError:
-    return BuildfileError(message, file=location.file, line=location.line, column=location.column)
+    return BuildfileError.at(location, message)

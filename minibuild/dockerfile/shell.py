@@ -201,10 +201,10 @@ def _run(text: str, env: Mapping[str, str], escape: str, expand: bool, location)
     try:
         return _Lexer(text, env, escape, expand).process()
     except _Problem as problem:
-        where = {}
-        if location is not None:
-            where = {"file": location.file, "line": location.line, "column": location.column}
-        raise BuildfileError(f"{problem} (in {text!r})", **where) from None
+        message = f"{problem} (in {text!r})"
+        if location is None:
+            raise BuildfileError(message) from None
+        raise BuildfileError.at(location, message) from None
 
 
 def expand(word: str, env: Mapping[str, str], *, escape: str = "\\", location=None) -> str:
