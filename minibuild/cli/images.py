@@ -192,6 +192,7 @@ def tag(ctx, source, target) -> None:
               show_default=True)
 def parse(buildfile) -> None:
     """Print the parsed instructions of a Buildfile as JSON."""
+    from minibuild.cli.dump import dump
     from minibuild.dockerfile import parser
 
-    click.echo(json.dumps(parser.dump(parser.parse_file(buildfile)), indent=2))
+    click.echo(json.dumps(dump(parser.parse_file(buildfile)), indent=2))

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from minibuild.dockerfile import instructions as ins
 from minibuild.errors import BuildfileError
-from minibuild.dockerfile.parser import Buildfile, dump, parse, parse_file
+from minibuild.cli.dump import dump
+from minibuild.dockerfile.parser import Buildfile, parse, parse_file
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "parser"
