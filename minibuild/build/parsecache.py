@@ -2,9 +2,9 @@
 did not change neither parses it again nor imports lark (~30 ms of a cached build).
 
 An entry is `ROOT/cache/parse/<key>.json`. The key hashes all that decides the parse: the text,
-the file name the locations show, and the parser itself (the grammar and the source of
-parser.py, instructions.py, words.py and this module, lark's `__init__.py`, which carries its
-version, and Python's version). An edited Buildfile or parser is another key; nothing is ever
+the file name the locations show, and the parser itself (the grammar, the source of every
+frontend module a parse runs, `parser.code_files()`, and of this module, lark's `__init__.py`,
+which carries its version, and Python's version). An edited Buildfile or parser is another key; nothing is ever
 invalidated in place. Only successful parses are stored: a mistake is parsed (and reported)
 every time. An entry carries the sha256 of its payload; one that is unreadable, truncated,
 altered or of another format is ignored and written again. Writes are temp + rename; only the
@@ -28,7 +28,7 @@ from typing import Any
 
 from minibuild.dockerfile import instructions as ins
 from minibuild.store import entries
-from minibuild.dockerfile import parser, shell as words
+from minibuild.dockerfile import parser, syntax
 from minibuild.dockerfile.parser import Buildfile
 from minibuild.store.layout import write_atomic
 
@@ -96,9 +96,9 @@ def _code() -> str:
         import importlib.util
 
         digest = hashlib.sha256(f"{FORMAT}\n{sys.version}\n".encode())
-        for name in (parser.__file__, ins.__file__, words.__file__, __file__):
+        for name in (*parser.code_files(), __file__):
             digest.update(Path(name).read_bytes())
-        digest.update(parser.grammar_text().encode())
+        digest.update(syntax.grammar_text().encode())
         spec = importlib.util.find_spec("lark")  # its version, without importing it
         if spec is not None and spec.origin:
             digest.update(Path(spec.origin).read_bytes())

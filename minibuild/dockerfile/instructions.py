@@ -1,7 +1,7 @@
 """Typed Buildfile instructions: frozen values with their source location, nothing else.
 
 Arguments are kept RAW (quotes, escapes and `$vars` as written): expansion depends on the
-ARG/ENV scope at build time, which is the planner's business (minibuild.words does the work).
+ARG/ENV scope at build time, which is the planner's business (shell.py does the work).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_source_grammar_is_what_the_parser_reads():
-    from minibuild.dockerfile import parser
+    from minibuild.dockerfile import syntax
 
-    assert parser.grammar_text() == (REPO / "grammar" / "buildfile.lark").read_text()
+    assert syntax.grammar_text() == (REPO / "grammar" / "buildfile.lark").read_text()
 
 
 def test_console_script_is_declared():

@@ -14,7 +14,7 @@ import pytest
 
 from minibuild.dockerfile import instructions as ins
 from minibuild.build import parsecache
-from minibuild.dockerfile import parser
+from minibuild.dockerfile import parser, syntax
 from minibuild.errors import BuildfileError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -145,7 +145,21 @@ def test_the_file_name_is_part_of_the_key(tmp_path):
 def test_the_parser_code_is_part_of_the_key(tmp_path, monkeypatch):
     before = parsecache.key(SMALL, "Buildfile")
     monkeypatch.setattr(parsecache, "_code_digest", None)
-    monkeypatch.setattr(parser, "grammar_text", lambda: "start: other\n")
+    monkeypatch.setattr(syntax, "grammar_text", lambda: "start: other\n")
+    assert parsecache.key(SMALL, "Buildfile") != before
+
+
+def test_every_frontend_module_a_parse_runs_is_part_of_the_key(tmp_path, monkeypatch):
+    files = {Path(name).name for name in parser.code_files()}
+    assert {"parser.py", "prepass.py", "syntax.py", "heredoc.py", "transformer.py",
+            "instructions.py", "shell.py"} <= files
+    before, original = parsecache.key(SMALL, "Buildfile"), parser.code_files()
+    edited = tmp_path / "transformer.py"  # the transformer with one more comment line
+    edited.write_text(Path(parser.transformer.__file__).read_text() + "# edited\n")
+    monkeypatch.setattr(parsecache, "_code_digest", None)
+    monkeypatch.setattr(parser, "code_files",
+                        lambda: tuple(str(edited) if Path(f).name == "transformer.py" else f
+                                      for f in original))
     assert parsecache.key(SMALL, "Buildfile") != before
 
 

@@ -229,13 +229,44 @@ def test_parse_file_reads(tmp_path: pathlib.Path) -> None:
     assert isinstance(bf, Buildfile) and bf.file == str(path)
 
 
-def test_only_parser_imports_lark() -> None:
-    for path in (REPO / "minibuild").glob("*.py"):
-        tree = ast.parse(path.read_text())
-        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        if path.name != "parser.py":
-            assert not any(n.split(".")[0] == "lark" for n in names), path.name
+LARK_MODULES = {"syntax.py", "heredoc.py", "transformer.py"}
+
+
+def _imports(node: ast.AST, at_import_time: bool = True):
+    """(module name, runs when the module is imported) for every import under `node`."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Import):
+            yield from ((alias.name, at_import_time) for alias in child.names)
+        elif isinstance(child, ast.ImportFrom):
+            yield child.module or "", at_import_time
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield from _imports(child, False)
+        elif isinstance(child, ast.If) and getattr(child.test, "id", "") == "TYPE_CHECKING":
+            yield from _imports(child, False)
+        else:
+            yield from _imports(child, at_import_time)
+
+
+def test_only_the_grammar_modules_import_lark_and_only_when_parsing() -> None:
+    for path in (REPO / "minibuild").rglob("*.py"):
+        lark = [now for name, now in _imports(ast.parse(path.read_text()))
+                if name.split(".")[0] == "lark"]
+        if path.parent.name != "dockerfile" or path.name not in LARK_MODULES:
+            assert not lark, path
+        else:
+            assert lark and not any(lark), path  # inside functions (or for type checkers) only
+
+
+def test_importing_the_whole_frontend_does_not_import_lark() -> None:
+    import subprocess
+    import sys
+
+    modules = ", ".join(f"minibuild.dockerfile.{p.stem}"
+                        for p in (REPO / "minibuild" / "dockerfile").glob("[a-z]*.py"))
+    code = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.startswith('lark')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True)
+    assert out.stdout.strip() == "[]" and "transformer" in modules
 
 
 def test_hundred_line_buildfile_parses() -> None:
