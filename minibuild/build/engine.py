@@ -22,7 +22,7 @@ from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir
 from minibuild.build.mountsetup import cache_mount_dir
 from minibuild.dockerfile.plan import Plan, Stage
 from minibuild.oci.reference import names_registry
-from minibuild.dockerfile.runmount import SecretSource
+from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.sandbox import RootFS
 from minibuild.layer.snapshot import Compression, is_empty, write_layer
 from minibuild.build.steps import CopySource, FsStep, StepFactory

@@ -31,7 +31,8 @@ from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, \
     overlay_extra_options
-from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, SecretSource, TmpfsMount
+from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, TmpfsMount
+from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
 from minibuild.store.layout import remove_tree
 

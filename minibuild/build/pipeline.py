@@ -17,7 +17,7 @@ from minibuild.build.engine import BuildOptions, Engine
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
-from minibuild.dockerfile.runmount import SecretSource
+from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.layer.snapshot import Compression
 
 

@@ -21,7 +21,8 @@ from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value, flag_values
 from minibuild.build.mountsetup import MountHost, Prepared
-from minibuild.dockerfile.runmount import BindMount, SecretSource, parse_mounts
+from minibuild.dockerfile.runmount import BindMount, parse_mounts
+from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.store.layout import remove_tree
 

@@ -90,7 +90,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _secrets(options: tuple[str, ...]) -> dict:
     """--secret options by id (the last one wins); a file secret's file must exist."""
-    from minibuild.dockerfile.runmount import parse_secret_option
+    from minibuild.dockerfile.secretsource import parse_secret_option
 
     found = {}
     for text in options:

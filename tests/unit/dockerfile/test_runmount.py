@@ -1,4 +1,4 @@
-"""`RUN --mount` specs and `build --secret` options: every option, every default, every error."""
+"""`RUN --mount` specs: every option, every default, every error."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import pytest
 
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.instructions import Location
-from minibuild.dockerfile.runmount import (BindMount, CacheMount, SecretMount, SecretSource, TmpfsMount,
-                                mount_from_refs, parse_mount, parse_mounts, parse_secret_option,
-                                parse_size)
+from minibuild.dockerfile.runmount import (BindMount, CacheMount, SecretMount, TmpfsMount,
+                                          mount_from_refs, parse_mount, parse_mounts, parse_size)
 
 AT = Location("Buildfile", 7, 3)
 
@@ -192,32 +191,6 @@ def test_mount_from_refs_finds_bind_sources_only():
     values = ["type=bind,from=build,target=/a", "from=0,target=/b", "type=cache,from=c,target=/c",
               "target=/d", "type=bind,from=,target=/e", "garbage\"quote"]
     assert mount_from_refs(values) == ["build", "0"]
-
-
-# -- build --secret ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("text, source", [
-    ("id=tok,src=/run/tok", SecretSource("tok", path="/run/tok")),
-    ("id=tok,source=/run/tok", SecretSource("tok", path="/run/tok")),
-    ("id=tok,type=file,src=f", SecretSource("tok", path="f")),
-    ("id=tok,env=TOKEN", SecretSource("tok", env="TOKEN")),
-    ("id=tok,type=env,src=TOKEN", SecretSource("tok", env="TOKEN")),
-    ("id=tok,type=env", SecretSource("tok", env="tok")),
-    ("id=GITHUB_TOKEN", SecretSource("GITHUB_TOKEN", env="GITHUB_TOKEN")),
-])
-def test_secret_options(text, source):
-    assert parse_secret_option(text) == source
-
-
-@pytest.mark.parametrize("text, message", [
-    ("src=/x", "needs an id="), ("id=", "needs an id="),
-    ("id=a,type=ssh", "unknown secret type 'ssh'"), ("id=a,type=file", "needs src=PATH"),
-    ("id=a,colour=red", "unexpected 'colour=red'"), ("id=a,src", "unexpected 'src'"),
-])
-def test_secret_option_errors(text, message):
-    with pytest.raises(ValueError, match=message):
-        parse_secret_option(text)
 
 
 def test_keys_never_hold_a_secret_value():
