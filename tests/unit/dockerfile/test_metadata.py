@@ -1,59 +1,25 @@
-"""Planning (stages, global ARGs, target) and what metadata instructions do to a config."""
+"""What metadata instructions (ENV, ARG, LABEL, CMD, USER, ...) do to a config (metadata.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from minibuild.dockerfile import metadata
-from minibuild.errors import BuildfileError
-from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.parser import parse
 from minibuild.dockerfile.plan import make_plan
-
-
-def plan_of(text: str, build_args=None, target=None):
-    return make_plan(parse(text), build_args or {}, target)
+from minibuild.errors import BuildfileError
+from minibuild.oci.image import ContainerConfig
 
 
 def apply_all(text: str, build_args=None, config=ContainerConfig()):
     """Apply every instruction after FROM; return the config, scope and history texts."""
-    plan = plan_of(text, build_args)
+    plan = make_plan(parse(text), build_args or {})
     scope, texts = metadata.Scope(), []
     for instruction in plan.stages[-1].steps:
         config, scope, created_by = metadata.apply(instruction, config, scope, build_args or {},
                                                    dict(plan.global_args))
         texts.append(created_by)
     return config, scope, texts
-
-
-def test_global_args_expand_from_and_build_args_override():
-    plan = plan_of("ARG TAG=1.0\nARG NAME=base\nFROM ${NAME}:${TAG}\nRUN true\n", {"TAG": "2.0"})
-    assert plan.stages[0].base == "base:2.0"
-    assert plan.global_args == (("TAG", "2.0"), ("NAME", "base"))
-
-
-def test_unknown_target_is_named_with_the_stages():
-    with pytest.raises(BuildfileError) as info:
-        plan_of("FROM a AS one\nFROM b AS two\n", target="nope")
-    assert "target stage 'nope' could not be found (stages: one, two)" in str(info.value)
-
-
-def test_target_and_only_needed_stages():
-    text = ("FROM base AS build\nRUN make\n"
-            "FROM base AS unused\nRUN exit 1\n"
-            "FROM base AS final\nCOPY --from=build /out /out\n"
-            "FROM final AS test\nRUN test\n")
-    plan = plan_of(text)
-    assert plan.needed == (0, 2, 3)
-    plan = plan_of(text, target="final")
-    assert (plan.target, plan.needed) == (2, (0, 2))
-    assert plan.total_steps == 4
-
-
-def test_duplicate_stage_names_are_refused_with_the_line():
-    with pytest.raises(BuildfileError) as info:
-        plan_of("FROM a AS x\nFROM b AS X\n")
-    assert str(info.value).startswith("Buildfile:2:1: duplicate stage name 'x'")
 
 
 def test_env_sees_old_values_and_legacy_form():
@@ -128,18 +94,33 @@ def test_parse_duration():
             metadata.parse_duration(bad)
 
 
-def test_a_copy_whose_sources_change_while_copying_is_refused(tmp_path):
-    from minibuild.build.context import BuildContext
-    from minibuild.errors import BuildError
-    from minibuild.dockerfile.parser import parse
-    from minibuild.build.steps import StepFactory
+def test_a_redeclared_global_arg_takes_its_global_value():
+    _, scope, _ = apply_all("ARG V=1\nFROM s\nARG V\nARG W\n")
+    assert dict(scope.args) == {"V": "1"}  # W: declared, no value anywhere
 
-    (tmp_path / "f").write_text("old\n")
-    copy = parse("FROM scratch\nCOPY f /f\n").instructions[1]
-    factory = StepFactory(sandbox=None, context=BuildContext(tmp_path), output=lambda b: None,
-                          scratch=lambda p: tmp_path, network="host")
-    step = factory.copy(copy, ContainerConfig(), metadata.Scope(), None)
-    step.verify()  # nothing changed: fine
-    (tmp_path / "f").write_text("new\n")
-    with pytest.raises(BuildError, match="changed while it was being copied"):
-        step.verify()
+
+def test_maintainer_and_onbuild_are_recorded():
+    config, _, texts = apply_all("FROM s\nMAINTAINER me\nONBUILD RUN make\n")
+    assert config.onbuild == ("RUN make",)
+    assert texts == ["MAINTAINER me", "ONBUILD RUN make"]
+
+
+def test_an_instruction_that_is_not_metadata_is_refused_at_its_line():
+    run = parse("FROM s\nRUN make\n").instructions[1]
+    with pytest.raises(BuildfileError, match="^Buildfile:2:1: RUN is not a metadata instruction"):
+        metadata.apply(run, ContainerConfig(), metadata.Scope(), {}, {})
+
+
+def test_command_argv_and_history_text():
+    shell = metadata.Scope(shell=("/bin/bash", "-c"))
+    run = parse("FROM s\nRUN make all\n").instructions[1]
+    assert metadata.command_argv(run.command, shell) == ("/bin/bash", "-c", "make all")
+    assert metadata.describe_command("RUN", run.command) == "RUN make all"
+    cmd = parse('FROM s\nCMD ["a", "b"]\n').instructions[1]
+    assert metadata.command_argv(cmd.command, shell) == ("a", "b")
+    assert metadata.describe_command("CMD", cmd.command) == 'CMD ["a", "b"]'
+
+
+def test_healthcheck_refuses_an_unknown_flag():
+    with pytest.raises(BuildfileError, match="unknown flag --every for HEALTHCHECK"):
+        apply_all("FROM s\nHEALTHCHECK --every=1s CMD true\n")
