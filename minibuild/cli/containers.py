@@ -564,14 +564,14 @@ def _df_verbose(figures) -> str:
 @click.pass_context
 def layers(ctx, files, image) -> None:
     """Each layer of an image, base first, with its sizes; wasted bytes per path."""
-    from minibuild.text import human_size as hs
     from minibuild.cli.views import history_rows
+    from minibuild.text import human_size as hs, shorten
 
     store = open_store(ctx)
     loaded = store.load_image(store.resolve(image)[1])
     rows = [r for r in history_rows(store, loaded) if r.layer is not None]
     table = [(str(r.layer), (r.diff_id or "")[7:19], hs(r.size), hs(r.blob_size), hs(r.wasted),
-              _short(r.created_by, 50)) for r in rows]
+              shorten(r.created_by, 50)) for r in rows]
     click.echo(_table(("#", "LAYER", "SIZE", "BLOB", "WASTED", "CREATED BY"), table))
     if files:
         for row, layer in zip(rows, loaded.layers):
@@ -579,11 +579,6 @@ def layers(ctx, files, image) -> None:
             for line in _layer_entries(store.layer_summary(layer), row):
                 click.echo("  " + line)
     click.echo(_waste_lines(rows))
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _layer_entries(summary, row) -> list[str]:

@@ -8,7 +8,7 @@ import time
 from typing import IO, Any
 
 from minibuild.cli.lines import one_line as _one_line, step_done, step_header
-from minibuild.text import human_age, human_size
+from minibuild.text import human_age, human_size, shorten
 from minibuild.cli.views import HistoryRow
 
 
@@ -145,7 +145,7 @@ def history_table(rows: list[HistoryRow], *, no_trunc: bool) -> str:
     body = []
     for row in reversed(rows):
         layer = row.diff_id if no_trunc else (row.diff_id or "")[7:19]
-        created_by = row.created_by if no_trunc else _truncate(_one_line(row.created_by), 45)
+        created_by = row.created_by if no_trunc else shorten(row.created_by, 45)
         blob = human_size(row.blob_size) if not row.empty_layer else "-"
         body.append((layer or "<empty>", human_age(row.created), created_by, human_size(row.size),
                      blob, _comment(row, rows)))
@@ -173,17 +173,13 @@ def _waste_summary(rows: list[HistoryRow]) -> str:
     hidden = sorted(((s, p, h, r, by_layer[by]) for r in rows for p, s, h, by in r.hidden),
                     key=lambda item: (-item[0], item[1]))
     for size, path, how, added, hider in hidden[:10]:
-        lines.append(f"  {human_size(size):>8}  /{path}  added by `{_truncate(_one_line(added.created_by), 40)}`, "
-                     f"{how} by `{_truncate(_one_line(hider.created_by), 40)}`")
+        lines.append(f"  {human_size(size):>8}  /{path}  added by `{shorten(added.created_by, 40)}`, "
+                     f"{how} by `{shorten(hider.created_by, 40)}`")
     if len(hidden) > 10:
         lines.append(f"  ... and {len(hidden) - 10} more paths")
     lines.append("  A later `RUN rm` cannot shrink an earlier layer: delete in the same RUN that "
                  "created the files, or copy only what you need from a build stage.")
     return "\n".join(lines) + "\n"
-
-
-def _truncate(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
