@@ -185,10 +185,11 @@ def _create_with_volumes(records, template, specs):
 def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
     """Run attached to our stdio (or a pty relayed to it); the container's exit status."""
     from minibuild.containers import runtime
+    from minibuild.containers.terminal import Terminal
 
     sys.stdout.flush()
     if tty_:
-        with runtime.Terminal(0 if interactive else None, 1) as term:
+        with Terminal(0 if interactive else None, 1) as term:
             return runtime.supervise(root, container, term.stdio, tty_=True)
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -221,24 +222,25 @@ def container_supervise(ctx, container_id, notify_fd, tty_) -> None:
 @click.pass_context
 def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> None:
     """Run a command in a running container (its namespaces, root and environment)."""
-    from minibuild.containers import runtime
+    from minibuild.containers import exectarget, runtime
+    from minibuild.containers.terminal import Terminal
     from minibuild.oci.image import ContainerConfig
     from minibuild.sandbox.sandbox import Process
 
     records = _records(ctx)
     found = records.find(container)
-    target = runtime.open_target(records, found)
+    target = exectarget.open_target(records, found)
     base = ContainerConfig(env=tuple(f"{k}={v}" for k, v in found.env))
     proc = Process(argv=tuple(command), env=runtime.container_env(base, env, os.environ),
                    cwd=workdir or found.cwd, user=user if user is not None else found.user or None)
     sys.stdout.flush()
     try:
         if tty_:
-            with runtime.Terminal(0 if interactive else None, 1) as term:
-                status = runtime.exec_in(target, _with_stdio(proc, term.stdio, True))
+            with Terminal(0 if interactive else None, 1) as term:
+                status = exectarget.exec_in(target, _with_stdio(proc, term.stdio, True))
         else:
             stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            status = runtime.exec_in(target, _with_stdio(proc, (stdin, 1, 2), False))
+            status = exectarget.exec_in(target, _with_stdio(proc, (stdin, 1, 2), False))
     finally:
         target.close()
     ctx.exit(status)
@@ -302,11 +304,11 @@ def _quoted(argv) -> str:
 @click.pass_context
 def stop(ctx, timeout, containers) -> None:
     """Stop running containers: SIGTERM to the command, SIGKILL after a timeout."""
-    from minibuild.containers import runtime
+    from minibuild.containers import signals
 
     records = _records(ctx)
     for text in containers:
-        runtime.stop(records, records.find(text), timeout)
+        signals.stop(records, records.find(text), timeout)
         click.echo(text)
 
 
@@ -337,7 +339,7 @@ def start(ctx, containers) -> None:
 @click.pass_context
 def rm(ctx, force, volumes, containers) -> None:
     """Remove containers and their upper dirs (their writes are gone; images are untouched)."""
-    from minibuild.containers import runtime
+    from minibuild.containers import signals
     from minibuild.containers.records import ContainerError
     from minibuild.containers.volumes import Volumes
 
@@ -348,7 +350,7 @@ def rm(ctx, force, volumes, containers) -> None:
             if not force:
                 raise ContainerError(f"cannot remove running container {found.name}",
                                      hint=f"stop it first, or use `minibuild rm -f {text}`")
-            runtime.stop(records, found, timeout=0)
+            signals.stop(records, found, timeout=0)
         elif records.supervised(found.id):  # starting or finishing: let its supervisor end
             records.wait_unsupervised(found.id, 10.0)
         records.remove(found.id)
