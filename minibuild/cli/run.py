@@ -53,7 +53,7 @@ _RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
 def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workdir, user,
         hostname, network, publish, volumes, mounts, tmpfs, entrypoint, image, command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
-    from minibuild.containers import runflags, runtime
+    from minibuild.containers import mountspec, runflags, runtime
     from minibuild.containers.records import Container, Containers, now
     from minibuild.sandbox.sandbox import check_support
 
@@ -71,8 +71,8 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
     loaded = image_layers(store, manifest)
     config = loaded.config.config
     argv = runtime.command_line(config, entrypoint, tuple(command))
-    specs = runflags.with_image_volumes(specs, config.volumes)
-    runflags.check_targets(specs)
+    specs = mountspec.with_image_volumes(specs, config.volumes)
+    mountspec.check_targets(specs)
     overrides = {k: v for k, v in (("entrypoint", entrypoint), ("cmd", list(command) or None),
                                    ("env", assignments or None), ("workdir", workdir),
                                    ("user", user)) if v is not None}
@@ -119,7 +119,7 @@ def _create_with_volumes(records, template, specs):
     from dataclasses import replace
 
     from minibuild.containers.records import ContainerError
-    from minibuild.containers.runflags import named
+    from minibuild.containers.mountspec import named
     from minibuild.containers.volumes import Volumes
 
     for spec in specs:  # docker checks --mount's bind sources when it creates the container
