@@ -162,9 +162,9 @@ def df(ctx, verbose, fmt) -> None:
     """Disk usage: images, containers, volumes, layers, build caches (bytes counted once)."""
     from dataclasses import asdict
 
-    from minibuild.maintenance import usage
+    from minibuild.maintenance import inventory
 
-    figures = usage.measure(open_store(ctx))
+    figures = inventory.measure(open_store(ctx))
     if fmt == "json":
         click.echo(json.dumps(asdict(figures), indent=2))
         return

@@ -139,7 +139,7 @@ def _confirm(question: str) -> bool:
 def prune_volumes(root: Path, *, everything: bool) -> list[tuple[str, int]]:
     """Remove unused volumes (anonymous ones, or all with `everything`); names and bytes."""
     from minibuild.containers.records import Containers
-    from minibuild.maintenance.usage import tree_bytes
+    from minibuild.maintenance.treesize import tree_bytes
     from minibuild.containers.volumes import VolumeError, Volumes, users
 
     volumes = Volumes(root)

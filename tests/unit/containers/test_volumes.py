@@ -15,7 +15,8 @@ from minibuild.oci.image import Descriptor
 from minibuild.containers.mountspec import MountSpec, RunFlagError
 from minibuild.containers.runflags import parse_tmpfs, parse_volume
 from minibuild.containers.treecopy import copy_tree, open_dir
-from minibuild.maintenance.usage import CacheMountFigures, Inventory, VolumeFigures, account, held_locks
+from minibuild.maintenance.inventory import held_locks
+from minibuild.maintenance.usage import CacheMountFigures, Inventory, VolumeFigures, account
 from minibuild.containers.volumes import ANONYMOUS, VolumeError, Volumes, users
 
 
