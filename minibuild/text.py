@@ -1,4 +1,4 @@
-"""Human-readable sizes and ages, as docker prints them."""
+"""Human-readable sizes, ages and shortened text, as docker prints them (imports nothing of ours)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,10 @@ def human_age(text: str | None, now: datetime | None = None) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count > 1 else ''} ago"
     return "N/A"
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` on one line (runs of blanks and newlines become one space), cut to `width`
+    characters with `…` as the last one when it is longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -25,6 +25,7 @@ from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.store.layout import remove_tree
+from minibuild.text import shorten
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
@@ -108,7 +109,7 @@ class StepFactory:
                                           self.output, mounts=step_mounts)
             if status != 0:
                 raise BuildError.at(
-                    run, f"{label} `{_short(run.original)}` failed with exit code {status}",
+                    run, f"{label} `{shorten(run.original, 60)}` failed with exit code {status}",
                     exit_status=status)
 
         description = {"run": list(argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
@@ -305,8 +306,3 @@ def run_argv(run: Run, scope: metadata.Scope) -> tuple[tuple[str, ...], str]:
     if isinstance(command, ExecForm):
         return argv, metadata.describe_command("RUN", command)
     return argv, "RUN " + " ".join(argv)
-
-
-def _short(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"

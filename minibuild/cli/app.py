@@ -1,4 +1,5 @@
-"""The click group, the store opener every command shares, and the entry point.
+"""The click group, the store and container-record openers every command shares, and the
+entry point.
 
 Heavy modules (rich, lark, zstandard, the engine) are imported inside the commands that need
 them, so `minibuild --help` and `history` start fast. Commands live in the sibling modules, one
@@ -17,14 +18,27 @@ import click
 from minibuild.errors import Interrupted, MinibuildError
 
 
+def store_root(ctx: click.Context) -> Path:
+    """The store root named by --root / MINIBUILD_ROOT, without opening the store (no locks)."""
+    from minibuild.store.layout import default_root
+
+    return Path(ctx.find_root().obj.get("root") or default_root())
+
+
 def open_store(ctx: click.Context):
     """Open the store named by --root / MINIBUILD_ROOT (closed when the command ends)."""
-    from minibuild.store.layout import Store, default_root
+    from minibuild.store.layout import Store
 
-    root = ctx.find_root().obj.get("root") or default_root()
-    store = Store.open(Path(root))
+    store = Store.open(store_root(ctx))
     ctx.call_on_close(store.close)
     return store
+
+
+def container_records(ctx: click.Context):
+    """The container records of the store root (the store itself stays closed)."""
+    from minibuild.containers.records import Containers
+
+    return Containers(store_root(ctx))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +57,7 @@ from minibuild.cli import images as _images  # noqa: E402,F401
 from minibuild.cli import transfer as _transfer  # noqa: E402,F401
 from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
 from minibuild.cli import containers as _containers  # noqa: E402,F401
+from minibuild.cli import run as _run  # noqa: E402,F401
 from minibuild.cli import volumes as _volumes  # noqa: E402,F401
 
 

@@ -1,4 +1,4 @@
-"""Commands about images: build, history, images, inspect, tag, parse."""
+"""Commands about images: build, history, images, layers, inspect, tag, rmi, parse."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from minibuild.cli import lines
-from minibuild.cli.app import cli, open_store
+from minibuild.cli.app import cli, container_records, open_store
 
 
 @cli.command()
@@ -196,3 +196,70 @@ def parse(buildfile) -> None:
     from minibuild.dockerfile import parser
 
     click.echo(json.dumps(dump(parser.parse_file(buildfile)), indent=2))
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Untag even when a container uses the image.")
+@click.argument("images", nargs=-1, required=True)
+@click.pass_context
+def rmi(ctx, force, images) -> None:
+    """Remove image tags, then the blobs and layers nothing needs any more."""
+    from minibuild.maintenance import gc
+    from minibuild.errors import StoreError
+
+    store = open_store(ctx)
+    gone = []
+    for text in images:
+        for name in _untag(store, container_records(ctx), text, force):
+            click.echo(f"Untagged: {name}")
+            gone.append(name)
+    try:
+        collected = gc.collect(store)
+    except StoreError as exc:
+        click.echo(f"note: blobs not deleted yet ({exc}); `minibuild prune` frees them later",
+                   err=True)
+        return
+    for digest in collected.blobs:
+        click.echo(f"Deleted: {digest}")
+
+
+def _untag(store, records, text: str, force: bool) -> list[str]:
+    """The tags to remove for `rmi TEXT`, after checking no container needs the image."""
+    from minibuild.containers.records import ContainerError
+
+    name, descriptor = store.resolve(text)
+    same = [n for n, d in store.tags() if d.digest == descriptor.digest]
+    names = [name] if name in same else same
+    users = records.uses(descriptor.digest)
+    if len(names) > 1 and name not in same and not force:
+        raise ContainerError(f"image {text} is tagged {len(names)} times: "
+                             f"{', '.join(names)}", hint="remove one tag at a time, or use -f")
+    if users and not force and len(names) == len(same):
+        raise ContainerError(f"unable to remove {text}: container {users[0].short_id} "
+                             f"({users[0].name}) is using it",
+                             hint="remove the container first, or use `rmi -f` (the container "
+                                  "keeps its layers)")
+    for n in names:
+        store.untag(n)
+    return names
+
+
+@cli.command()
+@click.option("--files", is_flag=True, help="List each layer's entries, whiteouts included.")
+@click.argument("image")
+@click.pass_context
+def layers(ctx, files, image) -> None:
+    """Each layer of an image, base first, with its sizes; wasted bytes per path."""
+    from minibuild.cli import render
+    from minibuild.cli.views import history_rows
+
+    store = open_store(ctx)
+    loaded = store.load_image(store.resolve(image)[1])
+    rows = [r for r in history_rows(store, loaded) if r.layer is not None]
+    click.echo(render.layers_table(rows))
+    if files:
+        for row, layer in zip(rows, loaded.layers):
+            click.echo(f"\nlayer {row.layer} {row.diff_id}:")
+            for line in render.layer_entries(store.layer_summary(layer), row):
+                click.echo("  " + line)
+    click.echo(render.layers_waste(rows))

@@ -1,4 +1,5 @@
-"""The plain text lines `build` prints: step headers, step ends, and the result trailer.
+"""Plain text the commands print: `build`'s step headers, step ends and result trailer, and
+the columns of docker-style tables.
 
 One place for their format, shared by the plain reporter, the CLI and the build memo's replay
 (which runs before anything heavy is imported, so this module imports nothing).
@@ -27,3 +28,10 @@ def step_done(seconds: float, note: str = "") -> str:
 def trailer(digest: str, tags: Iterable[str], warnings: Iterable[str] = ()) -> list[str]:
     """The lines after the last step: warnings, `Built <digest>`, one `Tagged <name>` per tag."""
     return [*(f"warning: {w}" for w in warnings), f"Built {digest}", *(f"Tagged {t}" for t in tags)]
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns separated by three spaces, as docker prints tables (no final newline)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
+                     for r in [header, *rows])

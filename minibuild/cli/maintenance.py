@@ -1,4 +1,4 @@
-"""Commands that look after the store itself: fsck."""
+"""Commands that look after the store itself: fsck, prune, df."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 import click
 
 from minibuild.cli.app import cli, open_store
+from minibuild.cli.lines import table
 
 
 @cli.command()
@@ -128,3 +129,83 @@ class _DeepProgress:
                        f"{human_size(comparison.content_bytes)})")
         prefix = "\r\x1b[K" if self.tty else ""
         click.echo(f"{prefix}{self.head}: {outcome} in {seconds:.2f} s", err=True)
+
+
+@cli.command()
+@click.option("--cache", "drop_cache", is_flag=True,
+              help="Also drop the build cache (every step key, and the layers only it kept).")
+@click.option("--volumes", "drop_volumes", is_flag=True,
+              help="Also remove the anonymous volumes no container uses (volumes stay otherwise).")
+@click.pass_context
+def prune(ctx, drop_cache, drop_volumes) -> None:
+    """Delete blobs, unpacked layers and summaries no image, container or cache entry needs."""
+    from minibuild.maintenance import gc
+    from minibuild.cli.volumes import prune_volumes
+    from minibuild.text import human_size
+
+    store = open_store(ctx)
+    collected = gc.collect(store, drop_cache=drop_cache)
+    removed = prune_volumes(store.root, everything=False) if drop_volumes else []
+    click.echo(f"Deleted {len(collected.blobs)} blobs, {len(collected.layer_dirs)} layer dirs, "
+               f"{collected.summaries} layer summaries, {collected.cache_entries} cache entries"
+               + (f", {len(removed)} volumes" if drop_volumes else ""))
+    freed = collected.freed + sum(size for _, size in removed)
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+@cli.command()
+@click.option("-v", "--verbose", is_flag=True, help="Per image, container and layer.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def df(ctx, verbose, fmt) -> None:
+    """Disk usage: images, containers, volumes, layers, build caches (bytes counted once)."""
+    from dataclasses import asdict
+
+    from minibuild.maintenance import inventory
+
+    figures = inventory.measure(open_store(ctx))
+    if fmt == "json":
+        click.echo(json.dumps(asdict(figures), indent=2))
+        return
+    click.echo(_df_summary(figures))
+    if verbose:
+        click.echo(_df_verbose(figures))
+
+
+def _df_summary(figures) -> str:
+    from minibuild.text import human_size as hs
+
+    rows = []
+    for r in figures.rows:
+        pct = f" ({100 * r.reclaimable // r.size}%)" if r.size else ""
+        rows.append((r.kind, str(r.total), str(r.active), hs(r.size), hs(r.shared), hs(r.unique),
+                     hs(r.reclaimable) + pct))
+    summary = table(("TYPE", "TOTAL", "ACTIVE", "SIZE", "SHARED", "UNIQUE", "RECLAIMABLE"), rows)
+    return summary + (f"\nTotal on disk (blobs, layer dirs, containers, volumes, cache mounts): "
+                    f"{hs(figures.total)}")
+
+
+def _df_verbose(figures) -> str:
+    from minibuild.text import human_size as hs
+
+    images = [(", ".join(i.names) or "<none>", i.digest[7:19], hs(i.size), hs(i.shared),
+               hs(i.unique), str(i.containers)) for i in figures.images]
+    containers = [(c.id[:12], c.image, hs(c.size), "running" if c.running else "stopped", c.name)
+                  for c in figures.containers]
+    layers = [(l.key.removeprefix("sha256:")[:12] if l.key.startswith("sha256:") else l.key,
+               hs(l.size), str(l.images), str(l.containers), "yes" if l.cached else "no",
+               "yes" if l.referenced else "no") for l in figures.layers]
+    volumes = [(v.name, str(v.links), hs(v.size)) for v in figures.volumes]
+    mounts = [(m.dir, hs(m.size), "yes" if m.in_use else "no") for m in figures.cache_mounts]
+    return "\n".join([
+        "\nImages space usage:\n",
+        table(("IMAGE", "IMAGE ID", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"), images),
+        "\nContainers space usage:\n",
+        table(("CONTAINER ID", "IMAGE", "SIZE", "STATUS", "NAMES"), containers),
+        "\nLocal Volumes space usage:\n",
+        table(("VOLUME NAME", "LINKS", "SIZE"), volumes),
+        "\nLayers space usage (blob + unpacked dir):\n",
+        table(("LAYER", "SIZE", "IMAGES", "CONTAINERS", "CACHED", "REFERENCED"), layers),
+        "\nRUN cache mounts space usage (ROOT/cache/mounts):\n",
+        table(("CACHE DIR", "SIZE", "IN USE"), mounts)])

@@ -1,15 +1,18 @@
 """What the commands show a person: build progress (rich on a terminal, plain lines otherwise)
-and the tables of `history` and `images`. Read-only data comes in, text goes out."""
+and the tables of `history`, `images` and `layers`. Read-only data comes in, text goes out."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from minibuild.cli.lines import one_line as _one_line, step_done, step_header
-from minibuild.text import human_age, human_size
+from minibuild.cli.lines import one_line as _one_line, step_done, step_header, table
+from minibuild.text import human_age, human_size, shorten
 from minibuild.cli.views import HistoryRow
+
+if TYPE_CHECKING:  # snapshot pulls in the compressors: not for a table
+    from minibuild.layer.snapshot import LayerSummary
 
 
 class PlainReporter:
@@ -145,7 +148,7 @@ def history_table(rows: list[HistoryRow], *, no_trunc: bool) -> str:
     body = []
     for row in reversed(rows):
         layer = row.diff_id if no_trunc else (row.diff_id or "")[7:19]
-        created_by = row.created_by if no_trunc else _truncate(_one_line(row.created_by), 45)
+        created_by = row.created_by if no_trunc else shorten(row.created_by, 45)
         blob = human_size(row.blob_size) if not row.empty_layer else "-"
         body.append((layer or "<empty>", human_age(row.created), created_by, human_size(row.size),
                      blob, _comment(row, rows)))
@@ -173,8 +176,8 @@ def _waste_summary(rows: list[HistoryRow]) -> str:
     hidden = sorted(((s, p, h, r, by_layer[by]) for r in rows for p, s, h, by in r.hidden),
                     key=lambda item: (-item[0], item[1]))
     for size, path, how, added, hider in hidden[:10]:
-        lines.append(f"  {human_size(size):>8}  /{path}  added by `{_truncate(_one_line(added.created_by), 40)}`, "
-                     f"{how} by `{_truncate(_one_line(hider.created_by), 40)}`")
+        lines.append(f"  {human_size(size):>8}  /{path}  added by `{shorten(added.created_by, 40)}`, "
+                     f"{how} by `{shorten(hider.created_by, 40)}`")
     if len(hidden) > 10:
         lines.append(f"  ... and {len(hidden) - 10} more paths")
     lines.append("  A later `RUN rm` cannot shrink an earlier layer: delete in the same RUN that "
@@ -182,15 +185,9 @@ def _waste_summary(rows: list[HistoryRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _truncate(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned columns separated by three spaces, as docker prints tables."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    return "\n".join(lines) + "\n"
+    """Left-aligned columns separated by three spaces, as docker prints tables; a final newline."""
+    return table(header, rows) + "\n"
 
 
 def images_table(images: list[dict[str, Any]]) -> str:
@@ -199,3 +196,36 @@ def images_table(images: list[dict[str, Any]]) -> str:
     body = [(i["repository"], i["tag"], i["id"][7:19], human_age(i["created"]), human_size(i["size"]))
             for i in images]
     return _columns(header, body)
+
+
+def layers_table(rows: list[HistoryRow]) -> str:
+    """`layers`: # LAYER SIZE BLOB WASTED CREATED BY, one row per layer (no final newline)."""
+    body = [(str(r.layer), (r.diff_id or "")[7:19], human_size(r.size), human_size(r.blob_size),
+             human_size(r.wasted), shorten(r.created_by, 50)) for r in rows]
+    return table(("#", "LAYER", "SIZE", "BLOB", "WASTED", "CREATED BY"), body)
+
+
+def layer_entries(summary: LayerSummary, row: HistoryRow) -> list[str]:
+    """`layers --files`: one line per entry, whiteouts and opaque dirs marked, hidden files flagged."""
+    hidden = {p: by for p, _, _, by in row.hidden}
+    lines = [f"{human_size(size):>8}  /{path}"
+             + (f"  (hidden by layer {hidden[path]})" if path in hidden else "")
+             for path, size in summary.files]
+    lines += [f"{'whiteout':>8}  /{path}" for path in summary.whiteouts]
+    lines += [f"{'opaque':>8}  /{path}/" for path in summary.opaques]
+    return sorted(lines, key=lambda line: line.split("  /", 1)[1])
+
+
+def layers_waste(rows: list[HistoryRow]) -> str:
+    """`layers`: the wasted-bytes summary, each hidden path with who added it and who hid it."""
+    hidden = sorted(((size, path, how, r.layer, by) for r in rows
+                     for path, size, how, by in r.hidden), key=lambda h: (-h[0], h[1]))
+    total = sum(r.size for r in rows)
+    if not hidden:
+        return f"\n{human_size(total)} in {len(rows)} layers; nothing hidden by later layers."
+    wasted = sum(h[0] for h in hidden)
+    lines = [f"\n{human_size(total)} in {len(rows)} layers; {human_size(wasted)} "
+             f"({100 * wasted / total:.1f}%) is hidden by later layers but still stored:"]
+    lines += [f"  {human_size(size):>8}  /{path}  added by layer {added}, {how} by layer {by}"
+              for size, path, how, added, by in hidden]
+    return "\n".join(lines)

@@ -8,26 +8,14 @@ from pathlib import Path
 
 import click
 
-from minibuild.cli.app import cli
-
-
-def _root(ctx: click.Context) -> Path:
-    """The store root, without opening the store (volumes need none of its locks)."""
-    from minibuild.store.layout import default_root
-
-    return Path(ctx.find_root().obj.get("root") or default_root())
+from minibuild.cli.app import cli, container_records, store_root
 
 
 def _volumes(ctx: click.Context):
+    """The store's volumes (the store itself stays closed: volumes need none of its locks)."""
     from minibuild.containers.volumes import Volumes
 
-    return Volumes(_root(ctx))
-
-
-def _containers(ctx: click.Context) -> list:
-    from minibuild.containers.records import Containers
-
-    return Containers(_root(ctx)).all()
+    return Volumes(store_root(ctx))
 
 
 @cli.group()
@@ -61,7 +49,7 @@ def ls(ctx, quiet, filters, fmt) -> None:
     """List volumes."""
     from minibuild.containers.volumes import users
 
-    containers = _containers(ctx)
+    containers = container_records(ctx).all()
     shown = _volumes(ctx).all()
     for text in filters:
         key, _, value = text.partition("=")
@@ -104,7 +92,7 @@ def rm(ctx, force, names) -> None:
     volumes = _volumes(ctx)
     failed = False
     with volumes.locked():
-        containers = _containers(ctx)
+        containers = container_records(ctx).all()
         for name in names:
             try:
                 volumes.remove(name, containers)
@@ -134,7 +122,7 @@ def prune(ctx, everything, force) -> None:
     if not force and not _confirm(f"WARNING! This will remove {what} not used by at least one "
                                   "container.\nAre you sure you want to continue?"):
         return
-    removed = prune_volumes(_root(ctx), everything=everything)
+    removed = prune_volumes(store_root(ctx), everything=everything)
     click.echo("Deleted Volumes:")
     for name, _ in removed:
         click.echo(name)
@@ -151,7 +139,7 @@ def _confirm(question: str) -> bool:
 def prune_volumes(root: Path, *, everything: bool) -> list[tuple[str, int]]:
     """Remove unused volumes (anonymous ones, or all with `everything`); names and bytes."""
     from minibuild.containers.records import Containers
-    from minibuild.maintenance.usage import tree_bytes
+    from minibuild.maintenance.treesize import tree_bytes
     from minibuild.containers.volumes import VolumeError, Volumes, users
 
     volumes = Volumes(root)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from minibuild.containers.records import Container, Containers, now
 from minibuild.oci.image import ContainerConfig, Descriptor, History, Image, Layer
-from minibuild.containers.runtime import Paused
+from minibuild.containers.signals import Paused
 from minibuild.layer.snapshot import Compression, is_empty, write_layer
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from minibuild.layer import layerpath
 from minibuild.containers.records import Container, ContainerError, Containers
 from minibuild.fs.rootpath import resolve_in_root
-from minibuild.containers.runflags import MountSpec
+from minibuild.containers.mountspec import MountSpec
 from minibuild.sandbox.sandbox import RootFS
 from minibuild.sandbox.stepmounts import Bind, StepMount, Tmpfs
 from minibuild.containers.treecopy import clear_dir, copy_tree, open_dir

@@ -23,7 +23,7 @@ from minibuild.store import topdir
 from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, canonical_json
-from minibuild.containers.runflags import MountSpec
+from minibuild.containers.mountspec import MountSpec
 from minibuild.store.layout import write_atomic
 
 ID_BYTES = 32

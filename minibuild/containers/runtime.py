@@ -1,10 +1,11 @@
-"""Running containers on top of the sandbox: foreground, detached (a supervisor), exec, stop.
+"""Running containers on top of the sandbox: what a container runs, in the foreground or
+detached (a supervisor process).
 
 A container is the image's shared layer dirs as overlay lowers plus the container's own upper
 dir. Whoever calls `supervise` (the `run` command itself, or a detached supervisor process in a
 session of its own) holds the container's lock, runs the sandbox, and records the state; the
 sandbox's PDEATHSIG chain ends the container when its supervisor dies, so no mount or process
-outlives it. `exec` enters the namespaces of the container's init with setns(2).
+outlives it. `exec` lives in exectarget.py, stop and pause in signals.py, the pty in terminal.py.
 """
 
 from __future__ import annotations
@@ -12,29 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import subprocess
 import sys
-import termios
-import threading
 import time
-import tty
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from minibuild.sandbox import linux
 from minibuild.containers.containermounts import Attached, attach, covered, seed
 from minibuild.containers.records import Container, ContainerError, Containers, now, \
     process_start_time, scrub_scaffolds
-from minibuild.errors import SandboxError
-from minibuild.oci.image import ContainerConfig
-from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
-from minibuild.sandbox.sandbox import RootFS, Sandbox
+from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
-
-# setns order: the pid ns applies to our children only, mnt last (it changes our root)
-_NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+from minibuild.oci.image import ContainerConfig
+from minibuild.sandbox.process import Process
+from minibuild.sandbox.sandbox import RootFS, Sandbox
 
 
 # -- what a container runs (docker's rules) ------------------------------------------------------
@@ -244,255 +237,3 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "no message"
     return lines[-1] if lines else "the supervisor exited without a message"
-
-
-# -- a pty between the user's terminal (or a log) and the container ------------------------------
-
-
-class Terminal:
-    """A pty whose slave is the container's stdio; a thread copies input in and output out."""
-
-    def __init__(self, input_fd: int | None, output_fd: int) -> None:
-        self.master, self.slave = os.openpty()
-        self.input_fd, self.output_fd = input_fd, output_fd
-        self._stop = threading.Event()
-        self._saved = None
-        self._thread = threading.Thread(target=self._relay, daemon=True)
-
-    @property
-    def stdio(self) -> tuple[int, int, int]:
-        """The slave as 0, 1 and 2."""
-        return (self.slave, self.slave, self.slave)
-
-    def __enter__(self) -> Terminal:
-        if self.input_fd is not None and os.isatty(self.input_fd):
-            self._saved = termios.tcgetattr(self.input_fd)
-            _copy_window_size(self.input_fd, self.master)
-            tty.setraw(self.input_fd)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        if self._saved is not None:
-            termios.tcsetattr(self.input_fd, termios.TCSADRAIN, self._saved)
-        for fd in (self.master, self.slave):
-            os.close(fd)
-
-    def _relay(self) -> None:
-        """Copy until told to stop and the pty has nothing more to say."""
-        sources = [self.master] + ([self.input_fd] if self.input_fd is not None else [])
-        while True:
-            ready = select.select(sources, [], [], 0.05)[0]
-            if not ready and self._stop.is_set():
-                return
-            for fd in ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:  # EIO: no slave left open
-                    data = b""
-                if not data:
-                    sources.remove(fd)
-                    if fd == self.master:
-                        return
-                    continue
-                _write_all(self.output_fd if fd == self.master else self.master, data)
-
-
-def _copy_window_size(source: int, target: int) -> None:
-    """The user's terminal size onto the pty."""
-    import fcntl
-    import struct
-
-    try:
-        size = fcntl.ioctl(source, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-        fcntl.ioctl(target, termios.TIOCSWINSZ, size)
-    except OSError:
-        pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write until everything is written (or the reader is gone)."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError:
-            return
-
-
-# -- exec ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExecTarget:
-    """fds on a running container's namespaces and root, opened while its init was verified."""
-
-    namespaces: tuple[tuple[str, int], ...]
-    root: int
-
-    def close(self) -> None:
-        """Release the fds."""
-        for _, fd in self.namespaces:
-            os.close(fd)
-        os.close(self.root)
-
-
-def open_target(containers: Containers, container: Container) -> ExecTarget:
-    """Open the container init's namespaces and root; ContainerError unless it is running."""
-    if containers.status(container) != "running":
-        raise ContainerError(f"container {container.name} is not running",
-                             hint=f"`minibuild start {container.name}` starts it again")
-    pid, fds = container.pid, []
-    try:
-        for name in _NAMESPACES:
-            fds.append((name, os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
-        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        for _, fd in fds:
-            os.close(fd)
-        raise ContainerError(f"container {container.name} is not running ({exc.strerror})") from exc
-    target = ExecTarget(tuple(fds), root)
-    if process_start_time(pid) != container.pid_start:  # the pid was recycled meanwhile
-        target.close()
-        raise ContainerError(f"container {container.name} is not running")
-    return target
-
-
-def exec_in(target: ExecTarget, proc: Process) -> int:
-    """Run `proc` inside the container (its namespaces, root, user); its exit status."""
-    pid = os.fork()
-    if pid == 0:
-        code = 126
-        try:
-            code = _exec_child(target, proc)
-        except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
-            os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
-        finally:
-            os._exit(code)
-    while True:
-        try:
-            return exit_status(os.waitpid(pid, 0)[1])
-        except KeyboardInterrupt:
-            continue  # the terminal's Ctrl-C reached the command too: wait for its status
-
-
-def _exec_child(target: ExecTarget, proc: Process) -> int:
-    """Forked: setns into each namespace, chroot to the container's root, fork the command."""
-    linux.die_with_parent()
-    for name, fd in target.namespaces:
-        try:
-            linux.setns(fd)
-        except OSError as exc:
-            raise SandboxError(f"cannot enter the container's {name} namespace: "
-                               f"{os.strerror(exc.errno)}") from exc
-    os.fchdir(target.root)
-    os.chroot(".")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status
-    child = os.fork()  # the pid namespace applies from our children on
-    if child == 0:
-        code = 126
-        try:
-            code = _exec_command(proc)
-        finally:
-            os._exit(code)
-    return exit_status(os.waitpid(child, 0)[1])
-
-
-def _exec_command(proc: Process) -> int:
-    """Inside: stdio, user, cwd, env, execve; returns only when execve fails."""
-    from minibuild.fs.users import read_user_files, resolve_user
-
-    if proc.stdio is not None:
-        for target, fd in enumerate([os.dup(fd) for fd in proc.stdio]):
-            os.dup2(fd, target)
-    if proc.tty:
-        linux.controlling_tty()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    user = resolve_user(proc.user or "", *read_user_files(Path("/")))
-    env = process_environment(proc.env, user.default_home())
-    os.chdir(proc.cwd)
-    return exec_as(user, proc.argv, env)
-
-
-# -- stop, pause ---------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of a process."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(p) for p in text.split()]
-    except OSError:
-        return []
-
-
-def stop(containers: Containers, container: Container, timeout: float = 10.0) -> bool:
-    """STOPSIGNAL (SIGTERM) to the command, SIGKILL to its init after `timeout`; False if not running."""
-    if containers.status(container) != "running":
-        return False
-    try:
-        pidfd = os.pidfd_open(container.pid)
-    except ProcessLookupError:
-        return False
-    try:
-        if process_start_time(container.pid) != container.pid_start:
-            return False
-        for child in children(container.pid):
-            linux.kill(child, stop_signal(container.stop_signal))
-        if not select.select([pidfd], [], [], timeout)[0]:
-            linux.pidfd_kill(pidfd)  # the kernel kills the whole ns
-    finally:
-        os.close(pidfd)
-    if not containers.wait_unsupervised(container.id, 10.0):
-        raise ContainerError(f"container {container.name}: its supervisor did not finish")
-    return True
-
-
-def stop_signal(text: str) -> int:
-    """A STOPSIGNAL value (`SIGUSR1`, `USR1`, `10`) as a number; SIGTERM when empty."""
-    if not text:
-        return signal.SIGTERM
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-    try:
-        return signal.Signals[name].value
-    except KeyError:
-        raise ContainerError(f"unknown stop signal {text!r}") from None
-
-
-def namespace_pids(init_pid: int) -> list[int]:
-    """Every host pid in the pid namespace whose init is `init_pid`."""
-    try:
-        target = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return []
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "pid") == target:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-class Paused:
-    """SIGSTOP every process of a running container (so its upper dir holds still), then SIGCONT."""
-
-    def __init__(self, containers: Containers, container: Container, enabled: bool = True) -> None:
-        running = enabled and containers.status(container) == "running"
-        self.pids = namespace_pids(container.pid) if running and container.pid else []
-
-    def __enter__(self) -> Paused:
-        for pid in self.pids:
-            linux.kill(pid, signal.SIGSTOP)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for pid in self.pids:
-            linux.kill(pid, signal.SIGCONT)

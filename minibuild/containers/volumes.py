@@ -24,7 +24,7 @@ from minibuild.store import topdir
 from minibuild.containers.records import Container, now
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import canonical_json
-from minibuild.containers.runflags import VOLUME_NAME, volume_name
+from minibuild.containers.mountspec import VOLUME_NAME, volume_name
 from minibuild.store.layout import remove_tree, write_atomic
 
 ANONYMOUS = "com.docker.volume.anonymous"  # docker's label for a volume made for one container

@@ -6,27 +6,26 @@ temp files of a killed writer). Garbage is what an interrupted build normally le
 the store bigger, not wrong, so only errors make `fsck` fail. `repair` removes the garbage and
 the corrupt entries that no valid image needs; it never touches a tag.
 
-`deep=True` also reads every layer blob and compares it with its unpacked dir (deepcheck.py): a
-dir that differs is an error, and `repair` removes it (it is unpacked again when next needed).
+`deep=True` also reads every layer blob and compares it with its unpacked dir (layerdirs.py):
+a dir that differs is an error, and `repair` removes it (it is unpacked again when next needed).
+The findings and the report are in findings.py.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
-import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Iterable
 
-from minibuild.layer.deepcheck import Comparison, compare_layer
-from minibuild.oci.digest import Digest
-from minibuild.errors import LayerError
-from minibuild.oci.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
-                             Manifest)
+from minibuild.maintenance.findings import Finding, Report, Scan
+from minibuild.maintenance.layerdirs import DeepProgress, container_layers, deep_check
 from minibuild.maintenance.reachability import Reachable
+from minibuild.oci.digest import Digest
+from minibuild.oci.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
+                                 Manifest)
 from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -34,97 +33,9 @@ _LAYER_ID = re.compile(rf"^[0-9a-f]{{{LAYER_ID_LEN}}}$")
 _BUFSIZE = 1 << 20
 
 
-class Severity(enum.Enum):
-    """Whether a finding makes the store wrong (error) or only bigger (garbage)."""
-
-    ERROR = "error"
-    GARBAGE = "garbage"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing fsck found: what, where, and whether `repair` may delete `path`."""
-
-    severity: Severity
-    where: str
-    message: str
-    path: Path | None = None  # what `repair` deletes; None: nothing to delete (e.g. a bad tag)
-    size: int = 0
-    details: tuple[str, ...] = ()  # one line each (the first differing paths of a layer dir)
-    deep: bool = False  # found by the deep check (not repeated after repair)
-
-    def line(self) -> str:
-        """`error: WHERE: MESSAGE`, one line."""
-        return f"{self.severity.value}: {self.where}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Report:
-    """Everything one check found, and what it covered."""
-
-    findings: tuple[Finding, ...]
-    blobs: int
-    tags: int
-    layer_dirs: int
-    cache_entries: int
-    complete_roots: bool  # every root could be read: unreferenced really means unreferenced
-    deep_layers: int | None = None  # layer dirs compared with their blobs; None: no deep check
-    deep_bytes: int = 0  # file content bytes the deep check read on each side
-
-    @property
-    def errors(self) -> tuple[Finding, ...]:
-        """The findings that make the store wrong."""
-        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
-
-    @property
-    def garbage(self) -> tuple[Finding, ...]:
-        """The findings that only take space."""
-        return tuple(f for f in self.findings if f.severity is Severity.GARBAGE)
-
-    @property
-    def ok(self) -> bool:
-        """True when there is no error (garbage is fine)."""
-        return not self.errors
-
-
-@dataclass
-class _Scan:
-    """Mutable state of one check: the blobs on disk and the findings so far."""
-
-    store: Store
-    good_blobs: dict[Digest, int] = field(default_factory=dict)  # digest -> size on disk
-    findings: list[Finding] = field(default_factory=list)
-    layers: dict[str, Layer] = field(default_factory=dict)  # layer dir name -> a layer naming it
-    # layer dir name -> running containers mounting it: repair must not pull it from under them
-    running: dict[str, list[str]] = field(default_factory=dict)
-
-    def error(self, where: str, message: str, path: Path | None = None) -> None:
-        """Record an error."""
-        self.findings.append(Finding(Severity.ERROR, where, message, path, _size(path)))
-
-    def garbage(self, where: str, message: str, path: Path) -> None:
-        """Record something only taking space."""
-        self.findings.append(Finding(Severity.GARBAGE, where, message, path, _size(path)))
-
-    def layer(self, layer: Layer) -> None:
-        """A layer some root names whose blob is intact: its dir can be deep-checked."""
-        if layer.descriptor.digest in self.good_blobs:
-            self.layers.setdefault(self.store.layer_path(layer.diff_id).name, layer)
-
-
-class DeepProgress(Protocol):
-    """What the deep check tells as it goes (the CLI prints it on stderr)."""
-
-    def begin(self, index: int, total: int, layer: Layer) -> None:
-        """Layer `index` of `total` (from 1) starts."""
-
-    def end(self, comparison: Comparison | None) -> None:
-        """It is done (None: it could not be compared; the finding says why)."""
-
-
 def check(store: Store, *, deep: bool = False, progress: DeepProgress | None = None) -> Report:
     """Check the whole store; read-only. `deep` compares every layer dir with its blob."""
-    scan = _Scan(store)
+    scan = Scan(store)
     _scan_blobs(scan)
     tags = _check_tags(scan)
     cache_layers, cache_count = _check_cache(scan)
@@ -137,8 +48,8 @@ def check(store: Store, *, deep: bool = False, progress: DeepProgress | None = N
     if deep:
         for layer in cache_layers:
             scan.layer(layer)
-        _container_layers(scan)
-        deep_layers, deep_bytes = _deep_check(scan, progress)
+        container_layers(scan)
+        deep_layers, deep_bytes = deep_check(scan, progress)
     return Report(tuple(scan.findings), len(scan.good_blobs), tags, layer_dirs, cache_count,
                   complete, deep_layers, deep_bytes)
 
@@ -155,7 +66,7 @@ def recheck(store: Store, before: Report) -> Report:
                    deep_layers=before.deep_layers, deep_bytes=before.deep_bytes)
 
 
-def _roots(scan: _Scan, cache_layers: list[Layer]) -> tuple[Reachable, bool]:
+def _roots(scan: Scan, cache_layers: list[Layer]) -> tuple[Reachable, bool]:
     """What the tags and the cache keep alive, and whether every root could be read."""
     if any(f.where == "index.json" for f in scan.findings):
         return Reachable(), False  # no idea what is needed: judge nothing unreferenced
@@ -188,7 +99,7 @@ def repair(store: Store, report: Report) -> list[Finding]:
 # -- blobs -------------------------------------------------------------------------------------
 
 
-def _scan_blobs(scan: _Scan) -> None:
+def _scan_blobs(scan: Scan) -> None:
     """Re-hash every file under blobs/sha256; a wrong name or wrong bytes is an error."""
     for path in sorted(scan.store.blobs.iterdir()):
         name = path.name
@@ -212,7 +123,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _check_blob(scan: _Scan, where: str, descriptor: Descriptor) -> bool:
+def _check_blob(scan: Scan, where: str, descriptor: Descriptor) -> bool:
     """Whether a descriptor's blob is present, intact and of the stated size."""
     size = scan.good_blobs.get(descriptor.digest)
     if size is None:
@@ -230,7 +141,7 @@ def _check_blob(scan: _Scan, where: str, descriptor: Descriptor) -> bool:
 # -- tags, manifests, configs, layers ---------------------------------------------------------
 
 
-def _check_tags(scan: _Scan) -> int:
+def _check_tags(scan: Scan) -> int:
     """Follow every tag to its manifest, config and layers; the number of tags."""
     try:
         tags = scan.store.tags()
@@ -242,7 +153,7 @@ def _check_tags(scan: _Scan) -> int:
     return len(tags)
 
 
-def _check_image(scan: _Scan, where: str, descriptor: Descriptor) -> None:
+def _check_image(scan: Scan, where: str, descriptor: Descriptor) -> None:
     """A manifest, its config and its layers: present, intact, consistent."""
     if not _check_blob(scan, where, descriptor):
         return
@@ -263,7 +174,7 @@ def _check_image(scan: _Scan, where: str, descriptor: Descriptor) -> None:
         _check_layer(scan, f"{where}: layer {index}", Layer(layer, diff_id))
 
 
-def _check_config(scan: _Scan, where: str, manifest: Manifest, config: Config) -> None:
+def _check_config(scan: Scan, where: str, manifest: Manifest, config: Config) -> None:
     """Counts that must agree: layers, DiffIDs and non-empty history entries."""
     if manifest.config.media_type != CONFIG_MEDIA_TYPE:
         scan.error(where, f"config media type {manifest.config.media_type!r} is not {CONFIG_MEDIA_TYPE}")
@@ -274,7 +185,7 @@ def _check_config(scan: _Scan, where: str, manifest: Manifest, config: Config) -
         scan.error(where, f"{made} non-empty history entries but {len(config.diff_ids)} diff_ids")
 
 
-def _check_layer(scan: _Scan, where: str, layer: Layer) -> None:
+def _check_layer(scan: Scan, where: str, layer: Layer) -> None:
     """A layer's blob, and its unpacked dir when there is one (else it is unpacked on use)."""
     if layer.descriptor.media_type not in LAYER_MEDIA_TYPES:
         scan.error(where, f"unknown layer media type {layer.descriptor.media_type!r}")
@@ -285,7 +196,7 @@ def _check_layer(scan: _Scan, where: str, layer: Layer) -> None:
         scan.error(where, f"unpacked layer {path} is not a directory", path)
 
 
-def _check_cache(scan: _Scan) -> tuple[list[Layer], int]:
+def _check_cache(scan: Scan) -> tuple[list[Layer], int]:
     """Cache entries that do not parse or name a missing blob; the layers the valid ones keep."""
     from minibuild.build.cache import Cache
 
@@ -307,91 +218,10 @@ def _check_cache(scan: _Scan) -> tuple[list[Layer], int]:
     return layers, count
 
 
-# -- layer dirs against their blobs (deep) -----------------------------------------------------
-
-_SHOWN = 5  # differing paths listed per layer dir
-
-
-def _container_layers(scan: _Scan) -> None:
-    """The layers of containers' images (tagged or not): their dirs are in use too."""
-    from minibuild.containers.records import Containers
-
-    containers = Containers(scan.store.root)
-    for container in containers.all():
-        try:
-            image = scan.store.load_image(container.manifest)
-        except Exception:  # noqa: BLE001 - an unreadable image: its dirs are judged by nothing
-            continue
-        running = containers.status(container) == "running"
-        for layer in image.layers:
-            scan.layer(layer)
-            if running:
-                name = scan.store.layer_path(layer.diff_id).name
-                scan.running.setdefault(name, []).append(container.name)
-
-
-def _deep_check(scan: _Scan, progress: DeepProgress | None) -> tuple[int, int]:
-    """Compare every layer dir some root names with its intact blob; (dirs compared, bytes read).
-
-    Dirs no root names are garbage already; a needed dir whose blob is missing or corrupt is
-    reported by the blob checks (there is nothing to compare it with).
-    """
-    dirs = [path for path in sorted(scan.store.layers.iterdir())
-            if path.name in scan.layers and path.is_dir() and not path.is_symlink()]
-    total_bytes = 0
-    for index, path in enumerate(dirs, 1):
-        layer = scan.layers[path.name]
-        if progress is not None:
-            progress.begin(index, len(dirs), layer)
-        comparison = _compare(scan, layer, path)
-        if progress is not None:
-            progress.end(comparison)
-        if comparison is not None:
-            total_bytes += comparison.content_bytes
-    return len(dirs), total_bytes
-
-
-def _compare(scan: _Scan, layer: Layer, path: Path) -> Comparison | None:
-    """One layer dir against its blob; findings for what differs."""
-    where = f"layer {layer.diff_id}"
-    digest = layer.descriptor.digest
-    try:
-        with open(scan.store.blob_path(digest), "rb", buffering=_BUFSIZE) as blob:
-            comparison = compare_layer(blob, layer.descriptor.media_type, path, limit=_SHOWN)
-    except LayerError as exc:
-        scan.findings.append(Finding(Severity.ERROR, where, f"blob {digest} is not a layer unpack "
-                                     f"accepts ({exc.message}), so layers/{path.name} cannot "
-                                     "have come from it", deep=True))
-        return None
-    except OSError as exc:  # an I/O error is worth a finding, not a crash; nothing is removed
-        scan.findings.append(Finding(Severity.ERROR, where, f"cannot compare layers/{path.name} "
-                                     f"with blob {digest}: {exc}", deep=True))
-        return None
-    if comparison.diff_id != layer.diff_id:
-        scan.findings.append(Finding(Severity.ERROR, where, f"blob {digest} holds the tar of "
-                                     f"{comparison.diff_id}, not of this DiffID", deep=True))
-    if not comparison.ok:
-        details = tuple(d.line() for d in comparison.differences)
-        if comparison.count > len(details):
-            details += (f"... and {comparison.count - len(details)} more",)
-        message = (f"unpacked dir layers/{path.name} differs from its blob in {comparison.count} "
-                   "path(s)")
-        removable: Path | None = path
-        users = scan.running.get(path.name)
-        if users:  # a running container's overlay has it as a lower dir: removing it would
-            # empty the container's files as it runs, and the container would not see a new one
-            message += (f"; not removed: running container(s) {', '.join(sorted(users))} use it "
-                        "(stop them, then repair)")
-            removable = None
-        scan.findings.append(Finding(Severity.ERROR, where, message, removable,
-                                     _size(removable), details, deep=True))
-    return comparison
-
-
 # -- what nothing references --------------------------------------------------------------------
 
 
-def _unreferenced_blobs(scan: _Scan, keep: Reachable, complete: bool) -> None:
+def _unreferenced_blobs(scan: Scan, keep: Reachable, complete: bool) -> None:
     """Intact blobs no tag or cache entry needs (only judged when every root was read)."""
     if not complete:
         return
@@ -400,7 +230,7 @@ def _unreferenced_blobs(scan: _Scan, keep: Reachable, complete: bool) -> None:
             scan.garbage(f"blob {digest}", "unreferenced", scan.store.blob_path(digest))
 
 
-def _check_layer_dirs(scan: _Scan, keep: Reachable, complete: bool) -> int:
+def _check_layer_dirs(scan: Scan, keep: Reachable, complete: bool) -> int:
     """Dirs under layers/: stray names, and (when every root was read) unreferenced ones."""
     needed = {scan.store.layer_path(d).name for d in keep.diff_ids}
     count = 0
@@ -413,7 +243,7 @@ def _check_layer_dirs(scan: _Scan, keep: Reachable, complete: bool) -> int:
     return count
 
 
-def _check_meta(scan: _Scan, keep: Reachable, complete: bool) -> None:
+def _check_meta(scan: Scan, keep: Reachable, complete: bool) -> None:
     """Layer summaries: each must parse (else it is recomputed after repair deletes it)."""
     from minibuild.layer.snapshot import LayerSummary
 
@@ -435,7 +265,7 @@ def _check_meta(scan: _Scan, keep: Reachable, complete: bool) -> None:
             scan.garbage(f"meta/{path.name}", "summary of a layer nothing uses", path)
 
 
-def _leftover_temps(scan: _Scan) -> None:
+def _leftover_temps(scan: Scan) -> None:
     """Temp files of atomic writes (`.NAME.PID.RANDOM`) a killed process left behind."""
     store = scan.store
     for directory in _temp_dirs(store):
@@ -456,25 +286,6 @@ def _temp_dirs(store: Store) -> Iterable[Path]:
 
 def _is_lock(path: Path) -> bool:
     return path.name == ".lock"
-
-
-def _size(path: Path | None) -> int:
-    """Bytes a file or tree takes (0 when gone or unreadable)."""
-    if path is None:
-        return 0
-    try:
-        if not path.is_dir() or path.is_symlink():
-            return path.lstat().st_size
-        total = 0
-        for base, _dirs, files in os.walk(path):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(base, name)).st_size
-                except OSError:
-                    pass
-        return total
-    except OSError:
-        return 0
 
 
 def _why(exc: Exception) -> str:

@@ -19,7 +19,7 @@ from minibuild.errors import StoreError
 from minibuild.oci.image import Layer
 from minibuild.maintenance.reachability import Reachable, reachable
 from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
-from minibuild.maintenance.usage import freed_bytes
+from minibuild.maintenance.treesize import freed_bytes
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from minibuild.containers.runflags import MountSpec, RunFlagError, check_hostname, check_targets, \
-    parse_env_file, parse_mount, parse_tmpfs, parse_volume, with_image_volumes
+from minibuild.containers.mountspec import MountSpec, RunFlagError, check_targets, \
+    with_image_volumes
+from minibuild.containers.runflags import check_hostname, parse_env_file, parse_mount, \
+    parse_tmpfs, parse_volume
 
 CWD = "/home/me/app"
 

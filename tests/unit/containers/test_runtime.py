@@ -8,7 +8,8 @@ from minibuild.containers.commit import committed_config
 from minibuild.containers.records import Container, ContainerError, process_start_time
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import ContainerConfig, Descriptor
-from minibuild.containers.runtime import command_line, container_env, stop_signal
+from minibuild.containers.runtime import command_line, container_env
+from minibuild.containers.signals import stop_signal
 
 IMAGE = ContainerConfig(entrypoint=("/entry", "-x"), cmd=("serve",), env=("PATH=/bin", "A=1"))
 

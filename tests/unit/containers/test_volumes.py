@@ -12,9 +12,11 @@ from minibuild.containers.containermounts import covered
 from minibuild.containers.records import Container
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor
-from minibuild.containers.runflags import MountSpec, RunFlagError, parse_tmpfs, parse_volume
+from minibuild.containers.mountspec import MountSpec, RunFlagError
+from minibuild.containers.runflags import parse_tmpfs, parse_volume
 from minibuild.containers.treecopy import copy_tree, open_dir
-from minibuild.maintenance.usage import CacheMountFigures, Inventory, VolumeFigures, account, held_locks
+from minibuild.maintenance.inventory import held_locks
+from minibuild.maintenance.usage import CacheMountFigures, Inventory, VolumeFigures, account
 from minibuild.containers.volumes import ANONYMOUS, VolumeError, Volumes, users
 
 

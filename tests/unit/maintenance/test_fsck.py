@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.maintenance import fsck
+from minibuild.maintenance import fsck, layerdirs
 from minibuild.build.cache import Cache, CacheEntry
 from minibuild.oci.digest import Digest
 from minibuild.errors import StoreError
@@ -328,7 +328,7 @@ def test_deep_check_reports_a_blob_unpack_refuses_and_an_io_error_without_crashi
     def failing(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(fsck, "compare_layer", failing)
+    monkeypatch.setattr(layerdirs, "compare_layer", failing)
     (finding,) = fsck.check(store, deep=True).errors
     assert "cannot compare layers/" in finding.message and "Input/output error" in finding.message
     assert finding.path is None

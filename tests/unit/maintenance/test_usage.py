@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from minibuild.maintenance.usage import ContainerFigures, Inventory, account, tree_bytes
+from minibuild.maintenance.treesize import tree_bytes
+from minibuild.maintenance.usage import ContainerFigures, Inventory, account
 
 BASE = frozenset({"blob:m1", "blob:c1", "blob:l1", "dir:l1"})
 APP = frozenset({"blob:m2", "blob:c2", "blob:l1", "dir:l1", "blob:l2", "dir:l2"})

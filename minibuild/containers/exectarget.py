@@ -1,0 +1,114 @@
+"""`exec`: a running container's namespaces and root held as fds, and a command run inside them.
+
+The fds are opened while the container's init is verified (its start time matches the record),
+so a recycled pid is never entered; the command then setns(2)es into each namespace, chroots
+to the container's root and is forked again (the pid namespace applies to children only).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from minibuild.containers.records import Container, ContainerError, Containers, \
+    process_start_time
+from minibuild.errors import SandboxError
+from minibuild.sandbox import linux
+from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
+
+# setns order: the pid ns applies to our children only, mnt last (it changes our root)
+_NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+
+
+@dataclass(frozen=True)
+class ExecTarget:
+    """fds on a running container's namespaces and root, opened while its init was verified."""
+
+    namespaces: tuple[tuple[str, int], ...]
+    root: int
+
+    def close(self) -> None:
+        """Release the fds."""
+        for _, fd in self.namespaces:
+            os.close(fd)
+        os.close(self.root)
+
+
+def open_target(containers: Containers, container: Container) -> ExecTarget:
+    """Open the container init's namespaces and root; ContainerError unless it is running."""
+    if containers.status(container) != "running":
+        raise ContainerError(f"container {container.name} is not running",
+                             hint=f"`minibuild start {container.name}` starts it again")
+    pid, fds = container.pid, []
+    try:
+        for name in _NAMESPACES:
+            fds.append((name, os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
+        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        for _, fd in fds:
+            os.close(fd)
+        raise ContainerError(f"container {container.name} is not running ({exc.strerror})") from exc
+    target = ExecTarget(tuple(fds), root)
+    if process_start_time(pid) != container.pid_start:  # the pid was recycled meanwhile
+        target.close()
+        raise ContainerError(f"container {container.name} is not running")
+    return target
+
+
+def exec_in(target: ExecTarget, proc: Process) -> int:
+    """Run `proc` inside the container (its namespaces, root, user); its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        code = 126
+        try:
+            code = _exec_child(target, proc)
+        except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
+            os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
+        finally:
+            os._exit(code)
+    while True:
+        try:
+            return exit_status(os.waitpid(pid, 0)[1])
+        except KeyboardInterrupt:
+            continue  # the terminal's Ctrl-C reached the command too: wait for its status
+
+
+def _exec_child(target: ExecTarget, proc: Process) -> int:
+    """Forked: setns into each namespace, chroot to the container's root, fork the command."""
+    linux.die_with_parent()
+    for name, fd in target.namespaces:
+        try:
+            linux.setns(fd)
+        except OSError as exc:
+            raise SandboxError(f"cannot enter the container's {name} namespace: "
+                               f"{os.strerror(exc.errno)}") from exc
+    os.fchdir(target.root)
+    os.chroot(".")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status
+    child = os.fork()  # the pid namespace applies from our children on
+    if child == 0:
+        code = 126
+        try:
+            code = _exec_command(proc)
+        finally:
+            os._exit(code)
+    return exit_status(os.waitpid(child, 0)[1])
+
+
+def _exec_command(proc: Process) -> int:
+    """Inside: stdio, user, cwd, env, execve; returns only when execve fails."""
+    from minibuild.fs.users import read_user_files, resolve_user
+
+    if proc.stdio is not None:
+        for target, fd in enumerate([os.dup(fd) for fd in proc.stdio]):
+            os.dup2(fd, target)
+    if proc.tty:
+        linux.controlling_tty()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    user = resolve_user(proc.user or "", *read_user_files(Path("/")))
+    env = process_environment(proc.env, user.default_home())
+    os.chdir(proc.cwd)
+    return exec_as(user, proc.argv, env)

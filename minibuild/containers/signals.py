@@ -1,0 +1,95 @@
+"""Signals to a running container: `stop` (its STOPSIGNAL, then SIGKILL) and `Paused`
+(SIGSTOP to every process of its pid namespace while `commit` reads its upper dir).
+
+Each signal goes to a pid checked against the record's start time, or through a pidfd, so a
+recycled pid never receives one meant for the container.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from pathlib import Path
+
+from minibuild.containers.records import Container, ContainerError, Containers, \
+    process_start_time
+from minibuild.sandbox import linux
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(p) for p in text.split()]
+    except OSError:
+        return []
+
+
+def stop(containers: Containers, container: Container, timeout: float = 10.0) -> bool:
+    """STOPSIGNAL (SIGTERM) to the command, SIGKILL to its init after `timeout`; False if not running."""
+    if containers.status(container) != "running":
+        return False
+    try:
+        pidfd = os.pidfd_open(container.pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if process_start_time(container.pid) != container.pid_start:
+            return False
+        for child in children(container.pid):
+            linux.kill(child, stop_signal(container.stop_signal))
+        if not select.select([pidfd], [], [], timeout)[0]:
+            linux.pidfd_kill(pidfd)  # the kernel kills the whole ns
+    finally:
+        os.close(pidfd)
+    if not containers.wait_unsupervised(container.id, 10.0):
+        raise ContainerError(f"container {container.name}: its supervisor did not finish")
+    return True
+
+
+def stop_signal(text: str) -> int:
+    """A STOPSIGNAL value (`SIGUSR1`, `USR1`, `10`) as a number; SIGTERM when empty."""
+    if not text:
+        return signal.SIGTERM
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return signal.Signals[name].value
+    except KeyError:
+        raise ContainerError(f"unknown stop signal {text!r}") from None
+
+
+def namespace_pids(init_pid: int) -> list[int]:
+    """Every host pid in the pid namespace whose init is `init_pid`."""
+    try:
+        target = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "pid") == target:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class Paused:
+    """SIGSTOP every process of a running container (so its upper dir holds still), then SIGCONT."""
+
+    def __init__(self, containers: Containers, container: Container, enabled: bool = True) -> None:
+        running = enabled and containers.status(container) == "running"
+        self.pids = namespace_pids(container.pid) if running and container.pid else []
+
+    def __enter__(self) -> Paused:
+        for pid in self.pids:
+            linux.kill(pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pid in self.pids:
+            linux.kill(pid, signal.SIGCONT)

@@ -1,0 +1,66 @@
+"""Signals to a container's processes, on our own processes (no root, no container)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from minibuild.containers.records import Container, ContainerError, Containers
+from minibuild.containers.signals import Paused, children, namespace_pids, stop, stop_signal
+from minibuild.oci.digest import Digest
+from minibuild.oci.image import Descriptor
+
+GONE = 2 ** 22 + 12345  # above pid_max: never a process
+
+
+def record(tmp_path) -> tuple[Containers, Container]:
+    records = Containers(tmp_path)
+    return records, records.create(Container(
+        id="", name="c", image="x", manifest=Descriptor(
+            "application/vnd.oci.image.manifest.v1+json", Digest.of(b"m"), 1),
+        diff_ids=(), argv=("sh",), env=(), cwd="/", user="", network="host",
+        created="2024-01-01T00:00:00Z"))
+
+
+def test_stop_signal_takes_names_with_or_without_sig_and_numbers():
+    assert stop_signal("") == signal.SIGTERM
+    assert stop_signal("sigint") == stop_signal("INT") == signal.SIGINT
+    assert stop_signal("15") == 15
+    with pytest.raises(ContainerError, match="unknown stop signal 'SIGFOO'"):
+        stop_signal("SIGFOO")
+
+
+def test_children_are_the_direct_children_of_a_process():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in children(os.getpid())
+        assert children(GONE) == []
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_namespace_pids_of_our_pid_namespace_include_us():
+    assert os.getpid() in namespace_pids(os.getpid())
+    assert namespace_pids(GONE) == []
+
+
+def test_nothing_is_paused_unless_the_container_runs(tmp_path):
+    records, created = record(tmp_path)
+    assert Paused(records, created).pids == []
+    running = replace(created, state="running", pid=os.getpid())
+    assert Paused(records, running, enabled=False).pids == []
+    assert Paused(records, running).pids == []  # nobody supervises it: it is dead
+    with Paused(records, created):
+        pass  # entering and leaving with nothing to stop is harmless
+
+
+def test_stopping_a_container_that_does_not_run_is_a_no_op(tmp_path):
+    records, created = record(tmp_path)
+    assert stop(records, created, timeout=0) is False
+    assert stop(records, replace(created, state="exited"), timeout=0) is False
