@@ -32,7 +32,6 @@ Only the standard library is imported here at start-up: this runs on every `mini
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -48,6 +47,7 @@ except ImportError:  # pragma: no cover - other Pythons
 
 from minibuild.store import entries
 from minibuild.build import fsstate
+from minibuild.fs.lock import FileLock
 from minibuild.store.paths import default_root
 
 FORMAT = 2
@@ -145,16 +145,16 @@ def lookup(cmd: Command) -> Replay | None:
         data = json.loads(cmd.path.read_bytes())
         if data.get("format") != FORMAT or data.get("key") != cmd.key:
             return None
-        lock = os.open(cmd.root / "locks" / "gc", os.O_RDONLY)
+        # not while gc or fsck holds the store (nor in a store never opened: no lock file)
+        lock = FileLock(cmd.root / "locks" / "gc", exclusive=False, wait=False, create=False)
     except (OSError, ValueError, AttributeError):
         return None
     try:
-        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # not while gc or fsck holds the store
         return _check(cmd, data)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     finally:
-        os.close(lock)
+        lock.release()
 
 
 def _check(cmd: Command, data: dict) -> Replay | None:
@@ -189,7 +189,7 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
     """Write the memo of a successful build; False (and nothing written) when an input changed
     too recently to trust its signature, a traced name changed during the build, or the build
     (or another process) changed the tags it resolved."""
-    from minibuild.store.layout import write_atomic
+    from minibuild.fs.files import write_atomic
 
     signatures = []
     for path in sorted(set(inputs)):

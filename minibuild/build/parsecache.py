@@ -30,7 +30,7 @@ from minibuild.dockerfile import instructions as ins
 from minibuild.store import entries
 from minibuild.dockerfile import parser, syntax
 from minibuild.dockerfile.parser import Buildfile
-from minibuild.store.layout import write_atomic
+from minibuild.fs.files import write_atomic
 
 FORMAT = 1
 KEEP = 200  # entries per store; the least recently used go first

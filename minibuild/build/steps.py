@@ -24,7 +24,7 @@ from minibuild.build.mountsetup import MountHost, Prepared
 from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.sandbox import Process, RootFS
-from minibuild.store.layout import remove_tree
+from minibuild.fs.files import remove_tree
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base

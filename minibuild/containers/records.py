@@ -8,7 +8,6 @@ supervisor that died (crash, SIGKILL): `status` reports it dead, whatever the JS
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -24,7 +23,8 @@ from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, canonical_json
 from minibuild.containers.runflags import MountSpec
-from minibuild.store.layout import write_atomic
+from minibuild.fs.files import write_atomic
+from minibuild.fs.lock import FileLock
 
 ID_BYTES = 32
 SHORT_ID = 12
@@ -196,7 +196,7 @@ class Containers:
 
     def remove(self, container_id: str) -> None:
         """Delete the record and the container's dirs: its writes are gone."""
-        from minibuild.store.layout import remove_tree
+        from minibuild.fs.files import remove_tree
 
         base = self.path(container_id)
         trash = self.dir / f".rm-{container_id}-{secrets.token_hex(4)}"
@@ -208,7 +208,7 @@ class Containers:
 
     def clean_leftovers(self) -> None:
         """Remove half-created and half-removed container dirs (a killed create or rm)."""
-        from minibuild.store.layout import remove_tree
+        from minibuild.fs.files import remove_tree
 
         if not self.dir.is_dir():
             return
@@ -226,22 +226,22 @@ class Containers:
                 return name
         return f"container_{secrets.token_hex(4)}"
 
-    def _names_lock(self) -> _Flock:
-        return _Flock(self.dir / ".names.lock", wait=True)
+    def _names_lock(self) -> FileLock:
+        return FileLock(self.dir / ".names.lock")
 
     # -- liveness --------------------------------------------------------------------------------
 
-    def supervise(self, container_id: str) -> _Flock:
+    def supervise(self, container_id: str) -> FileLock:
         """Take the container's supervisor lock (held while it runs); ContainerError if taken."""
         try:
-            return _Flock(self.path(container_id) / "lock", wait=False)
+            return FileLock(self.path(container_id) / "lock", wait=False)
         except BlockingIOError:
             raise ContainerError(f"container {container_id[:SHORT_ID]} is already running") from None
 
     def supervised(self, container_id: str) -> bool:
         """Whether a live process holds the container's supervisor lock."""
         try:
-            _Flock(self.path(container_id) / "lock", wait=False).release()
+            FileLock(self.path(container_id) / "lock", wait=False).release()
         except BlockingIOError:
             return True
         except FileNotFoundError:
@@ -273,30 +273,6 @@ class Containers:
 
     def __iter__(self) -> Iterator[Container]:
         return iter(self.all())
-
-
-class _Flock:
-    """An exclusive flock on a file, held until `release()` or process exit."""
-
-    def __init__(self, path: Path, *, wait: bool) -> None:
-        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def release(self) -> None:
-        """Drop the lock."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self) -> _Flock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def scrub_scaffolds(container_dir: Path) -> None:

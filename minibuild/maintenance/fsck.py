@@ -27,7 +27,8 @@ from minibuild.errors import LayerError
 from minibuild.oci.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
                              Manifest)
 from minibuild.maintenance.reachability import Reachable
-from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.store.layout import LAYER_ID_LEN, Store
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _LAYER_ID = re.compile(rf"^[0-9a-f]{{{LAYER_ID_LEN}}}$")

@@ -18,7 +18,8 @@ from minibuild.oci.digest import Digest
 from minibuild.errors import StoreError
 from minibuild.oci.image import Layer
 from minibuild.maintenance.reachability import Reachable, reachable
-from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.store.layout import LAYER_ID_LEN, Store
 from minibuild.maintenance.usage import freed_bytes
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

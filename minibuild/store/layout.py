@@ -10,15 +10,15 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import secrets
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from minibuild.fs.files import remove_tree, write_atomic
+from minibuild.fs.lock import FileLock
 from minibuild.store import mounts, topdir
 from minibuild.oci.digest import Digest
 from minibuild.errors import ImageNotFound, StoreError
@@ -97,8 +97,8 @@ class Store:
         self.run = self.root / "run"
         self.locks = self.root / "locks"
         self._session: Path | None = None
-        self._session_lock: int | None = None
-        self._gc_lock: int | None = None
+        self._session_lock: FileLock | None = None
+        self._gc_lock: FileLock | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class Store:
                 store._write_index([])
         except OSError as exc:
             raise StoreError(f"cannot use store at {root}: {exc.strerror or exc}") from exc
-        store._gc_lock = _lock(store.locks / "gc", exclusive=False)
+        store._gc_lock = FileLock(store.locks / "gc", exclusive=False)
         store.clean_stale()
         return store
 
@@ -125,19 +125,17 @@ class Store:
         if self._session is not None:
             remove_tree(self._session)
             self._session = None
-        for fd in (self._session_lock, self._gc_lock):
-            if fd is not None:
-                os.close(fd)
+        for lock in (self._session_lock, self._gc_lock):
+            if lock is not None:
+                lock.release()
         self._session_lock = self._gc_lock = None
 
     def lock_exclusive(self) -> None:
         """Turn this store's shared `gc` lock exclusive; StoreError if another process uses the store."""
         assert self._gc_lock is not None, "the store is closed"
         try:
-            fcntl.flock(self._gc_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._gc_lock.convert(exclusive=True)
         except BlockingIOError:
-            # flock converts by dropping the old lock first: take the shared one back
-            fcntl.flock(self._gc_lock, fcntl.LOCK_SH)
             raise StoreError(f"the store {self.root} is in use by another minibuild process",
                              hint="try again when the other build or command has ended") from None
 
@@ -153,7 +151,7 @@ class Store:
             path = self.run / f"{os.getpid()}-{secrets.token_hex(4)}"
             path.mkdir()
             topdir.spread_children(path)  # each scratch tree in a roomy ext4 group (see topdir)
-            self._session_lock = _lock(path / ".lock", exclusive=True)
+            self._session_lock = FileLock(path / ".lock")
             self._session = path
         return self._session
 
@@ -170,18 +168,18 @@ class Store:
             if session == self._session or _owner_alive(session.name):
                 continue  # a session being created is not locked yet: its pid says it is alive
             try:
-                fd = _lock(session / ".lock", exclusive=True, wait=False)
+                lock = FileLock(session / ".lock", wait=False)
             except BlockingIOError:
                 continue  # alive
             except OSError:
-                fd = None
+                lock = None
             try:
                 mounts.detach_below(session)
                 remove_tree(session)
                 removed.append(session)
             finally:
-                if fd is not None:
-                    os.close(fd)
+                if lock is not None:
+                    lock.release()
         return removed
 
     # -- blobs -------------------------------------------------------------------------------
@@ -357,13 +355,8 @@ class Store:
         index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries}
         self.write_file_atomic(self.oci / "index.json", canonical_json(index))
 
-    @contextmanager
-    def _index_lock(self) -> Iterator[None]:
-        fd = _lock(self.locks / "index", exclusive=True)
-        try:
-            yield
-        finally:
-            os.close(fd)
+    def _index_lock(self) -> FileLock:
+        return FileLock(self.locks / "index")
 
     # -- unpacked layers and their summaries -------------------------------------------------
 
@@ -434,24 +427,6 @@ class Store:
         write_atomic(path, data, durable=durable)
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write a small file by temp + rename in its dir, so readers never see half of it.
-
-    durable=False skips the fsync, for files whose loss or damage after a power cut only
-    costs time (cache entries and summaries: unreadable ones are recomputed).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _owner_alive(session_name: str) -> bool:
     """Whether the pid a session dir is named after (`<pid>-<random>`) is a live process."""
     pid_text = session_name.partition("-")[0]
@@ -464,32 +439,3 @@ def _owner_alive(session_name: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _lock(path: Path, *, exclusive: bool, wait: bool = True) -> int:
-    """Open `path` and flock it; the lock lives as long as the returned fd."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    if not wait:
-        flags |= fcntl.LOCK_NB
-    try:
-        fcntl.flock(fd, flags)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def remove_tree(path: Path) -> None:
-    """rm -rf that also copes with overlay's mode-000 work dirs."""
-    if not path.exists() and not path.is_symlink():
-        return
-
-    def fix_and_retry(func, p, exc_info):  # noqa: ANN001 - shutil's callback shape
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=fix_and_retry)

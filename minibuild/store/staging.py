@@ -17,7 +17,8 @@ from typing import Any, BinaryIO, Iterable
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError, MinibuildError
 from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest
-from minibuild.store.layout import BlobWriter, Store, remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.store.layout import BlobWriter, Store
 
 JSON_LIMIT = 4 << 20  # manifests, configs, index.json: anything bigger is not metadata
 _CHUNK = 1 << 20
