@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - other Pythons
 from minibuild.store import entries
 from minibuild.build import fsstate
 from minibuild.fs.lock import FileLock
-from minibuild.store.paths import default_root
+from minibuild.store.paths import StorePaths, default_root
 
 FORMAT = 2
 KEEP = 200  # memos per store; the oldest go first
@@ -93,7 +93,7 @@ class Replay(NamedTuple):
 
 def memo_dir(root: Path) -> Path:
     """The memos of a store."""
-    return Path(root) / "cache" / "memo"
+    return StorePaths.at(root).memo
 
 
 def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: str) -> Command | None:
@@ -135,7 +135,7 @@ def _code_state() -> list:
 
 def index_hash(root: Path) -> str:
     """sha256 of a store's index.json (its tags)."""
-    return sha256((Path(root) / "oci" / "index.json").read_bytes()).hexdigest()
+    return sha256(StorePaths.at(root).index.read_bytes()).hexdigest()
 
 
 def lookup(cmd: Command) -> Replay | None:
@@ -146,7 +146,7 @@ def lookup(cmd: Command) -> Replay | None:
         if data.get("format") != FORMAT or data.get("key") != cmd.key:
             return None
         # not while gc or fsck holds the store (nor in a store never opened: no lock file)
-        lock = FileLock(cmd.root / "locks" / "gc", exclusive=False, wait=False, create=False)
+        lock = FileLock(StorePaths(cmd.root).gc_lock, exclusive=False, wait=False, create=False)
     except (OSError, ValueError, AttributeError):
         return None
     try:
@@ -164,10 +164,11 @@ def _check(cmd: Command, data: dict) -> Replay | None:
     for path, recorded in data["trails"]:
         if fsstate.identity(path) != recorded:
             return None
-    index = (cmd.root / "oci" / "index.json").read_bytes()
+    paths = StorePaths(cmd.root)
+    index = paths.index.read_bytes()
     if sha256(index).hexdigest() != data["index"] or not _tagged(index, data):
         return None
-    blobs = cmd.root / "oci" / "blobs" / "sha256"
+    blobs = paths.blobs
     if not all((blobs / digest.removeprefix("sha256:")).is_file() for digest in data["blobs"]):
         return None
     steps = tuple(Step(*s) for s in data["steps"])
@@ -203,7 +204,7 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
             return False
         identities.append([path, seen])
     try:
-        index = (cmd.root / "oci" / "index.json").read_bytes()
+        index = StorePaths(cmd.root).index.read_bytes()
     except OSError:
         return False
     if sha256(index).hexdigest() != index_before:

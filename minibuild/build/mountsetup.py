@@ -35,11 +35,12 @@ from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
 from minibuild.fs.files import remove_tree
 from minibuild.fs.lock import FileLock
+from minibuild.store.paths import StorePaths
 
 
 def cache_mount_dir(root: Path) -> Path:
     """Where a store keeps its cache mounts."""
-    return Path(root) / "cache" / "mounts"
+    return StorePaths.at(root).cache_mounts
 
 
 def forget_cache_mounts(root: Path) -> int:

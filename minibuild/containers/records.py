@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibuild.store import topdir
+from minibuild.store.paths import StorePaths
 from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, canonical_json
@@ -118,7 +119,7 @@ class Containers:
     """The container records of one store root."""
 
     def __init__(self, root: Path) -> None:
-        self.dir = Path(root) / "containers"
+        self.dir = StorePaths.at(root).containers
 
     def path(self, container_id: str) -> Path:
         """A container's directory."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minibuild.store import topdir
+from minibuild.store.paths import StorePaths
 from minibuild.containers.records import Container, now
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import canonical_json
@@ -74,7 +75,7 @@ class Volumes:
 
     def __init__(self, root: Path) -> None:
         # absolute: inspect's Mountpoint is (docker's always is), whatever --root was given as
-        self.dir = Path(os.path.abspath(root)) / "volumes"
+        self.dir = StorePaths.at(os.path.abspath(root)).volumes
 
     def data(self, name: str) -> Path:
         """A volume's _data dir (what containers mount)."""
