@@ -19,7 +19,8 @@ from minibuild.errors import Interrupted, MinibuildError
 
 def open_store(ctx: click.Context):
     """Open the store named by --root / MINIBUILD_ROOT (closed when the command ends)."""
-    from minibuild.store.layout import Store, default_root
+    from minibuild.store.layout import Store
+    from minibuild.store.paths import default_root
 
     root = ctx.find_root().obj.get("root") or default_root()
     store = Store.open(Path(root))

@@ -18,7 +18,7 @@ _PASS_THROUGH = {"allow_interspersed_args": False}  # `run IMAGE sh -c ...`: -c 
 
 def _root(ctx: click.Context) -> Path:
     """The store root, without opening the store (no locks taken)."""
-    from minibuild.store.layout import default_root
+    from minibuild.store.paths import default_root
 
     return Path(ctx.find_root().obj.get("root") or default_root())
 

@@ -13,7 +13,7 @@ from minibuild.cli.app import cli
 
 def _root(ctx: click.Context) -> Path:
     """The store root, without opening the store (volumes need none of its locks)."""
-    from minibuild.store.layout import default_root
+    from minibuild.store.paths import default_root
 
     return Path(ctx.find_root().obj.get("root") or default_root())
 

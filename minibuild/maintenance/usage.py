@@ -20,7 +20,7 @@ from minibuild.build.cache import Cache
 from minibuild.containers.records import Containers
 from minibuild.oci.image import Layer
 from minibuild.build.mountsetup import cache_mount_dir
-from minibuild.store.layout import LAYER_ID_LEN
+from minibuild.store.layers import LAYER_ID_LEN
 from minibuild.containers.volumes import Volumes, users
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -288,10 +288,10 @@ def _cache_row(inv: Inventory, image_items: set[str]) -> Row:
 def inventory(store) -> Inventory:
     """Measure the store: every blob and layer dir, and who uses which."""
     sizes: dict[str, int] = {}
-    for path in store.blobs.iterdir():
+    for path in store.paths.blobs.iterdir():
         if _HEX64.fullmatch(path.name):
             sizes[f"blob:{path.name}"] = path.stat().st_size
-    dir_sizes, linked = layer_dir_items(sorted(store.layers.iterdir()))
+    dir_sizes, linked = layer_dir_items(sorted(store.paths.layers.iterdir()))
     sizes.update(dir_sizes)
     layers: dict[str, frozenset[str]] = {}
 

@@ -23,7 +23,7 @@ def test_blob_writer_is_atomic_and_content_addressed(tmp_path):
             with store.blob_writer() as writer:
                 writer.write(b"half")
                 raise RuntimeError("crash")
-        assert list(store.blobs.iterdir()) == []
+        assert list(store.paths.blobs.iterdir()) == []
         assert [p.name for p in store.session_dir().iterdir()] == [".lock"]
         descriptor = store.put_bytes(b"hello", "text/plain")
         assert descriptor.digest == Digest.of(b"hello") and descriptor.size == 5
