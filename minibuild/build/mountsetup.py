@@ -29,7 +29,7 @@ from minibuild.build.context import BuildContext, Source, kind_of
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, \
-    overlay_extra_options
+    make_overlay_dirs, overlay_extra_options
 from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, TmpfsMount
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
@@ -234,9 +234,7 @@ class MountHost:
                 raise BuildError(f"RUN --mount from={mount.from_}: {mount.source} does not "
                                  f"exist in {mount.from_}")
             inside, is_file, hidden = found.path, not found.is_dir(), []
-        dirs = [view / n for n in ("upper", "work", "merged")]
-        for d in dirs:
-            d.mkdir()
+        dirs = make_overlay_dirs(view)
         _white_out(Path(lowers[0]), dirs[0], hidden)
         options = OverlayOptions(distinct_lowers([str(p) for p in lowers]), str(dirs[0]), str(dirs[1]),
                                  overlay_extra_options(kernel_overlay_params()))

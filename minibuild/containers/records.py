@@ -24,6 +24,7 @@ from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, canonical_json
 from minibuild.containers.runflags import MountSpec
+from minibuild.sandbox.overlay import make_overlay_dirs, overlay_dirs
 from minibuild.fs.files import write_atomic
 from minibuild.fs.lock import FileLock
 
@@ -127,8 +128,7 @@ class Containers:
 
     def dirs(self, container_id: str) -> tuple[Path, Path, Path]:
         """Its overlay upper, work and merged dirs."""
-        base = self.path(container_id)
-        return base / "upper", base / "work", base / "merged"
+        return overlay_dirs(self.path(container_id))
 
     def log_path(self, container_id: str) -> Path:
         """Where a detached container's stdout and stderr go."""
@@ -148,8 +148,7 @@ class Containers:
             container = replace(container, id=secrets.token_hex(ID_BYTES), name=name)
             tmp = self.dir / f".new-{container.id}"
             tmp.mkdir()
-            for d in ("upper", "work", "merged"):
-                (tmp / d).mkdir()
+            make_overlay_dirs(tmp)
             write_atomic(tmp / "config.json", canonical_json(container.to_json()))
             os.rename(tmp, self.path(container.id))
         return container
