@@ -52,7 +52,7 @@ def test_the_facade_forwards_to_its_pieces(tmp_path):
 
 def test_lock_exclusive_waits_for_no_one(tmp_path):
     with Store.open(tmp_path) as first:
-        with Store.open(tmp_path) as second:  # another user of the store (its own lock file open)
+        with Store.open(tmp_path):  # another user of the store (its own lock file open)
             with pytest.raises(StoreError, match="in use by another minibuild process"):
                 first.lock_exclusive()
         first.lock_exclusive()  # alone now
