@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibuild.store import entries as entry_dir
+from minibuild.store.paths import StorePaths
 from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, History, Layer, canonical_json
@@ -55,7 +56,9 @@ class Cache:
 
     def __init__(self, store) -> None:
         self.store = store
-        self.dir: Path = store.root / "cache" / "steps"
+        paths = StorePaths.at(store.root)
+        self.dir: Path = paths.step_cache
+        self.copies: Path = paths.copy_hints
 
     def get(self, key: str) -> CacheEntry | None:
         """The entry for a key, if present and its blob is still in the store."""
@@ -77,15 +80,14 @@ class Cache:
     def put_copy(self, shape: str, diff_id: Digest) -> None:
         """Remember the layer a COPY of this shape made last (a hint for reuse.py: the files
         are compared before any is reused)."""
-        copies = self.store.root / "cache" / "copies"
-        copies.mkdir(parents=True, exist_ok=True)
-        self.store.write_file_atomic(copies / f"{shape}.json",
+        self.copies.mkdir(parents=True, exist_ok=True)
+        self.store.write_file_atomic(self.copies / f"{shape}.json",
                                      canonical_json({"diff_id": str(diff_id)}), durable=False)
 
     def get_copy(self, shape: str) -> Path | None:
         """The layer dir a COPY of this shape made last, if it is still in the store."""
         try:
-            data = json.loads((self.store.root / "cache" / "copies" / f"{shape}.json").read_text())
+            data = json.loads((self.copies / f"{shape}.json").read_text())
             path = self.store.layer_path(Digest.parse(data["diff_id"]))
         except (OSError, ValueError, KeyError, TypeError, MinibuildError):
             return None
@@ -93,7 +95,7 @@ class Cache:
 
     def drop_copies(self) -> int:
         """Forget every COPY reuse hint (with the rest of the cache); how many there were."""
-        return entry_dir.empty(self.store.root / "cache" / "copies")
+        return entry_dir.empty(self.copies)
 
     def entries(self) -> Iterator[tuple[str, CacheEntry | None]]:
         """Every (key, entry) on disk; entry None when the file does not parse."""

@@ -26,7 +26,7 @@ from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.sandbox import RootFS
 from minibuild.layer.snapshot import Compression, is_empty, write_layer
 from minibuild.build.steps import CopySource, FsStep, StepFactory
-from minibuild.store.layout import remove_tree
+from minibuild.fs.files import remove_tree
 from minibuild.text import human_size
 
 

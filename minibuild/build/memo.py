@@ -32,7 +32,6 @@ Only the standard library is imported here at start-up: this runs on every `mini
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -48,7 +47,8 @@ except ImportError:  # pragma: no cover - other Pythons
 
 from minibuild.store import entries
 from minibuild.build import fsstate
-from minibuild.store.paths import default_root
+from minibuild.fs.lock import FileLock
+from minibuild.store.paths import StorePaths, default_root
 
 FORMAT = 2
 KEEP = 200  # memos per store; the oldest go first
@@ -93,7 +93,7 @@ class Replay(NamedTuple):
 
 def memo_dir(root: Path) -> Path:
     """The memos of a store."""
-    return Path(root) / "cache" / "memo"
+    return StorePaths.at(root).memo
 
 
 def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: str) -> Command | None:
@@ -135,7 +135,7 @@ def _code_state() -> list:
 
 def index_hash(root: Path) -> str:
     """sha256 of a store's index.json (its tags)."""
-    return sha256((Path(root) / "oci" / "index.json").read_bytes()).hexdigest()
+    return sha256(StorePaths.at(root).index.read_bytes()).hexdigest()
 
 
 def lookup(cmd: Command) -> Replay | None:
@@ -145,16 +145,16 @@ def lookup(cmd: Command) -> Replay | None:
         data = json.loads(cmd.path.read_bytes())
         if data.get("format") != FORMAT or data.get("key") != cmd.key:
             return None
-        lock = os.open(cmd.root / "locks" / "gc", os.O_RDONLY)
+        # not while gc or fsck holds the store (nor in a store never opened: no lock file)
+        lock = FileLock(StorePaths(cmd.root).gc_lock, exclusive=False, wait=False, create=False)
     except (OSError, ValueError, AttributeError):
         return None
     try:
-        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # not while gc or fsck holds the store
         return _check(cmd, data)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     finally:
-        os.close(lock)
+        lock.release()
 
 
 def _check(cmd: Command, data: dict) -> Replay | None:
@@ -164,10 +164,11 @@ def _check(cmd: Command, data: dict) -> Replay | None:
     for path, recorded in data["trails"]:
         if fsstate.identity(path) != recorded:
             return None
-    index = (cmd.root / "oci" / "index.json").read_bytes()
+    paths = StorePaths(cmd.root)
+    index = paths.index.read_bytes()
     if sha256(index).hexdigest() != data["index"] or not _tagged(index, data):
         return None
-    blobs = cmd.root / "oci" / "blobs" / "sha256"
+    blobs = paths.blobs
     if not all((blobs / digest.removeprefix("sha256:")).is_file() for digest in data["blobs"]):
         return None
     steps = tuple(Step(*s) for s in data["steps"])
@@ -189,7 +190,7 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
     """Write the memo of a successful build; False (and nothing written) when an input changed
     too recently to trust its signature, a traced name changed during the build, or the build
     (or another process) changed the tags it resolved."""
-    from minibuild.store.layout import write_atomic
+    from minibuild.fs.files import write_atomic
 
     signatures = []
     for path in sorted(set(inputs)):
@@ -203,7 +204,7 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
             return False
         identities.append([path, seen])
     try:
-        index = (cmd.root / "oci" / "index.json").read_bytes()
+        index = StorePaths(cmd.root).index.read_bytes()
     except OSError:
         return False
     if sha256(index).hexdigest() != index_before:

@@ -14,7 +14,6 @@ upper, so a `rw` bind's writes go to scratch, and what .dockerignore excludes is
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets as tokens
 import stat
@@ -30,16 +29,18 @@ from minibuild.build.context import BuildContext, Source, kind_of
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, \
-    overlay_extra_options
+    make_overlay_dirs, overlay_extra_options
 from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, TmpfsMount
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
-from minibuild.store.layout import remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.fs.lock import FileLock
+from minibuild.store.paths import StorePaths
 
 
 def cache_mount_dir(root: Path) -> Path:
     """Where a store keeps its cache mounts."""
-    return Path(root) / "cache" / "mounts"
+    return StorePaths.at(root).cache_mounts
 
 
 def forget_cache_mounts(root: Path) -> int:
@@ -92,7 +93,7 @@ class MountHost:
                                                                     tuple[tuple[str, str], ...]]]:
         """The sandbox mounts and the secret env variables of one execution; on exit the
         locks are released and the scratch dirs removed."""
-        locks: list[int] = []
+        locks: list[FileLock] = []
         scratch: list[Path] = []
         try:
             caches = self._caches([p.mount for p in prepared if isinstance(p.mount, CacheMount)],
@@ -112,14 +113,14 @@ class MountHost:
                     mounts.append(self._bind(item, scratch))
             yield tuple(mounts), tuple(env)
         finally:
-            for fd in locks:
-                os.close(fd)
+            for lock in locks:
+                lock.release()
             for path in scratch:
                 remove_tree(path)
 
     # -- cache -------------------------------------------------------------------------------
 
-    def _caches(self, mounts: Sequence[CacheMount], locks: list[int],
+    def _caches(self, mounts: Sequence[CacheMount], locks: list[FileLock],
                 scratch: list[Path]) -> dict[str, Path]:
         """The dir of each cache id, its flock taken (in one order: two builds never deadlock)."""
         sharing: dict[str, str] = {}
@@ -136,10 +137,10 @@ class MountHost:
             mount = first[cid]
             assert self.cache_root is not None
             self.cache_root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.cache_root / f"{_hash(cid)}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            locks.append(fd)
-            if _lock(fd, sharing[cid]):
+            lock = _lock(self.cache_root / f"{_hash(cid)}.lock", sharing[cid])
+            if lock is not None:
+                locks.append(lock)
+            if lock is not None or sharing[cid] == "shared":  # shared goes on without waiting
                 dirs[cid] = self._cache_dir(cid, mount)
             else:  # private and in use: a dir of its own, for this step only
                 path = self.scratch("cache")
@@ -233,9 +234,7 @@ class MountHost:
                 raise BuildError(f"RUN --mount from={mount.from_}: {mount.source} does not "
                                  f"exist in {mount.from_}")
             inside, is_file, hidden = found.path, not found.is_dir(), []
-        dirs = [view / n for n in ("upper", "work", "merged")]
-        for d in dirs:
-            d.mkdir()
+        dirs = make_overlay_dirs(view)
         _white_out(Path(lowers[0]), dirs[0], hidden)
         options = OverlayOptions(distinct_lowers([str(p) for p in lowers]), str(dirs[0]), str(dirs[1]),
                                  overlay_extra_options(kernel_overlay_params()))
@@ -246,16 +245,12 @@ def _hash(cache_id: str) -> str:
     return sha256(cache_id.encode()).hexdigest()[:32]
 
 
-def _lock(fd: int, sharing: str) -> bool:
-    """Take the flock `sharing` asks for; False when `private` finds the cache in use."""
-    if sharing == "locked":
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return True
+def _lock(path: Path, sharing: str) -> FileLock | None:
+    """The flock `sharing` asks for (only `locked` waits); None when the cache is in use."""
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if sharing == "private" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        return FileLock(path, exclusive=sharing != "shared", wait=sharing == "locked")
     except BlockingIOError:
-        return sharing != "private"  # shared goes on without waiting
-    return True
+        return None
 
 
 def _made(path: Path, mount: CacheMount) -> Path:

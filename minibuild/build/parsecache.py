@@ -30,7 +30,8 @@ from minibuild.dockerfile import instructions as ins
 from minibuild.store import entries
 from minibuild.dockerfile import parser, syntax
 from minibuild.dockerfile.parser import Buildfile
-from minibuild.store.layout import write_atomic
+from minibuild.fs.files import write_atomic
+from minibuild.store.paths import StorePaths
 
 FORMAT = 1
 KEEP = 200  # entries per store; the least recently used go first
@@ -45,7 +46,7 @@ _code_digest: str | None = None
 
 def cache_dir(root: Path) -> Path:
     """The parse cache of a store."""
-    return Path(root) / "cache" / "parse"
+    return StorePaths.at(root).parse_cache
 
 
 # -- encoding ----------------------------------------------------------------------------------

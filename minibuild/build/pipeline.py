@@ -51,7 +51,7 @@ class BuildResult:
 def _stat_cache_path(store, context: Path) -> Path:
     """Where the stat cache of one context dir lives: hashes survive across builds, so an
     unchanged 20,000-file COPY is not read again (a file's stat must match in full)."""
-    path = store.root / "cache" / "stat" / f"{Digest.of(str(context).encode()).hex[:16]}.json"
+    path = store.paths.stat_cache / f"{Digest.of(str(context).encode()).hex[:16]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -23,8 +23,9 @@ from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Wor
 from minibuild.build.mountsetup import MountHost, Prepared
 from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
+from minibuild.sandbox.overlay import make_overlay_dirs
 from minibuild.sandbox.sandbox import Process, RootFS
-from minibuild.store.layout import remove_tree
+from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
@@ -255,10 +256,7 @@ class StepFactory:
         """Mount the source image read-only beside the target; select there, copy into the target."""
         def execute(rootfs: RootFS) -> None:
             scratch = self.scratch("from")
-            dirs = [scratch / name for name in ("upper", "work", "merged")]
-            for d in dirs:
-                d.mkdir()
-            mounted = RootFS(source.lowers, *dirs)
+            mounted = RootFS(source.lowers, *make_overlay_dirs(scratch))
             chosen: list[CopyPlan] = []
 
             def select() -> None:  # in the child, with the source mounted, before chroot

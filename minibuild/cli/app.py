@@ -20,7 +20,7 @@ from minibuild.errors import Interrupted, MinibuildError
 
 def store_root(ctx: click.Context) -> Path:
     """The store root named by --root / MINIBUILD_ROOT, without opening the store (no locks)."""
-    from minibuild.store.layout import default_root
+    from minibuild.store.paths import default_root
 
     return Path(ctx.find_root().obj.get("root") or default_root())
 

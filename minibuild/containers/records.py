@@ -8,7 +8,6 @@ supervisor that died (crash, SIGKILL): `status` reports it dead, whatever the JS
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -20,11 +19,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibuild.store import topdir
+from minibuild.store.paths import StorePaths
 from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, canonical_json
 from minibuild.containers.mountspec import MountSpec
-from minibuild.store.layout import write_atomic
+from minibuild.fs.files import write_atomic
+from minibuild.fs.lock import FileLock
+from minibuild.sandbox.overlay import make_overlay_dirs, overlay_dirs
 
 ID_BYTES = 32
 SHORT_ID = 12
@@ -118,7 +120,7 @@ class Containers:
     """The container records of one store root."""
 
     def __init__(self, root: Path) -> None:
-        self.dir = Path(root) / "containers"
+        self.dir = StorePaths.at(root).containers
 
     def path(self, container_id: str) -> Path:
         """A container's directory."""
@@ -126,8 +128,7 @@ class Containers:
 
     def dirs(self, container_id: str) -> tuple[Path, Path, Path]:
         """Its overlay upper, work and merged dirs."""
-        base = self.path(container_id)
-        return base / "upper", base / "work", base / "merged"
+        return overlay_dirs(self.path(container_id))
 
     def log_path(self, container_id: str) -> Path:
         """Where a detached container's stdout and stderr go."""
@@ -147,8 +148,7 @@ class Containers:
             container = replace(container, id=secrets.token_hex(ID_BYTES), name=name)
             tmp = self.dir / f".new-{container.id}"
             tmp.mkdir()
-            for d in ("upper", "work", "merged"):
-                (tmp / d).mkdir()
+            make_overlay_dirs(tmp)
             write_atomic(tmp / "config.json", canonical_json(container.to_json()))
             os.rename(tmp, self.path(container.id))
         return container
@@ -196,7 +196,7 @@ class Containers:
 
     def remove(self, container_id: str) -> None:
         """Delete the record and the container's dirs: its writes are gone."""
-        from minibuild.store.layout import remove_tree
+        from minibuild.fs.files import remove_tree
 
         base = self.path(container_id)
         trash = self.dir / f".rm-{container_id}-{secrets.token_hex(4)}"
@@ -208,7 +208,7 @@ class Containers:
 
     def clean_leftovers(self) -> None:
         """Remove half-created and half-removed container dirs (a killed create or rm)."""
-        from minibuild.store.layout import remove_tree
+        from minibuild.fs.files import remove_tree
 
         if not self.dir.is_dir():
             return
@@ -226,22 +226,22 @@ class Containers:
                 return name
         return f"container_{secrets.token_hex(4)}"
 
-    def _names_lock(self) -> _Flock:
-        return _Flock(self.dir / ".names.lock", wait=True)
+    def _names_lock(self) -> FileLock:
+        return FileLock(self.dir / ".names.lock")
 
     # -- liveness --------------------------------------------------------------------------------
 
-    def supervise(self, container_id: str) -> _Flock:
+    def supervise(self, container_id: str) -> FileLock:
         """Take the container's supervisor lock (held while it runs); ContainerError if taken."""
         try:
-            return _Flock(self.path(container_id) / "lock", wait=False)
+            return FileLock(self.path(container_id) / "lock", wait=False)
         except BlockingIOError:
             raise ContainerError(f"container {container_id[:SHORT_ID]} is already running") from None
 
     def supervised(self, container_id: str) -> bool:
         """Whether a live process holds the container's supervisor lock."""
         try:
-            _Flock(self.path(container_id) / "lock", wait=False).release()
+            FileLock(self.path(container_id) / "lock", wait=False).release()
         except BlockingIOError:
             return True
         except FileNotFoundError:
@@ -273,30 +273,6 @@ class Containers:
 
     def __iter__(self) -> Iterator[Container]:
         return iter(self.all())
-
-
-class _Flock:
-    """An exclusive flock on a file, held until `release()` or process exit."""
-
-    def __init__(self, path: Path, *, wait: bool) -> None:
-        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def release(self) -> None:
-        """Drop the lock."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self) -> _Flock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def scrub_scaffolds(container_dir: Path) -> None:

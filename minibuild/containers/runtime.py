@@ -148,7 +148,7 @@ def _record_exit(root: Path, containers: Containers, container: Container, statu
 
 def _clear_work(work: Path) -> None:
     """Empty the overlay work dir a previous run left (overlay wants it clean of its index)."""
-    from minibuild.store.layout import remove_tree
+    from minibuild.fs.files import remove_tree
 
     for entry in work.iterdir():
         remove_tree(entry)

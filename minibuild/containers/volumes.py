@@ -10,7 +10,6 @@ while volumes are removed, so no removal slips between a check and a new user.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -21,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from minibuild.store import topdir
+from minibuild.store.paths import StorePaths
 from minibuild.containers.records import Container, now
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import canonical_json
 from minibuild.containers.mountspec import VOLUME_NAME, volume_name
-from minibuild.store.layout import remove_tree, write_atomic
+from minibuild.fs.files import remove_tree, write_atomic
+from minibuild.fs.lock import FileLock
 
 ANONYMOUS = "com.docker.volume.anonymous"  # docker's label for a volume made for one container
 _RECORD = "volume.json"
@@ -74,7 +75,7 @@ class Volumes:
 
     def __init__(self, root: Path) -> None:
         # absolute: inspect's Mountpoint is (docker's always is), whatever --root was given as
-        self.dir = Path(os.path.abspath(root)) / "volumes"
+        self.dir = StorePaths.at(os.path.abspath(root)).volumes
 
     def data(self, name: str) -> Path:
         """A volume's _data dir (what containers mount)."""
@@ -84,12 +85,8 @@ class Volumes:
     def locked(self) -> Iterator[None]:
         """Hold the volumes lock: no volume is removed (and no container takes one) meanwhile."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with FileLock(self.dir / ".lock"):
             yield
-        finally:
-            os.close(fd)
 
     def create(self, name: str = "", *, labels: Iterable[tuple[str, str]] = (),
                anonymous: bool = False) -> Volume:

@@ -1,1 +1,2 @@
-"""File-system helpers: paths inside a root, users and groups, atomic writes, locks, tree removal."""
+"""File-system helpers: paths inside a root (rootpath), users and groups (users), atomic writes
+and tree removal (files), file locks (lock)."""

@@ -26,7 +26,9 @@ from minibuild.maintenance.reachability import Reachable
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
                                  Manifest)
-from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.store.layers import LAYER_ID_LEN
+from minibuild.store.layout import Store
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _LAYER_ID = re.compile(rf"^[0-9a-f]{{{LAYER_ID_LEN}}}$")
@@ -101,7 +103,7 @@ def repair(store: Store, report: Report) -> list[Finding]:
 
 def _scan_blobs(scan: Scan) -> None:
     """Re-hash every file under blobs/sha256; a wrong name or wrong bytes is an error."""
-    for path in sorted(scan.store.blobs.iterdir()):
+    for path in sorted(scan.store.paths.blobs.iterdir()):
         name = path.name
         if not _HEX64.match(name) or not path.is_file():
             scan.garbage(f"blobs/sha256/{name}", "not a blob (stray file)", path)
@@ -234,7 +236,7 @@ def _check_layer_dirs(scan: Scan, keep: Reachable, complete: bool) -> int:
     """Dirs under layers/: stray names, and (when every root was read) unreferenced ones."""
     needed = {scan.store.layer_path(d).name for d in keep.diff_ids}
     count = 0
-    for path in sorted(scan.store.layers.iterdir()):
+    for path in sorted(scan.store.paths.layers.iterdir()):
         count += 1
         if not _LAYER_ID.match(path.name):
             scan.garbage(f"layers/{path.name}", "not a layer dir (stray entry)", path)
@@ -248,7 +250,7 @@ def _check_meta(scan: Scan, keep: Reachable, complete: bool) -> None:
     from minibuild.layer.snapshot import LayerSummary
 
     needed = {d.hex for d in keep.diff_ids}
-    for path in sorted(scan.store.meta.iterdir()):
+    for path in sorted(scan.store.paths.meta.iterdir()):
         if path.name.startswith("."):
             continue  # a temp file: _leftover_temps
         stem = path.name.removesuffix(".json")
@@ -281,7 +283,7 @@ def _temp_dirs(store: Store) -> Iterable[Path]:
     """Where write_file_atomic puts temp files."""
     from minibuild.build.cache import Cache
 
-    return (store.oci, store.meta, Cache(store).dir)
+    return (store.paths.oci, store.paths.meta, Cache(store).dir)
 
 
 def _is_lock(path: Path) -> bool:

@@ -18,7 +18,9 @@ from minibuild.oci.digest import Digest
 from minibuild.errors import StoreError
 from minibuild.oci.image import Layer
 from minibuild.maintenance.reachability import Reachable, reachable
-from minibuild.store.layout import LAYER_ID_LEN, Store, remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.store.layers import LAYER_ID_LEN
+from minibuild.store.layout import Store
 from minibuild.maintenance.treesize import freed_bytes
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -67,7 +69,7 @@ def collect(store: Store, *, drop_cache: bool = False) -> Collected:
         blobs.append(str(digest))
         freed += size
     wanted = {d.hex[:LAYER_ID_LEN] for d in keep.diff_ids}
-    doomed = [entry for entry in sorted(store.layers.iterdir()) if entry.name not in wanted]
+    doomed = [entry for entry in sorted(store.paths.layers.iterdir()) if entry.name not in wanted]
     freed += freed_bytes(doomed)  # a file a kept layer links too (COPY reuse) frees nothing
     dirs = []
     for entry in doomed:
@@ -80,7 +82,7 @@ def collect(store: Store, *, drop_cache: bool = False) -> Collected:
 def _unneeded_blobs(store: Store, keep: set[Digest]) -> Iterable[tuple[Digest, int]]:
     """Blobs (by their file name) nobody needs; files with other names are fsck's business."""
     wanted = {d.hex for d in keep}
-    for path in sorted(store.blobs.iterdir()):
+    for path in sorted(store.paths.blobs.iterdir()):
         if _HEX64.fullmatch(path.name) and path.name not in wanted:
             yield Digest.parse(f"sha256:{path.name}"), path.stat().st_size
 
@@ -88,7 +90,7 @@ def _unneeded_blobs(store: Store, keep: set[Digest]) -> Iterable[tuple[Digest, i
 def _drop_summaries(store: Store, wanted: set[str]) -> int:
     """Remove ROOT/meta/<hex>.json of layers nobody keeps."""
     removed = 0
-    for path in store.meta.glob("*.json"):
+    for path in store.paths.meta.glob("*.json"):
         if _HEX64.fullmatch(path.stem) and path.stem not in wanted:
             path.unlink(missing_ok=True)
             removed += 1

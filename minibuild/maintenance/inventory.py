@@ -20,7 +20,7 @@ from minibuild.maintenance.treesize import layer_dir_items, tree_bytes
 from minibuild.maintenance.usage import CacheMountFigures, ContainerFigures, Inventory, Usage, \
     VolumeFigures, account
 from minibuild.oci.image import Layer
-from minibuild.store.layout import LAYER_ID_LEN
+from minibuild.store.layers import LAYER_ID_LEN
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -28,7 +28,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 def inventory(store) -> Inventory:
     """Measure the store: every blob and layer dir, and who uses which."""
     sizes: dict[str, int] = {}
-    for path in store.blobs.iterdir():
+    for path in store.paths.blobs.iterdir():
         if _HEX64.fullmatch(path.name):
             sizes[f"blob:{path.name}"] = path.stat().st_size
     dir_sizes, linked = layer_dir_items(sorted(store.layers.iterdir()))

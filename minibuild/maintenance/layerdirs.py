@@ -53,7 +53,7 @@ def deep_check(scan: Scan, progress: DeepProgress | None) -> tuple[int, int]:
     Dirs no root names are garbage already; a needed dir whose blob is missing or corrupt is
     reported by the blob checks (there is nothing to compare it with).
     """
-    dirs = [path for path in sorted(scan.store.layers.iterdir())
+    dirs = [path for path in sorted(scan.store.paths.layers.iterdir())
             if path.name in scan.layers and path.is_dir() and not path.is_symlink()]
     total_bytes = 0
     for index, path in enumerate(dirs, 1):

@@ -24,6 +24,19 @@ _FEATURES = (("redirect_dir", "redirect_dir", "off"), ("metacopy", "metacopy", "
 _SPECIAL = "\\,:"  # escaped in mount(2) data: the escape itself, option and layer separators
 
 
+def overlay_dirs(base: Path) -> tuple[Path, Path, Path]:
+    """The upper, work and merged dirs of one overlay mount kept in `base` (nothing is made)."""
+    return base / "upper", base / "work", base / "merged"
+
+
+def make_overlay_dirs(base: Path) -> tuple[Path, Path, Path]:
+    """Make `base`'s empty upper, work and merged dirs (a step's, a view's, a container's)."""
+    dirs = overlay_dirs(base)
+    for d in dirs:
+        d.mkdir()
+    return dirs
+
+
 def distinct_lowers(lowers: Sequence[str]) -> tuple[str, ...]:
     """The lowers (top first) with each dir kept only where it first appears.
 

@@ -17,7 +17,9 @@ from typing import Any, BinaryIO, Iterable
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError, MinibuildError
 from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest
-from minibuild.store.layout import BlobWriter, Store, remove_tree
+from minibuild.fs.files import remove_tree
+from minibuild.store.cas import BlobWriter
+from minibuild.store.layout import Store
 
 JSON_LIMIT = 4 << 20  # manifests, configs, index.json: anything bigger is not metadata
 _CHUNK = 1 << 20
@@ -40,18 +42,20 @@ class Staging:
     """A set of blobs and unpacked layers waiting in scratch until `commit()`."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.blobs = store.cas
+        self.layers = store.layer_dirs
+        self.scratch = store.scratch
         self._writers: dict[Digest, BlobWriter] = {}
         self._trees: dict[Digest, tuple[Path, Any]] = {}  # DiffID -> (scratch tree, summary)
 
     def has(self, digest: Digest) -> bool:
         """Whether the blob is staged or already stored."""
-        return digest in self._writers or self.store.has_blob(digest)
+        return digest in self._writers or self.blobs.has_blob(digest)
 
     def stage(self, chunks: Iterable[bytes], what: str, expected: Digest | None = None,
               limit: int | None = None) -> tuple[Digest, int]:
         """Write a blob from chunks; check its size limit while streaming and its digest at the end."""
-        writer = BlobWriter(self.store)
+        writer = BlobWriter(self.blobs)
         try:
             for chunk in chunks:
                 if limit is not None and writer.size + len(chunk) > limit:
@@ -64,7 +68,7 @@ class Staging:
         if expected is not None and digest != expected:
             writer.abort()
             raise IntakeError(f"{what}: content hashes to {digest}, not {expected}")
-        if digest in self._writers or self.store.has_blob(digest):
+        if digest in self._writers or self.blobs.has_blob(digest):
             writer.abort()
         else:
             self._writers[digest] = writer
@@ -77,7 +81,7 @@ class Staging:
     def open(self, digest: Digest) -> BinaryIO:
         """Read a staged or stored blob."""
         writer = self._writers.get(digest)
-        path = writer.staged_path() if writer is not None else self.store.blob_path(digest)
+        path = writer.staged_path() if writer is not None else self.blobs.blob_path(digest)
         try:
             return open(path, "rb", buffering=_CHUNK)
         except FileNotFoundError:
@@ -126,11 +130,11 @@ class Staging:
         """
         from minibuild.layer import unpack
 
-        work = self.store.scratch("intake")
+        work = self.scratch("intake")
         tree: Path | None = work / "tree"
         try:
             with self.open(descriptor.digest) as blob:
-                if known is not None and self.store.layer_path(known).exists():
+                if known is not None and self.layers.layer_path(known).exists():
                     tree = None
                     diff_id, summary = unpack.summarize_layer(blob, descriptor.media_type)
                 else:
@@ -162,9 +166,9 @@ class Staging:
                 writer.abort()
         self._writers.clear()
         for diff_id, (tree, summary) in self._trees.items():
-            self.store.save_summary(diff_id, summary)
+            self.layers.save_summary(diff_id, summary)
             if tree is not None:
-                self.store.adopt_layer(diff_id, tree)
+                self.layers.adopt_layer(diff_id, tree)
                 remove_tree(tree.parent)
         self._trees.clear()
 

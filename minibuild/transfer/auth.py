@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild.errors import MinibuildError
+from minibuild.fs.files import write_atomic
 
 
 class AuthError(MinibuildError):
@@ -106,11 +107,7 @@ def _read(path: Path) -> dict:
 
 def _write(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2).encode(), durable=False, mode=0o600)
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,10 @@ def made(store: Store, **overrides) -> tuple[Containers, Container]:
 
 def test_an_upper_dir_without_entries_makes_no_layer(store):
     records, record = made(store)
-    blobs = sorted(store.blobs.iterdir())
+    blobs = sorted(store.paths.blobs.iterdir())
     assert snapshot_upper(store, records, record, pause=True,
                           compression=Compression.GZIP) is None
-    assert sorted(store.blobs.iterdir()) == blobs
+    assert sorted(store.paths.blobs.iterdir()) == blobs
 
 
 def test_the_upper_dir_becomes_a_stored_unpacked_layer(store):

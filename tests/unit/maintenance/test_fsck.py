@@ -107,9 +107,9 @@ def test_leftovers_of_a_killed_build_are_garbage_and_repair_removes_only_them(st
     kept = put_layer(store, "kept")
     tag_image(store, "app:1", kept)
     orphan = put_layer(store, "orphan")  # a step that finished before the build was killed
-    temp = store.oci / ".index.json.4242.abcd1234"
+    temp = store.paths.oci / ".index.json.4242.abcd1234"
     temp.write_text("{")
-    (store.layers / "not-a-layer").mkdir()
+    (store.paths.layers / "not-a-layer").mkdir()
     report = fsck.check(store)
     assert report.ok  # an interrupted build makes the store bigger, not wrong
     assert wheres(report.garbage) == sorted([
@@ -154,7 +154,7 @@ def test_cache_entries_keep_their_layers_and_dangling_ones_are_errors(store):
 def test_a_summary_that_does_not_parse_is_an_error_repair_deletes(store):
     layer = put_layer(store, "a")
     tag_image(store, "app:1", layer)
-    meta = store.meta / f"{layer.diff_id.hex}.json"
+    meta = store.paths.meta / f"{layer.diff_id.hex}.json"
     meta.write_text('{"files": 1}')
     report = fsck.check(store)
     assert [f.where for f in report.errors] == [f"meta/{meta.name}"]
@@ -166,7 +166,7 @@ def test_a_summary_that_does_not_parse_is_an_error_repair_deletes(store):
 def test_an_unreadable_index_is_an_error_and_repair_keeps_every_blob(store):
     layer = put_layer(store, "a")
     tag_image(store, "app:1", layer)
-    (store.oci / "index.json").write_text("{")
+    (store.paths.oci / "index.json").write_text("{")
     report = fsck.check(store)
     assert [f.where for f in report.errors] == ["index.json"]
     fsck.repair(store, report)

@@ -54,7 +54,7 @@ def container_on(store: Store, manifest, diff_ids=()) -> Container:
 
 
 def blob_names(store: Store) -> set[str]:
-    return {p.name for p in store.blobs.iterdir()}
+    return {p.name for p in store.paths.blobs.iterdir()}
 
 
 def layer_dirs(store: Store) -> set[str]:
@@ -115,7 +115,7 @@ def test_a_second_collection_finds_nothing(store):
 
 
 def test_a_stray_file_among_the_blobs_is_left_to_fsck(store):
-    stray = store.blobs / "not-a-digest"
+    stray = store.paths.blobs / "not-a-digest"
     stray.write_text("x")
     gc.collect(store)
     assert stray.exists()

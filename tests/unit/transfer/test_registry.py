@@ -88,7 +88,7 @@ def test_pull_refuses_a_blob_that_does_not_match_its_digest(tmp_path):
     with Store.open(tmp_path / "store") as store:
         with pytest.raises(IntakeError, match="hashes to"):
             transfer.pull(store, "127.0.0.1:1/app:1", client=client(handler, credentials=None))
-        assert store.tags() == [] and not any(store.blobs.iterdir())
+        assert store.tags() == [] and not any(store.paths.blobs.iterdir())
 
 
 def test_a_manifest_whose_body_differs_from_its_digest_header_is_refused():

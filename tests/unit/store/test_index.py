@@ -1,0 +1,133 @@
+"""The tags (index.json): tag, untag, list, and finding an image by name, digest or id."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from minibuild.errors import ImageNotFound, StoreError
+from minibuild.oci.image import History, Image, Manifest
+from minibuild.oci.reference import Reference
+from minibuild.store import images
+from minibuild.store.cas import Blobs
+from minibuild.store.index import TagIndex
+from minibuild.store.paths import StorePaths
+
+
+@pytest.fixture
+def paths(tmp_path):
+    paths = StorePaths.at(tmp_path / "store")
+    for d in (paths.blobs, paths.locks, paths.run):
+        d.mkdir(parents=True)
+    return paths
+
+
+@pytest.fixture
+def blobs(paths):
+    return Blobs(paths, lambda: paths.run)
+
+
+@pytest.fixture
+def index(paths, blobs):
+    made = TagIndex(paths, blobs)
+    made.create()
+    return made
+
+
+def image_with(blobs, *steps: str):
+    image = Image()
+    for step in steps:
+        image = image.append(None, History(step))
+    return images.write_image(blobs, image)
+
+
+def test_create_writes_the_layout_files_once(paths, index):
+    assert json.loads(paths.oci_layout.read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert json.loads(paths.index.read_text()) == {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+    index.tag(Reference.parse("app"), image_with(index.blobs, "ENV a=b"))
+    index.create()  # an existing index is kept
+    assert [name for name, _ in index.tags()] == ["app:latest"]
+
+
+def test_tag_replaces_and_keeps_names_sorted(index, paths):
+    first, second = image_with(index.blobs, "ENV a=b"), image_with(index.blobs, "ENV a=c")
+    index.tag(Reference.parse("zed:1"), first)
+    index.tag(Reference.parse("app:1.0"), first)
+    index.tag(Reference.parse("app:1.0"), second)
+    assert [(name, desc.digest) for name, desc in index.tags()] == [
+        ("app:1.0", second.digest), ("zed:1", first.digest)]
+    entry = json.loads(paths.index.read_text())["manifests"][0]
+    assert entry["annotations"] == {"org.opencontainers.image.ref.name": "app:1.0"}
+
+
+def test_untag_removes_only_the_name(index):
+    desc = image_with(index.blobs, "ENV a=b")
+    index.tag(Reference.parse("app:1"), desc)
+    index.tag(Reference.parse("app:2"), desc)
+    assert index.untag("app:1") is True and index.untag("app:1") is False
+    assert [name for name, _ in index.tags()] == ["app:2"]
+    assert index.blobs.has_blob(desc.digest)  # blobs stay for gc to judge
+
+
+def test_resolve_by_name_digest_and_id_prefix(index):
+    first, second = image_with(index.blobs, "ENV a=b"), image_with(index.blobs, "CMD x")
+    index.tag(Reference.parse("app"), first)
+    index.tag(Reference.parse("app:2"), second)
+    name, found = index.resolve("app")
+    assert (name, found.digest, found.annotation("org.opencontainers.image.ref.name")) == \
+        ("app:latest", first.digest, "app:latest")
+    assert index.resolve("app:2")[1].digest == second.digest
+    assert index.resolve(f"other@{second.digest}") == (f"other@{second.digest}", second)  # untagged
+    assert index.resolve(second.digest.hex[:8])[0] == "app:2"
+    config = Manifest.from_json(index.blobs.read_json(first.digest)).config.digest
+    assert index.resolve(f"sha256:{config.hex[:10]}")[0] == "app:latest"  # the image id
+    with pytest.raises(ImageNotFound, match="image not found: nope:1"):
+        index.resolve("nope:1")
+    with pytest.raises(ImageNotFound):
+        index.resolve(second.digest.hex[:3])  # too short to be an id prefix
+
+
+def test_untagged_image_resolves_by_full_digest_only(index):
+    descriptor = image_with(index.blobs, "ENV a=b")
+    assert index.resolve(str(descriptor.digest))[1].digest == descriptor.digest
+    assert index.resolve(descriptor.digest.hex)[1].digest == descriptor.digest
+    config_digest = Manifest.from_json(index.blobs.read_json(descriptor.digest)).config.digest
+    with pytest.raises(ImageNotFound):
+        index.resolve(str(config_digest))  # a config blob is not an image
+    with pytest.raises(ImageNotFound):
+        index.resolve(descriptor.digest.hex[:12])  # prefixes search tagged images only
+
+
+def test_a_digest_of_a_non_manifest_blob_is_not_an_image(index):
+    descriptor = image_with(index.blobs, "ENV a=b")
+    config_digest = Manifest.from_json(index.blobs.read_json(descriptor.digest)).config.digest
+    layer = index.blobs.put_bytes(b"\x00not json", "application/octet-stream")
+    for digest in (config_digest, layer.digest):
+        with pytest.raises(ImageNotFound):
+            index.resolve(f"app@{digest}")
+    assert index.resolve(f"app@{descriptor.digest}")[1].digest == descriptor.digest
+
+
+def test_an_unreadable_index_is_a_store_error(index, paths):
+    paths.index.write_text("{")
+    with pytest.raises(StoreError, match="cannot read"):
+        index.tags()
+
+
+def test_concurrent_tags_all_land(paths, blobs, index):
+    desc = image_with(blobs, "ENV a=b")
+
+    def tag_many(worker: int) -> None:
+        mine = TagIndex(paths, blobs)  # its own lock file opens: contends like another process
+        for i in range(15):
+            mine.tag(Reference.parse(f"app{worker}:{i}"), desc)
+
+    threads = [threading.Thread(target=tag_many, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(index.tags()) == 60
