@@ -31,7 +31,7 @@ def inventory(store) -> Inventory:
     for path in store.paths.blobs.iterdir():
         if _HEX64.fullmatch(path.name):
             sizes[f"blob:{path.name}"] = path.stat().st_size
-    dir_sizes, linked = layer_dir_items(sorted(store.layers.iterdir()))
+    dir_sizes, linked = layer_dir_items(sorted(store.paths.layers.iterdir()))
     sizes.update(dir_sizes)
     layers: dict[str, frozenset[str]] = {}
 

@@ -58,7 +58,7 @@ def blob_names(store: Store) -> set[str]:
 
 
 def layer_dirs(store: Store) -> set[str]:
-    return {p.name for p in store.layers.iterdir()}
+    return {p.name for p in store.paths.layers.iterdir()}
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_collect_deletes_what_nothing_needs_and_counts_it(store):
     assert kept.descriptor.digest.hex in blob_names(store)
     assert gone.descriptor.digest.hex not in blob_names(store)
     assert layer_dirs(store) == {store.layer_path(kept.diff_id).name}
-    assert {p.stem for p in store.meta.glob("*.json")} == {kept.diff_id.hex}
+    assert {p.stem for p in store.paths.meta.glob("*.json")} == {kept.diff_id.hex}
     assert store.load_image(manifest).layers == (kept,)
 
 
