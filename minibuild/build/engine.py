@@ -12,14 +12,16 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping
 
 from minibuild.dockerfile import metadata
 from minibuild.build.cache import Cache, CacheEntry, step_key
+from minibuild.build.context import BuildContext
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
 from minibuild.oci.image import Descriptor, History, Image, Layer
 from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
 from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
 from minibuild.dockerfile.plan import Plan, Stage
 from minibuild.oci.reference import names_registry
 from minibuild.dockerfile.secretsource import SecretSource
@@ -28,22 +30,6 @@ from minibuild.layer.snapshot import Compression, is_empty, write_layer
 from minibuild.build.steps import CopySource, FsStep, StepFactory
 from minibuild.store.layout import remove_tree
 from minibuild.text import human_size
-
-
-class Reporter(Protocol):
-    """Where the engine reports progress; the CLI renders it (rich or plain lines)."""
-
-    def step(self, number: int, total: int, stage: str, text: str) -> None:
-        """A step starts."""
-
-    def output(self, data: bytes) -> None:
-        """Output of the running step, as it comes."""
-
-    def done(self, seconds: float, note: str) -> None:
-        """The step ended (note: CACHED, the layer's size, "no changes")."""
-
-    def phase(self, text: str) -> None:
-        """A phase inside a step (snapshot, squash)."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +68,12 @@ class StageResult:
 class Engine:
     """Builds the stages a plan needs and returns the target's image."""
 
-    def __init__(self, store, sandbox, context, reporter: Reporter, options: BuildOptions,
-                 cache: Cache | None = None) -> None:
+    def __init__(self, store: BuildStore, sandbox: Runner, context: BuildContext,
+                 reporter: Reporter, options: BuildOptions, cache: StepCache | None = None) -> None:
         self.store = store
         self.reporter = reporter
         self.options = options
-        self.cache = cache if cache is not None else Cache(store)  # the build wraps it to log hits
+        self.cache: StepCache = cache if cache is not None else Cache(store)  # the memo wraps it
         self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
                                  cache_mounts=cache_mount_dir(store.root), secrets=options.secrets)
         self._number = 0

@@ -23,6 +23,7 @@ from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Wor
 from minibuild.build.mountsetup import MountHost, Prepared
 from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
+from minibuild.build.ports import Runner
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.store.layout import remove_tree
 from minibuild.text import shorten
@@ -81,7 +82,7 @@ def check_flags(instruction, allowed: set[str]) -> None:
 class StepFactory:
     """Makes FsSteps; holds what their execution needs (sandbox, context, output, scratch)."""
 
-    def __init__(self, sandbox, context: BuildContext, output: Callable[[bytes], None],
+    def __init__(self, sandbox: Runner, context: BuildContext, output: Callable[[bytes], None],
                  scratch: Callable[[str], Path], network: str, *, cache_mounts: Path | None = None,
                  secrets: Mapping[str, SecretSource] | None = None) -> None:
         self.sandbox = sandbox
