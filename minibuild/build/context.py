@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild.build import fsstate
+from minibuild.build.sightings import Sightings
 from minibuild.oci.digest import Digest
 from minibuild.fs.rootpath import resolve_in_root
 from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob
@@ -126,57 +127,37 @@ class BuildContext:
     symlinks resolve inside the root as a chroot would instead of being refused.
     """
 
-    def __init__(self, root: Path, *, image: bool = False) -> None:
+    def __init__(self, root: Path, *, image: bool = False,
+                 sightings: Sightings | None = None) -> None:
         self.root = Path(root)
         self.image = image
         self.ignore = IgnoreRules() if image else IgnoreRules.load(self.root)
         self._real = os.path.realpath(self.root)
         # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
         self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
-        # For the build memo (nothing for an image: its content is addressed by digest): every
-        # context path looked at, and the identity of each name a resolved path went through.
-        self._seen: set[str] | None = None
-        self._trails: dict[str, list | None] = {}
-        if not image:
+        # For the build memo: what this build saw (nothing for an image: its content is
+        # addressed by digest).
+        self._sightings = None if image else sightings
+        if self._sightings is not None:
             ignore_file = os.path.join(self.root, ".dockerignore")
-            self._seen = {ignore_file, os.path.realpath(ignore_file)}
-            self._trace(ignore_file)
-
-    def inputs(self) -> set[str]:
-        """The absolute paths this build looked at, with every dir between them and the root
-        (a dir's mtime moves when an entry is added, removed or renamed): what the build memo
-        checks. Empty for an image context."""
-        if self._seen is None:
-            return set()
-        root = os.path.normpath(os.path.abspath(self.root))
-        found = {root}
-        for path in self._seen:
-            path = os.path.normpath(os.path.abspath(path))
-            found.add(path)
-            path = os.path.dirname(path)
-            while path not in found and path.startswith(root + "/"):
-                found.add(path)
-                path = os.path.dirname(path)
-        return found
-
-    def trails(self) -> dict[str, list | None]:
-        """Where every name a resolved path went through led when it was resolved
-        (fsstate.identity: a dir's inode, a symlink's target)."""
-        return dict(self._trails)
+            self._look(ignore_file)
+            self._look(os.path.realpath(ignore_file))
+            self._sightings.trace(ignore_file)
 
     def _look(self, path: str) -> str:
         """Note a context path as read by this build; returns it."""
-        if self._seen is not None:
-            self._seen.add(path)
+        if self._sightings is not None:
+            self._sightings.look(path)
         return path
 
     def _trace(self, path: str) -> None:
-        """Note the names `path` resolves through (symlinks and their targets' components)."""
-        if self._seen is None:
-            return
-        for name in fsstate.trail(path):
-            if name not in self._trails:
-                self._trails[name] = fsstate.identity(name)
+        """Note the names `path` resolves through, for the build memo."""
+        if self._sightings is not None:
+            self._sightings.trace(path)
+
+    def _listed(self) -> set[str] | None:
+        """Where walk_source notes the dirs it lists (None: nobody watches)."""
+        return self._sightings.paths if self._sightings is not None else None
 
     def stat_cache(self) -> dict[str, list]:
         """The stat cache as JSON-able data (path -> [dev, ino, size, mtime_ns, ctime_ns, hex])."""
@@ -237,7 +218,7 @@ class BuildContext:
         full = os.path.join(self.root, cleaned)
         if not self.ignore.has_exceptions or not os.path.isdir(full):
             return False
-        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore, self._seen))
+        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore, self._listed()))
 
     def _inside(self, cleaned: str, pattern: str, verb: str) -> str:
         """The real path of a context path; refuse it when a symlink leads out."""
@@ -315,7 +296,7 @@ class BuildContext:
         full = self._look(os.path.join(self.root, source.relpath))
         yield Entry("", source.kind, os.lstat(full))
         if source.kind == "dir":
-            yield from walk_source(str(self.root), source.relpath, self.ignore, self._seen)
+            yield from walk_source(str(self.root), source.relpath, self.ignore, self._listed())
 
     def _entry_data(self, source: Source, entry: Entry) -> str:
         """The content part of an entry's record."""
