@@ -26,7 +26,8 @@ from typing import BinaryIO
 import zstandard
 
 from minibuild.fs.rootpath import resolve_in_root
-from minibuild.build.context import Source, walk_source
+from minibuild.build.context import Source
+from minibuild.build.treewalk import walk_source
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError, MinibuildError
 from minibuild.fs.users import resolve_user

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibuild.build import memo, parsecache
+from minibuild.build import parsecache
+from minibuild.build.memo import Command as MemoCommand
 from minibuild.sandbox import sandbox
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
@@ -35,7 +36,7 @@ class BuildRequest:
     no_cache: bool = False
     squash: bool = False
     buildfile_text: str | None = None  # `-f -`: the Buildfile came on stdin
-    memo: memo.Command | None = None  # the command line, to write its build memo
+    memo: MemoCommand | None = None  # the command line, to write its build memo
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
 
 
@@ -57,7 +58,7 @@ def _stat_cache_path(store, context: Path) -> Path:
 
 def _load_stat_cache(context: BuildContext, path: Path) -> None:
     try:
-        context.use_stat_cache(json.loads(path.read_text()))
+        context.hashes.load(json.loads(path.read_text()))
     except (OSError, ValueError, AttributeError):
         pass  # no cache yet, or a damaged one: hash everything
 
@@ -85,7 +86,7 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     engine = Engine(store, sandbox.Sandbox(), context, witness.reporter(reporter), options,
                     cache=witness.cache(Cache(store)))
     image = engine.build(plan)
-    store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode(), durable=False)
+    store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:
         store.tag(ref, descriptor)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from minibuild.build.context import walk_source
+from minibuild.build.treewalk import walk_source
 from minibuild.build.copier import CopyPlan, Reused, destination, source_key
 from minibuild.layer.whiteout import is_overlay_xattr
 
