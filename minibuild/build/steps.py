@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 from minibuild.dockerfile import metadata, shell as words
 from minibuild.build import reuse
 from minibuild.build.context import BuildContext
-from minibuild.build.copier import CopyPlan, ReuseMismatch, apply_copy
+from minibuild.build.copier import CopyPlan, apply_copy
+from minibuild.build.rootwriter import ReuseMismatch
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value, flag_values
