@@ -13,6 +13,7 @@ from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
 from minibuild.build.engine import BuildOptions, Engine
+from minibuild.build.ports import Reporter, Runner
 from minibuild.build.witness import Witness
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.plan import make_plan
@@ -63,8 +64,11 @@ def _load_stat_cache(context: BuildContext, path: Path) -> None:
         pass  # no cache yet, or a damaged one: hash everything
 
 
-def run_build(request: BuildRequest, store, reporter) -> BuildResult:
-    """Build and store the image; tags are written only once every step succeeded."""
+def run_build(request: BuildRequest, store, reporter: Reporter,
+              runner: Runner | None = None) -> BuildResult:
+    """Build and store the image; tags are written only once every step succeeded.
+
+    The steps run in the sandbox unless a `runner` is given (unit tests pass a fake)."""
     witness = Witness(request, store.root)
     # The parse cache serves --no-cache too: it is keyed on the text and the parser's code, so
     # it holds exactly what parsing gives; --no-cache is about steps, whose results can go stale.
@@ -75,7 +79,9 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     else:
         buildfile = parsecache.parse_file(store.root, request.buildfile)
     plan = make_plan(buildfile, request.build_args, request.target)
-    sandbox.check_support()
+    if runner is None:
+        sandbox.check_support()
+        runner = sandbox.Sandbox()
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
                            no_cache=request.no_cache, squash=request.squash,
@@ -83,7 +89,7 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     context = BuildContext(request.context.resolve(), sightings=witness.sightings)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
-    engine = Engine(store, sandbox.Sandbox(), context, witness.reporter(reporter), options,
+    engine = Engine(store, runner, context, witness.reporter(reporter), options,
                     cache=witness.cache(Cache(store)))
     image = engine.build(plan)
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
