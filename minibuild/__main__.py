@@ -16,9 +16,10 @@ def main() -> None:
     from minibuild.build import memo
 
     try:
-        replay = memo.begin(sys.argv[1:], os.getcwd(), os.environ, __version__)
+        command = memo.command(sys.argv[1:], os.getcwd(), os.environ, __version__)
     except OSError:  # e.g. the working directory is gone: let the CLI report it
-        replay = None
+        command = None
+    replay = memo.lookup(command) if command is not None else None
     if replay is not None:
         try:
             _show(replay)
@@ -27,7 +28,7 @@ def main() -> None:
         return
     from minibuild.cli.app import main as cli_main
 
-    cli_main()
+    cli_main(memo_command=command)  # the build that runs may write this command's memo
 
 
 def _show(replay) -> None:

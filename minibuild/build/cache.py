@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from minibuild.store import entries as entry_dir
 from minibuild.store.paths import StorePaths
 from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, History, Layer, canonical_json
+
+if TYPE_CHECKING:
+    from minibuild.build.ports import BuildStore
 
 
 @dataclass(frozen=True)
@@ -54,16 +57,20 @@ def step_key(parent: str, step: dict[str, Any]) -> str:
 class Cache:
     """The step cache of one store."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: BuildStore) -> None:
         self.store = store
         paths = StorePaths.at(store.root)
         self.dir: Path = paths.step_cache
         self.copies: Path = paths.copy_hints
 
+    def entry_path(self, key: str) -> Path:
+        """The file of a key's entry (whether or not it exists)."""
+        return self.dir / f"{key}.json"
+
     def get(self, key: str) -> CacheEntry | None:
         """The entry for a key, if present and its blob is still in the store."""
         try:
-            entry = CacheEntry.from_json(json.loads((self.dir / f"{key}.json").read_text()))
+            entry = CacheEntry.from_json(json.loads(self.entry_path(key).read_text()))
         except (OSError, ValueError, KeyError):
             return None
         if entry.layer is not None and not self.store.has_blob(entry.layer.descriptor.digest):
@@ -74,7 +81,7 @@ class Cache:
         """Record a step's result (call only once its layer is stored)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         # No fsync: the layer it names is durable already, and a damaged entry reads as a miss.
-        self.store.write_file_atomic(self.dir / f"{key}.json", canonical_json(entry.to_json()),
+        self.store.write_file_atomic(self.entry_path(key), canonical_json(entry.to_json()),
                                      durable=False)
 
     def put_copy(self, shape: str, diff_id: Digest) -> None:
@@ -109,4 +116,4 @@ class Cache:
 
     def remove(self, key: str) -> None:
         """Forget one key."""
-        (self.dir / f"{key}.json").unlink(missing_ok=True)
+        self.entry_path(key).unlink(missing_ok=True)

@@ -1,4 +1,8 @@
-"""The build context: resolving COPY/ADD sources inside it and hashing what they select."""
+"""The build context: resolving COPY/ADD sources inside it and hashing what they select.
+
+Walking a source dir is treewalk.py's, the per-file hash cache hashcache.py's, and noting what
+the build saw (for the memo) sightings.py's.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ import os
 import posixpath
 import re
 import stat
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from minibuild.build import fsstate
+from minibuild.build.hashcache import HashCache
+from minibuild.build.sightings import Sightings
+from minibuild.build.treewalk import Entry, kind_of, walk_source
 from minibuild.oci.digest import Digest
 from minibuild.fs.rootpath import resolve_in_root
 from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob
@@ -47,76 +52,9 @@ class Selection:
     bytes: int
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One path met while walking a source directory (relative to that directory)."""
-
-    relpath: str
-    kind: str  # "file" | "dir" | "symlink"
-    stat: os.stat_result
-
-
 def is_url(text: str) -> bool:
     """True for a remote source (`https://...`), which minibuild does not fetch."""
     return _URL.match(text) is not None
-
-
-def kind_of(mode: int) -> str | None:
-    """Map a stat mode to a copyable kind, or None for sockets, fifos and devices."""
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    return None
-
-
-def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
-                seen: set[str] | None = None) -> Iterator[Entry]:
-    """Entries below a context dir, parents first, sorted, without following symlinks.
-
-    Sockets, fifos and devices are skipped: a build context may hold them (agent sockets)
-    and Docker never copies them usefully. `seen` collects every dir listed.
-    """
-    yield from _walk(base, relpath, "", ignore or IgnoreRules(), seen)
-
-
-def _walk(base: str, start: str, rel: str, ignore: IgnoreRules,
-          seen: set[str] | None) -> Iterator[Entry]:
-    """Recursive worker of walk_source."""
-    path = os.path.join(base, start, rel)
-    if seen is not None:
-        seen.add(os.path.normpath(path))
-    with os.scandir(path) as it:
-        children = sorted(it, key=lambda d: d.name)
-    for child in children:
-        crel = f"{rel}/{child.name}" if rel else child.name
-        st = child.stat(follow_symlinks=False)
-        kind = kind_of(st.st_mode)
-        if kind is None:
-            continue
-        excluded = ignore.ignored(_ctx_join(start, crel))
-        if kind != "dir":
-            if not excluded:
-                yield Entry(crel, kind, st)
-            continue
-        if excluded and not ignore.has_exceptions:
-            continue
-        inner = _walk(base, start, crel, ignore, seen)
-        if excluded:
-            # An excluded dir appears only to hold a re-included (`!`) descendant.
-            kept = list(inner)
-            if not kept:
-                continue
-            inner = iter(kept)
-        yield Entry(crel, "dir", st)
-        yield from inner
-
-
-def _ctx_join(start: str, rel: str) -> str:
-    """A path relative to the context root, from a source dir and a path below it."""
-    return rel if start in ("", ".") else f"{start}/{rel}"
 
 
 class BuildContext:
@@ -126,67 +64,36 @@ class BuildContext:
     symlinks resolve inside the root as a chroot would instead of being refused.
     """
 
-    def __init__(self, root: Path, *, image: bool = False) -> None:
+    def __init__(self, root: Path, *, image: bool = False,
+                 sightings: Sightings | None = None) -> None:
         self.root = Path(root)
         self.image = image
         self.ignore = IgnoreRules() if image else IgnoreRules.load(self.root)
         self._real = os.path.realpath(self.root)
-        # path -> (dev, ino, size, mtime_ns, ctime_ns, digest): re-hash only what changed.
-        self._stat_cache: dict[str, tuple[int, int, int, int, int, str]] = {}
-        # For the build memo (nothing for an image: its content is addressed by digest): every
-        # context path looked at, and the identity of each name a resolved path went through.
-        self._seen: set[str] | None = None
-        self._trails: dict[str, list | None] = {}
-        if not image:
+        self.hashes = HashCache()  # pipeline.py saves it between builds
+        # For the build memo: what this build saw (nothing for an image: its content is
+        # addressed by digest).
+        self._sightings = None if image else sightings
+        if self._sightings is not None:
             ignore_file = os.path.join(self.root, ".dockerignore")
-            self._seen = {ignore_file, os.path.realpath(ignore_file)}
-            self._trace(ignore_file)
-
-    def inputs(self) -> set[str]:
-        """The absolute paths this build looked at, with every dir between them and the root
-        (a dir's mtime moves when an entry is added, removed or renamed): what the build memo
-        checks. Empty for an image context."""
-        if self._seen is None:
-            return set()
-        root = os.path.normpath(os.path.abspath(self.root))
-        found = {root}
-        for path in self._seen:
-            path = os.path.normpath(os.path.abspath(path))
-            found.add(path)
-            path = os.path.dirname(path)
-            while path not in found and path.startswith(root + "/"):
-                found.add(path)
-                path = os.path.dirname(path)
-        return found
-
-    def trails(self) -> dict[str, list | None]:
-        """Where every name a resolved path went through led when it was resolved
-        (fsstate.identity: a dir's inode, a symlink's target)."""
-        return dict(self._trails)
+            self._look(ignore_file)
+            self._look(os.path.realpath(ignore_file))
+            self._sightings.trace(ignore_file)
 
     def _look(self, path: str) -> str:
         """Note a context path as read by this build; returns it."""
-        if self._seen is not None:
-            self._seen.add(path)
+        if self._sightings is not None:
+            self._sightings.look(path)
         return path
 
     def _trace(self, path: str) -> None:
-        """Note the names `path` resolves through (symlinks and their targets' components)."""
-        if self._seen is None:
-            return
-        for name in fsstate.trail(path):
-            if name not in self._trails:
-                self._trails[name] = fsstate.identity(name)
+        """Note the names `path` resolves through, for the build memo."""
+        if self._sightings is not None:
+            self._sightings.trace(path)
 
-    def stat_cache(self) -> dict[str, list]:
-        """The stat cache as JSON-able data (path -> [dev, ino, size, mtime_ns, ctime_ns, hex])."""
-        return {path: list(entry) for path, entry in self._stat_cache.items()}
-
-    def use_stat_cache(self, data: dict[str, list]) -> None:
-        """Adopt a stat cache saved by an earlier build (malformed entries are dropped)."""
-        for path, entry in data.items():
-            if isinstance(entry, list) and len(entry) == 6:
-                self._stat_cache[path] = tuple(entry)  # type: ignore[assignment]
+    def _listed(self) -> set[str] | None:
+        """Where walk_source notes the dirs it lists (None: nobody watches)."""
+        return self._sightings.paths if self._sightings is not None else None
 
     def select_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> Selection:
         """Resolve sources with Docker semantics and hash the content they select."""
@@ -237,7 +144,7 @@ class BuildContext:
         full = os.path.join(self.root, cleaned)
         if not self.ignore.has_exceptions or not os.path.isdir(full):
             return False
-        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore, self._seen))
+        return any(True for _ in walk_source(str(self.root), cleaned, self.ignore, self._listed()))
 
     def _inside(self, cleaned: str, pattern: str, verb: str) -> str:
         """The real path of a context path; refuse it when a symlink leads out."""
@@ -315,7 +222,7 @@ class BuildContext:
         full = self._look(os.path.join(self.root, source.relpath))
         yield Entry("", source.kind, os.lstat(full))
         if source.kind == "dir":
-            yield from walk_source(str(self.root), source.relpath, self.ignore, self._seen)
+            yield from walk_source(str(self.root), source.relpath, self.ignore, self._listed())
 
     def _entry_data(self, source: Source, entry: Entry) -> str:
         """The content part of an entry's record."""
@@ -323,38 +230,10 @@ class BuildContext:
         if entry.relpath:
             path = os.path.join(path, entry.relpath)
         if entry.kind == "file":
-            return self.file_digest(path)
+            return self.hashes.digest(self._look(path))
         if entry.kind == "symlink":
             return os.readlink(self._look(path))
         return ""
-
-    def file_digest(self, path: str) -> str:
-        """sha256 hex of a file's bytes, read at most once while its stat stays the same."""
-        st = os.stat(self._look(path))
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        cached = self._stat_cache.get(path)
-        if cached is not None and cached[:5] == key:
-            return cached[5]
-        started = time.time_ns()
-        with open(path, "rb") as f:
-            before = os.fstat(f.fileno())
-            hexdigest = hashlib.file_digest(f, "sha256").hexdigest()
-            after = os.fstat(f.fileno())
-        settled = fsstate.settled([after.st_mode, after.st_dev, after.st_ino, after.st_size,
-                                   after.st_mtime_ns, after.st_ctime_ns], started)
-        stable = settled and _same(before, after)
-        if stable:
-            self._stat_cache[path] = (after.st_dev, after.st_ino, after.st_size,
-                                      after.st_mtime_ns, after.st_ctime_ns, hexdigest)
-        else:
-            self._stat_cache.pop(path, None)
-        return hexdigest
-
-
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    """True when a file did not change while it was being read."""
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
-
 
 def _record(h: "hashlib._Hash", fields: list[object]) -> None:
     """Feed one unambiguous line (JSON escapes any separator in names) into the hash."""

@@ -2,7 +2,8 @@
 filesystem change a layer.
 
 Orchestration only: the store, the sandbox, the build context and the reporter are injected;
-steps.py prepares RUN/COPY/ADD/WORKDIR, metadata.py applies the config instructions.
+steps.py prepares RUN/COPY/ADD/WORKDIR, metadata.py applies the config instructions, layermaker.py
+runs a filesystem step and stores its layer.
 """
 
 from __future__ import annotations
@@ -11,39 +12,22 @@ import functools
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping
 
 from minibuild.dockerfile import metadata
 from minibuild.build.cache import Cache, CacheEntry, step_key
+from minibuild.build.context import BuildContext
+from minibuild.build.layermaker import LayerMaker
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
-from minibuild.oci.image import Descriptor, History, Image, Layer
+from minibuild.oci.image import Descriptor, History, Image
 from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
 from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
 from minibuild.dockerfile.plan import Plan, Stage
 from minibuild.oci.reference import names_registry
 from minibuild.dockerfile.secretsource import SecretSource
-from minibuild.sandbox.sandbox import RootFS
-from minibuild.layer.snapshot import Compression, is_empty, write_layer
+from minibuild.layer.snapshot import Compression
 from minibuild.build.steps import CopySource, FsStep, StepFactory
-from minibuild.fs.files import remove_tree
-from minibuild.text import human_size
-
-
-class Reporter(Protocol):
-    """Where the engine reports progress; the CLI renders it (rich or plain lines)."""
-
-    def step(self, number: int, total: int, stage: str, text: str) -> None:
-        """A step starts."""
-
-    def output(self, data: bytes) -> None:
-        """Output of the running step, as it comes."""
-
-    def done(self, seconds: float, note: str) -> None:
-        """The step ended (note: CACHED, the layer's size, "no changes")."""
-
-    def phase(self, text: str) -> None:
-        """A phase inside a step (snapshot, squash)."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +66,15 @@ class StageResult:
 class Engine:
     """Builds the stages a plan needs and returns the target's image."""
 
-    def __init__(self, store, sandbox, context, reporter: Reporter, options: BuildOptions,
-                 cache: Cache | None = None) -> None:
+    def __init__(self, store: BuildStore, sandbox: Runner, context: BuildContext,
+                 reporter: Reporter, options: BuildOptions, cache: StepCache | None = None) -> None:
         self.store = store
         self.reporter = reporter
         self.options = options
-        self.cache = cache if cache is not None else Cache(store)  # the build wraps it to log hits
+        self.cache: StepCache = cache if cache is not None else Cache(store)  # the memo wraps it
         self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
                                  cache_mounts=cache_mount_dir(store.root), secrets=options.secrets)
+        self.layers = LayerMaker(store, reporter, options.compression, options.source_date_epoch)
         self._number = 0
         self._total = 0
         self._results: dict[int, StageResult] = {}
@@ -104,7 +89,7 @@ class Engine:
         for index in plan.needed:
             self._results[index] = self._build_stage(plan.stages[index])
         result = self._results[plan.target]
-        image = self._squash(result) if self.options.squash else result.image
+        image = self.layers.squash(result.image, result.base) if self.options.squash else result.image
         return replace(image, config=replace(image.config, created=self._image_created(image)))
 
     def unused_build_args(self, plan: Plan) -> list[str]:
@@ -273,82 +258,15 @@ class Engine:
         if entry is not None:
             state.image = state.image.append(entry.layer, entry.history)
             return "CACHED"
-        layer, note = self._run_and_snapshot(state.image, step, shape)
+        previous = None
+        if shape is not None and not self.options.no_cache:
+            previous = self.cache.get_copy(shape)
+        layer, note = self.layers.run(state.image, step, previous)
         state.image = state.image.append(layer, self._history(step.created_by))
         self.cache.put(state.key, CacheEntry(layer, state.image.config.history[-1]))
         if shape is not None and layer is not None:
             self.cache.put_copy(shape, layer.diff_id)
         return note
-
-    # -- the one place that turns a step's writes into a layer -------------------------------
-
-    def _run_and_snapshot(self, image: Image, step: FsStep,
-                          shape: str | None = None) -> tuple[Layer | None, str]:
-        """Mount the image's layers under a fresh upper dir, run, and snapshot the upper dir.
-
-        A COPY whose shape made a layer before starts from that layer's unchanged files."""
-        scratch = self.store.scratch("step")
-        try:
-            dirs = [scratch / name for name in ("upper", "work", "merged")]
-            for d in dirs:
-                d.mkdir()
-            lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
-            previous = None
-            if shape is not None and not self.options.no_cache:
-                previous = self.cache.get_copy(shape)
-            reused = 0
-            if previous is not None:
-                reused = step.reuse.execute(RootFS(lowers, *dirs), previous)
-            else:
-                step.execute(RootFS(lowers, *dirs))
-            if step.verify is not None:
-                step.verify()
-            self.reporter.phase("snapshot")
-            layer, note = self._snapshot(dirs[0])
-            return layer, f"{note}, {reused} files reused" if reused else note
-        finally:
-            remove_tree(scratch)
-
-    def _snapshot(self, upper: Path) -> tuple[Layer | None, str]:
-        """The upper dir as a stored layer (None when the step changed nothing)."""
-        if is_empty(upper):
-            return None, "no changes"
-        with self.store.blob_writer() as writer:
-            written = write_layer(upper, writer, compression=self.options.compression,
-                                  clamp_mtime=self.options.source_date_epoch)
-            digest, size = writer.commit()
-        self.store.save_summary(written.diff_id, written.summary)
-        self.store.adopt_layer(written.diff_id, upper)
-        layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
-        return layer, f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
-
-    def _squash(self, result: StageResult) -> Image:
-        """The layers this build added, merged into one (the base's layers stay shared).
-
-        History keeps one entry per instruction; all but the last are marked empty_layer.
-        """
-        from minibuild.layer.squash import squash_layers
-
-        image, base = result.image, result.base
-        added = image.layers[len(base.layers):]
-        entries = image.config.history[len(base.config.history):]
-        if len(added) <= 1 or not entries:
-            return image
-        self.reporter.phase("squash")
-        scratch = self.store.scratch("squash")
-        try:
-            merged = scratch / "layer"
-            merged.mkdir()
-            squash_layers([self.store.ensure_layer(l) for l in added],
-                          [self.store.ensure_layer(l) for l in reversed(base.layers)], merged)
-            layer, _ = self._snapshot(merged)
-        finally:
-            remove_tree(scratch)
-        squashed = replace(base, config=replace(image.config, diff_ids=base.config.diff_ids,
-                                                history=base.config.history))
-        for entry in entries[:-1]:
-            squashed = squashed.append(None, entry)
-        return squashed.append(layer, entries[-1])
 
     # -- time ----------------------------------------------------------------------------------
 

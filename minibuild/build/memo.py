@@ -117,11 +117,11 @@ def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: 
 
 
 def _code_state() -> list:
-    """Size and mtime of minibuild's own files (an edited checkout is another minibuild)."""
-    package = os.path.dirname(os.path.abspath(__file__))
+    """Size and mtime of minibuild's own files (an edited checkout is another minibuild): the
+    package, each of its subpackages, and the grammar beside it in a source checkout."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     state = []
-    for d in (package, os.path.join(package, "cli"), os.path.join(package, "grammar"),
-              os.path.join(os.path.dirname(package), "grammar")):
+    for d in (package, *_subdirs(package), os.path.join(os.path.dirname(package), "grammar")):
         try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError:
@@ -131,6 +131,12 @@ def _code_state() -> list:
                 st = entry.stat()
                 state.append([entry.path, st.st_size, st.st_mtime_ns])
     return state
+
+
+def _subdirs(package: str) -> list[str]:
+    """The package's subpackage dirs, sorted (minibuild/build, minibuild/cli, ...)."""
+    with os.scandir(package) as it:
+        return sorted(e.path for e in it if e.is_dir() and not e.name.startswith(("_", ".")))
 
 
 def index_hash(root: Path) -> str:
@@ -225,21 +231,3 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
 def forget_all(root: Path) -> int:
     """Delete every memo of a store (with the step cache); how many there were."""
     return entries.empty(memo_dir(root))
-
-
-# -- the command about to run ------------------------------------------------------------------
-
-_pending: Command | None = None
-
-
-def begin(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: str) -> Replay | None:
-    """At start-up: the memo's answer for this command line, else None (and the command is kept
-    for `pending()`, so the build that runs next can write the memo)."""
-    global _pending
-    _pending = command(argv, cwd, environ, version)
-    return lookup(_pending) if _pending is not None else None
-
-
-def pending(*, quiet: bool) -> Command | None:
-    """The command line this process started with, when it may use a memo."""
-    return _pending._replace(quiet=quiet) if _pending is not None else None

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from minibuild.layer import layerpath
-from minibuild.build.context import BuildContext, Source, kind_of
+from minibuild.build.context import BuildContext, Source
+from minibuild.build.treewalk import kind_of
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, \

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibuild.build import fsstate, memo, parsecache
+from minibuild.build import parsecache
+from minibuild.build.memo import Command as MemoCommand
 from minibuild.sandbox import sandbox
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
 from minibuild.build.engine import BuildOptions, Engine
+from minibuild.build.ports import Reporter, Runner
+from minibuild.build.witness import Witness
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
@@ -36,7 +37,7 @@ class BuildRequest:
     no_cache: bool = False
     squash: bool = False
     buildfile_text: str | None = None  # `-f -`: the Buildfile came on stdin
-    memo: memo.Command | None = None  # the command line, to write its build memo
+    memo: MemoCommand | None = None  # the command line, to write its build memo
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
 
 
@@ -58,100 +59,17 @@ def _stat_cache_path(store, context: Path) -> Path:
 
 def _load_stat_cache(context: BuildContext, path: Path) -> None:
     try:
-        context.use_stat_cache(json.loads(path.read_text()))
+        context.hashes.load(json.loads(path.read_text()))
     except (OSError, ValueError, AttributeError):
         pass  # no cache yet, or a damaged one: hash everything
 
 
-class _StepLog:
-    """A reporter that passes everything on and keeps the step lines (for the build memo)."""
+def run_build(request: BuildRequest, store, reporter: Reporter,
+              runner: Runner | None = None) -> BuildResult:
+    """Build and store the image; tags are written only once every step succeeded.
 
-    def __init__(self, reporter) -> None:
-        self.reporter = reporter
-        self.steps: list[memo.Step] = []
-        self._open: tuple[int, int, str, str] | None = None
-
-    def step(self, number: int, total: int, stage: str, text: str) -> None:
-        self._open = (number, total, stage, text)
-        self.reporter.step(number, total, stage, text)
-
-    def output(self, data: bytes) -> None:
-        self.reporter.output(data)
-
-    def phase(self, text: str) -> None:
-        self.reporter.phase(text)
-
-    def done(self, seconds: float, note: str) -> None:
-        if self._open is not None:
-            self.steps.append(memo.Step(*self._open, cached=bool(note)))
-            self._open = None
-        self.reporter.done(seconds, note)
-
-
-class _CacheLog:
-    """The engine's step cache, noting the keys the build used (the memo checks their entries)."""
-
-    def __init__(self, cache) -> None:
-        self.cache = cache
-        self.keys: list[str] = []
-
-    def get(self, key: str):
-        entry = self.cache.get(key)
-        if entry is not None:
-            self.keys.append(key)
-        return entry
-
-    def put(self, key: str, entry) -> None:
-        self.cache.put(key, entry)
-        self.keys.append(key)
-
-    def __getattr__(self, name: str):
-        return getattr(self.cache, name)
-
-
-class _Witness:
-    """What the build memo must know of this build: gathered before anything is resolved."""
-
-    def __init__(self, request: BuildRequest, store) -> None:
-        self.command = request.memo
-        buildfile = os.path.realpath(request.buildfile)
-        # With --secret no memo: a secret's file or variable is not an input the memo could check.
-        if request.buildfile_text is not None or request.no_cache or request.secrets \
-                or buildfile.startswith(("/dev/", "/proc/")):
-            self.command = None
-        if self.command is None:
-            return
-        self.started_ns = time.time_ns()
-        self.index_before = memo.index_hash(store.root)
-        self.trails: dict[str, list | None] = {}
-        context = Path(request.context)
-        for path in (context, request.buildfile, context / "Buildfile", context / "Dockerfile"):
-            for name in fsstate.trail(str(path)):
-                self.trails.setdefault(name, fsstate.identity(name))
-        self.buildfile = {os.path.abspath(request.buildfile), buildfile}
-
-    def record(self, *, context: BuildContext, engine: Engine, cache: _CacheLog, image, descriptor,
-               log: _StepLog, request: BuildRequest, warnings: tuple[str, ...]) -> None:
-        if self.command is None:
-            return
-        blobs = [str(descriptor.digest), str(Digest.of(image.config_bytes())),
-                 *(str(layer.descriptor.digest) for layer in image.layers),
-                 *(str(d.digest) for d in engine.images_used)]
-        trails = {**self.trails, **context.trails()}
-        for key in cache.keys:
-            entry = str(cache.dir / f"{key}.json")
-            trails[entry] = fsstate.identity(entry)
-        memo.record(self.command, started_ns=self.started_ns, index_before=self.index_before,
-                    inputs=context.inputs() | self.buildfile, trails=trails, blobs=blobs,
-                    steps=log.steps, digest=str(descriptor.digest),
-                    tags=[ref.ref_name for ref in request.tags],
-                    shown_tags=[str(ref) for ref in request.tags], warnings=warnings)
-
-
-def run_build(request: BuildRequest, store, reporter) -> BuildResult:
-    """Build and store the image; tags are written only once every step succeeded."""
-    witness = _Witness(request, store)
-    log = reporter = _StepLog(reporter)
+    The steps run in the sandbox unless a `runner` is given (unit tests pass a fake)."""
+    witness = Witness(request, store.root)
     # The parse cache serves --no-cache too: it is keyed on the text and the parser's code, so
     # it holds exactly what parsing gives; --no-cache is about steps, whose results can go stale.
     if request.buildfile_text is not None:
@@ -161,23 +79,25 @@ def run_build(request: BuildRequest, store, reporter) -> BuildResult:
     else:
         buildfile = parsecache.parse_file(store.root, request.buildfile)
     plan = make_plan(buildfile, request.build_args, request.target)
-    sandbox.check_support()
+    if runner is None:
+        sandbox.check_support()
+        runner = sandbox.Sandbox()
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
                            no_cache=request.no_cache, squash=request.squash,
                            secrets=request.secrets)
-    context = BuildContext(request.context.resolve())
+    context = BuildContext(request.context.resolve(), sightings=witness.sightings)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
-    cache = _CacheLog(Cache(store))
-    engine = Engine(store, sandbox.Sandbox(), context, reporter, options, cache=cache)
+    engine = Engine(store, runner, context, witness.reporter(reporter), options,
+                    cache=witness.cache(Cache(store)))
     image = engine.build(plan)
-    store.write_file_atomic(stat_cache, json.dumps(context.stat_cache()).encode(), durable=False)
+    store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:
         store.tag(ref, descriptor)
     unused = engine.unused_build_args(plan)
     warnings = (f"build args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
-    witness.record(context=context, engine=engine, cache=cache, image=image, descriptor=descriptor,
-                   log=log, request=request, warnings=warnings)
+    witness.finish(context_root=context.root, image=image, manifest=descriptor,
+                   images_used=engine.images_used, warnings=warnings)
     return BuildResult(descriptor.digest, warnings)

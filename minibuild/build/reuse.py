@@ -2,7 +2,7 @@
 
 Before the overlay is mounted, the fresh upper dir gets hard links to every file of that earlier
 layer which the copy would write again exactly (same destination, bytes, mode, owner, mtime, no
-xattrs), plus the dirs above them; the copier then skips those files (`copier.Reused`), so only
+xattrs), plus the dirs above them; the copier then skips those files (`rootwriter.Reused`), so only
 what changed is written through the mount. A hard link shares the inode with the earlier layer,
 so nothing may ever write to it: the copier never opens, chmods, chowns, utimes or replaces a
 reused file, overlay copies a lower file up to a new inode before any write (index=off), and
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from minibuild.build.context import walk_source
-from minibuild.build.copier import CopyPlan, Reused, destination, source_key
+from minibuild.build.treewalk import walk_source
+from minibuild.build.copier import CopyPlan, destination, source_key
+from minibuild.build.rootwriter import Reused
 from minibuild.layer.whiteout import is_overlay_xattr
 
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC

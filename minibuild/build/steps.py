@@ -16,13 +16,15 @@ from typing import Any, Callable, Mapping
 from minibuild.dockerfile import metadata, shell as words
 from minibuild.build import reuse
 from minibuild.build.context import BuildContext
-from minibuild.build.copier import CopyPlan, ReuseMismatch, apply_copy
+from minibuild.build.copier import CopyPlan, apply_copy
+from minibuild.build.rootwriter import ReuseMismatch
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value, flag_values
 from minibuild.build.mountsetup import MountHost, Prepared
 from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
+from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
@@ -82,7 +84,7 @@ def check_flags(instruction, allowed: set[str]) -> None:
 class StepFactory:
     """Makes FsSteps; holds what their execution needs (sandbox, context, output, scratch)."""
 
-    def __init__(self, sandbox, context: BuildContext, output: Callable[[bytes], None],
+    def __init__(self, sandbox: Runner, context: BuildContext, output: Callable[[bytes], None],
                  scratch: Callable[[str], Path], network: str, *, cache_mounts: Path | None = None,
                  secrets: Mapping[str, SecretSource] | None = None) -> None:
         self.sandbox = sandbox

@@ -12,10 +12,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from minibuild.errors import Interrupted, MinibuildError
+
+if TYPE_CHECKING:
+    from minibuild.build import memo
 
 
 def store_root(ctx: click.Context) -> Path:
@@ -65,13 +69,16 @@ def _raise_interrupted(signum: int, _frame) -> None:
     raise Interrupted(signum)
 
 
-def main() -> None:
-    """Entry point: run the command, turn expected failures into one line and an exit code."""
+def main(memo_command: memo.Command | None = None) -> None:
+    """Entry point: run the command, turn expected failures into one line and an exit code.
+
+    `memo_command` is this command line's build memo key (minibuild.__main__ found none to
+    answer from): a `build` that succeeds writes its memo under it."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     # Docker's umask for steps and the files we create: a user's umask must not change layers.
     os.umask(0o022)
     try:
-        status = cli.main(standalone_mode=False)
+        status = cli.main(standalone_mode=False, obj={"memo": memo_command})
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -38,7 +38,6 @@ from minibuild.cli.app import cli, container_records, open_store
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
           no_cache, squash, source_date_epoch, secrets, context) -> None:
     """Build an image from a Buildfile and a context directory."""
-    from minibuild.build import memo
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.oci.reference import Reference
     from minibuild.layer.snapshot import Compression
@@ -55,7 +54,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         source_date_epoch=source_date_epoch,
         no_cache=no_cache,
         squash=squash,
-        memo=memo.pending(quiet=quiet),
+        memo=_memo_command(ctx, quiet),
         secrets=_secrets(secrets),
     )
     reporter = _reporter(progress, quiet)
@@ -71,6 +70,13 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         return
     for line in lines.trailer(str(result.digest), map(str, request.tags), result.warnings):
         click.echo(line, err=True)
+
+
+def _memo_command(ctx: click.Context, quiet: bool):
+    """The build memo key main() was given for this command line, with the flag its replay
+    needs; None when this build may not write a memo."""
+    command = ctx.find_root().obj.get("memo")
+    return command._replace(quiet=quiet) if command is not None else None
 
 
 def _default_buildfile(context: Path) -> Path:

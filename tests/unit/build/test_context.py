@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.build import context as context_mod
-from minibuild.build.context import BuildContext, Source, is_url, walk_source
+from minibuild.build import hashcache
+from minibuild.build.context import BuildContext, Source, is_url
+from minibuild.build.treewalk import walk_source
 from minibuild.errors import BuildError
 
 
@@ -194,8 +195,8 @@ def test_stat_cache_hashes_each_file_once(ctx: Path, monkeypatch) -> None:
     time.sleep(0.15)  # leave the racy window behind for the ctimes set above
     bc = BuildContext(ctx)
     reads: list[str] = []
-    real = context_mod.hashlib.file_digest
-    monkeypatch.setattr(context_mod.hashlib, "file_digest",
+    real = hashcache.hashlib.file_digest
+    monkeypatch.setattr(hashcache.hashlib, "file_digest",
                         lambda f, algo: (reads.append(f.name), real(f, algo))[1])
     first = bc.select_sources(["lib"]).content_key
     count = len(reads)
@@ -221,7 +222,7 @@ def test_stat_cache_catches_same_size_and_mtime(ctx: Path) -> None:
 def test_racy_fresh_file_is_not_cached(ctx: Path) -> None:
     bc = BuildContext(ctx)
     bc.select_sources(["app.py"])
-    assert str(ctx / "app.py") not in bc._stat_cache  # written just now: could change unseen
+    assert str(ctx / "app.py") not in bc.hashes  # written just now: could change unseen
 
 
 def test_source_dest_name_default() -> None:

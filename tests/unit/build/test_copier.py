@@ -15,7 +15,9 @@ import pytest
 import zstandard
 
 from minibuild.build.context import BuildContext
-from minibuild.build.copier import CopyPlan, apply_copy, is_tar, resolve_in_root
+from minibuild.build.addarchive import is_tar
+from minibuild.build.copier import CopyPlan, apply_copy
+from minibuild.fs.rootpath import resolve_in_root
 from minibuild.errors import BuildError
 
 

@@ -148,3 +148,14 @@ def test_whole_second_timestamps_need_a_longer_wait():
     assert fsstate.settled(fine, now)
     assert not fsstate.settled(coarse, now)
     assert fsstate.settled(coarse, now + 2_000_000_000)
+
+
+def test_the_key_covers_every_subpackage_of_minibuild():
+    """An edited module anywhere in minibuild (not only in build/) is another minibuild."""
+    import minibuild
+
+    package = Path(minibuild.__file__).parent
+    covered = {Path(path).parent for path, _, _ in memo._code_state()}
+    for sub in ("build", "cli", "dockerfile", "store", "layer", "sandbox"):
+        assert package / sub in covered, sub
+    assert package in covered

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from minibuild.build.context import BuildContext
-from minibuild.build.copier import CopyPlan, Reused, ReuseMismatch, apply_copy
+from minibuild.build.copier import CopyPlan, apply_copy
+from minibuild.build.rootwriter import Reused, ReuseMismatch
 from minibuild.build.reuse import ReuseCorrupted, check_untouched, copy_targets, link_unchanged
 
 OWNER = f"{os.getuid()}:{os.getgid()}"  # a --chown every user can give, so no root is needed

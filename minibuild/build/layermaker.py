@@ -1,0 +1,90 @@
+"""The one place that turns a step's writes into a layer: mount the image's layers under a
+fresh upper dir, run the step, snapshot the upper dir into the store; and `--squash`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from minibuild.build.ports import BuildStore, Reporter
+from minibuild.build.steps import FsStep
+from minibuild.layer.snapshot import Compression, is_empty, write_layer
+from minibuild.oci.image import Descriptor, Image, Layer
+from minibuild.sandbox.sandbox import RootFS
+from minibuild.fs.files import remove_tree
+from minibuild.sandbox.overlay import make_overlay_dirs
+from minibuild.text import human_size
+
+
+class LayerMaker:
+    """Runs filesystem steps on scratch overlays of the store and stores what they wrote."""
+
+    def __init__(self, store: BuildStore, reporter: Reporter, compression: Compression,
+                 clamp_mtime: int | None) -> None:
+        self.store = store
+        self.reporter = reporter
+        self.compression = compression
+        self.clamp_mtime = clamp_mtime  # SOURCE_DATE_EPOCH
+
+    def run(self, image: Image, step: FsStep, previous: Path | None = None) -> tuple[Layer | None, str]:
+        """Mount the image's layers under a fresh upper dir, run, and snapshot the upper dir;
+        the layer (None for no change) and a note for the progress line.
+
+        With `previous` (the layer dir the same COPY made last) the step starts from that
+        layer's unchanged files."""
+        scratch = self.store.scratch("step")
+        try:
+            dirs = make_overlay_dirs(scratch)
+            lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
+            reused = 0
+            if previous is not None:
+                reused = step.reuse.execute(RootFS(lowers, *dirs), previous)
+            else:
+                step.execute(RootFS(lowers, *dirs))
+            if step.verify is not None:
+                step.verify()
+            self.reporter.phase("snapshot")
+            layer, note = self.snapshot(dirs[0])
+            return layer, f"{note}, {reused} files reused" if reused else note
+        finally:
+            remove_tree(scratch)
+
+    def snapshot(self, upper: Path) -> tuple[Layer | None, str]:
+        """The upper dir as a stored layer (None when the step changed nothing)."""
+        if is_empty(upper):
+            return None, "no changes"
+        with self.store.blob_writer() as writer:
+            written = write_layer(upper, writer, compression=self.compression,
+                                  clamp_mtime=self.clamp_mtime)
+            digest, size = writer.commit()
+        self.store.save_summary(written.diff_id, written.summary)
+        self.store.adopt_layer(written.diff_id, upper)
+        layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
+        return layer, f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
+
+    def squash(self, image: Image, base: Image) -> Image:
+        """The layers `image` added to `base`, merged into one (the base's layers stay shared).
+
+        History keeps one entry per instruction; all but the last are marked empty_layer.
+        """
+        from minibuild.layer.squash import squash_layers
+
+        added = image.layers[len(base.layers):]
+        entries = image.config.history[len(base.config.history):]
+        if len(added) <= 1 or not entries:
+            return image
+        self.reporter.phase("squash")
+        scratch = self.store.scratch("squash")
+        try:
+            merged = scratch / "layer"
+            merged.mkdir()
+            squash_layers([self.store.ensure_layer(l) for l in added],
+                          [self.store.ensure_layer(l) for l in reversed(base.layers)], merged)
+            layer, _ = self.snapshot(merged)
+        finally:
+            remove_tree(scratch)
+        squashed = replace(base, config=replace(image.config, diff_ids=base.config.diff_ids,
+                                                history=base.config.history))
+        for entry in entries[:-1]:
+            squashed = squashed.append(None, entry)
+        return squashed.append(layer, entries[-1])

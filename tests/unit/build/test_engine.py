@@ -1,0 +1,159 @@
+"""The engine on a multi-step plan, with a fake runner and a fake store (tests/unit/build/fakes.py):
+what runs, what is cached, the layers and the history an image gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from minibuild.build.context import BuildContext
+from minibuild.build.engine import BuildOptions, Engine
+from minibuild.dockerfile import parser
+from minibuild.dockerfile.plan import make_plan
+from minibuild.errors import BuildError, BuildfileError
+from tests.unit.build.fakes import FakeRunner, FakeStore, Reporter
+
+BUILDFILE = """FROM scratch
+ENV GREETING=hello
+RUN make a
+LABEL version=1
+RUN true
+WORKDIR /app
+COPY a.txt ./
+"""
+
+
+def script(upper: Path, argv: tuple[str, ...]) -> int:
+    """`make NAME` writes /NAME; `fail N` exits N; anything else changes nothing."""
+    words = argv[-1].split()
+    if words[0] == "make":
+        (upper / words[1]).write_text(words[1])
+    return int(words[1]) if words[0] == "fail" else 0
+
+
+@pytest.fixture
+def store(tmp_path) -> FakeStore:
+    return FakeStore(tmp_path / "store")
+
+
+@pytest.fixture
+def context(tmp_path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("alpha")
+    return ctx
+
+
+def build(store, context, text=BUILDFILE, runner=None, build_args=None, **options):
+    """Plan and build `text`; the engine, its image, the runner and what was reported."""
+    runner = runner or FakeRunner(script)
+    reporter = Reporter()
+    plan = make_plan(parser.parse(text), build_args or {})
+    engine = Engine(store, runner, BuildContext(context), reporter,
+                    BuildOptions(build_args=build_args or {}, **options))
+    return engine, engine.build(plan), runner, reporter
+
+
+def test_each_filesystem_change_is_a_layer_and_each_instruction_a_history_entry(store, context):
+    _, image, runner, reporter = build(store, context)
+    assert [h.created_by for h in image.config.history] == [
+        "ENV GREETING=hello", "RUN /bin/sh -c make a", "LABEL version=1", "RUN /bin/sh -c true",
+        "WORKDIR /app", "COPY a.txt ./"]
+    assert [h.empty_layer for h in image.config.history] == [True, False, True, True, False, False]
+    assert len(image.layers) == 3 and len(image.config.diff_ids) == 3
+    assert reporter.notes[4] == "no changes"  # RUN true wrote nothing
+    assert [r.argv[-1] for r in runner.ran] == ["make a", "true"]
+    assert runner.ran[0].env["GREETING"] == "hello"
+    assert runner.ran[1].lowers == (store.layer_path(image.layers[0].diff_id),)  # top first
+    assert image.config.config.working_dir == "/app"
+    assert (store.layer_path(image.layers[2].diff_id) / "app" / "a.txt").read_text() == "alpha"
+    assert all(store.has_blob(layer.descriptor.digest) for layer in image.layers)
+    assert set(store.summaries) == {layer.diff_id for layer in image.layers}
+    assert reporter.steps[0] == "1/7 FROM scratch" and reporter.steps[-1] == "7/7 COPY a.txt ./"
+    assert b"ran make a" in reporter.printed
+
+
+def test_a_rebuild_answers_every_step_from_the_cache(store, context):
+    _, first, _, _ = build(store, context)
+    _, again, runner, reporter = build(store, context)
+    assert runner.ran == [] and runner.calls == 0
+    assert reporter.notes == ["", "", "CACHED", "", "CACHED", "CACHED", "CACHED"]
+    assert again.config.diff_ids == first.config.diff_ids
+    assert again.config.history == first.config.history  # dates too: they come from the cache
+    assert again.config.created == first.config.created
+
+
+def test_no_cache_runs_every_step_again(store, context):
+    build(store, context)
+    _, _, runner, reporter = build(store, context, no_cache=True)
+    assert len(runner.ran) == 2 and "CACHED" not in reporter.notes
+
+
+def test_a_changed_source_misses_from_its_copy_on(store, context):
+    _, first, _, _ = build(store, context)
+    (context / "a.txt").write_text("bravo")
+    _, second, runner, reporter = build(store, context)
+    assert runner.ran == [] and runner.calls == 1  # only the COPY ran
+    assert reporter.notes[-1] != "CACHED"
+    assert second.config.diff_ids[:2] == first.config.diff_ids[:2]
+    assert second.config.diff_ids[2] != first.config.diff_ids[2]
+
+
+def test_a_stored_base_image_gives_its_layers_and_history(store, context):
+    base = store.add_image("base:1", {"etc/os": "fake"})
+    engine, image, runner, _ = build(store, context, "FROM base:1\nRUN make b\n")
+    assert runner.ran[0].lowers == (store.layer_path(store.images["base:1"][1].layers[0].diff_id),)
+    assert engine.images_used == [base]
+    assert [h.created_by for h in image.config.history] == ["base base:1", "RUN /bin/sh -c make b"]
+    assert len(image.layers) == 2
+
+
+def test_a_missing_base_is_an_error_at_its_line(store, context):
+    with pytest.raises(BuildError, match="image not found in the store") as info:
+        build(store, context, "FROM nothing:here\nRUN true\n")
+    assert info.value.line == 1
+
+
+def test_a_failing_run_stops_the_build_and_is_not_cached(store, context):
+    text = "FROM scratch\nRUN make a\nRUN fail 3\n"
+    with pytest.raises(BuildError, match="exit code 3") as info:
+        build(store, context, text)
+    assert info.value.exit_status == 3 and info.value.line == 3
+    ok = FakeRunner(lambda upper, argv: 0)
+    _, _, runner, reporter = build(store, context, text, runner=ok)
+    assert [r.argv[-1] for r in runner.ran] == ["fail 3"]  # the first RUN was cached
+    assert reporter.notes[1] == "CACHED"
+
+
+def test_squash_merges_the_added_layers_into_one(store, context):
+    store.add_image("base:1", {"etc/os": "fake"})
+    text = "FROM base:1\nRUN make a\nRUN make b\n"
+    _, image, _, reporter = build(store, context, text, squash=True)
+    assert len(image.layers) == 2  # the base's layer stays shared
+    assert [h.empty_layer for h in image.config.history] == [False, True, False]
+    merged = store.layer_path(image.layers[1].diff_id)
+    assert sorted(p.name for p in merged.iterdir()) == ["a", "b"]
+    assert "squash" in reporter.phases
+
+
+def test_source_date_epoch_dates_the_image_and_its_history(store, context):
+    _, image, _, _ = build(store, context, source_date_epoch=10)
+    assert image.config.created == "1970-01-01T00:00:10Z"
+    assert {h.created for h in image.config.history} == {"1970-01-01T00:00:10Z"}
+
+
+def test_unused_build_args_are_named(store, context):
+    text = "FROM scratch\nARG USED\nRUN true\n"
+    engine, _, _, _ = build(store, context, text, build_args={"USED": "1", "EXTRA": "2"})
+    plan = make_plan(parser.parse(text), {"USED": "1", "EXTRA": "2"})
+    assert engine.unused_build_args(plan) == ["EXTRA"]
+
+
+def test_copy_from_names_an_earlier_stage_or_a_stored_image(store, context):
+    text = "FROM scratch AS first\nCOPY --from=later /a /a\nFROM scratch AS later\nFROM first\n"
+    with pytest.raises(BuildfileError, match="can only copy from an earlier stage") as info:
+        build(store, context, text)
+    assert info.value.line == 2
+    with pytest.raises(BuildError, match="COPY missing:1: image not found in the store"):
+        build(store, context, "FROM scratch\nCOPY --from=missing:1 /a /a\n")
