@@ -23,6 +23,7 @@ import zstandard
 
 from minibuild.layer import whiteout
 from minibuild.layer.xattrs import layer_xattrs
+from minibuild.oci import mediatypes
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
 
@@ -45,8 +46,7 @@ class Compression(enum.Enum):
     @property
     def media_type(self) -> str:
         """The OCI layer media type for this compression."""
-        base = "application/vnd.oci.image.layer.v1.tar"
-        return base if self is Compression.NONE else f"{base}+{self.value}"
+        return _MEDIA_TYPES[self]
 
     @classmethod
     def parse(cls, text: str) -> Compression:
@@ -55,6 +55,10 @@ class Compression(enum.Enum):
             return cls(text.strip().lower())
         except ValueError:
             raise LayerError(f"unknown compression {text!r} (want zstd, gzip or none)") from None
+
+
+_MEDIA_TYPES = {Compression.ZSTD: mediatypes.LAYER_TAR_ZSTD, Compression.GZIP: mediatypes.LAYER_TAR_GZIP,
+                Compression.NONE: mediatypes.LAYER_TAR}
 
 
 @dataclass(frozen=True)

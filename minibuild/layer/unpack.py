@@ -20,21 +20,21 @@ from typing import BinaryIO
 import zstandard
 
 from minibuild.layer import whiteout
+from minibuild.oci import mediatypes
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
 from minibuild.layer.snapshot import CHUNK, LayerSummary
 from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
 
-_OCI = "application/vnd.oci.image.layer."
 _MEDIA_TYPES = {
-    _OCI + "v1.tar": "none",
-    _OCI + "v1.tar+gzip": "gzip",
-    _OCI + "v1.tar+zstd": "zstd",
-    _OCI + "nondistributable.v1.tar": "none",
-    _OCI + "nondistributable.v1.tar+gzip": "gzip",
-    _OCI + "nondistributable.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
+    mediatypes.LAYER_TAR: "none",
+    mediatypes.LAYER_TAR_GZIP: "gzip",
+    mediatypes.LAYER_TAR_ZSTD: "zstd",
+    mediatypes.NONDISTRIBUTABLE_LAYER_TAR: "none",
+    mediatypes.NONDISTRIBUTABLE_LAYER_TAR_GZIP: "gzip",
+    mediatypes.NONDISTRIBUTABLE_LAYER_TAR_ZSTD: "zstd",
+    mediatypes.DOCKER_LAYER_TAR_GZIP: "gzip",
+    mediatypes.DOCKER_FOREIGN_LAYER_TAR_GZIP: "gzip",
 }
 OPAQUE_XATTR = "trusted.overlay.opaque"  # what our (non-userxattr) mounts read
 _XATTR_PAX = "SCHILY.xattr."

@@ -24,8 +24,8 @@ from minibuild.maintenance.findings import Finding, Report, Scan
 from minibuild.maintenance.layerdirs import DeepProgress, container_layers, deep_check
 from minibuild.maintenance.reachability import Reachable
 from minibuild.oci.digest import Digest
-from minibuild.oci.image import (CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES, Config, Descriptor, Layer,
-                                 Manifest)
+from minibuild.oci.image import Config, Descriptor, Layer, Manifest
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES
 from minibuild.fs.files import remove_tree
 from minibuild.store.layers import LAYER_ID_LEN
 from minibuild.store.layout import Store

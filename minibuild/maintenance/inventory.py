@@ -63,7 +63,8 @@ def _is_image_metadata(item: str, images: Mapping[str, frozenset[str]]) -> bool:
 def _images(store, layer_items, extra: Sequence[str]):
     """manifest digest -> items (manifest, config, layers); and -> tag names."""
     from minibuild.oci.digest import Digest
-    from minibuild.oci.image import MANIFEST_MEDIA_TYPE, Descriptor
+    from minibuild.oci.image import Descriptor
+    from minibuild.oci.mediatypes import MANIFEST_MEDIA_TYPE
 
     names: dict[str, list[str]] = {}
     descriptors = {}

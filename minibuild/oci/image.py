@@ -1,4 +1,4 @@
-"""OCI image values: Descriptor, Manifest, Config, History, Image; canonical JSON; media types."""
+"""OCI image values: Descriptor, Manifest, Config, History, Image; canonical JSON."""
 
 from __future__ import annotations
 
@@ -8,22 +8,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from minibuild.oci.digest import Digest
+from minibuild.oci.mediatypes import DOCKER_TO_OCI_LAYER, MANIFEST_MEDIA_TYPE
 
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_MEDIA_TYPES = (
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd",
-)
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
-# Docker schema 2 layer types and their OCI names: the same bytes, so the same digests.
-DOCKER_TO_OCI_LAYER = {
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.docker.image.rootfs.diff.tar.zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
-}
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
                   "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from minibuild.errors import StoreError
-from minibuild.oci.image import (CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Config, Descriptor, Image,
-                                 Layer, Manifest, canonical_json)
+from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest, canonical_json
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from minibuild.store.ports import BlobStore
 
 

@@ -14,8 +14,8 @@ from minibuild.errors import ImageNotFound, StoreError
 from minibuild.fs.files import write_atomic
 from minibuild.fs.lock import FileLock
 from minibuild.oci.digest import Digest
-from minibuild.oci.image import (INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION, Descriptor,
-                                 Manifest, canonical_json)
+from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Manifest, canonical_json
+from minibuild.oci.mediatypes import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.paths import StorePaths
 from minibuild.store.ports import BlobStore

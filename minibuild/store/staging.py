@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Iterable
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError, MinibuildError
 from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest
+from minibuild.oci.mediatypes import INDEX_MEDIA_TYPES
 from minibuild.fs.files import remove_tree
 from minibuild.store.cas import BlobWriter
 from minibuild.store.layout import Store
@@ -189,10 +190,6 @@ def parse_json(data: bytes, what: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IntakeError(f"{what} is not valid JSON: {exc}") from None
-
-
-INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",
-                     "application/vnd.docker.distribution.manifest.list.v2+json")
 
 
 def choose_platform(index: Any, what: str) -> dict[str, Any]:

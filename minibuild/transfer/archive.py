@@ -15,7 +15,8 @@ from typing import BinaryIO, Iterator
 
 from minibuild.oci.digest import Digest
 from minibuild.errors import ReferenceError_
-from minibuild.oci.image import (INDEX_MEDIA_TYPE, REF_NAME_ANNOTATION, Descriptor, canonical_json)
+from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, canonical_json
+from minibuild.oci.mediatypes import INDEX_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import JSON_LIMIT, IntakeError, Staging, parse_json, pick_manifest
 from minibuild.store.layout import Store

@@ -16,14 +16,14 @@ from minibuild.transfer.archive import (CONTAINERD_NAME_ANNOTATION, ArchiveError
                                familiar, index_json, oci_images)
 from minibuild.oci.digest import Digest
 from minibuild.errors import ReferenceError_
-from minibuild.oci.image import (MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION, Descriptor, Manifest,
-                             canonical_json)
+from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Manifest, canonical_json
+from minibuild.oci.mediatypes import (CONFIG_MEDIA_TYPE, LAYER_TAR, LAYER_TAR_GZIP, LAYER_TAR_ZSTD,
+                                      MANIFEST_MEDIA_TYPE)
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import Staging
 from minibuild.store.layout import Store
 
-TAR = "application/vnd.oci.image.layer.v1.tar"
-_MAGIC = ((b"\x1f\x8b", TAR + "+gzip"), (b"\x28\xb5\x2f\xfd", TAR + "+zstd"))
+_MAGIC = ((b"\x1f\x8b", LAYER_TAR_GZIP), (b"\x28\xb5\x2f\xfd", LAYER_TAR_ZSTD))
 _CHUNK = 1 << 20
 
 
@@ -58,8 +58,6 @@ def _oci_manifests(members: Members, staging: Staging) -> dict[tuple[Digest, tup
 
 def _synthesize(staging: Staging, config: Digest, layers: list[Digest]) -> Descriptor:
     """An OCI manifest for an image that came with no manifest of its own."""
-    from minibuild.oci.image import CONFIG_MEDIA_TYPE
-
     config_desc = Descriptor(CONFIG_MEDIA_TYPE, config, _size(staging, config))
     layer_descs = tuple(Descriptor(_media_type(staging, d), d, _size(staging, d)) for d in layers)
     data = canonical_json(Manifest(config_desc, layer_descs).to_json())
@@ -74,7 +72,7 @@ def _size(staging: Staging, digest: Digest) -> int:
 def _media_type(staging: Staging, digest: Digest) -> str:
     with staging.open(digest) as f:
         head = f.read(4)
-    return next((media for magic, media in _MAGIC if head.startswith(magic)), TAR)
+    return next((media for magic, media in _MAGIC if head.startswith(magic)), LAYER_TAR)
 
 
 def _tags(texts: list, what: str) -> list[Reference]:
@@ -116,7 +114,7 @@ def _write_image(tar: TarOut, store: Store, desc: Descriptor) -> tuple[Descripto
     """Add an image's uncompressed layers, config and a matching OCI manifest to the archive."""
     image = store.load_image(desc)
     config = Manifest.from_json(store.read_json(desc.digest)).config
-    layers = [Descriptor(TAR, layer.diff_id, _add_plain_layer(tar, store, layer)) for layer in image.layers]
+    layers = [Descriptor(LAYER_TAR, layer.diff_id, _add_plain_layer(tar, store, layer)) for layer in image.layers]
     add_blob(tar, store, config.digest)
     data = canonical_json(Manifest(config, tuple(layers)).to_json())
     manifest = Descriptor(MANIFEST_MEDIA_TYPE, Digest.of(data), len(data))

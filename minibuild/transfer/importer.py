@@ -12,13 +12,13 @@ from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
 
 from minibuild.errors import BuildfileError
-from minibuild.oci.image import (CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Config, ContainerConfig,
-                             Descriptor, History, Image, Layer, canonical_json)
+from minibuild.oci.image import (Config, ContainerConfig, Descriptor, History, Image, Layer,
+                                 canonical_json)
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR_GZIP, LAYER_TAR_ZSTD, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import StagedImage, Staging
 from minibuild.store.layout import Store
 
-TAR = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
 _GZIP, _ZSTD, _XZ = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00"
 
@@ -58,12 +58,12 @@ def _layer_stream(source: BinaryIO) -> tuple[str, Iterator[bytes]]:
     reader = io.BufferedReader(source, _CHUNK) if not hasattr(source, "peek") else source
     head = reader.peek(6)[:6]
     if head.startswith(_GZIP):
-        return TAR + "+gzip", iter(lambda: reader.read(_CHUNK), b"")
+        return LAYER_TAR_GZIP, iter(lambda: reader.read(_CHUNK), b"")
     if head.startswith(_ZSTD):
-        return TAR + "+zstd", iter(lambda: reader.read(_CHUNK), b"")
+        return LAYER_TAR_ZSTD, iter(lambda: reader.read(_CHUNK), b"")
     plain = lzma.LZMAFile(reader) if head.startswith(_XZ) else reader
     compressor = zstandard.ZstdCompressor(level=3)
-    return TAR + "+zstd", compressor.read_to_iter(plain, read_size=_CHUNK, write_size=_CHUNK)
+    return LAYER_TAR_ZSTD, compressor.read_to_iter(plain, read_size=_CHUNK, write_size=_CHUNK)
 
 
 def apply_changes(changes: tuple[str, ...]) -> ContainerConfig:

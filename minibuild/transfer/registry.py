@@ -18,15 +18,13 @@ import httpx
 
 from minibuild.transfer import auth
 from minibuild.oci.digest import Digest
+from minibuild.oci.mediatypes import (DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
+                                      INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE)
 from minibuild.errors import MinibuildError
 from minibuild.oci.reference import Reference, names_registry
 
-MANIFEST_ACCEPT = ", ".join((
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-))
+MANIFEST_ACCEPT = ", ".join((MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
+                             DOCKER_MANIFEST_LIST_MEDIA_TYPE))
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _CHUNK = 1 << 20
 MANIFEST_LIMIT = 4 << 20

@@ -17,13 +17,12 @@ import httpx
 from minibuild.oci.digest import Digest
 from minibuild.errors import ImageNotFound
 from minibuild.oci.image import Descriptor, Manifest
+from minibuild.oci.mediatypes import DOCKER_SCHEMA1_MEDIA_TYPES, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.transfer.registry import Client, RegistryError, Remote, names_registry
-from minibuild.store.staging import INDEX_MEDIA_TYPES, IntakeError, StagedImage, Staging, choose_platform, parse_json
+from minibuild.store.staging import IntakeError, StagedImage, Staging, choose_platform, parse_json
 from minibuild.store.layout import Store
 
-SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
-           "application/vnd.docker.distribution.manifest.v1+prettyjws")
 _BLOB_ATTEMPTS = 3
 
 
@@ -113,8 +112,8 @@ def _media_type(data: bytes, header: str, remote: Remote) -> str:
         field = json.loads(data).get("mediaType")
     except (ValueError, AttributeError):
         raise IntakeError(f"manifest of {remote.repository}:{remote.tag_or_digest} is not JSON") from None
-    media_type = field or header or "application/vnd.oci.image.manifest.v1+json"
-    if media_type in SCHEMA1:
+    media_type = field or header or MANIFEST_MEDIA_TYPE
+    if media_type in DOCKER_SCHEMA1_MEDIA_TYPES:
         raise RegistryError(f"{remote.repository}:{remote.tag_or_digest} is a docker schema 1 image, "
                             "which minibuild does not read")
     return media_type

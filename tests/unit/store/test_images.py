@@ -6,8 +6,8 @@ import pytest
 
 from minibuild.errors import StoreError
 from minibuild.oci.digest import Digest
-from minibuild.oci.image import (CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Descriptor, History, Image,
-                                 Layer, Manifest, canonical_json)
+from minibuild.oci.image import Descriptor, History, Image, Layer, Manifest, canonical_json
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from minibuild.store import images
 from minibuild.store.cas import Blobs
 from minibuild.store.paths import StorePaths
