@@ -3,9 +3,6 @@ name) unpacked into the destination; no member may land or point outside it."""
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
 import posixpath
 import stat
@@ -14,40 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-import zstandard
-
 from minibuild.build.rootwriter import (ROOT_OWNER, Attrs, Job, chown, clear, image_path, mkdirs,
                                         put_dir, put_file, put_symlink, set_dir_times, within)
 from minibuild.errors import BuildError
 from minibuild.fs.rootpath import resolve_in_root
-
-
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
+from minibuild.layer import compression
 
 
 @contextmanager
 def _decompressed(path: str) -> Iterator[BinaryIO]:
     """The file's bytes, decompressed when its magic number names a known compression."""
     with open(path, "rb") as raw:
-        head = raw.read(6)
-        raw.seek(0)
-        kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
-        if kind == "gzip":
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
-        elif kind == "bzip2":
-            stream = bz2.BZ2File(raw)
-        elif kind == "xz":
-            stream = lzma.LZMAFile(raw)
-        elif kind == "zstd":
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        else:
-            stream = raw
-        with stream:
+        kind, reader = compression.sniff_stream(raw)
+        with compression.decompressing(reader, kind) as stream:
             yield stream
 
 
@@ -62,7 +38,7 @@ def is_tar(path: str) -> bool:
                     return False
                 block += chunk
         tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, tarfile.HeaderError):
+    except (OSError, tarfile.HeaderError, *compression.DECODE_ERRORS):
         return False  # not an archive after all: ADD copies it as a plain file
     return True
 
@@ -76,7 +52,7 @@ def extract(job: Job, path: str, dest_host: str) -> None:
                 stamp = _extract_member(job, tf, member, dest_host)
                 if stamp is not None:
                     stamps.append(stamp)
-    except (tarfile.TarError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+    except (tarfile.TarError, *compression.DECODE_ERRORS) as exc:
         raise BuildError(f"ADD failed: cannot read archive {path}: {exc}") from exc
     set_dir_times(stamps)
 

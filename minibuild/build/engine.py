@@ -26,7 +26,7 @@ from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
 from minibuild.dockerfile.plan import Plan, Stage
 from minibuild.oci.reference import names_registry
 from minibuild.dockerfile.secretsource import SecretSource
-from minibuild.layer.snapshot import Compression
+from minibuild.layer.compression import Compression
 from minibuild.build.steps import CopySource, FsStep, StepFactory
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from minibuild.build.ports import BuildStore, Reporter
 from minibuild.build.steps import FsStep
-from minibuild.layer.snapshot import Compression, is_empty, write_layer
+from minibuild.layer.compression import Compression
+from minibuild.layer.snapshot import is_empty, write_layer
 from minibuild.oci.image import Descriptor, Image, Layer
 from minibuild.sandbox.sandbox import RootFS
 from minibuild.fs.files import remove_tree

@@ -19,7 +19,7 @@ from minibuild.errors import BuildfileError
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
 from minibuild.dockerfile.secretsource import SecretSource
-from minibuild.layer.snapshot import Compression
+from minibuild.layer.compression import Compression
 
 
 @dataclass(frozen=True)

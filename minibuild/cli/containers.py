@@ -187,7 +187,7 @@ def commit(ctx, message, author, pause, compression, container, reference) -> No
     """Make a new image from a container: its upper dir becomes a layer on its image."""
     from minibuild.containers.commit import commit_container
     from minibuild.oci.reference import Reference
-    from minibuild.layer.snapshot import Compression
+    from minibuild.layer.compression import Compression
 
     ref = Reference.parse(reference) if reference else None
     store = open_store(ctx)

@@ -40,7 +40,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     """Build an image from a Buildfile and a context directory."""
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.oci.reference import Reference
-    from minibuild.layer.snapshot import Compression
+    from minibuild.layer.compression import Compression
 
     request = BuildRequest(
         buildfile=Path(buildfile) if buildfile and buildfile != "-" else _default_buildfile(Path(context)),

@@ -11,7 +11,8 @@ from dataclasses import replace
 from minibuild.containers.records import Container, Containers, now
 from minibuild.oci.image import ContainerConfig, Descriptor, History, Image, Layer
 from minibuild.containers.signals import Paused
-from minibuild.layer.snapshot import Compression, is_empty, write_layer
+from minibuild.layer.compression import Compression
+from minibuild.layer.snapshot import is_empty, write_layer
 
 
 def committed_config(config: ContainerConfig, container: Container) -> ContainerConfig:

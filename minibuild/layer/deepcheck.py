@@ -42,7 +42,7 @@ from typing import BinaryIO
 from minibuild.layer import unpack, whiteout
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
-from minibuild.layer.snapshot import CHUNK
+from minibuild.layer.compression import CHUNK
 from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
 from minibuild.layer.xattrs import layer_xattrs
 

@@ -7,7 +7,6 @@ per-directory sorted names, no uname/gname, integer (optionally clamped) mtimes.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import operator
 import os
@@ -19,46 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-import zstandard
-
 from minibuild.layer import whiteout
+from minibuild.layer.compression import CHUNK, Compression, Compressor
 from minibuild.layer.xattrs import layer_xattrs
-from minibuild.oci import mediatypes
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # GNU tar and tarfile pad the archive to whole records
-CHUNK = 1 << 20  # read/flush granularity: big enough that per-call overheads vanish
 _ZEROS = bytes(RECORD)
 _MAX_OCTAL_7 = 0o7777777
 _MAX_OCTAL_11 = 0o77777777777
 _WHITEOUT_MODE = 0o644
-
-
-class Compression(enum.Enum):
-    """How a layer tar is compressed in the store."""
-
-    ZSTD = "zstd"
-    GZIP = "gzip"
-    NONE = "none"
-
-    @property
-    def media_type(self) -> str:
-        """The OCI layer media type for this compression."""
-        return _MEDIA_TYPES[self]
-
-    @classmethod
-    def parse(cls, text: str) -> Compression:
-        """Parse "zstd", "gzip" or "none"; raise LayerError otherwise."""
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            raise LayerError(f"unknown compression {text!r} (want zstd, gzip or none)") from None
-
-
-_MEDIA_TYPES = {Compression.ZSTD: mediatypes.LAYER_TAR_ZSTD, Compression.GZIP: mediatypes.LAYER_TAR_GZIP,
-                Compression.NONE: mediatypes.LAYER_TAR}
 
 
 @dataclass(frozen=True)
@@ -105,44 +76,6 @@ def is_empty(upper: Path) -> bool:
     """True when the upper dir holds no entry at all (the step changed nothing)."""
     with os.scandir(upper) as it:
         return next(it, None) is None
-
-
-# ---------------------------------------------------------------- compression stage
-
-
-class _Compressor:
-    """Feeds tar bytes to the sink, compressed; never closes the sink."""
-
-    def __init__(self, sink: BinaryIO, compression: Compression) -> None:
-        self._sink = sink
-        self._kind = compression
-        self._zstd = None
-        self._zlib = None
-        if compression is Compression.ZSTD:
-            cctx = zstandard.ZstdCompressor(level=3, threads=-1)
-            self._zstd = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)
-        elif compression is Compression.GZIP:
-            # wbits=31: zlib writes the gzip header itself, with mtime 0 and no file name.
-            self._zlib = zlib.compressobj(6, zlib.DEFLATED, 31)
-
-    def write(self, data: bytes) -> None:
-        """Compress and forward one piece of tar."""
-        if self._zstd is not None:
-            self._zstd.write(data)
-        elif self._zlib is not None:
-            out = self._zlib.compress(data)
-            if out:
-                self._sink.write(out)
-        else:
-            self._sink.write(data)  # chunks are never modified once handed over
-
-    def finish(self) -> None:
-        """End the compressed stream (zstd frame / gzip trailer)."""
-        if self._zstd is not None:
-            self._zstd.flush(zstandard.FLUSH_FRAME)
-            self._zstd.close()
-        elif self._zlib is not None:
-            self._sink.write(self._zlib.flush())
 
 
 class _Fanout:
@@ -208,7 +141,7 @@ class _Fanout:
 class _TarOut:
     """The uncompressed tar stream: batches small pieces, hashes everything once (the DiffID)."""
 
-    def __init__(self, compressor: _Compressor) -> None:
+    def __init__(self, compressor: Compressor) -> None:
         self._buf = bytearray()
         self._hash = hashlib.sha256()
         self._out = compressor
@@ -612,7 +545,7 @@ def write_layer(upper: Path, sink: BinaryIO, *, compression: Compression = Compr
 
     `sink` only needs write(bytes); it hashes what it receives for the blob Digest and stays open.
     """
-    out = _TarOut(_Compressor(sink, compression))
+    out = _TarOut(Compressor(sink, compression))
     walker = _Walker(out, clamp_mtime)
     try:
         walker.walk(os.fsencode(upper))

@@ -6,52 +6,25 @@ The DiffID (sha256 of the decompressed stream) is computed while reading, for th
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import shutil
 import stat
 import tarfile
-import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-import zstandard
-
 from minibuild.layer import whiteout
-from minibuild.oci import mediatypes
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
-from minibuild.layer.snapshot import CHUNK, LayerSummary
+from minibuild.layer.compression import CHUNK, DECODE_ERRORS, open_uncompressed
+from minibuild.layer.snapshot import LayerSummary
 from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
 
-_MEDIA_TYPES = {
-    mediatypes.LAYER_TAR: "none",
-    mediatypes.LAYER_TAR_GZIP: "gzip",
-    mediatypes.LAYER_TAR_ZSTD: "zstd",
-    mediatypes.NONDISTRIBUTABLE_LAYER_TAR: "none",
-    mediatypes.NONDISTRIBUTABLE_LAYER_TAR_GZIP: "gzip",
-    mediatypes.NONDISTRIBUTABLE_LAYER_TAR_ZSTD: "zstd",
-    mediatypes.DOCKER_LAYER_TAR_GZIP: "gzip",
-    mediatypes.DOCKER_FOREIGN_LAYER_TAR_GZIP: "gzip",
-}
 OPAQUE_XATTR = "trusted.overlay.opaque"  # what our (non-userxattr) mounts read
 _XATTR_PAX = "SCHILY.xattr."
-_DECODE_ERRORS = (zstandard.ZstdError, gzip.BadGzipFile, zlib.error, EOFError, tarfile.TarError)
-
-
-def open_uncompressed(blob: BinaryIO, media_type: str) -> BinaryIO:
-    """A reader of the layer's tar bytes, decompressing by media type (zstd, gzip or plain)."""
-    kind = _MEDIA_TYPES.get(media_type)
-    if kind is None:
-        raise LayerError(f"unsupported layer media type {media_type!r}")
-    if kind == "zstd":
-        dctx = zstandard.ZstdDecompressor()
-        return dctx.stream_reader(blob, read_size=CHUNK, read_across_frames=True, closefd=False)
-    if kind == "gzip":
-        return gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[return-value]
-    return blob
+_DECODE_ERRORS = (*DECODE_ERRORS, tarfile.TarError)
 
 
 class _HashingReader(io.RawIOBase):

@@ -16,14 +16,13 @@ from minibuild.transfer.archive import (CONTAINERD_NAME_ANNOTATION, ArchiveError
                                familiar, index_json, oci_images)
 from minibuild.oci.digest import Digest
 from minibuild.errors import ReferenceError_
+from minibuild.layer import compression
 from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Manifest, canonical_json
-from minibuild.oci.mediatypes import (CONFIG_MEDIA_TYPE, LAYER_TAR, LAYER_TAR_GZIP, LAYER_TAR_ZSTD,
-                                      MANIFEST_MEDIA_TYPE)
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import Staging
 from minibuild.store.layout import Store
 
-_MAGIC = ((b"\x1f\x8b", LAYER_TAR_GZIP), (b"\x28\xb5\x2f\xfd", LAYER_TAR_ZSTD))
 _CHUNK = 1 << 20
 
 
@@ -72,7 +71,7 @@ def _size(staging: Staging, digest: Digest) -> int:
 def _media_type(staging: Staging, digest: Digest) -> str:
     with staging.open(digest) as f:
         head = f.read(4)
-    return next((media for magic, media in _MAGIC if head.startswith(magic)), LAYER_TAR)
+    return compression.stored_media_type(head)
 
 
 def _tags(texts: list, what: str) -> list[Reference]:
@@ -126,13 +125,12 @@ def _add_plain_layer(tar: TarOut, store: Store, layer) -> int:
     """Decompress a layer to scratch (a tar header needs the size first), check its DiffID, add it."""
     import hashlib
 
-    from minibuild.layer import unpack
     from minibuild.errors import StoreError
 
     scratch = store.scratch("save") / "layer.tar"
     sha = hashlib.sha256()
     with open(store.blob_path(layer.descriptor.digest), "rb") as blob, open(scratch, "wb") as plain:
-        reader = unpack.open_uncompressed(blob, layer.descriptor.media_type)
+        reader = compression.open_uncompressed(blob, layer.descriptor.media_type)
         while chunk := reader.read(_CHUNK):
             sha.update(chunk)
             plain.write(chunk)

@@ -1,26 +1,23 @@
-"""`import`: a plain rootfs tarball (tar, gzip, xz or zstd) becomes a one-layer image.
+"""`import`: a plain rootfs tarball (tar, gzip, bzip2, xz or zstd) becomes a one-layer image.
 
-gzip and zstd tarballs are stored as they are; plain and xz ones are compressed with zstd
-(OCI has no xz layer type). `--change` lines are Buildfile metadata instructions.
+gzip and zstd tarballs are stored as they are; plain, bzip2 and xz ones are compressed with zstd
+(OCI has no bzip2 or xz layer type). `--change` lines are Buildfile metadata instructions.
 """
 
 from __future__ import annotations
 
-import lzma
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
 
 from minibuild.errors import BuildfileError
+from minibuild.layer import compression
 from minibuild.oci.image import (Config, ContainerConfig, Descriptor, History, Image, Layer,
                                  canonical_json)
-from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR_GZIP, LAYER_TAR_ZSTD, MANIFEST_MEDIA_TYPE
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR_ZSTD, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import StagedImage, Staging
 from minibuild.store.layout import Store
-
-_CHUNK = 1 << 20
-_GZIP, _ZSTD, _XZ = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00"
 
 
 def import_rootfs(store: Store, source: BinaryIO, name: str, ref: Reference,
@@ -51,19 +48,11 @@ def import_rootfs(store: Store, source: BinaryIO, name: str, ref: Reference,
 
 def _layer_stream(source: BinaryIO) -> tuple[str, Iterator[bytes]]:
     """The layer media type and its blob bytes, sniffed from the first bytes of the tarball."""
-    import io
-
-    import zstandard
-
-    reader = io.BufferedReader(source, _CHUNK) if not hasattr(source, "peek") else source
-    head = reader.peek(6)[:6]
-    if head.startswith(_GZIP):
-        return LAYER_TAR_GZIP, iter(lambda: reader.read(_CHUNK), b"")
-    if head.startswith(_ZSTD):
-        return LAYER_TAR_ZSTD, iter(lambda: reader.read(_CHUNK), b"")
-    plain = lzma.LZMAFile(reader) if head.startswith(_XZ) else reader
-    compressor = zstandard.ZstdCompressor(level=3)
-    return LAYER_TAR_ZSTD, compressor.read_to_iter(plain, read_size=_CHUNK, write_size=_CHUNK)
+    kind, reader = compression.sniff_stream(source)
+    if kind in (compression.GZIP, compression.ZSTD):
+        stored = compression.Compression(kind).media_type
+        return stored, iter(lambda: reader.read(compression.CHUNK), b"")
+    return LAYER_TAR_ZSTD, compression.zstd_chunks(compression.decompressing(reader, kind))
 
 
 def apply_changes(changes: tuple[str, ...]) -> ContainerConfig:

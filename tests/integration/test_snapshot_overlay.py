@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.layer.snapshot import Compression, write_layer
+from minibuild.layer.compression import Compression
+from minibuild.layer.snapshot import write_layer
 from minibuild.layer.unpack import unpack_layer
 from tests.conftest import overlay_available
 

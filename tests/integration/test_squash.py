@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from minibuild.errors import LayerError
-from minibuild.layer.snapshot import Compression, write_layer
+from minibuild.layer.compression import Compression
+from minibuild.layer.snapshot import write_layer
 from minibuild.layer.squash import OPAQUE_XATTR, base_lookup, squash_layers
 from tests.conftest import overlay_available
 from tests.fstree import listing, overlay

@@ -13,7 +13,8 @@ import pytest
 
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
-from minibuild.layer.unpack import open_uncompressed, summarize_layer, unpack_layer
+from minibuild.layer.compression import open_uncompressed
+from minibuild.layer.unpack import summarize_layer, unpack_layer
 
 pytestmark = [
     pytest.mark.integration,

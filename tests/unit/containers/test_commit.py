@@ -9,7 +9,7 @@ import pytest
 
 from minibuild.containers.commit import commit_container, committed_config, snapshot_upper
 from minibuild.containers.records import Container, Containers
-from minibuild.layer.snapshot import Compression
+from minibuild.layer.compression import Compression
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import ContainerConfig, Descriptor, History, Image
 from minibuild.oci.reference import Reference

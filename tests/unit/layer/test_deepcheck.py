@@ -20,7 +20,8 @@ import pytest
 from minibuild.layer import deepcheck, unpack
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
-from minibuild.layer.snapshot import Compression, write_layer
+from minibuild.layer.compression import Compression
+from minibuild.layer.snapshot import write_layer
 
 PLAIN = "application/vnd.oci.image.layer.v1.tar"
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -16,7 +16,8 @@ import zstandard
 
 from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
-from minibuild.layer.snapshot import CHUNK, Compression, LayerSummary, is_empty, write_layer
+from minibuild.layer.compression import CHUNK, Compression
+from minibuild.layer.snapshot import LayerSummary, is_empty, write_layer
 from minibuild.layer.unpack import summarize_layer
 
 T0 = 1_600_000_000  # a fixed mtime for every fixture entry

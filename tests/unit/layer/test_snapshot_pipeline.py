@@ -14,7 +14,8 @@ import pytest
 import zstandard
 
 from minibuild.errors import LayerError
-from minibuild.layer.snapshot import CHUNK, Compression, write_layer
+from minibuild.layer.compression import CHUNK, Compression
+from minibuild.layer.snapshot import write_layer
 
 
 def _tree(root: Path) -> Path:
