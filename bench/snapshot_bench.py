@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from minibuild.layer.snapshot import Compression, write_layer
+from minibuild.layer.compression import Compression
+from minibuild.layer.snapshot import write_layer
 
 MIB = 1 << 20
 
