@@ -1,10 +1,8 @@
 """An unpacked layer dir checked against its blob, every byte: what `fsck --deep` runs per layer.
 
-The blob is streamed once through unpack's own walker (`unpack.walk_layer`: the same name checks,
-aufs skipping and whiteout decoding) into a model of what unpacking it gives, built by the rules
-of unpack's extractor (a later entry over a path, `.wh.x` before or after `x/`, implicit parents,
-hard links sharing one inode). File bodies are hashed as they stream by; no file is held in memory.
-Then the dir is walked once and each entry compared with the model; what only one side has is
+The blob is streamed once through unpack's own walker (`members.walk_layer`: the same name checks,
+aufs skipping and whiteout decoding) into a model of what unpacking it gives (unpackmodel.py:
+built by the rules of unpack's extractor; file bodies hashed as they stream by). Then the dir is walked once and each entry compared with the model; what only one side has is
 an extra or a missing entry.
 
 Compared: type (whiteouts as overlay sees them: char 0:0 or the xattr form), mode bits, owner
@@ -30,23 +28,19 @@ Not compared, so a healthy store never raises a false alarm:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import stat
-import tarfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from minibuild.layer import unpack, whiteout
-from minibuild.oci.digest import Digest
-from minibuild.errors import LayerError
+from minibuild.layer import members, unpack, whiteout
 from minibuild.layer.compression import CHUNK
-from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
+from minibuild.layer.unpackmodel import WHITEOUT, Dir, Inode, Model, Node
 from minibuild.layer.xattrs import layer_xattrs
+from minibuild.oci.digest import Digest
 
-Parts = tuple[str, ...]
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SELINUX = "security.selinux"
 _KINDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink",
@@ -94,176 +88,11 @@ def compare_layer(blob: BinaryIO, media_type: str, directory: Path, *, limit: in
     LayerError when the blob is not a layer unpack would accept (then no dir could come from it).
     """
     privileged = os.geteuid() == 0
-    model = _Model(privileged)
-    diff_id, _ = unpack.walk_layer(blob, media_type, model.apply)
+    model = Model(privileged)
+    diff_id, _ = members.walk_layer(blob, media_type, model.apply)
     checker = _Checker(model, privileged, limit)
     checker.compare_root(os.fsencode(directory))
     return Comparison(diff_id, checker.result(), checker.count, model.entries, model.content_bytes)
-
-
-# -- the model: what unpacking gives, by unpack's rules ----------------------------------------
-
-
-class _Whiteout:
-    """A 0:0 char device unpack makes for `.wh.x` (one shared instance: it has no attributes)."""
-
-
-_WHITEOUT = _Whiteout()
-
-
-class _Dir:
-    """A directory of the model; attributes only when a tar entry named it (else implicit)."""
-
-    __slots__ = ("children", "opaque", "explicit", "mode", "uid", "gid", "xattrs")
-
-    def __init__(self, opaque: bool = False) -> None:
-        self.children: dict[str, _Dir | _Inode | _Whiteout] = {}
-        self.opaque = opaque
-        self.explicit = False
-        self.mode = self.uid = self.gid = 0
-        self.xattrs: dict[str, bytes] = {}
-
-
-class _Inode:
-    """A non-directory inode of the model; several names share one for a tar hard link."""
-
-    __slots__ = ("kind", "mode", "uid", "gid", "mtime", "size", "sha256", "target", "rdev",
-                 "xattrs", "names")
-
-    def __init__(self, kind: int, member: tarfile.TarInfo) -> None:
-        self.kind = kind
-        self.mode = member.mode & 0o7777  # old tars put the type bits in the mode field too
-        self.uid, self.gid = member.uid, member.gid
-        self.mtime = math.floor(member.mtime)  # a PAX mtime may have a fraction
-        self.size = 0
-        self.sha256 = b""
-        self.target = b""
-        self.rdev = (0, 0)
-        self.xattrs: dict[str, bytes] | None = None  # None: unpack sets none for this kind
-        self.names = 1
-
-
-class _Model:
-    """Applies tar members the way unpack's _Extractor does, to a tree in memory."""
-
-    def __init__(self, privileged: bool) -> None:
-        self.root = _Dir()
-        self.privileged = privileged
-        self.entries = 0
-        self.content_bytes = 0
-        self.max_mtime = -math.inf  # the tar's newest mtime: what a clamp turns newer ones into
-        self._last: tuple[Parts, _Dir] | None = None  # members come grouped by dir
-
-    def apply(self, tf: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts,
-              wo: TarWhiteout | None) -> None:
-        """Apply one member (walk_layer calls this in archive order)."""
-        self.entries += 1
-        self.max_mtime = max(self.max_mtime, math.floor(member.mtime))
-        parent = self._parent(parts[:-1], member.name)
-        name = parts[-1]
-        if wo is not None:
-            self._whiteout(parent, wo)
-        elif member.isdir():
-            self._directory(parent, name, member)
-        else:
-            if isinstance(parent.children.pop(name, None), _Dir):
-                self._last = None  # a cached parent may have been below it
-            parent.children[name] = self._non_dir(tf, member)
-
-    def _parent(self, parts: Parts, name: str) -> _Dir:
-        if self._last is not None and self._last[0] == parts:
-            return self._last[1]
-        found = self._dir_at(parts, name, create=True)
-        self._last = (parts, found)
-        return found
-
-    def _dir_at(self, parts: Parts, name: str, create: bool) -> _Dir:
-        """The dir at `parts`, as unpack's _real_dir finds or makes it."""
-        node = self.root
-        for i, part in enumerate(parts):
-            child = node.children.get(part)
-            if child is None:
-                if not create:
-                    raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} does not exist")
-                child = node.children[part] = _Dir()
-            elif child is _WHITEOUT and create:
-                child = node.children[part] = _Dir(opaque=True)  # `.wh.x` then `x/...`: recreated
-            elif not isinstance(child, _Dir):
-                raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} is not a directory")
-            node = child
-        return node
-
-    def _whiteout(self, parent: _Dir, wo: TarWhiteout) -> None:
-        if wo.kind is WhiteoutKind.OPAQUE:
-            parent.opaque = True
-            return
-        existing = parent.children.get(wo.hidden)
-        if existing is None:
-            parent.children[wo.hidden] = _WHITEOUT
-        elif isinstance(existing, _Dir):
-            existing.opaque = True  # x came first in this layer: x replaces the lower x entirely
-
-    def _directory(self, parent: _Dir, name: str, member: tarfile.TarInfo) -> None:
-        existing = parent.children.get(name)
-        if existing is _WHITEOUT:
-            node = _Dir(opaque=True)
-        elif isinstance(existing, _Dir):
-            node = existing  # dir over dir: children stay, the new attributes win
-        else:
-            node = _Dir()
-        parent.children[name] = node
-        node.explicit = True
-        node.mode, node.uid, node.gid = member.mode & 0o7777, member.uid, member.gid
-        node.xattrs.update(unpack.kept_xattrs(member))  # setxattr adds to what an earlier entry set
-
-    def _non_dir(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> _Inode:
-        if member.isreg():
-            inode = _Inode(stat.S_IFREG, member)
-            inode.xattrs = unpack.kept_xattrs(member)
-            inode.size, inode.sha256 = self._hash_body(tf, member)
-        elif member.issym():
-            inode = _Inode(stat.S_IFLNK, member)
-            inode.target = member.linkname.encode("utf-8", "surrogateescape")
-        elif member.islnk():
-            return self._hardlink(member)
-        elif member.isfifo():
-            inode = _Inode(stat.S_IFIFO, member)
-        elif member.ischr() or member.isblk():
-            if not self.privileged:
-                raise LayerError(f"layer entry {member.name!r} is a device node: unpacking needs root")
-            if member.ischr() and member.devmajor == 0 and member.devminor == 0:
-                raise LayerError(f"layer entry {member.name!r} is a 0:0 device (a raw overlay whiteout)")
-            inode = _Inode(stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member)
-            inode.rdev = (member.devmajor, member.devminor)
-        else:
-            raise LayerError(f"layer entry {member.name!r} has unsupported tar type {member.type!r}")
-        return inode
-
-    def _hash_body(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[int, bytes]:
-        """Size and sha256 of a member's body, read in chunks as it streams by."""
-        h, size = hashlib.sha256(), 0
-        source = tf.extractfile(member)
-        while size < member.size:  # one read for a small file, none for an empty one
-            chunk = source.read(min(CHUNK, member.size - size))
-            if not chunk:
-                break  # a truncated tar: walk_layer's reader raises for it
-            h.update(chunk)
-            size += len(chunk)
-        self.content_bytes += size
-        return size, h.digest()
-
-    def _hardlink(self, member: tarfile.TarInfo) -> _Inode:
-        # walk_layer has refused absolute and climbing link names already
-        source = tuple(p for p in member.linkname.split("/") if p not in ("", "."))
-        if not source:
-            raise LayerError(f"layer hardlink {member.name!r} points at the layer root")
-        target = self._dir_at(source[:-1], member.name, create=False).children.get(source[-1])
-        if target is None:
-            raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: no such entry")
-        if not isinstance(target, _Inode):
-            raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: not a file")
-        target.names += 1  # a link shares its inode's attributes: its own header fields are unused
-        return target
 
 
 # -- the walk of the dir -----------------------------------------------------------------------
@@ -272,14 +101,14 @@ class _Model:
 class _Checker:
     """Walks a layer dir in sorted order and compares each entry with the model."""
 
-    def __init__(self, model: _Model, privileged: bool, limit: int) -> None:
+    def __init__(self, model: Model, privileged: bool, limit: int) -> None:
         self.model = model
         self.privileged = privileged
         self.limit = limit
         self.count = 0
         self._kept: list[tuple[str, str, tuple[int, int] | None, int]] = []
         self._placed: dict[int, tuple[tuple[int, int], str]] = {}  # id(model inode) -> dir inode
-        self._owners: dict[tuple[int, int], tuple[_Inode, str]] = {}  # dir inode -> model inode
+        self._owners: dict[tuple[int, int], tuple[Inode, str]] = {}  # dir inode -> model inode
         self._names_here: Counter[tuple[int, int]] = Counter()  # names per multi-link inode
 
     def differ(self, path: str, what: str, st: os.stat_result | None = None) -> None:
@@ -301,7 +130,7 @@ class _Checker:
             self._opaque("/", layer_xattrs(root), self.model.root)
         self._compare_dir(root, "", self.model.root)
 
-    def _compare_dir(self, directory: bytes, rel: str, model: _Dir) -> None:
+    def _compare_dir(self, directory: bytes, rel: str, model: Dir) -> None:
         with os.scandir(directory) as it:
             found = {os.fsdecode(entry.name): entry for entry in it}
         for name in sorted(found.keys() | model.children.keys()):
@@ -313,7 +142,7 @@ class _Checker:
             else:
                 self._entry(entry, path, expected)
 
-    def _entry(self, entry: os.DirEntry, path: str, expected: _Dir | _Inode | _Whiteout | None) -> None:
+    def _entry(self, entry: os.DirEntry, path: str, expected: Node | None) -> None:
         st = entry.stat(follow_symlinks=False)
         xattrs = layer_xattrs(entry.path)
         fmt = stat.S_IFMT(st.st_mode)
@@ -324,10 +153,10 @@ class _Checker:
         if expected is None:
             if fmt != stat.S_IFSOCK:  # snapshot drops sockets: an adopted upper dir may hold one
                 self.differ(path, f"not in the blob ({here} here)", st)
-        elif expected is _WHITEOUT:
+        elif expected is WHITEOUT:
             if not is_whiteout:
                 self.differ(path, f"a whiteout in the blob, {here} here", st)
-        elif isinstance(expected, _Dir):
+        elif isinstance(expected, Dir):
             if fmt != stat.S_IFDIR:
                 self.differ(path, f"a directory in the blob, {here} here", st)
                 return
@@ -338,7 +167,7 @@ class _Checker:
         else:
             self._inode(entry, path, st, xattrs, expected)
 
-    def _directory(self, path: str, st: os.stat_result, xattrs: dict[str, bytes], model: _Dir) -> None:
+    def _directory(self, path: str, st: os.stat_result, xattrs: dict[str, bytes], model: Dir) -> None:
         problems = []
         if model.explicit:
             problems += self._mode_owner(st, model.mode, model.uid, model.gid)
@@ -348,7 +177,7 @@ class _Checker:
         if self.privileged:
             self._opaque(path, xattrs, model)
 
-    def _opaque(self, path: str, xattrs: dict[str, bytes], model: _Dir) -> None:
+    def _opaque(self, path: str, xattrs: dict[str, bytes], model: Dir) -> None:
         opaque = xattrs.get(unpack.OPAQUE_XATTR) == b"y"
         if opaque and not model.opaque:
             self.differ(path, f"opaque here ({unpack.OPAQUE_XATTR}), not in the blob: "
@@ -358,7 +187,7 @@ class _Checker:
                               "lower layers' entries show through")
 
     def _inode(self, entry: os.DirEntry, path: str, st: os.stat_result, xattrs: dict[str, bytes],
-               model: _Inode) -> None:
+               model: Inode) -> None:
         """A non-dir of the right type: one inode per model inode, then its attributes once."""
         key = (st.st_dev, st.st_ino)
         if model.names > 1:
@@ -391,7 +220,7 @@ class _Checker:
             problems.append(f"owner {st.st_uid}:{st.st_gid}, the blob says {uid}:{gid}")
         return problems
 
-    def _body(self, entry: os.DirEntry, st: os.stat_result, model: _Inode) -> list[str]:
+    def _body(self, entry: os.DirEntry, st: os.stat_result, model: Inode) -> list[str]:
         """Size and content, symlink target or device numbers: what the inode holds."""
         if model.kind == stat.S_IFREG:
             if st.st_size != model.size:
@@ -409,7 +238,7 @@ class _Checker:
                 return [f"device {rdev[0]}:{rdev[1]}, the blob says {model.rdev[0]}:{model.rdev[1]}"]
         return []
 
-    def _mtime(self, st: os.stat_result, model: _Inode) -> list[str]:
+    def _mtime(self, st: os.stat_result, model: Inode) -> list[str]:
         mtime = st.st_mtime_ns // 1_000_000_000
         if mtime == model.mtime or (mtime > model.mtime and model.mtime == self.model.max_mtime):
             return []  # equal, or newer where a SOURCE_DATE_EPOCH clamp would give this tar mtime
@@ -445,18 +274,18 @@ def _sha256(path: bytes, size: int) -> bytes:
     return h.digest()
 
 
-def _describe(node: _Dir | _Inode | _Whiteout | None) -> str:
-    if node is _WHITEOUT:
+def _describe(node: Node | None) -> str:
+    if node is WHITEOUT:
         return "a whiteout"
-    if isinstance(node, _Dir):
+    if isinstance(node, Dir):
         return "a directory" if not node.children else f"a directory of {_count(node)} entries"
-    if isinstance(node, _Inode):
+    if isinstance(node, Inode):
         return _a(_KINDS[node.kind])
     return "nothing"
 
 
-def _count(node: _Dir) -> int:
-    return sum(1 + (_count(c) if isinstance(c, _Dir) else 0) for c in node.children.values())
+def _count(node: Dir) -> int:
+    return sum(1 + (_count(c) if isinstance(c, Dir) else 0) for c in node.children.values())
 
 
 def _a(noun: str) -> str:
