@@ -172,8 +172,7 @@ class Model:
         return size, h.digest()
 
     def _hardlink(self, member: tarfile.TarInfo) -> Inode:
-        # walk_layer has refused absolute and climbing link names already
-        source = tuple(p for p in member.linkname.split("/") if p not in ("", "."))
+        source = members.safe_parts(member.linkname, f"hardlink {member.name!r}: target")
         if not source:
             raise LayerError(f"layer hardlink {member.name!r} points at the layer root")
         target = self._dir_at(source[:-1], member.name, create=False).children.get(source[-1])
