@@ -19,6 +19,7 @@ from minibuild.errors import BuildfileError
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
 from minibuild.dockerfile.secretsource import SecretSource
+from minibuild.layer import layerpath
 from minibuild.layer.compression import Compression
 
 
@@ -81,7 +82,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     plan = make_plan(buildfile, request.build_args, request.target)
     if runner is None:
         sandbox.check_support()
-        runner = sandbox.Sandbox()
+        runner = sandbox.Sandbox(image_lookup=layerpath.resolve)
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
                            no_cache=request.no_cache, squash=request.squash,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from minibuild.layer import layerpath
 from minibuild.containers.containermounts import Attached, attach, covered, seed
 from minibuild.containers.records import Container, ContainerError, Containers, now, \
     process_start_time, scrub_scaffolds
@@ -107,8 +108,9 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
         try:
             attached = attach(root, fs, container)
             _prepare_root(root, fs, container, attached)
-            status = Sandbox().run(fs, process(container, stdio, tty_), lambda data: None,
-                                   on_start=started, mounts=attached.mounts)
+            status = Sandbox(image_lookup=layerpath.resolve).run(
+                fs, process(container, stdio, tty_), lambda data: None, on_start=started,
+                mounts=attached.mounts)
         finally:
             _record_exit(root, containers, container, status)
         return status

@@ -3,7 +3,8 @@
 Overlay's rules, read from the lowerdirs: the topmost layer holding a name decides what it is; a
 whiteout (char 0:0, or an xattr-marked empty file) hides it; a dir merges with the dirs of
 the same name below it down to an opaque one, a whiteout or a non-dir. Symlinks are followed
-as a chroot would (absolute targets start again at the image root, `..` stops at it).
+as a chroot would (absolute targets start again at the image root, `..` stops at it) by the one
+walk of fs/rootwalk.py; this module is the lookup of one name in a merged dir.
 """
 
 from __future__ import annotations
@@ -11,37 +12,14 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from minibuild.layer import whiteout
 from minibuild.errors import BuildError
+from minibuild.fs.rootpath import ImagePath
+from minibuild.fs.rootwalk import LinkLoop, walk
+from minibuild.layer import whiteout
 from minibuild.layer.xattrs import layer_xattrs
-
-_MAX_LINKS = 40  # like the kernel's MAXSYMLINKS
-
-
-@dataclass(frozen=True)
-class ImagePath:
-    """Where an image path leads: its components with symlinks resolved, and the image's
-    entry for each leading component that exists (the rest are missing)."""
-
-    parts: tuple[str, ...]
-    found: tuple[os.stat_result, ...]  # lstat of the top layer's entry, one per existing part
-
-    @property
-    def exists(self) -> bool:
-        """True when the whole path exists in the image."""
-        return len(self.found) == len(self.parts)
-
-    @property
-    def path(self) -> str:
-        """The resolved path, absolute."""
-        return "/" + "/".join(self.parts)
-
-    def is_dir(self) -> bool:
-        """True when the path exists and is a directory."""
-        return self.exists and (not self.found or stat.S_ISDIR(self.found[-1].st_mode))
 
 
 def _entry(stack: Sequence[str], name: str) -> tuple[str, os.stat_result, tuple[str, ...]] | None:
@@ -80,47 +58,51 @@ def _root_stack(lowers: Sequence[Path]) -> tuple[str, ...]:
     return tuple(stack)
 
 
+class _Node(NamedTuple):
+    """An existing entry of the image: its image path, the top layer's host path and lstat, and
+    (for a dir) the layer dirs it merges."""
+
+    path: str  # "" for the root
+    host: str
+    st: os.stat_result | None
+    stack: tuple[str, ...]
+
+
+class _ImageTree:
+    """The image made of layer dirs (top first), as a tree for the walk of fs/rootwalk.py."""
+
+    def __init__(self, lowers: Sequence[Path], path: str) -> None:
+        self._root = _Node("", "", None, _root_stack(lowers))
+        self._path = path  # the path being looked up, for messages
+
+    def root(self) -> _Node:
+        """The image's `/`."""
+        return self._root
+
+    def child(self, parent: _Node, name: str, last: bool) -> _Node | None:
+        """The entry `name` of a merged dir; BuildError for a file with components below it."""
+        entry = _entry(parent.stack, name)
+        if entry is None:
+            return None
+        node = _Node(f"{parent.path}/{name}", *entry)
+        mode = node.st.st_mode
+        if not last and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode):
+            raise BuildError(f"{node.path} is not a directory in the image (looking up {self._path})")
+        return node
+
+    def link(self, node: _Node) -> str | None:
+        """The target of a symbolic link, read from the layer dir that holds it."""
+        return os.readlink(node.host) if stat.S_ISLNK(node.st.st_mode) else None
+
+    def release(self, node: _Node) -> None:
+        """Nothing to let go of."""
+
+
 def resolve(lowers: Sequence[Path], path: str) -> ImagePath:
     """Look `path` up in the image made of `lowers` (top first), symlinks followed; BuildError
     when a component is a file or the links loop."""
-    root = _root_stack(lowers)
-    pending = [p for p in path.split("/") if p][::-1]
-    parts: list[str] = []
-    found: list[os.stat_result] = []
-    stacks: list[tuple[str, ...]] = [root]
-    links = 0
-    while pending:
-        part = pending.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if len(parts) > len(found):
-                parts.pop()
-            elif parts:
-                del parts[-1], found[-1], stacks[-1]
-            continue
-        if len(parts) > len(found):  # below a missing component: missing too
-            parts.append(part)
-            continue
-        entry = _entry(stacks[-1], part)
-        if entry is None:
-            parts.append(part)
-            continue
-        host, st, stack = entry
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise BuildError(f"too many levels of symbolic links in {path}")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                parts, found, stacks = [], [], [root]
-            pending.extend(p for p in reversed(target.split("/")) if p)
-            continue
-        if pending and not stat.S_ISDIR(st.st_mode):
-            raise BuildError(f"{'/' + '/'.join([*parts, part])} is not a directory in the image "
-                             f"(looking up {path})")
-        parts.append(part)
-        found.append(st)
-        stacks.append(stack)
-    return ImagePath(tuple(parts), tuple(found))
-
+    try:
+        found = walk(_ImageTree(lowers, path), path)
+    except LinkLoop:
+        raise BuildError(f"too many levels of symbolic links in {path}") from None
+    return ImagePath(found.parts + found.rest, tuple(node.st for node in found.nodes[1:]))

@@ -11,6 +11,7 @@ of the parent may hold (logging handlers, rich consoles).
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import shutil
@@ -26,12 +27,13 @@ from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
+from minibuild.fs.rootpath import ImagePath
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, new_mount_api, \
     overlay_extra_options
 from minibuild.sandbox.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
     process_environment
 from minibuild.sandbox.scaffold import make_scaffold
-from minibuild.sandbox.stepmounts import StepMount, make_stubs
+from minibuild.sandbox.stepmounts import ImageLookup, StepMount, make_stubs
 
 # re-exported: callers import these from here
 __all__ = ["DEFAULT_PATH", "OverlayOptions", "Process", "RootFS", "Sandbox", "check_support",
@@ -234,11 +236,21 @@ class Sandbox:
     """Runs commands and Python callables inside an image's root; no daemon, no mount left."""
 
     def __init__(self, *, mount_api: str = "auto",
-                 resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
+                 resolv_conf: Path = Path("/etc/resolv.conf"),
+                 image_lookup: ImageLookup | None = None) -> None:
+        """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
+        a run with mounts needs it to make the mount points the image lacks."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
         self.resolv_conf = resolv_conf
+        self.image_lookup = image_lookup
+
+    def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
+        """The image lookup bound to these layer dirs (top first)."""
+        if self.image_lookup is None:
+            raise ValueError("a Sandbox that runs with mounts needs an image_lookup")
+        return functools.partial(self.image_lookup, layers)
 
     def _new_api(self) -> bool:
         """Whether to mount with fsopen/fsconfig (no page limit) rather than mount(2)."""
@@ -275,7 +287,7 @@ class Sandbox:
                                  self._resolv())
         try:
             if mounts:  # the upper too: a container's holds what it wrote in earlier runs
-                make_stubs(scaffold, (rootfs.upper, *rootfs.lowers), mounts)
+                make_stubs(scaffold, self._lookup((rootfs.upper, *rootfs.lowers)), mounts)
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
                             self._new_api(), str(scaffold), tuple(mounts))

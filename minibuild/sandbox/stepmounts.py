@@ -6,27 +6,26 @@ through the overlay: the step's upper dir (its layer) never holds an empty `/roo
 `/run/secrets` made only to mount on, and a RUN that writes only into its mounts adds no layer.
 Everything is mounted in C's private mount namespace after the root overlay and before I
 chroots, so the kernel drops it all with C, even on SIGKILL. Targets are resolved inside the
-image as a chroot would, one component at a time from an fd on the root (open_in_root), and
-mounted on through the final O_PATH fd, so neither a symlink in the image nor one swapped in
-meanwhile (a container sharing a volume, the owner of a bind's host dir) leads a mount, or a
-mount point we make, out of the root.
+image as a chroot would, one component at a time from an fd on the root (fs/rootpath's
+open_in_root: each name opened with O_NOFOLLOW from its parent's fd), and mounted on through
+the final O_PATH fd, so neither a symlink in the image nor one swapped in meanwhile (a
+container sharing a volume, the owner of a bind's host dir) leads a mount, or a mount point we
+make, out of the root.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from minibuild.layer import layerpath
-from minibuild.sandbox import linux
 from minibuild.errors import BuildError, SandboxError
+from minibuild.fs.rootpath import ImagePath, open_in_root, resolve_in_root
+from minibuild.sandbox import linux
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
-from minibuild.fs.rootpath import resolve_in_root
 
 _BIND_FLAGS = linux.MS_NOSUID | linux.MS_NODEV
 
@@ -95,6 +94,9 @@ class SecretFile:
 
 
 StepMount = Union[Bind, Tmpfs, SecretFile]
+# How to find a path in an image from its layer dirs (top first), by overlay's rules: the
+# caller's (layer/layerpath.resolve), as whiteouts and opaque dirs are a layer format.
+ImageLookup = Callable[[Sequence[Path], str], ImagePath]
 
 
 def _depth(mount: StepMount) -> int:
@@ -110,14 +112,16 @@ def _nested(mount: StepMount, mounts: Sequence[StepMount]) -> bool:
 # -- in the parent: mount points in the scaffold ------------------------------------------------
 
 
-def make_stubs(scaffold: Path, lowers: Sequence[Path], mounts: Sequence[StepMount]) -> None:
-    """Make in the scaffold every mount point the image lacks; a target the image holds as the
-    wrong kind (a file for a dir mount or the reverse) is a BuildError."""
+def make_stubs(scaffold: Path, lookup: Callable[[str], ImagePath],
+               mounts: Sequence[StepMount]) -> None:
+    """Make in the scaffold every mount point the image lacks (`lookup` finds a path in the
+    image); a target the image holds as the wrong kind (a file for a dir mount or the reverse)
+    is a BuildError."""
     touched: dict[Path, os.stat_result] = {}
     for mount in sorted(mounts, key=_depth):
         if _nested(mount, mounts):
             continue
-        found = layerpath.resolve(lowers, mount.target)
+        found = lookup(mount.target)
         if found.exists:
             _check_kind(mount, found.is_dir())
             continue
@@ -206,66 +210,6 @@ def _name(mount: StepMount) -> str:
     if isinstance(mount, SecretFile):
         return f"secret {mount.id}"
     return mount.name or mount.source
-
-
-_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def open_in_root(root: int, path: str, *, make: bool = False, file: bool = False) -> int:
-    """An O_PATH fd on `path` inside the dir fd `root`, symlinks resolved as a chroot would
-    (absolute targets start again at the root, `..` stops there) by reading each link
-    ourselves: every lookup is one name relative to a dir fd we hold, never a path the kernel
-    walks, so nothing swapped meanwhile leads outside the root. With `make`, missing
-    components are made (dirs 0755; the last one an empty 0644 file when `file`)."""
-    pending = [p for p in path.split("/") if p][::-1]
-    dirs = [os.dup(root)]  # the dirs walked down to, for ".."
-    links = 0
-    try:
-        while pending:
-            part = pending.pop()
-            if part == ".":
-                continue
-            if part == "..":
-                if len(dirs) > 1:
-                    os.close(dirs.pop())
-                continue
-            fd = _open_or_make(dirs[-1], part, make, file and not pending)
-            if not stat.S_ISLNK(os.fstat(fd).st_mode):
-                dirs.append(fd)
-                continue
-            try:
-                target = os.readlink("", dir_fd=fd)
-            finally:
-                os.close(fd)
-            links += 1
-            if links > 40:  # like the kernel's MAXSYMLINKS
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-            if target.startswith("/"):
-                while len(dirs) > 1:
-                    os.close(dirs.pop())
-            pending.extend(p for p in reversed(target.split("/")) if p)
-        return os.dup(dirs[-1])
-    finally:
-        for fd in dirs:
-            os.close(fd)
-
-
-def _open_or_make(parent: int, name: str, make: bool, file: bool) -> int:
-    """An O_PATH fd on `name` in dir fd `parent`, made first when missing and `make`."""
-    try:
-        return os.open(name, _PATH, dir_fd=parent)
-    except FileNotFoundError:
-        if not make:
-            raise
-    try:
-        if file:  # O_EXCL: a link planted meanwhile is not followed
-            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o644, dir_fd=parent))
-        else:
-            os.mkdir(name, 0o755, dir_fd=parent)
-    except FileExistsError:
-        pass  # made by someone else meanwhile: looked at like any other entry
-    return os.open(name, _PATH, dir_fd=parent)
 
 
 def _mount_on(point: int, source: str, fstype: str, flags: int, data: str | None) -> None:

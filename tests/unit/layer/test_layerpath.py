@@ -4,6 +4,7 @@ Whiteouts and opaque dirs use overlay's user.* xattr forms, which need no root."
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_stubs_go_into_the_scaffold_with_the_images_attributes(layers, tmp_path)
     scaffold.mkdir()
     os.chmod(layers[2] / "usr", 0o711)
     os.utime(layers[2] / "usr", ns=(10**9, 2 * 10**9))
-    make_stubs(scaffold, layers, [
+    make_stubs(scaffold, functools.partial(layerpath.resolve, layers), [
         Tmpfs("/usr/lib/cache/x"),
         SecretFile("/var/run/secrets/tok", "tok", b"v"),
         Bind("/etc", "/somewhere", True, False),  # exists: nothing to make
@@ -102,7 +103,8 @@ def test_stubs_go_into_the_scaffold_with_the_images_attributes(layers, tmp_path)
 
 
 def test_a_target_of_the_wrong_kind_is_an_error(layers, tmp_path):
+    lookup = functools.partial(layerpath.resolve, layers)
     with pytest.raises(BuildError, match="cannot mount a directory on /etc/passwd: it is a file"):
-        make_stubs(tmp_path, layers, [Tmpfs("/etc/passwd")])
+        make_stubs(tmp_path, lookup, [Tmpfs("/etc/passwd")])
     with pytest.raises(BuildError, match="cannot mount a file on /etc: it is a directory"):
-        make_stubs(tmp_path, layers, [SecretFile("/etc", "x", b"")])
+        make_stubs(tmp_path, lookup, [SecretFile("/etc", "x", b"")])
