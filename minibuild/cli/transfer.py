@@ -18,13 +18,13 @@ from minibuild.cli.app import cli, open_store
 @click.pass_context
 def save(ctx, images, output, fmt) -> None:
     """Write images to a tar archive."""
-    from minibuild.transfer import archive, docker_archive
+    from minibuild.transfer import docker_archive, oci_archive
 
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
     store = open_store(ctx)
     chosen = [store.resolve(text) for text in images]
-    writer = docker_archive.save if fmt == "docker" else archive.save_oci
+    writer = docker_archive.save if fmt == "docker" else oci_archive.save
     if output is None:
         writer(store, chosen, sys.stdout.buffer)
         sys.stdout.buffer.flush()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import shutil
 from typing import BinaryIO
 
-from minibuild.transfer.archive import (CONTAINERD_NAME_ANNOTATION, ArchiveError, Members, TarOut, add_blob,
-                               familiar, index_json, oci_images)
 from minibuild.oci.digest import Digest
 from minibuild.errors import ReferenceError_
 from minibuild.layer import compression
@@ -22,6 +20,9 @@ from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR, MANIFEST_MEDI
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import Staging
 from minibuild.store.layout import Store
+from minibuild.transfer import oci_archive
+from minibuild.transfer.archivetar import ArchiveError, Members, TarOut, add_blob
+from minibuild.transfer.oci_archive import CONTAINERD_NAME_ANNOTATION, familiar, index_json
 
 _CHUNK = 1 << 20
 
@@ -49,7 +50,7 @@ def _oci_manifests(members: Members, staging: Staging) -> dict[tuple[Digest, tup
     if "index.json" not in members.metadata:
         return {}
     out = {}
-    for desc, _ in oci_images(members, staging):
+    for desc, _ in oci_archive.images(members, staging):
         manifest = Manifest.from_json(staging.read_json(desc.digest, f"manifest {desc.digest}"))
         out[(manifest.config.digest, tuple(l.digest for l in manifest.layers))] = desc
     return out

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.transfer import archive, docker_archive
-from minibuild.transfer.archive import ArchiveError
+from minibuild.transfer import archive, archivetar, docker_archive
+from minibuild.transfer.archivetar import ArchiveError
+from minibuild.transfer.oci_archive import save as save_oci
 from minibuild.transfer.importer import import_rootfs
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import IntakeError
@@ -126,7 +127,7 @@ def test_save_then_load_round_trips_both_formats(store, tmp_path):
     blobs, manifest_hex, config_hex = image_blobs(GOOD_LAYER)
     load(store, oci_archive(blobs, manifest_hex))
     chosen = [store.resolve("app:1.0")]
-    for writer in (archive.save_oci, docker_archive.save):
+    for writer in (save_oci, docker_archive.save):
         out = io.BytesIO()
         writer(store, chosen, out)
         with Store.open(tmp_path / writer.__module__) as other:
@@ -217,6 +218,6 @@ def test_import_refuses_hostile_rootfs(store):
 
 
 def test_member_names_are_normalized_or_refused():
-    assert archive.normalize("./blobs//sha256/x") == "blobs/sha256/x"
+    assert archivetar.normalize("./blobs//sha256/x") == "blobs/sha256/x"
     with pytest.raises(ArchiveError, match="climbs"):
-        archive.normalize("blobs/../../x")
+        archivetar.normalize("blobs/../../x")
