@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 def main() -> None:
@@ -26,9 +27,29 @@ def main() -> None:
         except BrokenPipeError:
             sys.exit(1)
         return
+    _enter_user_namespace(command)
     from minibuild.cli.app import main as cli_main
 
     cli_main(memo_command=command)  # the build that runs may write this command's memo
+
+
+def _enter_user_namespace(command) -> None:
+    """Rootless: become uid 0 of this user's namespace before anything else (one thread yet)."""
+    if os.geteuid() == 0:
+        return
+    from minibuild.errors import MinibuildError
+    from minibuild.sandbox import userns
+
+    if not userns.wanted(sys.argv[1:]):
+        return
+    from minibuild.store.paths import default_root
+
+    root = command.root if command is not None else userns.root_option(sys.argv[1:])
+    try:
+        userns.enter(Path(root or default_root()))
+    except MinibuildError as exc:  # before click: said as the CLI says it
+        sys.stderr.write(f"error: {exc}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
+        sys.exit(exc.exit_code)
 
 
 def _show(replay) -> None:

@@ -29,8 +29,7 @@ from minibuild.build.context import BuildContext, Source
 from minibuild.build.treewalk import kind_of
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
-from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, \
-    make_overlay_dirs, overlay_extra_options
+from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, make_overlay_dirs, mount_extra
 from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, TmpfsMount
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
@@ -238,7 +237,7 @@ class MountHost:
         dirs = make_overlay_dirs(view)
         _white_out(Path(lowers[0]), dirs[0], hidden)
         options = OverlayOptions(distinct_lowers([str(p) for p in lowers]), str(dirs[0]), str(dirs[1]),
-                                 overlay_extra_options(kernel_overlay_params()))
+                                 mount_extra())
         return Bind(mount.target, inside, not mount.readwrite, is_file, options, str(dirs[2]), name)
 
 

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
+from minibuild.fs import idmap
 from minibuild.fs.rootpath import resolve_in_root
 
 
@@ -138,6 +139,13 @@ def chown(target: str | int, owner: tuple[int, int]) -> None:
         # for the default 0:0, but an explicit other owner that cannot be set is an error.
         if os.geteuid() == 0 or owner != ROOT_OWNER:
             raise BuildError(f"cannot chown {target} to {owner[0]}:{owner[1]}: permission denied")
+    except OSError as exc:
+        if exc.errno != errno.EINVAL or not idmap.in_user_namespace():
+            raise
+        raise BuildError(f"cannot chown {target} to {owner[0]}:{owner[1]}: rootless minibuild "
+                         f"maps only uids {idmap.describe_map('uid')} and gids "
+                         f"{idmap.describe_map('gid')} (the user's range in /etc/subuid and "
+                         "/etc/subgid)") from None
 
 
 def mkdirs(job: Job, host: str, last_owner: tuple[int, int]) -> bool:

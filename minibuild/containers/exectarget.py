@@ -79,6 +79,8 @@ def _exec_child(target: ExecTarget, proc: Process) -> int:
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
     linux.die_with_parent()
     for name, fd in target.namespaces:
+        if _same_namespace(name, fd):
+            continue  # e.g. the host's network: rootless, setns into it is refused (EPERM)
         try:
             linux.setns(fd)
         except OSError as exc:
@@ -95,6 +97,12 @@ def _exec_child(target: ExecTarget, proc: Process) -> int:
         finally:
             os._exit(code)
     return exit_status(os.waitpid(child, 0)[1])
+
+
+def _same_namespace(name: str, fd: int) -> bool:
+    """Whether we are in that namespace already."""
+    ours, theirs = os.stat(f"/proc/self/ns/{name}"), os.fstat(fd)
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _exec_command(proc: Process) -> int:

@@ -38,7 +38,7 @@ from typing import BinaryIO
 from minibuild.layer import members, unpack, whiteout
 from minibuild.layer.compression import CHUNK
 from minibuild.layer.unpackmodel import WHITEOUT, Dir, Inode, Model, Node
-from minibuild.layer.xattrs import layer_xattrs
+from minibuild.layer.xattrs import layer_xattrs, opaque_xattr
 from minibuild.oci.digest import Digest
 
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -178,12 +178,13 @@ class _Checker:
             self._opaque(path, xattrs, model)
 
     def _opaque(self, path: str, xattrs: dict[str, bytes], model: Dir) -> None:
-        opaque = xattrs.get(unpack.OPAQUE_XATTR) == b"y"
+        name = opaque_xattr()
+        opaque = xattrs.get(name) == b"y"
         if opaque and not model.opaque:
-            self.differ(path, f"opaque here ({unpack.OPAQUE_XATTR}), not in the blob: "
+            self.differ(path, f"opaque here ({name}), not in the blob: "
                               "it hides what lower layers have in it")
         elif model.opaque and not opaque:
-            self.differ(path, f"opaque in the blob, not here ({unpack.OPAQUE_XATTR} lost): "
+            self.differ(path, f"opaque in the blob, not here ({name} lost): "
                               "lower layers' entries show through")
 
     def _inode(self, entry: os.DirEntry, path: str, st: os.stat_result, xattrs: dict[str, bytes],

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minibuild.layer import whiteout
-from minibuild.layer.xattrs import layer_xattrs
+from minibuild.layer.xattrs import TRUSTED_OPAQUE, layer_xattrs, opaque_xattr
 from minibuild.errors import LayerError
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
+OPAQUE_XATTR = TRUSTED_OPAQUE  # as real root; see opaque_xattr()
 _COPY_CHUNK = 1 << 30  # copy_file_range request size: the kernel loops inside
 _FALLBACK_CHUNK = 1 << 20
 
@@ -154,7 +154,7 @@ class _Squasher:
         for depth in range(len(parts)):
             try:
                 path = _join(self.root, parts[:depth])
-                if os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y":
+                if os.getxattr(path, opaque_xattr(), follow_symlinks=False) == b"y":
                     return True
             except OSError as e:
                 if e.errno != errno.ENODATA:
@@ -301,4 +301,4 @@ def _replace_xattrs(path: bytes, kept: dict[str, bytes], opaque: bool) -> None:
     for name, value in kept.items():
         os.setxattr(path, name, value, follow_symlinks=False)
     if opaque:
-        os.setxattr(path, OPAQUE_XATTR, b"y", follow_symlinks=False)
+        os.setxattr(path, opaque_xattr(), b"y", follow_symlinks=False)

@@ -13,14 +13,16 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from minibuild.layer import owners
 from minibuild.errors import LayerError
 from minibuild.layer.compression import CHUNK
 from minibuild.layer.members import kept_xattrs, safe_parts, walk_layer
 from minibuild.layer.snapshot import LayerSummary
 from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
+from minibuild.layer.xattrs import TRUSTED_OPAQUE, opaque_xattr
 from minibuild.oci.digest import Digest
 
-OPAQUE_XATTR = "trusted.overlay.opaque"  # what our (non-userxattr) mounts read
+OPAQUE_XATTR = TRUSTED_OPAQUE  # what our mounts read as real root; see opaque_xattr()
 
 
 def summarize_layer(blob: BinaryIO, media_type: str) -> tuple[Digest, LayerSummary]:
@@ -45,6 +47,7 @@ class _Extractor:
     def __init__(self, target: Path) -> None:
         self.root = os.fsencode(target)
         self.root_user = os.geteuid() == 0
+        self.opaque = opaque_xattr()
         self.dirs: set[tuple[str, ...]] = set()  # verified real directories
         self.devices: set[tuple[str, ...]] = set()  # whiteout devices this layer made
         self.dir_attrs: dict[tuple[str, ...], tuple[int, float]] = {}  # mode, mtime: set last
@@ -80,7 +83,7 @@ class _Extractor:
         os.unlink(path)
         self.devices.discard(parts)
         os.mkdir(path, 0o755)
-        os.setxattr(path, OPAQUE_XATTR, b"y")
+        os.setxattr(path, self.opaque, b"y")
         return stat.S_IFDIR
 
     def _clear(self, parts: tuple[str, ...], keep_dir: bool) -> bool:
@@ -115,7 +118,7 @@ class _Extractor:
 
     def _whiteout(self, parts: tuple[str, ...], wo: TarWhiteout) -> None:
         if wo.kind is WhiteoutKind.OPAQUE:
-            os.setxattr(self._path(parts[:-1]) if len(parts) > 1 else self.root, OPAQUE_XATTR, b"y")
+            os.setxattr(self._path(parts[:-1]) if len(parts) > 1 else self.root, self.opaque, b"y")
             return
         hidden = parts[:-1] + (wo.hidden,)
         path = self._path(hidden)
@@ -126,7 +129,7 @@ class _Extractor:
             self.devices.add(hidden)
             return
         if stat.S_ISDIR(mode):  # x came first in this layer: x replaces the lower x entirely
-            os.setxattr(path, OPAQUE_XATTR, b"y")
+            os.setxattr(path, self.opaque, b"y")
 
     def _directory(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
         was_whiteout = parts in self.devices
@@ -169,7 +172,7 @@ class _Extractor:
             while chunk := source.read(CHUNK):
                 out.write(chunk)
             if self.root_user:
-                os.fchown(fd, member.uid, member.gid)
+                owners.chown(fd, member)
             os.fchmod(fd, member.mode)  # after chown, which clears setuid
             _set_xattrs(fd, member)  # after write and chown, which clear security.capability
             os.utime(fd, (member.mtime, member.mtime))
@@ -194,11 +197,11 @@ class _Extractor:
         if member.ischr() and member.devmajor == 0 and member.devminor == 0:
             raise LayerError(f"layer entry {member.name!r} is a 0:0 device (a raw overlay whiteout)")
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        owners.mknod(path, kind | 0o600, member)
 
     def _owner(self, path: bytes, member: tarfile.TarInfo) -> None:
         if self.root_user:
-            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+            owners.chown(path, member)
 
     def finish(self) -> None:
         """Set directory modes and mtimes last, deepest first, so children do not disturb them."""

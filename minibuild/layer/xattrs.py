@@ -5,7 +5,18 @@ from __future__ import annotations
 import errno
 import os
 
+from minibuild.fs import idmap
 from minibuild.layer import whiteout
+
+TRUSTED_OPAQUE = "trusted.overlay.opaque"
+USER_OPAQUE = "user.overlay.opaque"
+
+
+def opaque_xattr() -> str:
+    """The xattr that makes a lower dir opaque for the overlays minibuild mounts here:
+    trusted.* as real root; user.* in a user namespace (rootless), where the mounts use
+    `userxattr` and trusted.* cannot be written. Snapshot reads both forms."""
+    return USER_OPAQUE if idmap.in_user_namespace() else TRUSTED_OPAQUE
 
 
 def layer_xattrs(target: bytes | int) -> dict[str, bytes]:

@@ -29,7 +29,7 @@ from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
 from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
-from minibuild.sandbox.scaffold import bind_etc_files, mount_proc_dev, open_etc_files
+from minibuild.sandbox.scaffold import bind_etc_files, mount_proc_dev, open_etc_files, open_host_devices
 from minibuild.sandbox.stepmounts import StepMount, mount_all
 from minibuild.fs.users import ResolvedUser, read_user_files, resolve_user
 
@@ -177,9 +177,10 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     _die_with_init_parent(lifeline)
     pipes.close("ack_r")
     etc_files = open_etc_files(plan.scaffold)
+    devices = open_host_devices()
     os.chroot(plan.merged)
     os.chdir("/")
-    mount_proc_dev()
+    mount_proc_dev(devices)
     bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())

@@ -42,7 +42,7 @@ SIG_DFL, SIG_IGN = 0, 1
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
 FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
-FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 1, 6
+FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 AT_FDCWD = -100
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
 
@@ -86,8 +86,11 @@ def fsopen(fstype: bytes) -> int:
     return syscall(SYS_FSOPEN, fstype, FSOPEN_CLOEXEC)
 
 
-def fsconfig(fd: int, key: str, value: str) -> None:
-    """fsconfig(FSCONFIG_SET_STRING, key, value)."""
+def fsconfig(fd: int, key: str, value: str | None) -> None:
+    """fsconfig(FSCONFIG_SET_STRING, key, value), or FSCONFIG_SET_FLAG for a None value."""
+    if value is None:
+        syscall(SYS_FSCONFIG, fd, FSCONFIG_SET_FLAG, key.encode(), None, 0)
+        return
     syscall(SYS_FSCONFIG, fd, FSCONFIG_SET_STRING, key.encode(), os.fsencode(value), 0)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.errors import SandboxError
 
@@ -54,9 +55,9 @@ class OverlayOptions:
     lowers: tuple[str, ...]  # top first
     upper: str
     work: str
-    extra: tuple[tuple[str, str], ...] = ()
+    extra: tuple[tuple[str, str | None], ...] = ()  # None: a flag (`userxattr`)
 
-    def fsconfig_pairs(self) -> tuple[tuple[str, str], ...]:
+    def fsconfig_pairs(self) -> tuple[tuple[str, str | None], ...]:
         """(key, value) for fsconfig(FSCONFIG_SET_STRING): one `lowerdir+` per layer, no limit."""
         # lowerdir+ takes the path verbatim; upperdir/workdir are still unescaped by the kernel.
         dirs = (("upperdir", _escape(self.upper, "\\")), ("workdir", _escape(self.work, "\\")))
@@ -67,7 +68,7 @@ class OverlayOptions:
         lowerdir = ":".join(_escape(p, _SPECIAL) for p in lowers)
         upper, work = _escape(self.upper, _SPECIAL), _escape(self.work, _SPECIAL)
         parts = [f"lowerdir={lowerdir}", f"upperdir={upper}", f"workdir={work}"]
-        return ",".join(parts + [f"{key}={value}" for key, value in self.extra])
+        return ",".join(parts + [_option(key, value) for key, value in self.extra])
 
     def relative_lowers(self) -> tuple[str, tuple[str, ...]]:
         """(common parent of the lowers, each lower relative to it)."""
@@ -79,9 +80,13 @@ class OverlayOptions:
         lowers = ":".join(self.lowers)
         if len(self.lowers) > 2:
             lowers = f"{self.lowers[0]}:...({len(self.lowers) - 2} more):{self.lowers[-1]}"
-        extra = "".join(f",{key}={value}" for key, value in self.extra)
+        extra = "".join(f",{_option(key, value)}" for key, value in self.extra)
         text = f"lowerdir={lowers},upperdir={self.upper},workdir={self.work}{extra}"
         return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _option(key: str, value: str | None) -> str:
+    return key if value is None else f"{key}={value}"
 
 
 def _escape(path: str, chars: str) -> str:
@@ -89,10 +94,24 @@ def _escape(path: str, chars: str) -> str:
     return "".join("\\" + c if c in chars else c for c in path)
 
 
-def overlay_extra_options(params: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """The tar-safe options this kernel knows, given its overlay module parameter names."""
+def overlay_extra_options(params: Iterable[str],
+                          userxattr: bool = False) -> tuple[tuple[str, str | None], ...]:
+    """The tar-safe options this kernel knows, given its overlay module parameter names; with
+    `userxattr` (in a user namespace, where trusted.* xattrs are out of reach) overlay keeps its
+    whiteouts, opaque dirs and copy-up state in `user.overlay.*` instead."""
     known = set(params)
-    return tuple((option, value) for param, option, value in _FEATURES if param in known)
+    options = tuple((option, value) for param, option, value in _FEATURES if param in known)
+    if not userxattr:
+        return options
+    # userxattr refuses redirect_dir=off (which follows old redirects when the module's
+    # redirect_always_follow is set): nofollow neither makes nor follows one
+    return tuple((o, "nofollow" if o == "redirect_dir" else v) for o, v in options) + (
+        ("userxattr", None),)
+
+
+def mount_extra() -> tuple[tuple[str, str | None], ...]:
+    """The extra options of every overlay minibuild mounts here (`userxattr` when rootless)."""
+    return overlay_extra_options(kernel_overlay_params(), idmap.in_user_namespace())
 
 
 @functools.cache

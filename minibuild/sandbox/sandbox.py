@@ -28,8 +28,8 @@ from minibuild.sandbox.channel import Messages, Pipes
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
 from minibuild.fs.rootpath import ImagePath
-from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, new_mount_api, \
-    overlay_extra_options
+from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, mount_extra, \
+    new_mount_api, overlay_extra_options
 from minibuild.sandbox.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
     process_environment
 from minibuild.sandbox.scaffold import make_scaffold
@@ -260,7 +260,7 @@ class Sandbox:
         """The overlay options for these lowers (absolute paths: the legacy path chdirs)."""
         return OverlayOptions(distinct_lowers([os.path.abspath(p) for p in lowers]),
                               os.path.abspath(rootfs.upper), os.path.abspath(rootfs.work),
-                              overlay_extra_options(kernel_overlay_params()))
+                              mount_extra())
 
     def _resolv(self) -> bytes:
         """The host's resolv.conf, or nothing."""

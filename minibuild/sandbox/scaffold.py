@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.errors import SandboxError
 
@@ -92,16 +93,40 @@ def _harden_proc() -> None:
             linux.mount("/dev/null", path, "", linux.MS_BIND, None)
 
 
-def mount_proc_dev() -> None:
-    """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root)."""
+def open_host_devices() -> dict[str, int] | None:
+    """Rootless, before the chroot: O_PATH fds on the host's /dev/null, zero... to bind-mount
+    (a user namespace cannot mknod them); None as real root, which makes its own."""
+    if not idmap.in_user_namespace():
+        return None
+    return {name: os.open(f"/dev/{name}", os.O_PATH) for name, _, _ in _DEVICES}
+
+
+def _make_devices() -> None:
+    for name, major, minor in _DEVICES:
+        os.mknod(f"/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.chmod(f"/dev/{name}", 0o666)  # mknod obeys the umask
+
+
+def _bind_devices(fds: dict[str, int]) -> None:
+    """The host's device nodes, bound as they are (never changed) on empty files."""
+    for name, fd in fds.items():
+        os.close(os.open(f"/dev/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        linux.mount(f"/proc/self/fd/{fd}", f"/dev/{name}", "", linux.MS_BIND, None)
+        os.close(fd)
+
+
+def mount_proc_dev(host_devices: dict[str, int] | None = None) -> None:
+    """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root);
+    `host_devices` (open_host_devices) are bound instead of made when rootless."""
     try:
         linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                     None)
         linux.mount("tmpfs", "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
                     "mode=755,size=65536k")
-        for name, major, minor in _DEVICES:
-            os.mknod(f"/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
-            os.chmod(f"/dev/{name}", 0o666)  # mknod obeys the umask
+        if host_devices is None:
+            _make_devices()
+        else:
+            _bind_devices(host_devices)
         os.mkdir("/dev/pts", 0o755)
         linux.mount("devpts", "/dev/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
                     "newinstance,ptmxmode=0666,mode=0620")

@@ -21,14 +21,21 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+# minibuild.fs.idmap.USERNS_ENV, spelt out: this module imports only the standard library
+USERNS_ENV = "MINIBUILD_USERNS"
+
 
 def default_root() -> Path:
-    """`MINIBUILD_ROOT`, else /var/lib/minibuild for root, else ~/.local/share/minibuild."""
+    """`MINIBUILD_ROOT`, else /var/lib/minibuild for root, else (rootless, also inside the
+    user namespace where we are uid 0) `$XDG_DATA_HOME/minibuild` or ~/.local/share/minibuild."""
     env = os.environ.get("MINIBUILD_ROOT")
     if env:
         return Path(env)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not os.environ.get(USERNS_ENV):
         return Path("/var/lib/minibuild")
+    data = os.environ.get("XDG_DATA_HOME", "")
+    if data.startswith("/"):  # the XDG spec: a relative value is invalid, ignore it
+        return Path(data) / "minibuild"
     return Path.home() / ".local/share/minibuild"
 
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What the rootless tests need, set up as root (install-deps.sh runs it): an unprivileged user
+# with a subordinate uid/gid range of its own, and a venv of Debian's python3 outside /root
+# (the project's Python may sit under a 0700 /root) holding a plain install of this checkout.
+#   MINIBUILD_ROOTLESS_USER (default minibuild-rootless), MINIBUILD_ROOTLESS_VENV (default
+#   /opt/minibuild-rootless): the tests read the same two variables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+user=${MINIBUILD_ROOTLESS_USER:-minibuild-rootless}
+venv=${MINIBUILD_ROOTLESS_VENV:-/opt/minibuild-rootless}
+count=65536
+
+id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+
+# A range above every range already given out in either file, so it overlaps none.
+next_free() {
+    cat /etc/subuid /etc/subgid 2>/dev/null |
+        awk -F: 'BEGIN { m = 100000 } NF >= 3 { e = $2 + $3; if (e > m) m = e } END { print m }'
+}
+for kind in uid gid; do
+    if ! grep -q "^$user:" "/etc/sub$kind" 2>/dev/null; then
+        start=$(next_free)
+        echo "== usermod --add-sub${kind}s $start-$((start + count - 1)) $user"
+        usermod "--add-sub${kind}s" "$start-$((start + count - 1))" "$user"
+    fi
+done
+
+echo "== venv $venv (minibuild for $user)"
+[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+# Not editable: the checkout may be in a dir the user cannot read.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+"$venv/bin/python" -m pip install -q --disable-pip-version-check .
+chmod -R a+rX "$venv"
