@@ -63,6 +63,7 @@ from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
 from minibuild.cli import containers as _containers  # noqa: E402,F401
 from minibuild.cli import run as _run  # noqa: E402,F401
 from minibuild.cli import volumes as _volumes  # noqa: E402,F401
+from minibuild.cli import unshare as _unshare  # noqa: E402,F401
 
 
 def _raise_interrupted(signum: int, _frame) -> None:

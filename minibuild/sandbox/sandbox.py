@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
@@ -54,7 +55,10 @@ class RootFS:
 def check_support() -> None:
     """Raise SandboxError unless we are root and the kernel has overlayfs."""
     if os.geteuid() != 0:
-        raise SandboxError("minibuild build needs root (overlayfs mounts and chroot)")
+        raise SandboxError("minibuild build needs root (overlayfs mounts and chroot), or to "
+                           "run rootless from the `minibuild` command itself")
+    if idmap.in_user_namespace():
+        check_userns_overlay(os.uname().release)
     try:
         filesystems = Path("/proc/filesystems").read_text()
     except OSError as exc:
@@ -62,6 +66,19 @@ def check_support() -> None:
     if not any(line.split()[-1:] == ["overlay"] for line in filesystems.splitlines()):
         raise SandboxError("overlayfs is not available: 'overlay' is not in /proc/filesystems "
                            "(try `modprobe overlay`)")
+
+
+def check_userns_overlay(release: str) -> None:
+    """Raise SandboxError when this kernel cannot mount overlayfs in a user namespace (5.11+)."""
+    numbers = release.split("-")[0].split(".")
+    try:
+        version = (int(numbers[0]), int(numbers[1]))
+    except (IndexError, ValueError):
+        return  # unknown: let the mount say
+    if version < (5, 11):
+        raise SandboxError(f"this kernel ({release}) cannot mount overlayfs in a user namespace "
+                           "(Linux 5.11 or later can); rootless minibuild has no fuse-overlayfs "
+                           "fallback yet: run it as root")
 
 
 def _prepare_upper(rootfs: RootFS) -> None:
