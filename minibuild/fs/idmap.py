@@ -63,7 +63,13 @@ def is_mapped(some_id: int, kind: str = "uid") -> bool:
 
 def describe_map(kind: str = "uid") -> str:
     """The inside ids this namespace maps, for messages: `0-65536`."""
-    return ", ".join(f"{r.inside}-{r.inside + r.count - 1}" for r in read_map(kind))
+    spans: list[list[int]] = []
+    for r in sorted(read_map(kind)):
+        if spans and spans[-1][1] + 1 == r.inside:
+            spans[-1][1] = r.inside + r.count - 1  # 0 (the caller) and 1..N read as one span
+        else:
+            spans.append([r.inside, r.inside + r.count - 1])
+    return ", ".join(f"{a}-{b}" for a, b in spans)
 
 
 def rootless() -> bool:
