@@ -55,8 +55,8 @@ class RootFS:
 def check_support() -> None:
     """Raise SandboxError unless we are root and the kernel has overlayfs."""
     if os.geteuid() != 0:
-        raise SandboxError("minibuild build needs root (overlayfs mounts and chroot), or to "
-                           "run rootless from the `minibuild` command itself")
+        raise SandboxError("minibuild build needs root (overlayfs mounts and chroot) or the "
+                           "rootless user namespace, which the `minibuild` command enters")
     if idmap.in_user_namespace():
         check_userns_overlay(os.uname().release)
     try:

@@ -30,7 +30,8 @@ def test_not_root_is_one_clear_line(monkeypatch, capsys, tmp_path, context):
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
     code, _, err = run_cli(monkeypatch, capsys, "--root", str(tmp_path / "s"), "build", str(context))
     assert code == 1
-    assert err.strip() == "error: minibuild build needs root (overlayfs mounts and chroot)"
+    assert err.strip() == ("error: minibuild build needs root (overlayfs mounts and chroot) or the "
+                           "rootless user namespace, which the `minibuild` command enters")
 
 
 def test_no_overlay_is_one_clear_line(monkeypatch, capsys, tmp_path, context):
