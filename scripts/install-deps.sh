@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static skopeo umoci oci-image-tool zstd docker-registry apache2-utils podman buildah)
+packages=(busybox-static skopeo umoci oci-image-tool zstd docker-registry apache2-utils podman buildah
+          uidmap python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,3 +21,7 @@ PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-chec
 
 # The sample base image is FROM scratch plus Debian's static busybox (no network needed).
 install -D -m 0755 "$(command -v busybox)" sample_images/base/rootfs/bin/busybox
+
+# Rootless: a test user with a subordinate id range and a venv it can read (tests/integration/
+# test_rootless.py runs minibuild as that user).
+bash scripts/rootless-setup.sh

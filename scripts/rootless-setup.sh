@@ -27,7 +27,7 @@ done
 
 echo "== venv $venv (minibuild for $user)"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
-# Not editable: the checkout may be in a dir the user cannot read.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
-"$venv/bin/python" -m pip install -q --disable-pip-version-check .
+# Not editable: the checkout may be in a dir the user cannot read. pip always reinstalls a
+# local dir, so a rerun picks up a changed checkout.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --root-user-action=ignore .
 chmod -R a+rX "$venv"
