@@ -302,3 +302,22 @@ def test_a_root_store_and_a_rootless_store_side_by_side(rl, as_root):
     finally:
         rl.run("rm", "-f", "mine")
         as_root.run("rm", "-f", "roots")
+
+
+def test_push_and_pull_through_a_local_registry(rl, tmp_path):
+    if shutil.which("docker-registry") is None:
+        pytest.skip("needs docker-registry (apt-get install docker-registry)")
+    from tests.registry_server import registry_server
+
+    other = rl.work / "other-store"  # pulled into an empty store: every layer unpacked rootless
+    with registry_server(tmp_path / "registry") as reg:
+        try:
+            pushed = rl.run("push", "base:1.0", f"{reg.host}/rootless/base:1.0").stdout.strip()
+            pulled = rl.run("--root", str(other), "pull", f"{reg.host}/rootless/base:1.0")
+            assert pulled.stdout.strip() == pushed
+            shown = rl.run("--root", str(other), "run", "--rm", f"{reg.host}/rootless/base:1.0",
+                           "sh", "-c", "stat -c %u:%g /tmp /root")
+            assert shown.stdout == "0:0\n0:0\n"
+        finally:
+            for pid in _pause_pids(other):  # no XDG_RUNTIME_DIR: that store keeps its own
+                os.kill(pid, signal.SIGKILL)
