@@ -321,3 +321,25 @@ def test_push_and_pull_through_a_local_registry(rl, tmp_path):
         finally:
             for pid in _pause_pids(other):  # no XDG_RUNTIME_DIR: that store keeps its own
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.environ.get("MINIBUILD_TEST_APT") != "1",
+                    reason="opt-in (MINIBUILD_TEST_APT=1): debootstraps Debian 12 from its mirror "
+                           "(minutes, network)")
+def test_a_debian_build_with_apt_get_from_the_mirror(rl):
+    if shutil.which("debootstrap") is None:
+        pytest.skip("needs debootstrap (apt-get install debootstrap)")
+    rootfs, archive = rl.work / "debian-rootfs", rl.work / "debian.tar"
+    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs),
+                    "http://deb.debian.org/debian"], check=True, capture_output=True, timeout=900)
+    # as in Debian's published images: no device nodes (a user namespace cannot make them)
+    subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "--exclude=./dev/*", "-cf",
+                    str(archive), "."], check=True)
+    os.chmod(archive, 0o644)
+    rl.run("import", str(archive), "debian:12", "--change", 'CMD ["bash"]')
+    context = _user_context(rl, "apt", (
+        "FROM debian:12\nRUN apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+        "hello >/dev/null && hello && stat -c %u /var/cache/apt/archives/partial\n"))
+    built = rl.build(context, "-t", "apt:1")
+    assert "Hello, world!" in built.stderr + built.stdout
+    assert "\n42\n" in built.stderr + built.stdout  # apt's sandbox user _apt, uid 42 inside
