@@ -176,7 +176,7 @@ def diff(ctx, container) -> None:
 @cli.command()
 @click.option("-m", "--message", default=None, help="Commit message (history comment).")
 @click.option("-a", "--author", default=None, help="Author (history and config).")
-@click.option("-p/--no-pause", "--pause", "pause", default=True, show_default=True,
+@click.option("--pause/--no-pause", "-p", "pause", default=True, show_default=True,
               help="Stop the container's processes while its upper dir is read.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression.")
@@ -197,4 +197,6 @@ def commit(ctx, message, author, pause, compression, container, reference) -> No
                                   pause=pause, compression=Compression.parse(compression))
     if ref is not None:
         store.tag(ref, descriptor)
-    click.echo(str(descriptor.digest))
+    else:
+        store.add_image(descriptor)  # untagged, it stays (docker's <none>) until rmi or prune
+    click.echo(str(store.image_id(descriptor)))  # docker's `commit`: the image ID

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from minibuild.cli import lines
-from minibuild.cli.app import cli, container_records, open_store
+from minibuild.cli.app import cli, container_records, open_store, report_error
 
 
 @cli.command()
@@ -22,14 +22,14 @@ from minibuild.cli.app import cli, container_records, open_store
 @click.option("--target", help="Build up to this stage.")
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
               show_default=True, help="Progress output.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression (gzip for old clients).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
               help="Network of RUN steps.")
 @click.option("--no-cache", is_flag=True, help="Run every step; do not reuse cached layers.")
 @click.option("--squash", is_flag=True, help="Merge the layers this build adds into one.")
-@click.option("--source-date-epoch", type=int, envvar="SOURCE_DATE_EPOCH",
+@click.option("--source-date-epoch", type=click.IntRange(min=0), envvar="SOURCE_DATE_EPOCH",
               help="Clamp file times and dates to this Unix time (reproducible builds).")
 @click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
               help="A secret for RUN --mount=type=secret (repeatable); never stored.")
@@ -66,9 +66,9 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         if close:
             close()
     if quiet:
-        click.echo(str(result.digest))
+        click.echo(str(result.image_id))  # docker's `build -q`: the image ID
         return
-    for line in lines.trailer(str(result.digest), map(str, request.tags), result.warnings):
+    for line in lines.trailer(str(result.image_id), map(str, request.tags), result.warnings):
         click.echo(line, err=True)
 
 
@@ -205,20 +205,48 @@ def parse(buildfile) -> None:
 
 
 @cli.command()
-@click.option("-f", "--force", is_flag=True, help="Untag even when a container uses the image.")
+@click.option("-f", "--force", is_flag=True,
+              help="Remove an image with several tags, or one a stopped container uses.")
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
 def rmi(ctx, force, images) -> None:
-    """Remove image tags, then the blobs and layers nothing needs any more."""
-    from minibuild.maintenance import gc
-    from minibuild.errors import StoreError
+    """Remove images (by name, ID or digest): the tags asked for, then what nothing else holds."""
+    from minibuild.errors import MinibuildError
+    from minibuild.maintenance.removal import remove_image
 
     store = open_store(ctx)
-    gone = []
-    for text in images:
-        for name in _untag(store, container_records(ctx), text, force):
+    records = container_records(ctx)
+    failed, layers = False, set()
+    for text in images:  # as docker: one failure does not stop the others
+        try:
+            removal = remove_image(store, records, text, force=force)
+        except MinibuildError as exc:
+            report_error(exc)
+            failed = True
+            continue
+        for name in removal.untagged:
             click.echo(f"Untagged: {name}")
-            gone.append(name)
+        if removal.deleted:
+            click.echo(f"Deleted: {removal.deleted}")
+            layers |= _layer_blobs(store, removal.manifest)
+    _collect_after_rmi(store, layers)
+    if failed:
+        ctx.exit(1)
+
+
+def _layer_blobs(store, manifest) -> set[str]:
+    """The layer blobs of a removed image (still stored until gc runs)."""
+    try:
+        return {str(layer.descriptor.digest) for layer in store.load_image(manifest).layers}
+    except Exception:  # noqa: BLE001 - only for the report: gc judges what goes
+        return set()
+
+
+def _collect_after_rmi(store, layers: set[str]) -> None:
+    """Delete the blobs nothing needs any more; name the removed images' layers among them."""
+    from minibuild.errors import StoreError
+    from minibuild.maintenance import gc
+
     try:
         collected = gc.collect(store)
     except StoreError as exc:
@@ -226,28 +254,8 @@ def rmi(ctx, force, images) -> None:
                    err=True)
         return
     for digest in collected.blobs:
-        click.echo(f"Deleted: {digest}")
-
-
-def _untag(store, records, text: str, force: bool) -> list[str]:
-    """The tags to remove for `rmi TEXT`, after checking no container needs the image."""
-    from minibuild.containers.records import ContainerError
-
-    name, descriptor = store.resolve(text)
-    same = [n for n, d in store.tags() if d.digest == descriptor.digest]
-    names = [name] if name in same else same
-    users = records.uses(descriptor.digest)
-    if len(names) > 1 and name not in same and not force:
-        raise ContainerError(f"image {text} is tagged {len(names)} times: "
-                             f"{', '.join(names)}", hint="remove one tag at a time, or use -f")
-    if users and not force and len(names) == len(same):
-        raise ContainerError(f"unable to remove {text}: container {users[0].short_id} "
-                             f"({users[0].name}) is using it",
-                             hint="remove the container first, or use `rmi -f` (the container "
-                                  "keeps its layers)")
-    for n in names:
-        store.untag(n)
-    return names
+        if digest in layers:
+            click.echo(f"Deleted: {digest}")
 
 
 @cli.command()

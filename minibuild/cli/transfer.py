@@ -60,10 +60,13 @@ def load(ctx, source, quiet) -> None:
     if quiet:
         return
     for item in loaded:
+        for tag, old in item.replaced:  # docker's words for a tag that moved
+            click.echo(f"The image {tag} already exists, renaming the old one with ID "
+                       f"{store.image_id(old)} to empty string")
         for tag in item.tags:
             click.echo(f"Loaded image: {tag}")
         if not item.tags:
-            click.echo(f"Loaded image: {item.descriptor.digest}")
+            click.echo(f"Loaded image ID: {store.image_id(item.descriptor)}")
 
 
 @cli.command(name="import")
@@ -88,7 +91,7 @@ def import_(ctx, tarball, reference, changes) -> None:
             raise click.BadParameter(f"cannot open {tarball}: {exc.strerror}") from None
         with source:
             desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes))
-    click.echo(str(desc.digest))
+    click.echo(str(store.image_id(desc)))  # docker's `import`: the image ID
 
 
 class _Bars:

@@ -59,7 +59,7 @@ def test_history_explains_the_wasted_space_and_the_fix():
 
 def test_history_of_an_image_without_waste_says_so():
     text = history_table(clean_rows(), no_trunc=False)
-    assert text.endswith("\nImage content: 2kB in 1 layers; nothing hidden by later layers.\n")
+    assert text.endswith("\nImage content: 2kB in 1 layer; nothing hidden by later layers.\n")
 
 
 def test_history_lists_ten_hidden_paths_at_most():
@@ -107,7 +107,7 @@ def test_layers_waste_names_who_added_and_who_hid():
     assert layers_waste(layered) == (
         "\n1MB in 2 layers; 1MB (100.0%) is hidden by later layers but still stored:\n"
         "       1MB  /app/big  added by layer 0, deleted by layer 1")
-    assert layers_waste(clean_rows()) == "\n2kB in 1 layers; nothing hidden by later layers."
+    assert layers_waste(clean_rows()) == "\n2kB in 1 layer; nothing hidden by later layers."
 
 
 def test_plain_progress_keeps_step_lines_on_lines_of_their_own():
