@@ -66,6 +66,7 @@ def cli(ctx: click.Context, root: str | None) -> None:
 
 # Importing a command module registers its commands on `cli`.
 from minibuild.cli import images as _images  # noqa: E402,F401
+from minibuild.cli import inspection as _inspection  # noqa: E402,F401
 from minibuild.cli import transfer as _transfer  # noqa: E402,F401
 from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
 from minibuild.cli import containers as _containers  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Commands about images: build, history, images, layers, inspect, tag, rmi, parse."""
+"""Commands about images: build, history, images, layers, tag, rmi, parse (inspect: inspection.py)."""
 
 from __future__ import annotations
 
@@ -121,15 +121,20 @@ def _reporter(progress: str, quiet: bool):
     return render.PlainReporter()
 
 
+FORMAT_HELP = ("table (default), json, or a Go template as docker takes: '{{.ID}}', "
+               "'table {{.ID}}\\t{{.Size}}', '{{json .}}'.")
+
+
 @cli.command()
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only the image IDs (docker's: the image's ID on "
+              "its newest entry, <missing> on the others).")
+@click.option("--format", "fmt", default="table", show_default=True, help=FORMAT_HELP)
 @click.argument("image")
 @click.pass_context
-def history(ctx, no_trunc, fmt, image) -> None:
+def history(ctx, no_trunc, quiet, fmt, image) -> None:
     """Show the layers of an image, the instruction that made each, and wasted space."""
-    from minibuild.cli import views
+    from minibuild.cli import formatting, rows as docker_rows, views
 
     store = open_store(ctx)
     _, descriptor = store.resolve(image)
@@ -137,46 +142,54 @@ def history(ctx, no_trunc, fmt, image) -> None:
     if fmt == "json":
         click.echo(json.dumps([r.to_json() for r in reversed(rows)], indent=2))
         return
+    if quiet or fmt != "table":
+        image_id = str(store.image_id(descriptor))
+        entries = [docker_rows.HistoryEntry(r, image_id if i == 0 else None, no_trunc=no_trunc)
+                   for i, r in enumerate(reversed(rows))]
+        click.echo(formatting.render("{{.ID}}" if quiet else fmt, entries,
+                                     docker_rows.HISTORY_HEADERS), nl=False)
+        return
     from minibuild.cli import render
 
     click.echo(render.history_table(rows, no_trunc=no_trunc), nl=False)
 
 
-@cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-@click.pass_context
-def images(ctx, fmt) -> None:
-    """List the images in the store."""
-    from minibuild.cli import render, views
-
-    rows = views.image_list(open_store(ctx))
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        click.echo(render.images_table(rows), nl=False)
+_IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+_IMAGES_DIGESTS = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}"
+                   "\t{{.Size}}")
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True)
+@click.option("-a", "--all", "show_all", is_flag=True,
+              help="Show all images (default hides intermediate ones: untagged images another "
+                   "image is built on).")
+@click.option("--digests", is_flag=True, help="Show the DIGEST column (the manifest digest).")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, "
+                   "since=IMAGE (repeatable).")
+@click.option("--format", "fmt", default="table", show_default=True, help=FORMAT_HELP)
+@click.option("--no-trunc", is_flag=True, help="Show whole IDs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the image IDs.")
+@click.argument("reference", required=False)
 @click.pass_context
-def inspect(ctx, images) -> None:
-    """Show the manifest digest, manifest and config of images, as JSON."""
+def images(ctx, show_all, digests, filters, fmt, no_trunc, quiet, reference) -> None:
+    """List images: one line per tag, `<none>` for an untagged one (IMAGE ID: config digest)."""
+    from minibuild.cli import filters as image_filters, formatting, rows as docker_rows, views
+
     store = open_store(ctx)
-    out = []
-    for text in images:
-        name, descriptor = store.resolve(text)
-        manifest = store.read_json(descriptor.digest)
-        out.append({"name": name, "digest": str(descriptor.digest),
-                    "id": manifest["config"]["digest"], "manifest": manifest,
-                    "config": store.read_json(_digest(manifest["config"]["digest"]))})
-    click.echo(json.dumps(out, indent=2))
-
-
-def _digest(text: str):
-    from minibuild.oci.digest import Digest
-
-    return Digest.parse(text)
+    wanted = image_filters.parse(filters, image_filters.IMAGE_KEYS)
+    if reference:
+        wanted.setdefault("reference", []).append(reference)
+    chosen = image_filters.image_rows(views.image_entries(store), wanted,
+                                      lambda text: views.created_of(store, text),
+                                      show_all=show_all)
+    if fmt == "json" and not quiet:
+        click.echo(json.dumps([views.image_json(entry, name) for entry, name in chosen], indent=2))
+        return
+    shown = [docker_rows.ImageRow(entry, name, no_trunc=no_trunc) for entry, name in chosen]
+    template = "{{.ID}}" if quiet else fmt if fmt != "table" else (
+        _IMAGES_DIGESTS if digests else _IMAGES_TABLE)
+    click.echo(formatting.render(template, shown, docker_rows.IMAGE_HEADERS), nl=False)
 
 
 @cli.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from minibuild.cli.lines import one_line as _one_line, step_done, step_header, table
 from minibuild.text import human_age, human_size, shorten
@@ -194,14 +194,6 @@ def _layers(count: int) -> str:
 def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     """Left-aligned columns separated by three spaces, as docker prints tables; a final newline."""
     return table(header, rows) + "\n"
-
-
-def images_table(images: list[dict[str, Any]]) -> str:
-    """`images`: REPOSITORY TAG IMAGE ID CREATED SIZE."""
-    header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
-    body = [(i["repository"], i["tag"], i["id"][7:19], human_age(i["created"]), human_size(i["size"]))
-            for i in images]
-    return _columns(header, body)
 
 
 def layers_table(rows: list[HistoryRow]) -> str:
