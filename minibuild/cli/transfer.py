@@ -23,7 +23,7 @@ def save(ctx, images, output, fmt) -> None:
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
     store = open_store(ctx)
-    chosen = [store.resolve(text) for text in images]
+    chosen = [_saved_name(store, text) for text in images]
     writer = docker_archive.save if fmt == "docker" else oci_archive.save
     if output is None:
         writer(store, chosen, sys.stdout.buffer)
@@ -37,7 +37,14 @@ def save(ctx, images, output, fmt) -> None:
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
-    click.echo(f"Saved {', '.join(name for name, _ in chosen)} to {output}", err=True)
+    click.echo(f"Saved {', '.join(name or str(d.digest) for name, d in chosen)} to {output}",
+               err=True)
+
+
+def _saved_name(store, text: str):
+    """(the tag to write, or None for an image named by ID or digest; its manifest)."""
+    found = store.find(text)
+    return found.tag, found.descriptor
 
 
 @cli.command()

@@ -232,3 +232,37 @@ def test_negative_source_date_epoch_and_commit_help(cli, tmp_path):
     code, _, err = cli("build", "--source-date-epoch", "-5", str(tmp_path))
     assert code == 2 and "-5" in err
     assert "--pause / --no-pause" in cli("commit", "--help")[1]
+
+
+def test_load_over_an_existing_tag_says_so_as_docker(cli, hand, tmp_path):  # noqa: F811
+    old, _ = hand.image(hand.layer("old"), tags=("base:1.0",), created=OLD)
+    hand.close()
+    archive = tmp_path / "old.tar"
+    assert cli("save", "-o", str(archive), "base:1.0")[0] == 0
+    from minibuild.store.layout import Store
+    with Store.open(hand.root) as store:
+        from tests.unit.cli.storefixture import Hand
+        newer = Hand.__new__(Hand)
+        newer.root, newer.store = hand.root, store
+        new, _ = newer.image(newer.layer("new"), tags=("base:1.0",), created=NEW)
+        new_id = str(store.image_id(new))
+    code, out, _ = cli("load", "-i", str(archive))
+    assert code == 0 and out.splitlines() == [
+        f"The image base:1.0 already exists, renaming the old one with ID {new_id} to empty string",
+        "Loaded image: base:1.0"]
+    assert cli("images", "--format", "{{.Repository}}:{{.Tag}}")[1].split() == [
+        "<none>:<none>", "base:1.0"]
+
+
+def test_save_by_id_writes_no_tag_and_load_keeps_it_untagged(cli, hand, tmp_path, monkeypatch, capsys):  # noqa: F811
+    desc, _ = hand.image(hand.layer("x"), tags=("x:1",))
+    image_id = hand.image_id(desc)
+    hand.close()
+    for fmt in ("oci", "docker"):
+        archive = tmp_path / f"{fmt}.tar"
+        assert cli("save", "--format", fmt, "-o", str(archive), image_id[7:19])[0] == 0
+        other = tmp_path / f"other-{fmt}"
+        code, out, _ = run_cli(monkeypatch, capsys, other, "load", "-i", str(archive))
+        assert (code, out) == (0, f"Loaded image ID: {image_id}\n")
+        shown = run_cli(monkeypatch, capsys, other, "images", "--format", "{{.Repository}} {{.ID}}")
+        assert shown[1] == f"<none> {image_id[7:19]}\n"
