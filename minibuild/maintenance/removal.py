@@ -57,11 +57,9 @@ def remove_image(store: Store, records: Containers, text: str, *, force: bool) -
         store.untag(found.tag)
         if len(names) > 1 or running:  # other tags hold it, or a running container (kept dangling)
             return Removal((found.tag,))
-        rest, deleted = _delete(store, digest, image_id)
-        return Removal((found.tag, *rest), deleted, found.descriptor)
+        return Removal((found.tag, *store.forget_image(digest)), image_id, found.descriptor)
     _check_id_removal(image_id, names, users, running, force)
-    untagged, deleted = _delete(store, digest, image_id)
-    return Removal(untagged, deleted, found.descriptor)
+    return Removal(store.forget_image(digest), image_id, found.descriptor)
 
 
 def _check_id_removal(image_id: str, names: tuple[str, ...], users: list[Container],
@@ -82,7 +80,3 @@ def _check_id_removal(image_id: str, names: tuple[str, ...], users: list[Contain
                             f"container {users[0].short_id}", hint="remove the container first, "
                             "or use `rmi -f` (the container keeps its layers)")
 
-
-def _delete(store: Store, digest, image_id: str) -> tuple[tuple[str, ...], str]:
-    """Drop the image and its remaining tags from the index."""
-    return store.forget_image(digest), image_id
