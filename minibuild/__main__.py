@@ -56,7 +56,7 @@ def _show(replay) -> None:
     """What `build` prints for a fully cached build (in the plain progress format)."""
     if replay.quiet:
         if sys.stdout is not None:  # stdout may be closed (`>&-`)
-            sys.stdout.write(f"{replay.digest}\n")
+            sys.stdout.write(f"{replay.image_id}\n")
         return
     from minibuild.cli import lines as fmt
 
@@ -64,7 +64,7 @@ def _show(replay) -> None:
     for step in replay.steps:
         lines.append(fmt.step_header(step.stage, step.number, step.total, step.text))
         lines.append(fmt.step_done(0, "CACHED" if step.cached else ""))
-    lines += fmt.trailer(replay.digest, replay.tags, replay.warnings)
+    lines += fmt.trailer(replay.image_id, replay.tags, replay.warnings)
     if sys.stderr is not None:
         sys.stderr.write("\n".join(lines) + "\n")
 

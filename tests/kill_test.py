@@ -8,7 +8,7 @@ uninterrupted build, then check that
   - after the next minibuild command (`fsck`), no overlay mount and no scratch dir of the dead
     build is left, and no process runs with its root inside the store;
   - `fsck` reports no error;
-  - a rebuild succeeds with the same manifest digest as an uninterrupted build.
+  - a rebuild succeeds with the same image ID as an uninterrupted build.
 Needs root (overlayfs). CI runs a few rounds through tests/integration/test_reliability.py.
 """
 

@@ -50,7 +50,7 @@ from minibuild.build import fsstate
 from minibuild.fs.lock import FileLock
 from minibuild.store.paths import StorePaths, default_root
 
-FORMAT = 2
+FORMAT = 3
 KEEP = 200  # memos per store; the oldest go first
 # Set by shells between two identical commands; they cannot change what a build does.
 _SHELL_BOOKKEEPING = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
@@ -84,11 +84,12 @@ class Step(NamedTuple):
 class Replay(NamedTuple):
     """The answer of a memo: the result to report, and the steps to show as cached."""
 
-    digest: str
+    digest: str  # the manifest's (what the tags point at)
     tags: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
     quiet: bool = False
+    image_id: str = ""  # the config digest: what `build` prints
 
 
 def memo_dir(root: Path) -> Path:
@@ -179,7 +180,7 @@ def _check(cmd: Command, data: dict) -> Replay | None:
         return None
     steps = tuple(Step(*s) for s in data["steps"])
     return Replay(data["digest"], tuple(data["shown_tags"]), tuple(data["warnings"]), steps,
-                  bool(data["quiet"]))
+                  bool(data["quiet"]), data["image_id"])
 
 
 def _tagged(index: bytes, data: dict) -> bool:
@@ -192,7 +193,7 @@ def _tagged(index: bytes, data: dict) -> bool:
 def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable[str],
            trails: Mapping[str, list | None], blobs: Iterable[str], steps: Sequence[Step],
            digest: str, tags: Sequence[str], shown_tags: Sequence[str],
-           warnings: Sequence[str]) -> bool:
+           warnings: Sequence[str], image_id: str = "") -> bool:
     """Write the memo of a successful build; False (and nothing written) when an input changed
     too recently to trust its signature, a traced name changed during the build, or the build
     (or another process) changed the tags it resolved."""
@@ -217,6 +218,7 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
         return False
     data = {"format": FORMAT, "key": cmd.key, "inputs": signatures, "trails": identities,
             "index": sha256(index).hexdigest(), "tags": list(tags), "digest": digest,
+            "image_id": image_id or digest,
             "blobs": sorted(set(blobs)), "shown_tags": list(shown_tags),
             "warnings": list(warnings), "quiet": cmd.quiet,
             "steps": [[s.number, s.total, s.stage, s.text, s.cached] for s in steps]}

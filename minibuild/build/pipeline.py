@@ -44,10 +44,11 @@ class BuildRequest:
 
 @dataclass(frozen=True)
 class BuildResult:
-    """The stored image: its manifest digest, and warnings for the user."""
+    """The stored image: its manifest digest, its ID (config digest), warnings for the user."""
 
     digest: Digest
     warnings: tuple[str, ...] = ()
+    image_id: Digest | None = None
 
 
 def _stat_cache_path(store, context: Path) -> Path:
@@ -97,8 +98,10 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     descriptor = store.write_image(image)
     for ref in request.tags:
         store.tag(ref, descriptor)
+    if not request.tags:
+        store.add_image(descriptor)  # untagged, it stays (as docker's <none>) until rmi or prune
     unused = engine.unused_build_args(plan)
     warnings = (f"build args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
     witness.finish(context_root=context.root, image=image, manifest=descriptor,
                    images_used=engine.images_used, warnings=warnings)
-    return BuildResult(descriptor.digest, warnings)
+    return BuildResult(descriptor.digest, warnings, Digest.of(image.config_bytes()))

@@ -157,5 +157,5 @@ class Witness:
             self.command, started_ns=self._started_ns, index_before=self._index_before,
             inputs=self.sightings.inputs(context_root) | self._buildfile, trails=trails,
             blobs=blobs, steps=self._log.steps if self._log is not None else (),
-            digest=str(manifest.digest), tags=[ref.ref_name for ref in tags],
+            digest=str(manifest.digest), image_id=str(Digest.of(image.config_bytes())), tags=[ref.ref_name for ref in tags],
             shown_tags=[str(ref) for ref in tags], warnings=warnings)

@@ -45,6 +45,14 @@ def container_records(ctx: click.Context):
     return Containers(store_root(ctx))
 
 
+def report_error(exc: MinibuildError) -> None:
+    """An expected failure as main() shows it (`error: ...`, `hint: ...`), for commands that go
+    on after one (rmi, rm)."""
+    click.echo(f"error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
               help="Store directory (default: /var/lib/minibuild as root).")
@@ -58,6 +66,7 @@ def cli(ctx: click.Context, root: str | None) -> None:
 
 # Importing a command module registers its commands on `cli`.
 from minibuild.cli import images as _images  # noqa: E402,F401
+from minibuild.cli import inspection as _inspection  # noqa: E402,F401
 from minibuild.cli import transfer as _transfer  # noqa: E402,F401
 from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
 from minibuild.cli import containers as _containers  # noqa: E402,F401
@@ -93,9 +102,7 @@ def main(memo_command: memo.Command | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(exc.exit_code)
     except MinibuildError as exc:
-        click.echo(f"error: {exc}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+        report_error(exc)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)

@@ -10,7 +10,6 @@ import time
 import click
 
 from minibuild.cli.app import cli, container_records, open_store, store_root
-from minibuild.cli.lines import table
 
 
 def image_layers(store, manifest):
@@ -36,34 +35,60 @@ def _status_text(records, container) -> str:
     return state.capitalize()
 
 
+_PS_TABLE = ("table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t"
+             "{{.Ports}}\\t{{.Names}}")
+
+
 @cli.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="status=STATE, name=TEXT, ancestor=IMAGE, label=KEY[=VALUE], id=PREFIX, "
+                   "exited=CODE (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the ids.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option("--no-trunc", is_flag=True, help="Whole ids and commands.")
+@click.option("--format", "fmt", default="table", show_default=True,
+              help="table (default), json, or a Go template as docker takes: '{{.ID}}', "
+                   "'table {{.Names}}\\t{{.Status}}', '{{json .}}'.")
 @click.pass_context
-def ps(ctx, show_all, quiet, fmt) -> None:
+def ps(ctx, show_all, filters, quiet, no_trunc, fmt) -> None:
     """List containers (running ones, or all with -a)."""
-    from minibuild.text import human_age
+    from minibuild.cli import filters as container_filters, formatting, rows
 
     records = container_records(ctx)
-    shown = [c for c in records.all() if show_all or records.status(c) == "running"]
-    if quiet:
-        for c in shown:
-            click.echo(c.short_id)
-    elif fmt == "json":
-        click.echo(json.dumps([{**c.to_json(), "status": records.status(c)} for c in shown],
+    wanted = container_filters.parse(filters, container_filters.CONTAINER_KEYS)
+    every = records.all()
+    states = {c.id: records.status(c) for c in every}
+    ancestry = _Ancestry(ctx)
+    shown = [c for c in every if (show_all or states[c.id] == "running"
+                                  or "status" in wanted or "exited" in wanted)
+             and container_filters.container_passes(c, states[c.id], wanted, ancestry.test)]
+    if fmt == "json" and not quiet:
+        click.echo(json.dumps([{**c.to_json(), "status": states[c.id]} for c in shown],
                               indent=2))
-    else:
-        rows = [(c.short_id, c.image, _quoted(c.argv), human_age(c.created),
-                 _status_text(records, c), c.name) for c in shown]
-        click.echo(table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
-                          rows))
+        return
+    made = [rows.ContainerRow(c, states[c.id], _status_text(records, c), no_trunc=no_trunc)
+            for c in reversed(shown)]  # newest first, as docker lists them
+    template = "{{.ID}}" if quiet else _PS_TABLE if fmt == "table" else fmt
+    click.echo(formatting.render(template, made, rows.CONTAINER_HEADERS), nl=False)
 
 
-def _quoted(argv) -> str:
-    text = " ".join(argv)
-    return json.dumps(text if len(text) <= 22 else text[:20] + "…", ensure_ascii=False)
+class _Ancestry:
+    """`ancestor=IMAGE` tests: made from that image, or from one built on it (its layers first);
+    the store is opened on the first one."""
+
+    def __init__(self, ctx: click.Context) -> None:
+        self.ctx = ctx
+        self.tests: dict = {}
+
+    def test(self, text: str):
+        """The test for one image name."""
+        if text not in self.tests:
+            store = open_store(self.ctx)
+            found = store.find(text).descriptor
+            chain = tuple(store.load_image(found).config.diff_ids)
+            self.tests[text] = lambda c: c.manifest.digest == found.digest or (
+                bool(chain) and tuple(c.diff_ids[:len(chain)]) == chain)
+        return self.tests[text]
 
 
 @cli.command()
@@ -176,7 +201,7 @@ def diff(ctx, container) -> None:
 @cli.command()
 @click.option("-m", "--message", default=None, help="Commit message (history comment).")
 @click.option("-a", "--author", default=None, help="Author (history and config).")
-@click.option("-p/--no-pause", "--pause", "pause", default=True, show_default=True,
+@click.option("--pause/--no-pause", "-p", "pause", default=True, show_default=True,
               help="Stop the container's processes while its upper dir is read.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression.")
@@ -197,4 +222,6 @@ def commit(ctx, message, author, pause, compression, container, reference) -> No
                                   pause=pause, compression=Compression.parse(compression))
     if ref is not None:
         store.tag(ref, descriptor)
-    click.echo(str(descriptor.digest))
+    else:
+        store.add_image(descriptor)  # untagged, it stays (docker's <none>) until rmi or prune
+    click.echo(str(store.image_id(descriptor)))  # docker's `commit`: the image ID

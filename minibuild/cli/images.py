@@ -1,4 +1,4 @@
-"""Commands about images: build, history, images, layers, inspect, tag, rmi, parse."""
+"""Commands about images: build, history, images, layers, tag, rmi, parse (inspect: inspection.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from minibuild.cli import lines
-from minibuild.cli.app import cli, container_records, open_store
+from minibuild.cli.app import cli, container_records, open_store, report_error
 
 
 @cli.command()
@@ -22,14 +22,14 @@ from minibuild.cli.app import cli, container_records, open_store
 @click.option("--target", help="Build up to this stage.")
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
               show_default=True, help="Progress output.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression (gzip for old clients).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
               help="Network of RUN steps.")
 @click.option("--no-cache", is_flag=True, help="Run every step; do not reuse cached layers.")
 @click.option("--squash", is_flag=True, help="Merge the layers this build adds into one.")
-@click.option("--source-date-epoch", type=int, envvar="SOURCE_DATE_EPOCH",
+@click.option("--source-date-epoch", type=click.IntRange(min=0), envvar="SOURCE_DATE_EPOCH",
               help="Clamp file times and dates to this Unix time (reproducible builds).")
 @click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
               help="A secret for RUN --mount=type=secret (repeatable); never stored.")
@@ -66,9 +66,9 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         if close:
             close()
     if quiet:
-        click.echo(str(result.digest))
+        click.echo(str(result.image_id))  # docker's `build -q`: the image ID
         return
-    for line in lines.trailer(str(result.digest), map(str, request.tags), result.warnings):
+    for line in lines.trailer(str(result.image_id), map(str, request.tags), result.warnings):
         click.echo(line, err=True)
 
 
@@ -121,15 +121,20 @@ def _reporter(progress: str, quiet: bool):
     return render.PlainReporter()
 
 
+FORMAT_HELP = ("table (default), json, or a Go template as docker takes: '{{.ID}}', "
+               "'table {{.ID}}\\t{{.Size}}', '{{json .}}'.")
+
+
 @cli.command()
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only the image IDs (docker's: the image's ID on "
+              "its newest entry, <missing> on the others).")
+@click.option("--format", "fmt", default="table", show_default=True, help=FORMAT_HELP)
 @click.argument("image")
 @click.pass_context
-def history(ctx, no_trunc, fmt, image) -> None:
+def history(ctx, no_trunc, quiet, fmt, image) -> None:
     """Show the layers of an image, the instruction that made each, and wasted space."""
-    from minibuild.cli import views
+    from minibuild.cli import formatting, rows as docker_rows, views
 
     store = open_store(ctx)
     _, descriptor = store.resolve(image)
@@ -137,46 +142,54 @@ def history(ctx, no_trunc, fmt, image) -> None:
     if fmt == "json":
         click.echo(json.dumps([r.to_json() for r in reversed(rows)], indent=2))
         return
+    if quiet or fmt != "table":
+        image_id = str(store.image_id(descriptor))
+        entries = [docker_rows.HistoryEntry(r, image_id if i == 0 else None, no_trunc=no_trunc)
+                   for i, r in enumerate(reversed(rows))]
+        click.echo(formatting.render("{{.ID}}" if quiet else fmt, entries,
+                                     docker_rows.HISTORY_HEADERS), nl=False)
+        return
     from minibuild.cli import render
 
     click.echo(render.history_table(rows, no_trunc=no_trunc), nl=False)
 
 
-@cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-@click.pass_context
-def images(ctx, fmt) -> None:
-    """List the images in the store."""
-    from minibuild.cli import render, views
-
-    rows = views.image_list(open_store(ctx))
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        click.echo(render.images_table(rows), nl=False)
+_IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+_IMAGES_DIGESTS = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}"
+                   "\t{{.Size}}")
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True)
+@click.option("-a", "--all", "show_all", is_flag=True,
+              help="Show all images (default hides intermediate ones: untagged images another "
+                   "image is built on).")
+@click.option("--digests", is_flag=True, help="Show the DIGEST column (the manifest digest).")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, "
+                   "since=IMAGE (repeatable).")
+@click.option("--format", "fmt", default="table", show_default=True, help=FORMAT_HELP)
+@click.option("--no-trunc", is_flag=True, help="Show whole IDs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the image IDs.")
+@click.argument("reference", required=False)
 @click.pass_context
-def inspect(ctx, images) -> None:
-    """Show the manifest digest, manifest and config of images, as JSON."""
+def images(ctx, show_all, digests, filters, fmt, no_trunc, quiet, reference) -> None:
+    """List images: one line per tag, `<none>` for an untagged one (IMAGE ID: config digest)."""
+    from minibuild.cli import filters as image_filters, formatting, rows as docker_rows, views
+
     store = open_store(ctx)
-    out = []
-    for text in images:
-        name, descriptor = store.resolve(text)
-        manifest = store.read_json(descriptor.digest)
-        out.append({"name": name, "digest": str(descriptor.digest),
-                    "id": manifest["config"]["digest"], "manifest": manifest,
-                    "config": store.read_json(_digest(manifest["config"]["digest"]))})
-    click.echo(json.dumps(out, indent=2))
-
-
-def _digest(text: str):
-    from minibuild.oci.digest import Digest
-
-    return Digest.parse(text)
+    wanted = image_filters.parse(filters, image_filters.IMAGE_KEYS)
+    if reference:
+        wanted.setdefault("reference", []).append(reference)
+    chosen = image_filters.image_rows(views.image_entries(store), wanted,
+                                      lambda text: views.created_of(store, text),
+                                      show_all=show_all)
+    if fmt == "json" and not quiet:
+        click.echo(json.dumps([views.image_json(entry, name) for entry, name in chosen], indent=2))
+        return
+    shown = [docker_rows.ImageRow(entry, name, no_trunc=no_trunc) for entry, name in chosen]
+    template = "{{.ID}}" if quiet else fmt if fmt != "table" else (
+        _IMAGES_DIGESTS if digests else _IMAGES_TABLE)
+    click.echo(formatting.render(template, shown, docker_rows.IMAGE_HEADERS), nl=False)
 
 
 @cli.command()
@@ -205,20 +218,48 @@ def parse(buildfile) -> None:
 
 
 @cli.command()
-@click.option("-f", "--force", is_flag=True, help="Untag even when a container uses the image.")
+@click.option("-f", "--force", is_flag=True,
+              help="Remove an image with several tags, or one a stopped container uses.")
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
 def rmi(ctx, force, images) -> None:
-    """Remove image tags, then the blobs and layers nothing needs any more."""
-    from minibuild.maintenance import gc
-    from minibuild.errors import StoreError
+    """Remove images (by name, ID or digest): the tags asked for, then what nothing else holds."""
+    from minibuild.errors import MinibuildError
+    from minibuild.maintenance.removal import remove_image
 
     store = open_store(ctx)
-    gone = []
-    for text in images:
-        for name in _untag(store, container_records(ctx), text, force):
+    records = container_records(ctx)
+    failed, layers = False, set()
+    for text in images:  # as docker: one failure does not stop the others
+        try:
+            removal = remove_image(store, records, text, force=force)
+        except MinibuildError as exc:
+            report_error(exc)
+            failed = True
+            continue
+        for name in removal.untagged:
             click.echo(f"Untagged: {name}")
-            gone.append(name)
+        if removal.deleted:
+            click.echo(f"Deleted: {removal.deleted}")
+            layers |= _layer_blobs(store, removal.manifest)
+    _collect_after_rmi(store, layers)
+    if failed:
+        ctx.exit(1)
+
+
+def _layer_blobs(store, manifest) -> set[str]:
+    """The layer blobs of a removed image (still stored until gc runs)."""
+    try:
+        return {str(layer.descriptor.digest) for layer in store.load_image(manifest).layers}
+    except Exception:  # noqa: BLE001 - only for the report: gc judges what goes
+        return set()
+
+
+def _collect_after_rmi(store, layers: set[str]) -> None:
+    """Delete the blobs nothing needs any more; name the removed images' layers among them."""
+    from minibuild.errors import StoreError
+    from minibuild.maintenance import gc
+
     try:
         collected = gc.collect(store)
     except StoreError as exc:
@@ -226,28 +267,8 @@ def rmi(ctx, force, images) -> None:
                    err=True)
         return
     for digest in collected.blobs:
-        click.echo(f"Deleted: {digest}")
-
-
-def _untag(store, records, text: str, force: bool) -> list[str]:
-    """The tags to remove for `rmi TEXT`, after checking no container needs the image."""
-    from minibuild.containers.records import ContainerError
-
-    name, descriptor = store.resolve(text)
-    same = [n for n, d in store.tags() if d.digest == descriptor.digest]
-    names = [name] if name in same else same
-    users = records.uses(descriptor.digest)
-    if len(names) > 1 and name not in same and not force:
-        raise ContainerError(f"image {text} is tagged {len(names)} times: "
-                             f"{', '.join(names)}", hint="remove one tag at a time, or use -f")
-    if users and not force and len(names) == len(same):
-        raise ContainerError(f"unable to remove {text}: container {users[0].short_id} "
-                             f"({users[0].name}) is using it",
-                             hint="remove the container first, or use `rmi -f` (the container "
-                                  "keeps its layers)")
-    for n in names:
-        store.untag(n)
-    return names
+        if digest in layers:
+            click.echo(f"Deleted: {digest}")
 
 
 @cli.command()

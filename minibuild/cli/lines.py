@@ -25,9 +25,9 @@ def step_done(seconds: float, note: str = "") -> str:
     return f"  done in {seconds:.2f}s{f' {note}' if note else ''}"
 
 
-def trailer(digest: str, tags: Iterable[str], warnings: Iterable[str] = ()) -> list[str]:
-    """The lines after the last step: warnings, `Built <digest>`, one `Tagged <name>` per tag."""
-    return [*(f"warning: {w}" for w in warnings), f"Built {digest}", *(f"Tagged {t}" for t in tags)]
+def trailer(image_id: str, tags: Iterable[str], warnings: Iterable[str] = ()) -> list[str]:
+    """The lines after the last step: warnings, `Built <image ID>`, one `Tagged <name>` per tag."""
+    return [*(f"warning: {w}" for w in warnings), f"Built {image_id}", *(f"Tagged {t}" for t in tags)]
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -138,14 +138,20 @@ class _DeepProgress:
               help="Also remove the anonymous volumes no container uses (volumes stay otherwise).")
 @click.pass_context
 def prune(ctx, drop_cache, drop_volumes) -> None:
-    """Delete blobs, unpacked layers and summaries no image, container or cache entry needs."""
+    """Delete dangling images (no tag, no container), then the blobs, unpacked layers and
+    summaries no image, container or cache entry needs."""
     from minibuild.maintenance import gc
     from minibuild.cli.volumes import prune_volumes
     from minibuild.text import human_size
 
     store = open_store(ctx)
-    collected = gc.collect(store, drop_cache=drop_cache)
+    collected = gc.collect(store, drop_cache=drop_cache, dangling=True)
     removed = prune_volumes(store.root, everything=False) if drop_volumes else []
+    if collected.images:
+        click.echo("Deleted Images:")
+        for image_id in collected.images:
+            click.echo(f"deleted: {image_id}")
+        click.echo()
     click.echo(f"Deleted {len(collected.blobs)} blobs, {len(collected.layer_dirs)} layer dirs, "
                f"{collected.summaries} layer summaries, {collected.cache_entries} cache entries"
                + (f", {len(removed)} volumes" if drop_volumes else ""))
@@ -189,7 +195,7 @@ def _df_summary(figures) -> str:
 def _df_verbose(figures) -> str:
     from minibuild.text import human_size as hs
 
-    images = [(", ".join(i.names) or "<none>", i.digest[7:19], hs(i.size), hs(i.shared),
+    images = [(", ".join(i.names) or "<none>", (i.image_id or i.digest)[7:19], hs(i.size), hs(i.shared),
                hs(i.unique), str(i.containers)) for i in figures.images]
     containers = [(c.id[:12], c.image, hs(c.size), "running" if c.running else "stopped", c.name)
                   for c in figures.containers]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from minibuild.cli.lines import one_line as _one_line, step_done, step_header, table
 from minibuild.text import human_age, human_size, shorten
@@ -169,7 +169,8 @@ def _waste_summary(rows: list[HistoryRow]) -> str:
     total = sum(r.size for r in rows)
     wasted = sum(r.wasted for r in rows)
     if not wasted:
-        return f"\nImage content: {human_size(total)} in {sum(1 for r in rows if not r.empty_layer)} layers; nothing hidden by later layers.\n"
+        count = sum(1 for r in rows if not r.empty_layer)
+        return f"\nImage content: {human_size(total)} in {_layers(count)}; nothing hidden by later layers.\n"
     by_layer = {r.layer: r for r in rows if r.layer is not None}
     lines = [f"\nImage content: {human_size(total)}; {human_size(wasted)} ({100 * wasted / total:.1f}%) "
              "is hidden by later layers but still stored and shipped (wasted space):"]
@@ -185,17 +186,14 @@ def _waste_summary(rows: list[HistoryRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _layers(count: int) -> str:
+    """`1 layer`, `3 layers`."""
+    return f"{count} layer{'' if count == 1 else 's'}"
+
+
 def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     """Left-aligned columns separated by three spaces, as docker prints tables; a final newline."""
     return table(header, rows) + "\n"
-
-
-def images_table(images: list[dict[str, Any]]) -> str:
-    """`images`: REPOSITORY TAG IMAGE ID CREATED SIZE."""
-    header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
-    body = [(i["repository"], i["tag"], i["id"][7:19], human_age(i["created"]), human_size(i["size"]))
-            for i in images]
-    return _columns(header, body)
 
 
 def layers_table(rows: list[HistoryRow]) -> str:
@@ -222,9 +220,9 @@ def layers_waste(rows: list[HistoryRow]) -> str:
                      for path, size, how, by in r.hidden), key=lambda h: (-h[0], h[1]))
     total = sum(r.size for r in rows)
     if not hidden:
-        return f"\n{human_size(total)} in {len(rows)} layers; nothing hidden by later layers."
+        return f"\n{human_size(total)} in {_layers(len(rows))}; nothing hidden by later layers."
     wasted = sum(h[0] for h in hidden)
-    lines = [f"\n{human_size(total)} in {len(rows)} layers; {human_size(wasted)} "
+    lines = [f"\n{human_size(total)} in {_layers(len(rows))}; {human_size(wasted)} "
              f"({100 * wasted / total:.1f}%) is hidden by later layers but still stored:"]
     lines += [f"  {human_size(size):>8}  /{path}  added by layer {added}, {how} by layer {by}"
               for size, path, how, added, by in hidden]

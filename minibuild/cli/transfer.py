@@ -23,7 +23,7 @@ def save(ctx, images, output, fmt) -> None:
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
     store = open_store(ctx)
-    chosen = [store.resolve(text) for text in images]
+    chosen = [_saved_name(store, text) for text in images]
     writer = docker_archive.save if fmt == "docker" else oci_archive.save
     if output is None:
         writer(store, chosen, sys.stdout.buffer)
@@ -37,7 +37,14 @@ def save(ctx, images, output, fmt) -> None:
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
-    click.echo(f"Saved {', '.join(name for name, _ in chosen)} to {output}", err=True)
+    click.echo(f"Saved {', '.join(name or str(d.digest) for name, d in chosen)} to {output}",
+               err=True)
+
+
+def _saved_name(store, text: str):
+    """(the tag to write, or None for an image named by ID or digest; its manifest)."""
+    found = store.find(text)
+    return found.tag, found.descriptor
 
 
 @cli.command()
@@ -60,10 +67,13 @@ def load(ctx, source, quiet) -> None:
     if quiet:
         return
     for item in loaded:
+        for tag, old in item.replaced:  # docker's words for a tag that moved
+            click.echo(f"The image {tag} already exists, renaming the old one with ID "
+                       f"{store.image_id(old)} to empty string")
         for tag in item.tags:
             click.echo(f"Loaded image: {tag}")
         if not item.tags:
-            click.echo(f"Loaded image: {item.descriptor.digest}")
+            click.echo(f"Loaded image ID: {store.image_id(item.descriptor)}")
 
 
 @cli.command(name="import")
@@ -88,7 +98,7 @@ def import_(ctx, tarball, reference, changes) -> None:
             raise click.BadParameter(f"cannot open {tarball}: {exc.strerror}") from None
         with source:
             desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes))
-    click.echo(str(desc.digest))
+    click.echo(str(store.image_id(desc)))  # docker's `import`: the image ID
 
 
 class _Bars:

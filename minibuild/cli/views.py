@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minibuild.layer.accounting import wasted_space
-from minibuild.oci.image import Image
+from minibuild.oci.image import Descriptor, Image
 from minibuild.oci.reference import Reference
 
 
@@ -55,14 +55,51 @@ def history_rows(store, image: Image) -> list[HistoryRow]:
     return rows
 
 
-def image_list(store) -> list[dict[str, Any]]:
-    """Every tag with its image id (config digest), creation time and content size."""
+@dataclass(frozen=True)
+class ImageEntry:
+    """One stored image for `images`: its IDs, tags, creation time, content size, labels."""
+
+    descriptor: Descriptor  # the manifest's
+    image_id: str  # the config digest
+    names: tuple[str, ...]
+    created: str | None
+    size: int
+    labels: dict[str, str]
+    diff_ids: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        """The manifest digest (docker's DIGEST)."""
+        return str(self.descriptor.digest)
+
+
+def image_entries(store) -> list[ImageEntry]:
+    """Every image of the store (tagged or not), newest first as docker lists them."""
     out = []
-    for name, descriptor in store.tags():
-        image = store.load_image(descriptor)
-        ref = Reference.parse(name)
-        manifest_config = store.read_json(descriptor.digest)["config"]["digest"]
+    for stored in store.images():
+        image = store.load_image(stored.descriptor)
+        config_digest = store.read_json(stored.descriptor.digest)["config"]["digest"]
         size = sum(store.layer_summary(layer).content_size for layer in image.layers)
-        out.append({"repository": ref.name, "tag": ref.tag or "<none>", "id": manifest_config,
-                    "digest": str(descriptor.digest), "created": image.config.created, "size": size})
-    return out
+        out.append(ImageEntry(stored.descriptor, config_digest, stored.names, image.config.created,
+                              size, dict(image.config.config.labels or {}),
+                              tuple(str(d) for d in image.config.diff_ids)))
+    return sorted(out, key=lambda e: e.created or "", reverse=True)
+
+
+def image_json(entry: ImageEntry, name: str | None) -> dict[str, Any]:
+    """One `images --format json` object: an image under one tag (or `<none>`)."""
+    ref = Reference.parse(name) if name else None
+    return {"repository": ref.name if ref else "<none>",
+            "tag": (ref.tag or "<none>") if ref else "<none>", "id": entry.image_id,
+            "digest": entry.digest, "created": entry.created, "size": entry.size}
+
+
+def image_list(store) -> list[dict[str, Any]]:
+    """One `images --format json` object per tag (one `<none>` for an untagged image)."""
+    return [image_json(entry, name) for entry in image_entries(store)
+            for name in entry.names or (None,)]
+
+
+def created_of(store, text: str) -> str | None:
+    """When the image `text` names was created (for the before= and since= filters)."""
+    return store.load_image(store.find(text).descriptor).config.created

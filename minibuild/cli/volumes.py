@@ -42,8 +42,9 @@ def create(ctx, driver, labels, name) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only the names.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="dangling=true|false",
               help="dangling=true: only volumes no container uses; name=TEXT: names holding TEXT.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", default="table", show_default=True,
+              help="table (default), json, or a Go template as docker takes: '{{.Name}}', "
+                   "'table {{.Name}}\\t{{.Mountpoint}}', '{{json .}}'.")
 @click.pass_context
 def ls(ctx, quiet, filters, fmt) -> None:
     """List volumes."""
@@ -61,15 +62,14 @@ def ls(ctx, quiet, filters, fmt) -> None:
         else:
             raise click.BadParameter(f"{text!r} (want dangling=true|false or name=TEXT)",
                                      param_hint="--filter")
-    if quiet:
-        for v in shown:
-            click.echo(v.name)
-    elif fmt == "json":
+    if fmt == "json" and not quiet:
         click.echo(json.dumps([v.inspect() for v in shown], indent=2))
-    else:
-        click.echo("DRIVER    VOLUME NAME")
-        for v in shown:
-            click.echo(f"local     {v.name}")
+        return
+    from minibuild.cli import formatting, rows
+
+    template = "{{.Name}}" if quiet else "table {{.Driver}}\\t{{.Name}}" if fmt == "table" else fmt
+    click.echo(formatting.render(template, [rows.VolumeRow(v) for v in shown],
+                                 rows.VOLUME_HEADERS), nl=False)
 
 
 @volume.command("inspect")

@@ -144,15 +144,16 @@ def _check_blob(scan: Scan, where: str, descriptor: Descriptor) -> bool:
 
 
 def _check_tags(scan: Scan) -> int:
-    """Follow every tag to its manifest, config and layers; the number of tags."""
+    """Follow every tag (and every image kept without one) to its manifest, config and
+    layers; the number of tags."""
     try:
-        tags = scan.store.tags()
+        entries = scan.store.index.entries()
     except Exception as exc:  # noqa: BLE001 - an unreadable index is a finding, not a crash
         scan.error("index.json", f"unreadable: {exc}")
         return 0
-    for name, descriptor in tags:
-        _check_image(scan, f"tag {name}", descriptor)
-    return len(tags)
+    for name, descriptor in entries:
+        _check_image(scan, f"tag {name}" if name else f"image {descriptor.digest}", descriptor)
+    return sum(1 for name, _ in entries if name)
 
 
 def _check_image(scan: Scan, where: str, descriptor: Descriptor) -> None:

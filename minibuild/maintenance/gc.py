@@ -1,5 +1,8 @@
 """rmi and prune: delete what no image, container or (unless dropped) cache entry needs.
 
+Every image of the index is a root, tagged or not (docker keeps dangling images until
+`image prune`); `collect(dangling=True)` (prune) first drops the untagged ones no container uses.
+
 Runs with the store's `gc` lock exclusive, so no build or other command has the store open:
 nothing deleted can be in use by a build. Containers (running or not) are roots through their
 records: their image's manifest, config and layers stay, tagged or not.
@@ -35,6 +38,7 @@ class Collected:
     summaries: int
     cache_entries: int
     freed: int
+    images: tuple[str, ...] = ()  # IDs of the dangling images dropped (prune)
 
 
 def roots(store: Store, *, with_cache: bool = True) -> Reachable:
@@ -50,13 +54,29 @@ def roots(store: Store, *, with_cache: bool = True) -> Reachable:
     return keep
 
 
-def collect(store: Store, *, drop_cache: bool = False) -> Collected:
-    """Delete unneeded blobs, layer dirs, summaries (and with drop_cache, the cache entries).
+def drop_dangling(store: Store) -> tuple[str, ...]:
+    """Forget the images no tag names and no container uses; their IDs (config digests)."""
+    used = {c.manifest.digest for c in Containers(store.root).all()}
+    dropped = []
+    for image in store.images():
+        if image.dangling and image.descriptor.digest not in used:
+            try:
+                dropped.append(str(store.image_id(image.descriptor)))
+            except Exception:  # noqa: BLE001 - an unreadable manifest goes all the same
+                dropped.append(str(image.descriptor.digest))
+            store.forget_image(image.descriptor.digest)
+    return tuple(dropped)
+
+
+def collect(store: Store, *, drop_cache: bool = False, dangling: bool = False) -> Collected:
+    """Delete unneeded blobs, layer dirs, summaries (and with drop_cache, the cache entries;
+    with dangling, first the images no tag names and no container uses).
 
     Takes the store's gc lock exclusive (StoreError when another process uses the store) and
     refuses when some root could not be read: a GC that cannot see a root would delete it.
     """
     store.lock_exclusive()
+    images = drop_dangling(store) if dangling else ()
     cache_removed = _drop_cache(store, everything=drop_cache)
     keep = roots(store, with_cache=not drop_cache)
     if keep.problems:
@@ -76,7 +96,7 @@ def collect(store: Store, *, drop_cache: bool = False) -> Collected:
         remove_tree(entry)
         dirs.append(entry.name)
     summaries = _drop_summaries(store, {d.hex for d in keep.diff_ids})
-    return Collected(tuple(blobs), tuple(dirs), summaries, cache_removed, freed)
+    return Collected(tuple(blobs), tuple(dirs), summaries, cache_removed, freed, images)
 
 
 def _unneeded_blobs(store: Store, keep: set[Digest]) -> Iterable[tuple[Digest, int]]:

@@ -43,7 +43,7 @@ def inventory(store) -> Inventory:
         return items
 
     containers = _containers(store)
-    images, names = _images(store, layer_items, [c.manifest for c in containers])
+    images, names, ids = _images(store, layer_items, [c.manifest for c in containers])
     cache = {key: layer_items(entry.layer) for key, entry in Cache(store).entries()
              if entry is not None and entry.layer is not None}
     claimed = set().union(*layers.values())
@@ -52,7 +52,7 @@ def inventory(store) -> Inventory:
             extra = linked.get(item.removeprefix("dir:"), set()) if item.startswith("dir:") else set()
             layers[item] = frozenset({item}) | extra
     return Inventory(sizes, images, names, layers, cache, containers, _volumes(store.root),
-                     _cache_mounts(store.root))
+                     _cache_mounts(store.root), ids)
 
 
 def _is_image_metadata(item: str, images: Mapping[str, frozenset[str]]) -> bool:
@@ -61,28 +61,29 @@ def _is_image_metadata(item: str, images: Mapping[str, frozenset[str]]) -> bool:
 
 
 def _images(store, layer_items, extra: Sequence[str]):
-    """manifest digest -> items (manifest, config, layers); and -> tag names."""
+    """manifest digest -> items (manifest, config, layers); -> tag names; -> image ID."""
     from minibuild.oci.digest import Digest
     from minibuild.oci.image import Descriptor
     from minibuild.oci.mediatypes import MANIFEST_MEDIA_TYPE
 
     names: dict[str, list[str]] = {}
     descriptors = {}
-    for name, desc in store.tags():
-        names.setdefault(str(desc.digest), []).append(name)
-        descriptors[str(desc.digest)] = desc
+    for stored in store.images():  # tagged or kept without a tag
+        names[str(stored.descriptor.digest)] = list(stored.names)
+        descriptors[str(stored.descriptor.digest)] = stored.descriptor
     for digest in extra:
         if digest not in descriptors and store.has_blob(Digest.parse(digest)):
             descriptors[digest] = Descriptor(MANIFEST_MEDIA_TYPE, Digest.parse(digest), 0)
-    images = {}
+    images, ids = {}, {}
     for digest, desc in descriptors.items():
         image = store.load_image(desc)
         config = store.read_json(desc.digest)["config"]["digest"]
+        ids[digest] = config
         items = {f"blob:{desc.digest.hex}", f"blob:{config.removeprefix('sha256:')}"}
         for layer in image.layers:
             items |= layer_items(layer)
         images[digest] = frozenset(items)
-    return images, {k: tuple(v) for k, v in names.items()}
+    return images, {k: tuple(v) for k, v in names.items()}, ids
 
 
 def _containers(store) -> list[ContainerFigures]:

@@ -1,6 +1,6 @@
 """What in the store is still needed: the blobs and unpacked layers that some root refers to.
 
-Roots are the tagged images, plus whatever the caller adds (containers' images, cache entries).
+Roots are the images of the index (tagged or kept without a tag), plus whatever the caller adds (containers' images, cache entries).
 `prune` deletes the rest; `fsck` reports what a root needs but is missing.
 """
 
@@ -28,13 +28,13 @@ class Reachable:
 
 
 def reachable(store, manifests: Iterable[Descriptor] = (), layers: Iterable[Layer] = ()) -> Reachable:
-    """Everything the tags, the extra manifests and the extra layers need.
+    """Everything the stored images, the extra manifests and the extra layers need.
 
     An unreadable manifest or config is recorded in `problems` (not raised): a GC must still
     protect what it can read, and fsck reports the rest.
     """
     found = Reachable()
-    roots = [descriptor for _, descriptor in store.tags()] + list(manifests)
+    roots = [image.descriptor for image in store.images()] + list(manifests)
     for descriptor in roots:
         found.blobs.add(descriptor.digest)
         try:

@@ -13,7 +13,7 @@ inventory.py takes the inventory of a store on disk; treesize.py measures the tr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ImageFigures:
     shared: int
     unique: int
     containers: int
+    image_id: str = ""  # the config digest (docker's IMAGE ID); `digest` is the manifest's
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Inventory:
     containers: Sequence[ContainerFigures]
     volumes: Sequence[VolumeFigures] = ()
     cache_mounts: Sequence[CacheMountFigures] = ()
+    ids: Mapping[str, str] = field(default_factory=dict)  # manifest digest -> image ID
 
 
 def account(inv: Inventory) -> Usage:
@@ -140,7 +142,8 @@ def account(inv: Inventory) -> Usage:
     images = tuple(ImageFigures(inv.names.get(m, ()), m, _bytes(set(items), inv.sizes),
                                 _bytes(set(items) & shared_items, inv.sizes),
                                 _bytes(set(items) - shared_items, inv.sizes),
-                                sum(1 for c in inv.containers if c.manifest == m))
+                                sum(1 for c in inv.containers if c.manifest == m),
+                                inv.ids.get(m, ""))
                    for m, items in inv.images.items())
     image_size = _bytes(image_items, inv.sizes)
     image_row = Row("Images", len(inv.images), len(used_images & set(inv.images)), image_size,

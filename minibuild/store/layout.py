@@ -20,7 +20,7 @@ from minibuild.oci.image import Descriptor, Image, Layer
 from minibuild.oci.reference import Reference
 from minibuild.store import images
 from minibuild.store.cas import Blobs, BlobWriter
-from minibuild.store.index import TagIndex
+from minibuild.store.index import Found, StoredImage, TagIndex
 from minibuild.store.layers import LayerDirs
 from minibuild.store.paths import StorePaths
 from minibuild.store.session import Session
@@ -129,17 +129,39 @@ class Store:
         """Every (ref name, manifest descriptor) in index.json, in order."""
         return self.index.tags()
 
-    def tag(self, ref: Reference, manifest: Descriptor) -> None:
-        """Point `name:tag` at a manifest (replacing what it pointed at)."""
-        self.index.tag(ref, manifest)
+    def images(self) -> list[StoredImage]:
+        """Each image of the store once, with its tags (none for a dangling one)."""
+        return self.index.images()
+
+    def add_image(self, manifest: Descriptor) -> bool:
+        """Keep an image that no tag names (docker's `<none>`) until rmi or prune; True when new."""
+        return self.index.add(manifest)
+
+    def forget_image(self, digest: Digest) -> tuple[str, ...]:
+        """Drop an image and its tags from the index (blobs stay for gc); the tags it had."""
+        return self.index.forget(digest)
+
+    def tag(self, ref: Reference, manifest: Descriptor) -> Descriptor | None:
+        """Point `name:tag` at a manifest; the image it pointed at before, if another one
+        (kept without a name when no other tag holds it)."""
+        return self.index.tag(ref, manifest)
 
     def untag(self, ref_name: str) -> bool:
-        """Remove the tag `name:tag` (blobs stay); False when it was not there."""
+        """Remove the tag `name:tag` (the image stays); False when it was not there."""
         return self.index.untag(ref_name)
 
     def resolve(self, text: str) -> tuple[str, Descriptor]:
-        """Find an image by `name[:tag]`, `name@digest`, or an id prefix; ImageNotFound else."""
+        """Find an image by `name[:tag]`, `name@digest`, an ID, a digest or a unique prefix of
+        one; ImageNotFound else."""
         return self.index.resolve(text)
+
+    def find(self, text: str) -> Found:
+        """Find an image as `resolve` does, saying which tag the text named (None for an ID)."""
+        return self.index.find(text)
+
+    def image_id(self, manifest: Descriptor) -> Digest:
+        """An image's ID: its config digest (what docker and podman call IMAGE ID)."""
+        return self.index.config_digest(manifest)
 
     # -- unpacked layers and their summaries (layers) ----------------------------------------
 

@@ -20,10 +20,12 @@ from minibuild.transfer.archivetar import ArchiveError, read_members
 
 @dataclass(frozen=True)
 class Loaded:
-    """An image taken from an archive: its manifest descriptor and the tags it came with."""
+    """An image taken from an archive: its manifest descriptor, the tags it came with, and
+    the images those tags named before (now without that tag)."""
 
     descriptor: Descriptor
     tags: tuple[Reference, ...]
+    replaced: tuple[tuple[Reference, Descriptor], ...] = ()
 
 
 def load(store: Store, stream: BinaryIO, source: str) -> list[Loaded]:
@@ -43,7 +45,14 @@ def load(store: Store, stream: BinaryIO, source: str) -> list[Loaded]:
     except BaseException:
         staging.abort()
         raise
+    loaded = []
     for staged, tags in checked:
+        replaced = []
         for tag in tags:
-            store.tag(tag, staged.descriptor)
-    return [Loaded(staged.descriptor, tags) for staged, tags in checked]
+            old = store.tag(tag, staged.descriptor)
+            if old is not None:
+                replaced.append((tag, old))
+        if not tags:
+            store.add_image(staged.descriptor)  # kept untagged, as docker loads it
+        loaded.append(Loaded(staged.descriptor, tags, tuple(replaced)))
+    return loaded

@@ -88,7 +88,7 @@ def _tags(texts: list, what: str) -> list[Reference]:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def save(store: Store, images_: list[tuple[str, Descriptor]], out: BinaryIO) -> None:
+def save(store: Store, images_: list[tuple[str | None, Descriptor]], out: BinaryIO) -> None:
     """Write a docker archive (Docker 25+ shape) with uncompressed layers named by DiffID."""
     tar = TarOut(out)
     tar.add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
@@ -101,6 +101,9 @@ def save(store: Store, images_: list[tuple[str, Descriptor]], out: BinaryIO) -> 
         entry = entries.setdefault(manifest.digest, {
             "Config": f"blobs/sha256/{config.hex}", "RepoTags": [],
             "Layers": [f"blobs/sha256/{d.hex}" for d in diff_ids]})
+        if name is None:  # named by ID: no tag, as `docker save ID` writes it
+            index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size).to_json())
+            continue
         entry["RepoTags"].append(name)
         tag = Reference.parse(name).tag or "latest"
         index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size, (

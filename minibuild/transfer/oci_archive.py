@@ -56,8 +56,9 @@ def oci_tag(desc: Descriptor, entry: dict) -> Reference | None:
     return None
 
 
-def save(store: Store, images: list[tuple[str, Descriptor]], out: BinaryIO) -> None:
-    """Write the images as an OCI image layout tar (`skopeo copy oci-archive:` reads it)."""
+def save(store: Store, images: list[tuple[str | None, Descriptor]], out: BinaryIO) -> None:
+    """Write the images as an OCI image layout tar (`skopeo copy oci-archive:` reads it); an
+    image named by ID or digest (name None) goes without a ref name, as docker saves it."""
     tar = TarOut(out)
     tar.add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
     for d in ("blobs", "blobs/sha256"):
@@ -66,8 +67,8 @@ def save(store: Store, images: list[tuple[str, Descriptor]], out: BinaryIO) -> N
     for name, desc in images:
         for digest in _image_blobs(store, desc):
             add_blob(tar, store, digest)
-        entries.append(Descriptor(desc.media_type, desc.digest, desc.size,
-                                  ((REF_NAME_ANNOTATION, name),)).to_json())
+        annotations = ((REF_NAME_ANNOTATION, name),) if name else ()
+        entries.append(Descriptor(desc.media_type, desc.digest, desc.size, annotations).to_json())
     tar.add_bytes("index.json", index_json(entries))
     tar.close()
 

@@ -36,7 +36,7 @@ def umoci_unpack(mb: Minibuild, ref: str, tmp_path: Path) -> Path:
         pytest.skip("umoci and skopeo are needed")
     layout = f"{mb.root}/oci"
     tag = ref.replace(":", "-").replace("/", "-")
-    if any(l["mediaType"].endswith("+zstd") for l in inspect(mb, ref)["manifest"]["layers"]):
+    if any(l["mediaType"].endswith("+zstd") for l in inspect(mb, ref)["Manifest"]["layers"]):
         layout = str(tmp_path / f"gzip-{tag}")
         subprocess.run(["skopeo", "copy", "-q", "--dest-compress", "--dest-compress-format", "gzip",
                         f"oci:{mb.root}/oci:{ref}", f"oci:{layout}:{ref}"], check=True, capture_output=True)
@@ -85,15 +85,15 @@ def no_mounts_under(root: Path) -> bool:
 
 def test_hello_sample_config_and_content(mb, tmp_path):
     mb.build(REPO / "sample_images/hello", "-t", "hello:1.0")
-    config = inspect(mb, "hello:1.0")["config"]
-    cc = config["config"]
+    shown = inspect(mb, "hello:1.0")
+    cc = shown["Config"]
     assert cc["WorkingDir"] == "/app"
     assert cc["User"] == "nobody"
     assert cc["Cmd"] == ["/app/hello.sh"]
     assert cc["ExposedPorts"] == {"8080/tcp": {}}
     assert "GREETING=hello" in cc["Env"] and "APP_HOME=/app" in cc["Env"]
     assert cc["Labels"]["org.opencontainers.image.title"] == "hello"
-    assert len(config["rootfs"]["diff_ids"]) == sum(1 for h in config["history"] if not h.get("empty_layer"))
+    assert len(shown["RootFS"]["Layers"]) == sum(1 for h in shown["History"] if not h.get("empty_layer"))
     rootfs = umoci_unpack(mb, "hello:1.0", tmp_path)
     assert (rootfs / "app/hello.sh").stat().st_mode & 0o777 == 0o755
     assert (rootfs / "app/greeting.txt").read_text() == "the hello sample image\n"
@@ -127,7 +127,7 @@ def test_external_validators_accept_the_image(empty_mb, tmp_path):
         out = subprocess.run(["skopeo", "inspect", f"oci:{mb.root}/oci:hello:1.0"],
                              check=True, capture_output=True, text=True).stdout
         info = json.loads(out)
-        assert len(info["Layers"]) == len(inspect(mb, "hello:1.0")["manifest"]["layers"])
+        assert len(info["Layers"]) == len(inspect(mb, "hello:1.0")["Manifest"]["layers"])
         assert info["Architecture"] and info["Os"] == "linux"
     if shutil.which("oci-image-tool"):
         layout = single_image_layout(mb, "hello:1.0", tmp_path)
@@ -146,7 +146,7 @@ RUN rm -rf /d && mkdir /d && echo new > /d/new && rm /g
 RUN true
 """)
     mb.build(ctx, "-t", "wh:1")
-    manifest = inspect(mb, "wh:1")["manifest"]
+    manifest = inspect(mb, "wh:1")["Manifest"]
     names = layer_names(mb, manifest["layers"][-1])
     assert "d/.wh..wh..opq" in names and ".wh.g" in names
     assert not any("trusted.overlay" in n for n in names)
@@ -161,7 +161,7 @@ RUN true
 def test_compression_choices(mb, tmp_path, compression, suffix):
     ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY f /f\n", {"f": "data\n"})
     mb.build(ctx, "--compression", compression, "-t", "c:1")
-    layer = inspect(mb, "c:1")["manifest"]["layers"][-1]
+    layer = inspect(mb, "c:1")["Manifest"]["layers"][-1]
     assert layer["mediaType"].endswith(suffix)
     assert layer_names(mb, layer) == ["f"]
     assert (umoci_unpack(mb, "c:1", tmp_path) / "f").read_text() == "data\n"
@@ -172,7 +172,7 @@ def test_identical_builds_share_layers(mb, tmp_path):
     first = mb.build(ctx, "-q", "-t", "one:1").stdout.strip()
     second = mb.build(ctx, "-q", "--no-cache", "-t", "two:1").stdout.strip()
     assert first.startswith("sha256:") and first != second  # `created` differs without SOURCE_DATE_EPOCH
-    layers = [inspect(mb, ref)["manifest"]["layers"] for ref in ("one:1", "two:1")]
+    layers = [inspect(mb, ref)["Manifest"]["layers"] for ref in ("one:1", "two:1")]
     assert layers[0] == layers[1]
     assert len(list((mb.root / "layers").iterdir())) == len(layers[0])  # stored once, shared
 
@@ -210,9 +210,9 @@ RUN echo "$0" > /shell.txt
     assert (root / "heredoc.txt").read_text() == "heredoc-tests\n"
     assert (root / "exec.txt").read_text() == "exec-form\n"
     assert (root / "shell.txt").read_text() == "/bin/sh\n"
-    config = inspect(mb, "env:1")["config"]
-    assert config["config"]["WorkingDir"] == "/srv/app"
-    assert not any(e.startswith("WHO=") for e in config["config"]["Env"])  # ARGs stay out
+    config = inspect(mb, "env:1")["Config"]
+    assert config["WorkingDir"] == "/srv/app"
+    assert not any(e.startswith("WHO=") for e in config["Env"])  # ARGs stay out
 
 
 def test_pid_namespace_hides_host_processes(mb, tmp_path):
@@ -314,13 +314,13 @@ def test_onbuild_triggers_run_in_the_child_build_only(mb, tmp_path):
     parent = write_context(tmp_path / "parent", "FROM base:1.0\nONBUILD COPY marker /marker\n"
                                                 "ONBUILD RUN echo triggered > /triggered\n")
     mb.build(parent, "-t", "parent:1")
-    assert inspect(mb, "parent:1")["config"]["config"]["OnBuild"] == [
+    assert inspect(mb, "parent:1")["Config"]["OnBuild"] == [
         "COPY marker /marker", "RUN echo triggered > /triggered"]
     child = write_context(tmp_path / "child", "FROM parent:1\nRUN cat /triggered /marker > /both\n",
                           {"marker": "from the child's context\n"})
     out = mb.build(child, "-t", "child:1")
     assert "ONBUILD RUN echo triggered > /triggered" in out.stderr
-    assert "OnBuild" not in inspect(mb, "child:1")["config"]["config"]
+    assert "OnBuild" not in inspect(mb, "child:1")["Config"]
     root = umoci_unpack(mb, "child:1", tmp_path)
     assert (root / "both").read_text() == "triggered\nfrom the child's context\n"
 
@@ -354,7 +354,7 @@ def test_an_image_holding_one_layer_twice_still_mounts(mb, tmp_path):
     ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY a/ /x/\nRUN echo between > /between\n"
                         "COPY b/ /x/\nRUN cat /x/f /between > /out\n", {"a/f": "same\n", "b/f": "same\n"})
     mb.build(ctx, "-t", "twice:1", "--source-date-epoch", "1000")  # equal clamped mtimes
-    diff_ids = json.loads(mb.run("inspect", "twice:1").stdout)[0]["config"]["rootfs"]["diff_ids"]
+    diff_ids = json.loads(mb.run("inspect", "twice:1").stdout)[0]["RootFS"]["Layers"]
     assert diff_ids[-4] == diff_ids[-2]  # the two COPY layers
     assert mb.run("run", "--rm", "twice:1", "cat", "/out").stdout == "same\nbetween\n"
 

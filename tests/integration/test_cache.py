@@ -52,9 +52,9 @@ def test_unchanged_rebuild_hits_every_step_and_keeps_the_digest(mb, project):
     assert not any(cached_runs(first.stderr).values())
     second = mb.build(project, "-t", "app:1")
     assert all(cached_runs(second.stderr).values()) and len(cached_runs(second.stderr)) == 3
-    digests = [json.loads(mb.run("inspect", "app:1").stdout)[0]["digest"]]
+    digests = [json.loads(mb.run("inspect", "app:1").stdout)[0]["Descriptor"]["digest"]]
     mb.build(project, "-t", "app:2")
-    digests.append(json.loads(mb.run("inspect", "app:2").stdout)[0]["digest"])
+    digests.append(json.loads(mb.run("inspect", "app:2").stdout)[0]["Descriptor"]["digest"])
     assert digests[0] == digests[1]
     assert not any(cached_runs(mb.build(project, "--no-cache").stderr).values())
 
@@ -94,7 +94,7 @@ def test_metadata_change_reuses_earlier_layers(mb, project):
     (project / "Buildfile").write_text(BUILDFILE.replace("LABEL stage=final", "LABEL stage=other"))
     out = mb.build(project, "-t", "meta:1").stderr
     assert all(cached_runs(out).values())
-    labels = json.loads(mb.run("inspect", "meta:1").stdout)[0]["config"]["config"]["Labels"]
+    labels = json.loads(mb.run("inspect", "meta:1").stdout)[0]["Config"]["Labels"]
     assert labels == {"stage": "other"}
 
 

@@ -235,8 +235,8 @@ def test_commit_makes_a_layer_others_can_read(cmb, tmp_path):
     committed = [h for h in history if h["created_by"] == "sleep 600"]
     assert len(committed) == 1 and committed[0]["comment"] == "add data"
     assert not committed[0]["empty_layer"]
-    config = json.loads(cmb.run("inspect", "app:1.1").stdout)[0]["config"]
-    assert "MODE=prod" in config["config"]["Env"]
+    config = json.loads(cmb.run("inspect", "app:1.1").stdout)[0]["Config"]
+    assert "MODE=prod" in config["Env"]
     rootfs = umoci_unpack(cmb, "app:1.1", tmp_path)
     assert (rootfs / "tmp" / "file.txt").read_text() == "data\n"
     assert not (rootfs / "etc" / "group").exists()

@@ -31,7 +31,7 @@ def deep(mb: Minibuild, *args: str) -> tuple[int, dict, str]:
 
 
 def diff_ids(mb: Minibuild, ref: str) -> list[str]:
-    return json.loads(mb.run("inspect", ref).stdout)[0]["config"]["rootfs"]["diff_ids"]
+    return json.loads(mb.run("inspect", ref).stdout)[0]["RootFS"]["Layers"]
 
 
 def layer_dir(mb: Minibuild, diff_id: str) -> Path:

@@ -44,8 +44,8 @@ def test_podman_loads_docker_format_save(mb, tmp_path, containers_args):
         info = json.loads(subprocess.run([*args, "image", "inspect", "localhost/base:1.0"], check=True,
                                          capture_output=True, text=True).stdout)[0]
         ours = json.loads(mb.run("inspect", "base:1.0").stdout)[0]
-        assert info["Config"]["Cmd"] == ours["config"]["config"]["Cmd"]
-        assert info["RootFS"]["Layers"] == ours["config"]["rootfs"]["diff_ids"]
+        assert info["Config"]["Cmd"] == ours["Config"]["Cmd"]
+        assert info["RootFS"]["Layers"] == ours["RootFS"]["Layers"]
     finally:
         subprocess.run([*args, "system", "reset", "--force"], capture_output=True)
 
@@ -99,7 +99,7 @@ def test_skopeo_oci_archive_and_stdin_load(mb, empty_mb, tmp_path):
     empty_mb.run("load", input=archive.read_bytes())
     ours = json.loads(mb.run("inspect", "base:1.0").stdout)[0]
     theirs = json.loads(empty_mb.run("inspect", "peer:oci").stdout)[0]
-    assert theirs["config"]["rootfs"] == ours["config"]["rootfs"]
+    assert theirs["RootFS"] == ours["RootFS"]
 
 
 def test_save_to_a_pipe_is_read_by_skopeo(mb, tmp_path):
@@ -109,4 +109,4 @@ def test_save_to_a_pipe_is_read_by_skopeo(mb, tmp_path):
     (tmp_path / "piped.tar").write_bytes(data)
     info = json.loads(subprocess.run([skopeo, "inspect", f"oci-archive:{tmp_path / 'piped.tar'}"],
                                      check=True, capture_output=True, text=True).stdout)
-    assert info["Digest"] == json.loads(mb.run("inspect", "base:1.0").stdout)[0]["digest"]
+    assert info["Digest"] == json.loads(mb.run("inspect", "base:1.0").stdout)[0]["Descriptor"]["digest"]

@@ -23,7 +23,7 @@ def registry(tmp_path):
 
 
 def manifest_digest(mb: Minibuild, ref: str) -> str:
-    return json.loads(mb.run("inspect", ref).stdout)[0]["digest"]
+    return json.loads(mb.run("inspect", ref).stdout)[0]["Descriptor"]["digest"]
 
 
 def test_push_pull_round_trip_and_second_push_uploads_nothing(mb, empty_mb, registry, tmp_path):

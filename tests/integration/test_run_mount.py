@@ -30,9 +30,9 @@ def layer_tar(mb, descriptor: dict) -> tarfile.TarFile:
 def added(mb, ref: str) -> tuple[list[list[str]], dict[str, str]]:
     """The layers the build added on base:1.0: each one's entry names, and the text of every
     regular file in them (the topmost layer's)."""
-    base = len(inspect(mb, "base:1.0")["manifest"]["layers"])
+    base = len(inspect(mb, "base:1.0")["Manifest"]["layers"])
     names, files = [], {}
-    for descriptor in inspect(mb, ref)["manifest"]["layers"][base:]:
+    for descriptor in inspect(mb, ref)["Manifest"]["layers"][base:]:
         with layer_tar(mb, descriptor) as tar:
             names.append(tar.getnames())
             files.update({m.name: tar.extractfile(m).read().decode() for m in tar if m.isfile()})

@@ -221,7 +221,7 @@ def test_diff_and_commit_leave_mounts_and_their_mount_points_out(seeded, tmp_pat
     upper = seeded.root / "containers" / ps(seeded)["c"]["id"] / "upper"
     assert sorted(os.listdir(upper)) == ["kept"]
     seeded.run("commit", "c", "snap:1")
-    manifest = json.loads(seeded.run("inspect", "snap:1").stdout)[0]["manifest"]
+    manifest = json.loads(seeded.run("inspect", "snap:1").stdout)[0]["Manifest"]
     with layer_tar(seeded, manifest["layers"][-1]) as tar:
         assert tar.getnames() == ["kept"]
     if shutil.which("skopeo"):

@@ -1,10 +1,10 @@
-"""What `history`, `images`, `layers` and plain build progress print, from rows made by hand."""
+"""What `history`, `layers` and plain build progress print, from rows made by hand."""
 
 from __future__ import annotations
 
 import io
 
-from minibuild.cli.render import PlainReporter, QuietReporter, history_table, images_table, \
+from minibuild.cli.render import PlainReporter, QuietReporter, history_table, \
     layer_entries, layers_table, layers_waste
 from minibuild.cli.views import HistoryRow
 from minibuild.layer.snapshot import LayerSummary
@@ -59,7 +59,7 @@ def test_history_explains_the_wasted_space_and_the_fix():
 
 def test_history_of_an_image_without_waste_says_so():
     text = history_table(clean_rows(), no_trunc=False)
-    assert text.endswith("\nImage content: 2kB in 1 layers; nothing hidden by later layers.\n")
+    assert text.endswith("\nImage content: 2kB in 1 layer; nothing hidden by later layers.\n")
 
 
 def test_history_lists_ten_hidden_paths_at_most():
@@ -71,17 +71,6 @@ def test_history_lists_ten_hidden_paths_at_most():
     assert "  ... and 1 more paths" in text
     ten = HistoryRow(None, "COPY a /", None, False, BASE_ID, None, 2000, 1, 1045, hidden[1:], 0)
     assert "more paths" not in history_table([ten, top], no_trunc=False)
-
-
-def test_images_table():
-    text = images_table([{"repository": "app", "tag": "1.0", "id": "sha256:" + "c" * 64,
-                          "created": None, "size": 1_500}])
-    assert text == ("REPOSITORY   TAG   IMAGE ID       CREATED   SIZE\n"
-                    f"app          1.0   {'c' * 12}   N/A       1.5kB\n")
-
-
-def test_images_table_of_no_image_is_its_header():
-    assert images_table([]) == "REPOSITORY   TAG   IMAGE ID   CREATED   SIZE\n"
 
 
 def test_layers_table_shows_only_sizes_and_a_short_command():
@@ -107,7 +96,7 @@ def test_layers_waste_names_who_added_and_who_hid():
     assert layers_waste(layered) == (
         "\n1MB in 2 layers; 1MB (100.0%) is hidden by later layers but still stored:\n"
         "       1MB  /app/big  added by layer 0, deleted by layer 1")
-    assert layers_waste(clean_rows()) == "\n2kB in 1 layers; nothing hidden by later layers."
+    assert layers_waste(clean_rows()) == "\n2kB in 1 layer; nothing hidden by later layers."
 
 
 def test_plain_progress_keeps_step_lines_on_lines_of_their_own():

@@ -8,6 +8,7 @@ from minibuild.cli.views import HistoryRow, history_rows, image_list
 from minibuild.layer.snapshot import LayerSummary
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor, History, Image, Layer
+from minibuild.store.index import StoredImage
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -39,7 +40,7 @@ class FakeStore:
     """Summaries by DiffID, and tagged images by manifest digest."""
 
     def __init__(self, images: dict[str, Image] | None = None) -> None:
-        self.images = images or {}
+        self.stored = images or {}
 
     def layer_summary(self, one: Layer) -> LayerSummary:
         return SUMMARIES[one.diff_id]
@@ -47,11 +48,11 @@ class FakeStore:
     def _descriptor(self, name: str) -> Descriptor:
         return Descriptor(MANIFEST, Digest.of(f"manifest {name}".encode()), 1)
 
-    def tags(self):
-        return [(name, self._descriptor(name)) for name in self.images]
+    def images(self):
+        return [StoredImage(self._descriptor(name), (name,)) for name in self.stored]
 
     def load_image(self, descriptor: Descriptor) -> Image:
-        return next(image for name, image in self.images.items()
+        return next(image for name, image in self.stored.items()
                     if self._descriptor(name) == descriptor)
 
     def read_json(self, digest: Digest) -> dict:

@@ -106,6 +106,22 @@ def test_collect_deletes_what_nothing_needs_and_counts_it(store):
     assert store.load_image(manifest).layers == (kept,)
 
 
+def test_an_untagged_image_is_a_root_until_prune_drops_it(store):
+    dangling, used = put_layer(store, "d"), put_layer(store, "u")
+    manifest = image_of(store, dangling)
+    store.add_image(manifest)
+    under_container = image_of(store, used)
+    store.add_image(under_container)
+    container_on(store, under_container)
+    assert gc.collect(store).blobs == ()  # rmi's collection keeps every image of the index
+    image_id = str(store.image_id(manifest))
+    collected = gc.collect(store, dangling=True)  # prune: dangling images nobody uses go
+    assert collected.images == (image_id,)
+    assert dangling.descriptor.digest.hex not in blob_names(store)
+    assert used.descriptor.digest.hex in blob_names(store)
+    assert [i.descriptor.digest for i in store.images()] == [under_container.digest]
+
+
 def test_a_second_collection_finds_nothing(store):
     store.tag(Reference.parse("app:1"), image_of(store, put_layer(store, "a")))
     put_layer(store, "b")

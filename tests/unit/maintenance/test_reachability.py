@@ -6,6 +6,7 @@ from __future__ import annotations
 from minibuild.maintenance.reachability import Reachable, reachable
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor, History, Image, Layer
+from minibuild.store.index import StoredImage
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -20,24 +21,28 @@ class FakeStore:
     """Manifests by digest: each an image and its config digest, or an error to raise."""
 
     def __init__(self) -> None:
-        self.images: dict[Digest, tuple[Image, Digest] | Exception] = {}
+        self.manifests: dict[Digest, tuple[Image, Digest] | Exception] = {}
         self.tagged: list[tuple[str, Descriptor]] = []
+        self.kept: list[Descriptor] = []  # in the index without a name
 
-    def add(self, name: str, *layers: Layer, tag: str | None = None) -> Descriptor:
+    def add(self, name: str, *layers: Layer, tag: str | None = None,
+            kept: bool = False) -> Descriptor:
         image = Image()
         for one in layers:
             image = image.append(one, History("COPY"))
         descriptor = Descriptor(MANIFEST, Digest.of(f"manifest {name}".encode()), 1)
-        self.images[descriptor.digest] = (image, Digest.of(f"config {name}".encode()))
+        self.manifests[descriptor.digest] = (image, Digest.of(f"config {name}".encode()))
         if tag:
             self.tagged.append((tag, descriptor))
+        if kept:
+            self.kept.append(descriptor)
         return descriptor
 
-    def tags(self):
-        return list(self.tagged)
+    def images(self):
+        return [StoredImage(d, (n,)) for n, d in self.tagged] + [StoredImage(d) for d in self.kept]
 
     def _get(self, digest: Digest) -> tuple[Image, Digest]:
-        found = self.images[digest]
+        found = self.manifests[digest]
         if isinstance(found, Exception):
             raise found
         return found
@@ -75,6 +80,13 @@ def test_a_tag_needs_its_manifest_config_and_layers():
     assert found.diff_ids == {layer("a").diff_id, layer("b").diff_id}
 
 
+def test_an_image_kept_without_a_tag_is_a_root():
+    store = FakeStore()
+    dangling = store.add("dangling", layer("d"), kept=True)
+    found = reachable(store)
+    assert found.blobs == {dangling.digest, config_of("dangling"), layer("d").descriptor.digest}
+
+
 def test_extra_manifests_and_layers_are_roots_too():
     store = FakeStore()
     extra = store.add("container", layer("c"))
@@ -87,7 +99,7 @@ def test_extra_manifests_and_layers_are_roots_too():
 def test_an_unreadable_manifest_is_a_problem_and_the_rest_is_still_found():
     store = FakeStore()
     broken = store.add("broken", layer("x"), tag="broken:1")
-    store.images[broken.digest] = ValueError("truncated")
+    store.manifests[broken.digest] = ValueError("truncated")
     store.add("good", layer("g"), tag="good:1")
     found = reachable(store)
     assert found.problems == [f"manifest {broken.digest}: truncated"]

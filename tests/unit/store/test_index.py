@@ -90,7 +90,7 @@ def test_resolve_by_name_digest_and_id_prefix(index):
         index.resolve(second.digest.hex[:3])  # too short to be an id prefix
 
 
-def test_untagged_image_resolves_by_full_digest_only(index):
+def test_a_manifest_outside_the_index_resolves_by_full_digest_only(index):
     descriptor = image_with(index.blobs, "ENV a=b")
     assert index.resolve(str(descriptor.digest))[1].digest == descriptor.digest
     assert index.resolve(descriptor.digest.hex)[1].digest == descriptor.digest
@@ -98,7 +98,7 @@ def test_untagged_image_resolves_by_full_digest_only(index):
     with pytest.raises(ImageNotFound):
         index.resolve(str(config_digest))  # a config blob is not an image
     with pytest.raises(ImageNotFound):
-        index.resolve(descriptor.digest.hex[:12])  # prefixes search tagged images only
+        index.resolve(descriptor.digest.hex[:12])  # prefixes search the index's images only
 
 
 def test_a_digest_of_a_non_manifest_blob_is_not_an_image(index):
@@ -131,3 +131,79 @@ def test_concurrent_tags_all_land(paths, blobs, index):
     for thread in threads:
         thread.join(30)
     assert len(index.tags()) == 60
+
+
+# -- images without a tag (docker's dangling <none> images) ---------------------------------------
+
+def entries(paths) -> list[tuple[str | None, str]]:
+    return [((e.get("annotations") or {}).get("org.opencontainers.image.ref.name"), e["digest"])
+            for e in json.loads(paths.index.read_text())["manifests"]]
+
+
+def test_add_keeps_an_untagged_image_once(index, paths):
+    desc = image_with(index.blobs, "ENV a=b")
+    assert index.add(desc) is True and index.add(desc) is False
+    assert entries(paths) == [(None, str(desc.digest))]
+    assert [(i.names, i.dangling) for i in index.images()] == [((), True)]
+    index.tag(Reference.parse("app:1"), desc)  # a tag replaces the untagged entry
+    assert entries(paths) == [("app:1", str(desc.digest))]
+    assert index.add(desc) is False
+
+
+def test_a_tag_moving_away_leaves_its_old_image_untagged(index, paths):
+    first, second = image_with(index.blobs, "ENV a=b"), image_with(index.blobs, "ENV a=c")
+    assert index.tag(Reference.parse("app:1"), first) is None
+    assert index.tag(Reference.parse("app:1"), first) is None  # same image: nothing replaced
+    assert index.tag(Reference.parse("app:1"), second).digest == first.digest
+    assert entries(paths) == [(None, str(first.digest)), ("app:1", str(second.digest))]
+    index.tag(Reference.parse("keep:1"), second)
+    index.tag(Reference.parse("app:1"), first)  # second keeps its other tag: no untagged entry
+    assert sorted(entries(paths), key=str) == sorted(
+        [("app:1", str(first.digest)), ("keep:1", str(second.digest))], key=str)
+
+
+def test_untag_of_the_last_tag_keeps_the_image_and_forget_drops_it(index, paths):
+    desc = image_with(index.blobs, "ENV a=b")
+    index.tag(Reference.parse("app:1"), desc)
+    index.tag(Reference.parse("app:2"), desc)
+    index.untag("app:1")
+    assert entries(paths) == [("app:2", str(desc.digest))]
+    index.untag("app:2")
+    assert entries(paths) == [(None, str(desc.digest))]
+    index.tag(Reference.parse("app:3"), desc)
+    assert index.forget(desc.digest) == ("app:3",)
+    assert entries(paths) == [] and index.forget(desc.digest) == ()
+
+
+def test_untagged_images_resolve_by_id_digest_and_unique_prefixes(index):
+    desc = image_with(index.blobs, "ENV a=b")
+    index.add(desc)
+    image_id = index.config_digest(desc)
+    for text in (str(image_id), image_id.hex, image_id.hex[:12], f"sha256:{image_id.hex[:12]}",
+                 str(desc.digest), desc.digest.hex[:12]):
+        assert index.find(text).descriptor.digest == desc.digest, text
+        assert index.find(text).tag is None
+    assert index.resolve(image_id.hex[:12]) == (str(desc.digest), desc)
+
+
+def test_find_says_which_tag_the_text_named(index):
+    desc = image_with(index.blobs, "ENV a=b")
+    index.tag(Reference.parse("app:1"), desc)
+    assert index.find("app:1").tag == "app:1"
+    assert index.find(index.config_digest(desc).hex[:8]).tag is None
+    assert index.resolve(index.config_digest(desc).hex[:8])[0] == "app:1"
+
+
+def test_an_ambiguous_id_prefix_is_refused(index):
+    seen = {}
+    for i in range(5000):  # two image IDs sharing 4 hex digits come within a few hundred
+        desc = image_with(index.blobs, f"ENV n={i}")
+        prefix = index.config_digest(desc).hex[:4]
+        if prefix in seen:
+            break
+        seen[prefix] = desc
+    index.add(seen[prefix])
+    index.add(desc)
+    with pytest.raises(ImageNotFound, match="ambiguous"):
+        index.find(prefix)
+    assert index.find(index.config_digest(desc).hex[:12]).descriptor.digest == desc.digest
