@@ -16,6 +16,7 @@ from minibuild.containers.records import Container, ContainerError, Containers, 
     process_start_time
 from minibuild.errors import SandboxError
 from minibuild.sandbox import linux
+from minibuild.sandbox.confinement import Confinement
 from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
 
 # setns order: the pid ns applies to our children only, mnt last (it changes our root)
@@ -57,13 +58,13 @@ def open_target(containers: Containers, container: Container) -> ExecTarget:
     return target
 
 
-def exec_in(target: ExecTarget, proc: Process) -> int:
-    """Run `proc` inside the container (its namespaces, root, user); its exit status."""
+def exec_in(target: ExecTarget, proc: Process, confinement: Confinement | None = None) -> int:
+    """Run `proc` inside the container (its namespaces, root, user, seccomp); its exit status."""
     pid = os.fork()
     if pid == 0:
         code = 126
         try:
-            code = _exec_child(target, proc)
+            code = _exec_child(target, proc, confinement)
         except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
             os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
         finally:
@@ -75,7 +76,7 @@ def exec_in(target: ExecTarget, proc: Process) -> int:
             continue  # the terminal's Ctrl-C reached the command too: wait for its status
 
 
-def _exec_child(target: ExecTarget, proc: Process) -> int:
+def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | None) -> int:
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
     linux.die_with_parent()
     for name, fd in target.namespaces:
@@ -91,13 +92,13 @@ def _exec_child(target: ExecTarget, proc: Process) -> int:
     if child == 0:
         code = 126
         try:
-            code = _exec_command(proc)
+            code = _exec_command(proc, confinement)
         finally:
             os._exit(code)
     return exit_status(os.waitpid(child, 0)[1])
 
 
-def _exec_command(proc: Process) -> int:
+def _exec_command(proc: Process, confinement: Confinement | None) -> int:
     """Inside: stdio, user, cwd, env, execve; returns only when execve fails."""
     from minibuild.fs.users import read_user_files, resolve_user
 
@@ -111,4 +112,4 @@ def _exec_command(proc: Process) -> int:
     user = resolve_user(proc.user or "", *read_user_files(Path("/")))
     env = process_environment(proc.env, user.default_home())
     os.chdir(proc.cwd)
-    return exec_as(user, proc.argv, env)
+    return exec_as(user, proc.argv, env, confinement)

@@ -36,7 +36,7 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC = 2, 4, 8, 16384
 MS_BIND, MS_PRIVATE, MS_STRICTATIME = 4096, 1 << 18, 1 << 24
 MS_RDONLY, MS_REMOUNT = 1, 32
 MOUNT_ATTR_NODEV = 0x4
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 PR_CAPBSET_DROP = 24
 SIG_DFL, SIG_IGN = 0, 1
 # The new mount API has the same syscall numbers on every architecture.
@@ -105,6 +105,12 @@ def move_mount(mnt: int, target: str) -> None:
 def die_with_parent() -> None:
     """PR_SET_PDEATHSIG: SIGKILL us when the thread that forked us exits."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def no_new_privs() -> None:
+    """PR_SET_NO_NEW_PRIVS: execve never grants privileges again (setuid bits, file caps)."""
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise os_error("cannot set no_new_privs")
 
 
 def drop_capabilities(keep: frozenset[int]) -> None:

@@ -10,10 +10,14 @@ import errno
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from minibuild.sandbox import linux
 from minibuild.errors import SandboxError
 from minibuild.fs.users import ResolvedUser
+
+if TYPE_CHECKING:
+    from minibuild.sandbox.confinement import Confinement
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -84,19 +88,28 @@ def exit_status(wait_status: int) -> int:
 STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
 
 
-def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str]) -> int:
-    """Drop to the step capabilities, become `user` and execve argv (searching env's PATH);
-    the exit status if execve fails. Build steps, `run` and `exec` all come through here.
+def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
+            confinement: Confinement | None = None) -> int:
+    """Confine (seccomp, no_new_privs), drop to the step capabilities, become `user`
+    and execve argv (searching env's PATH); the exit status if execve fails. Build steps,
+    `run` and `exec` all come through here.
 
     In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
     """
     try:
+        if confinement is not None:
+            confinement.before_drop()
         linux.drop_capabilities(STEP_CAPABILITIES)
     except OSError as exc:
         raise SandboxError(exc.strerror) from exc
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
     os.setuid(user.uid)
+    if confinement is not None:
+        try:
+            confinement.after_drop()
+        except OSError as exc:
+            raise SandboxError(exc.strerror) from exc
     try:
         os.execvpe(argv[0], list(argv), env)
     except OSError as exc:

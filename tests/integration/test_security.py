@@ -1,0 +1,156 @@
+"""Attacks from a RUN step or a container, each refused (issue 13's findings 1, 6, 12 and NET_RAW).
+
+Each test reproduces what the audit did and checks that it is refused now; run against the code
+before the fixes, each one fails. The calls busybox cannot make come from tests/syscall_probe.py,
+a few-byte x86_64 program assembled at test time (no compiler needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from minibuild.sandbox.confinement import SecurityOptions
+from minibuild.sandbox.sandbox import Process, Sandbox
+from tests import syscall_probe
+from tests.conftest import REPO, write_context
+from tests.integration.test_containers import cmb, ps, wait_for  # noqa: F401 - a fixture
+from tests.integration.test_sandbox import image, make_busybox_layer, new_rootfs, run  # noqa: F401
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (overlay mounts, namespaces)"),
+]
+needs_probe = pytest.mark.skipif(not syscall_probe.supported(), reason="the probe is x86_64 code")
+
+EPERM, EACCES, ENOSYS = 1, 13, 38
+KEYCTL, ADD_KEY, CLONE3, PERSONALITY, SOCKET = 250, 248, 435, 135, 41
+KEYCTL_JOIN_SESSION_KEYRING, KEY_SPEC_USER_KEYRING = 1, -4
+ADDR_NO_RANDOMIZE = 0x0040000
+AF_PACKET, SOCK_RAW, ETH_P_ALL_BE = 17, 3, 0x0300
+
+
+def _probes(description: bytes) -> dict[str, bytes]:
+    """The attack programs, by file name."""
+    p = syscall_probe.probe
+    return {"keyctl": p(KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, b"minibuild-test"),
+            "addkey": p(ADD_KEY, b"user", description, b"planted", 7, KEY_SPEC_USER_KEYRING),
+            "clone3": p(CLONE3, 0, 0),
+            "personality": p(PERSONALITY, ADDR_NO_RANDOMIZE),
+            "packet": p(SOCKET, AF_PACKET, SOCK_RAW, ETH_P_ALL_BE)}
+
+
+@pytest.fixture(scope="module")
+def key_name() -> bytes:
+    """A key description no one else uses; the step must not plant it in the host's keyring."""
+    return f"minibuild-audit-{uuid.uuid4().hex[:12]}".encode()
+
+
+@pytest.fixture(scope="module")
+def probe_layer(tmp_path_factory, key_name) -> Path:
+    """busybox plus the probes in /probe/."""
+    layer = make_busybox_layer(tmp_path_factory.mktemp("probe-image") / "layer")
+    (layer / "probe").mkdir()
+    for name, program in _probes(key_name).items():
+        (layer / "probe" / name).write_bytes(program)
+        os.chmod(layer / "probe" / name, 0o755)
+    return layer
+
+
+def _step(tmp_path: Path, layer: Path, argv: tuple[str, ...],
+          security: SecurityOptions = SecurityOptions(), **kw) -> tuple[int, str]:
+    chunks: list[bytes] = []
+    rootfs = new_rootfs(tmp_path / uuid.uuid4().hex[:8], (layer,))
+    status = Sandbox(security=security).run(rootfs, Process(argv, **kw), chunks.append)
+    return status, b"".join(chunks).decode(errors="replace")
+
+
+def _host_has_key(description: bytes) -> bool:
+    return any(line.endswith(b": " + description) or (b" " + description + b":") in line
+               for line in Path("/proc/keys").read_bytes().splitlines())
+
+
+# -- finding 6: seccomp ---------------------------------------------------------------------------
+
+
+@needs_probe
+def test_a_step_cannot_reach_the_host_keyrings(tmp_path, probe_layer, key_name):
+    assert _step(tmp_path, probe_layer, ("/probe/keyctl",))[0] == EPERM
+    assert _step(tmp_path, probe_layer, ("/probe/addkey",))[0] == EPERM
+    assert not _host_has_key(key_name), "the step planted a key in host root's keyring"
+
+
+@needs_probe
+def test_the_profile_gives_its_own_errnos(tmp_path, probe_layer):
+    assert _step(tmp_path, probe_layer, ("/probe/clone3",))[0] == ENOSYS  # glibc falls back
+    assert _step(tmp_path, probe_layer, ("/probe/personality",))[0] == EPERM
+    assert _step(tmp_path, probe_layer, ("sh", "-c", "echo forks fine | cat"))[1] == "forks fine\n"
+
+
+@needs_probe
+def test_unconfined_is_an_explicit_choice(tmp_path, probe_layer):
+    unconfined = SecurityOptions(seccomp="unconfined")
+    assert _step(tmp_path, probe_layer, ("/probe/keyctl",), unconfined)[0] == 0
+    status = ("cat", "/proc/self/status")
+    assert "Seccomp:\t0\n" in _step(tmp_path, probe_layer, status, unconfined)[1]
+    assert "Seccomp:\t2\n" in _step(tmp_path, probe_layer, status)[1]  # 2: a filter
+
+
+@pytest.fixture
+def probe_image(cmb, tmp_path, key_name):
+    """`probes:1` in the store: base:1.0 plus the probes in /probe/."""
+    files = {f"probe/{name}": program for name, program in _probes(key_name).items()}
+    ctx = write_context(tmp_path / "probe-ctx", "FROM base:1.0\nCOPY probe /probe\n", files)
+    for name in _probes(key_name):
+        os.chmod(ctx / "probe" / name, 0o755)
+    cmb.build(ctx, "-t", "probes:1")
+    return cmb
+
+
+@needs_probe
+def test_build_run_and_exec_apply_the_profile(probe_image, tmp_path, key_name):
+    mb = probe_image
+    ctx = write_context(tmp_path / "attack", "FROM probes:1\nRUN /probe/keyctl\n")
+    failed = mb.build(ctx, check=False)
+    assert failed.returncode != 0 and "exit code 1" in failed.stderr
+    mb.build(ctx, "--security-opt", "seccomp=unconfined")
+    assert mb.run("run", "--rm", "probes:1", "/probe/addkey", check=False).returncode == EPERM
+    mb.run("run", "-d", "--name", "target", "probes:1", "sleep", "600")
+    assert mb.run("exec", "target", "/probe/keyctl", check=False).returncode == EPERM
+    assert mb.run("exec", "target", "/probe/addkey", check=False).returncode == EPERM
+    assert not _host_has_key(key_name)
+    mb.run("run", "-d", "--name", "loose", "--security-opt", "seccomp=unconfined", "probes:1",
+           "sleep", "600")
+    assert mb.run("exec", "loose", "/probe/keyctl", check=False).returncode == 0  # as recorded
+
+
+@needs_probe
+def test_a_profile_file_with_its_errno(probe_image, tmp_path):
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["keyctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": EACCES}]}))
+    out = probe_image.run("run", "--rm", "--security-opt", f"seccomp={profile}", "probes:1",
+                          "/probe/keyctl", check=False)
+    assert out.returncode == EACCES
+    bad = probe_image.run("run", "--rm", "--security-opt", "seccomp=/no/such.json", "base:1.0",
+                          "true", check=False)
+    assert bad.returncode == 1 and "seccomp profile /no/such.json" in bad.stderr
+    assert probe_image.run("run", "--rm", "--security-opt", "apparmor=x", "base:1.0", "true",
+                           check=False).returncode != 0
+
+
+def test_no_new_privileges_only_when_asked(cmb, tmp_path):
+    line = ("grep", "NoNewPrivs", "/proc/self/status")
+    assert cmb.run("run", "--rm", "base:1.0", *line).stdout.split() == ["NoNewPrivs:", "0"]
+    out = cmb.run("run", "--rm", "--security-opt", "no-new-privileges", "base:1.0", *line)
+    assert out.stdout.split() == ["NoNewPrivs:", "1"]
+    ctx = write_context(tmp_path / "nnp", "FROM base:1.0\nRUN grep 'NoNewPrivs:.1' /proc/self/status\n")
+    assert cmb.build(ctx, check=False).returncode != 0
+    cmb.build(ctx, "--security-opt", "no-new-privileges=true")
