@@ -154,3 +154,21 @@ def test_no_new_privileges_only_when_asked(cmb, tmp_path):
     ctx = write_context(tmp_path / "nnp", "FROM base:1.0\nRUN grep 'NoNewPrivs:.1' /proc/self/status\n")
     assert cmb.build(ctx, check=False).returncode != 0
     cmb.build(ctx, "--security-opt", "no-new-privileges=true")
+
+
+# -- NET_RAW (finding 5's capability part) ----------------------------------------------------------
+
+
+@needs_probe
+def test_a_step_cannot_open_packet_sockets(tmp_path, probe_layer):
+    """An AF_PACKET socket sniffed the host's loopback in the audit: NET_RAW is gone."""
+    assert _step(tmp_path, probe_layer, ("/probe/packet",))[0] == EPERM
+    status, out = _step(tmp_path, probe_layer, ("cat", "/proc/self/status"))
+    bounding = int(next(line for line in out.splitlines() if line.startswith("CapBnd:")).split()[1], 16)
+    assert not bounding & (1 << 13)
+
+
+def test_busybox_arping_is_refused(cmb):
+    out = cmb.run("run", "--rm", "base:1.0", "arping", "-c", "1", "-w", "1", "-I", "lo",
+                  "127.0.0.1", check=False)
+    assert out.returncode != 0 and "Operation not permitted" in out.stderr, out
