@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from minibuild.containers.records import Container, ContainerError, Containers, 
 from minibuild.errors import SandboxError
 from minibuild.sandbox import linux
 from minibuild.sandbox.confinement import Confinement
-from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
+from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
+    process_environment
 
 # setns order: the pid ns applies to our children only, mnt last (it changes our root)
 _NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
@@ -60,20 +62,26 @@ def open_target(containers: Containers, container: Container) -> ExecTarget:
 
 def exec_in(target: ExecTarget, proc: Process, confinement: Confinement | None = None) -> int:
     """Run `proc` inside the container (its namespaces, root, user, seccomp); its exit status."""
-    pid = os.fork()
-    if pid == 0:
-        code = 126
-        try:
-            code = _exec_child(target, proc, confinement)
-        except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
-            os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
-        finally:
-            os._exit(code)
+    pid = _fork_reporting(lambda: _exec_child(target, proc, confinement))
     while True:
         try:
             return exit_status(os.waitpid(pid, 0)[1])
         except KeyboardInterrupt:
             continue  # the terminal's Ctrl-C reached the command too: wait for its status
+
+
+def _fork_reporting(body: Callable[[], int]) -> int:
+    """Fork a child that runs `body`, prints what it raised on fd 2 and exits (126 on error)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 126
+        try:
+            code = body()
+        except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
+            os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
+        finally:
+            os._exit(code)
+    return pid
 
 
 def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | None) -> int:
@@ -88,28 +96,23 @@ def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | No
     os.fchdir(target.root)
     os.chroot(".")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status
-    child = os.fork()  # the pid namespace applies from our children on
-    if child == 0:
-        code = 126
-        try:
-            code = _exec_command(proc, confinement)
-        finally:
-            os._exit(code)
+    child = _fork_reporting(lambda: _exec_command(proc, confinement))  # pid ns: children only
     return exit_status(os.waitpid(child, 0)[1])
 
 
 def _exec_command(proc: Process, confinement: Confinement | None) -> int:
-    """Inside: stdio, user, cwd, env, execve; returns only when execve fails."""
+    """Inside: stdio, no other fd of ours, user, cwd, env, execve; returns only on failure."""
     from minibuild.fs.users import read_user_files, resolve_user
 
     if proc.stdio is not None:
         for target, fd in enumerate([os.dup(fd) for fd in proc.stdio]):
             os.dup2(fd, target)
+    linux.close_from(3)  # whatever our caller left open would reach the host (runc: CVE-2024-21626)
     if proc.tty:
         linux.controlling_tty()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     user = resolve_user(proc.user or "", *read_user_files(Path("/")))
     env = process_environment(proc.env, user.default_home())
-    os.chdir(proc.cwd)
+    enter_workdir(proc.cwd)
     return exec_as(user, proc.argv, env, confinement)

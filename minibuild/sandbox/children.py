@@ -28,7 +28,8 @@ from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
-from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
+from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
+    process_environment
 from minibuild.sandbox.scaffold import bind_etc_files, mount_proc_dev, open_etc_files
 from minibuild.sandbox.stepmounts import StepMount, mount_all
 from minibuild.fs.users import ResolvedUser, read_user_files, resolve_user
@@ -220,12 +221,13 @@ def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes:
     _default_signals()
     if process.tty:
         linux.controlling_tty()
-    try:
-        if process.make_cwd:  # a container's: possibly inside a volume or tmpfs just mounted
+    if process.make_cwd:  # a container's: possibly inside a volume or tmpfs just mounted
+        try:
             os.makedirs(process.cwd, 0o755, exist_ok=True)
-        os.chdir(process.cwd)
-    except OSError as exc:
-        raise BuildError(f"cannot use working directory {process.cwd!r}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise BuildError(f"cannot use working directory {process.cwd!r}: "
+                             f"{exc.strerror}") from exc
+    enter_workdir(process.cwd)
     return exec_as(user, process.argv, env, plan.confinement)
 
 

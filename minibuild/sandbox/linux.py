@@ -41,6 +41,7 @@ PR_CAPBSET_DROP = 24
 SIG_DFL, SIG_IGN = 0, 1
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
+SYS_CLOSE_RANGE = 436
 FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
 FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 1, 6
 AT_FDCWD = -100
@@ -111,6 +112,14 @@ def no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: execve never grants privileges again (setuid bits, file caps)."""
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise os_error("cannot set no_new_privs")
+
+
+def close_from(first: int) -> None:
+    """Close every fd from `first` up: close_range(2), else one by one up to the fd limit."""
+    try:
+        syscall(SYS_CLOSE_RANGE, first, 0xFFFFFFFF, 0)
+    except OSError:  # ENOSYS before Linux 5.9
+        os.closerange(first, os.sysconf("SC_OPEN_MAX"))
 
 
 def drop_capabilities(keep: frozenset[int]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from minibuild.sandbox import linux
-from minibuild.errors import SandboxError
+from minibuild.errors import BuildError, SandboxError
 from minibuild.fs.users import ResolvedUser
 
 if TYPE_CHECKING:
@@ -118,3 +118,17 @@ def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
         message, code = exec_failure(argv[0], exc.errno or errno.ENOENT)
         os.write(2, message)
         return code
+
+
+def enter_workdir(cwd: str) -> None:
+    """chdir(cwd), then make sure we are still inside our root (runc's check since
+    CVE-2024-21626: through a leaked fd or a magic link a path can land outside, and getcwd
+    then has no path to give)."""
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise BuildError(f"cannot use working directory {cwd!r}: {exc.strerror}") from None
+    try:
+        os.getcwd()
+    except OSError:
+        raise BuildError(f"working directory {cwd!r} is outside the container's root") from None

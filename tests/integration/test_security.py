@@ -172,3 +172,64 @@ def test_busybox_arping_is_refused(cmb):
     out = cmb.run("run", "--rm", "base:1.0", "arping", "-c", "1", "-w", "1", "-I", "lo",
                   "127.0.0.1", check=False)
     assert out.returncode != 0 and "Operation not permitted" in out.stderr, out
+
+
+# -- finding 1: exec passed the caller's fds ------------------------------------------------------
+
+
+def _exec_with_fd7(mb, directory: Path, *args: str) -> subprocess.CompletedProcess:
+    """`bash -c 'exec 7<DIR; minibuild exec ARGS'`, as the audit ran it."""
+    env = {**os.environ, "MINIBUILD_ROOT": str(mb.root)}
+    line = 'exec 7<"$0"; shift; exec "$@"'
+    return subprocess.run(["bash", "-c", line, str(directory), "bash", sys.executable, "-m",
+                           "minibuild", "exec", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_exec_does_not_hand_our_fds_to_the_container(cmb, tmp_path):
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "host-secret").write_text("x")
+    cmb.run("run", "-d", "--name", "fds", "base:1.0", "sleep", "600")
+    out = _exec_with_fd7(cmb, host, "fds", "sh", "-c",
+                         "echo x > /proc/self/fd/7/planted; ls /proc/self/fd/7/; ls /proc/self/fd")
+    assert not (host / "planted").exists(), "exec wrote into the host through fd 7"
+    assert "host-secret" not in out.stdout
+    assert sorted(out.stdout.split()) == ["0", "1", "2", "3"]  # 3: ls's own directory fd
+    moved = _exec_with_fd7(cmb, host, "-w", "/proc/self/fd/7", "fds", "ls")
+    assert moved.returncode == 126 and "host-secret" not in moved.stdout
+    assert "working directory" in moved.stderr
+
+
+def test_exec_into_a_missing_workdir_says_so(cmb):
+    cmb.run("run", "-d", "--name", "wd", "base:1.0", "sleep", "600")
+    out = cmb.run("exec", "-w", "/missing", "wd", "true", check=False)
+    assert out.returncode == 126
+    assert "working directory '/missing'" in out.stderr and "No such file" in out.stderr
+
+
+def test_a_workdir_outside_the_root_is_refused(tmp_path):
+    """runc's CVE-2024-21626 check: whatever path got us there, a cwd outside our root fails."""
+    from minibuild.errors import BuildError
+    from minibuild.sandbox.process import enter_workdir
+
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(tmp_path)
+            os.chroot(jail)  # the cwd stays outside the new root, as through a leaked fd
+            try:
+                enter_workdir(".")
+                os.write(write_end, b"entered")
+            except BuildError as exc:
+                os.write(write_end, str(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    message = os.read(read_end, 1000).decode()
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert message == "working directory '.' is outside the container's root"
