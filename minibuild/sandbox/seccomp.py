@@ -204,8 +204,17 @@ def compile_profile(text: str, capabilities: Collection[int]) -> Program:
         filt.set_attr(scmp.Attr.CTL_OPTIMIZE, 2)
     highest = max((_add_rule(scmp, filt, rule, default) for rule in rules), default=-1)
     flags = sum(_FLAGS.get(flag, 0) for flag in profile.get("flags") or ())
+    if _permissive(profile):
+        highest = -1  # runc: no stub when unknown syscalls are allowed, or get ENOSYS anyway
     code = _enosys_stub(scmp.system_arch(), highest) + _export(filt)
     return Program(code, scmp.resolve_syscall(scmp.Arch.NATIVE, "seccomp"), flags)
+
+
+def _permissive(profile: dict[str, Any]) -> bool:
+    """Whether the default already lets a new syscall through (or answers ENOSYS)."""
+    action = profile.get("defaultAction")
+    return action in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE") or (
+        action == "SCMP_ACT_ERRNO" and profile.get("defaultErrnoRet") == errno.ENOSYS)
 
 
 def _add_rule(scmp, filt, rule: dict[str, Any], default: int) -> int:

@@ -116,6 +116,15 @@ def _profile(*rules, default="SCMP_ACT_ALLOW", **extra) -> str:
 
 @needs_libseccomp
 @x86_64
+def test_no_enosys_stub_when_the_default_lets_new_syscalls_through():
+    rule = {"names": ["keyctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}
+    program = seccomp.compile_profile(_profile(rule), ())  # default: allow
+    # getrandom (318) is numbered above keyctl (250), the highest the profile names
+    assert _errnos_under(program, [(SYS_KEYCTL, 1, 0), (318, 0, 0, 0)]) == [13, 0]
+
+
+@needs_libseccomp
+@x86_64
 def test_masked_eq_and_errno_ret():
     rule = {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
             "args": [{"index": 1, "value": 0xFF00, "valueTwo": 0x1200, "op": "SCMP_CMP_MASKED_EQ"}]}
