@@ -205,13 +205,14 @@ def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> Non
 
     records = container_records(ctx)
     found = records.find(container)
-    confinement = prepare(found.security)  # docker exec has no --security-opt either
-    target = exectarget.open_target(records, found)
     base = ContainerConfig(env=tuple(f"{k}={v}" for k, v in found.env))
     proc = Process(argv=tuple(command), env=runtime.container_env(base, env, os.environ),
                    cwd=workdir or found.cwd, user=user if user is not None else found.user or None)
-    sys.stdout.flush()
+    target = exectarget.open_target(records, found)
     try:
+        # docker exec has no --security-opt either; the init's interpreter is a host file too
+        confinement = prepare(found.security, (found.pid,))
+        sys.stdout.flush()
         if tty_:
             with Terminal(0 if interactive else None, 1) as term:
                 status = exectarget.exec_in(target, _with_stdio(proc, term.stdio, True),

@@ -87,6 +87,7 @@ def _fork_reporting(body: Callable[[], int]) -> int:
 def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | None) -> int:
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
     linux.die_with_parent()
+    linux.not_dumpable()  # the command's child inherits it: no container process opens its exe
     for name, fd in target.namespaces:
         try:
             linux.setns(fd)

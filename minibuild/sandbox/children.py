@@ -4,7 +4,7 @@ The process tree of `Sandbox.run`:
 
     P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts, hostname
                    └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
-                       └─ X: seccomp, drop capabilities, become the user, execve
+                       └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
 `Sandbox.call` has only C, which mounts, chroots and runs a Python callable. Every mount lives
 in C's private mount namespace, so the kernel tears it down with C. When I exits the kernel
@@ -53,7 +53,7 @@ class RunPlan:
     new_api: bool
     scaffold: str
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
-    confinement: Confinement | None = None  # seccomp and no_new_privs for X
+    confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,7 @@ def _private_mounts() -> None:
 def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     """I, pid 1 of the step: /proc, /dev, chroot, user; fork X and reap until X exits."""
     _die_with_init_parent(lifeline)
+    linux.not_dumpable()  # X inherits it until its execve: neither is open to the step
     pipes.close("ack_r")
     etc_files = open_etc_files(plan.scaffold)
     os.chroot(plan.merged)

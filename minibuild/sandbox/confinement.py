@@ -2,7 +2,7 @@
 
 `SecurityOptions` is what the user chose (docker's `--security-opt seccomp=unconfined|PATH` and
 `no-new-privileges`); `Confinement` is that choice made ready in the parent, once per build or
-container start: the seccomp program compiled.
+container start: the seccomp program compiled, Landlock probed, the host's executables known.
 The forked X then only applies it, in runc's order: without no_new_privs, loading a filter
 needs CAP_SYS_ADMIN, so seccomp goes on before the capabilities are dropped; with it, after the
 switch to the user, right before execve.
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from minibuild.errors import SandboxError
-from minibuild.sandbox import linux, seccomp
+from minibuild.sandbox import landlock, linux, seccomp
 from minibuild.sandbox.process import STEP_CAPABILITIES
 
 DEFAULT, UNCONFINED = "default", "unconfined"
@@ -80,13 +81,17 @@ def _profile(value: str) -> str:
 
 @dataclass(frozen=True)
 class Confinement:
-    """The options made ready for X: the profile compiled."""
+    """The options made ready for X: compiled, probed, with the host files it must not run."""
 
     program: seccomp.Program | None
     no_new_privileges: bool
+    landlock: bool  # whether the kernel has it: execve only beneath the root
+    host_executables: frozenset[tuple[int, int]]  # (st_dev, st_ino) of host interpreters
 
     def before_drop(self) -> None:
-        """In X while it still holds CAP_SYS_ADMIN: seccomp unless NNP."""
+        """In X while it still holds CAP_SYS_ADMIN: Landlock, and seccomp unless NNP."""
+        if self.landlock:
+            landlock.execute_only_beneath("/")
         if self.program is not None and not self.no_new_privileges:
             self.program.load()
 
@@ -99,10 +104,21 @@ class Confinement:
 
 
 @functools.lru_cache(maxsize=8)
-def prepare(options: SecurityOptions) -> Confinement:
-    """Compile, in the parent; once per process for the same options."""
+def prepare(options: SecurityOptions, host_pids: tuple[int, ...] = ()) -> Confinement:
+    """Compile and probe, in the parent; once per process for the same arguments. The host
+    executables are our interpreter's and those of `host_pids` (for exec, the container's
+    init, started by another minibuild that may run another Python)."""
     program = None
     if options.seccomp != UNCONFINED:
         text = seccomp.default_profile() if options.seccomp == DEFAULT else options.seccomp
         program = seccomp.compile_profile(text, STEP_CAPABILITIES)
-    return Confinement(program, options.no_new_privileges)
+    return Confinement(program, options.no_new_privileges, landlock.available(),
+                       frozenset(_identity(f"/proc/{pid}/exe") for pid in ("self", *host_pids)))
+
+
+def _identity(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SandboxError(f"cannot stat {path}: {exc.strerror}") from None
+    return st.st_dev, st.st_ino

@@ -114,6 +114,13 @@ def no_new_privs() -> None:
         raise os_error("cannot set no_new_privs")
 
 
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: only CAP_SYS_PTRACE opens our /proc/PID/{exe,root,fd,environ,mem}
+    (execve of a readable file makes a process dumpable again)."""
+    if _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise os_error("cannot clear the dumpable flag")
+
+
 def close_from(first: int) -> None:
     """Close every fd from `first` up: close_range(2), else one by one up to the fd limit."""
     try:

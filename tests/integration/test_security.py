@@ -233,3 +233,103 @@ def test_a_workdir_outside_the_root_is_refused(tmp_path):
     os.waitpid(pid, 0)
     os.close(read_end)
     assert message == "working directory '.' is outside the container's root"
+
+
+# -- finding 12: no host executable inside (runc's CVE-2019-5736 pattern) --------------------------
+
+
+def _host_python_libraries() -> list[str]:
+    """The dynamic loader and libraries our interpreter needs (so that it would start inside)."""
+    out = subprocess.run(["ldd", os.readlink("/proc/self/exe")], capture_output=True, text=True)
+    return [word for word in out.stdout.split() if word.startswith("/")]
+
+
+@pytest.fixture(scope="module")
+def host_exe_layer(tmp_path_factory) -> Path:
+    """busybox, our interpreter's libraries (so it runs if reached: `-V` needs nothing else),
+    links to /proc/self/exe and /proc/1/exe, and a script whose interpreter is /proc/self/exe."""
+    layer = make_busybox_layer(tmp_path_factory.mktemp("host-exe") / "layer")
+    for library in _host_python_libraries():
+        target = layer / library.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(library, target)
+    (layer / "self-link").symlink_to("/proc/self/exe")
+    (layer / "init-link").symlink_to("/proc/1/exe")
+    (layer / "script").write_text("#!/proc/self/exe -V\n")
+    (layer / "nested").write_text("#!/script\n")
+    os.chmod(layer / "script", 0o755)
+    os.chmod(layer / "nested", 0o755)
+    return layer
+
+
+@pytest.mark.parametrize("argv", [("/proc/self/exe", "-V"), ("/self-link", "-V"),
+                                  ("/init-link", "-V"), ("/proc/1/exe", "-V"), ("/script",),
+                                  ("/nested",)])
+def test_a_step_cannot_run_the_host_interpreter(tmp_path, host_exe_layer, argv):
+    status, out = _step(tmp_path, host_exe_layer, argv)
+    assert "Python 3" not in out
+    # /proc/1/exe: I is outside the step's Landlock domain (and not dumpable), so even X,
+    # still holding every capability, is denied the link; our own exe: the identity check
+    refused = ("refusing to run a host executable", "Permission denied")
+    assert status == 126 and any(words in out for words in refused), out
+
+
+def test_a_shell_in_the_step_cannot_reach_pid_1(tmp_path, host_exe_layer):
+    """(The step's lesser capabilities already kept it out before I went undumpable: this is
+    the regression test of both.)"""
+    script = ("/proc/1/exe -V; readlink /proc/1/exe || echo =exe; ls /proc/1/root/ || echo =root; "
+              "readlink /proc/1/fd/0 || echo =fd; cat /proc/1/environ || echo =environ; "
+              "cat /proc/1/cmdline >/dev/null && echo =cmdline")
+    status, out = _step(tmp_path, host_exe_layer, ("sh", "-c", script))
+    assert "Python 3" not in out
+    lines = out.splitlines()
+    assert {"=exe", "=root", "=fd", "=environ", "=cmdline"} <= set(lines), out  # ps still works
+    assert "Permission denied" in out
+
+
+def test_landlock_refuses_a_host_file_whatever_the_path(tmp_path):
+    """What closes the race of a path swapped between our check and execve (exec, with other
+    processes of the container running): the kernel refuses any file outside the root."""
+    from minibuild.sandbox import landlock
+
+    if not landlock.available():
+        pytest.skip("the kernel has no Landlock")
+    jail = make_busybox_layer(tmp_path / "jail")
+    host = os.open("/bin/busybox", os.O_RDONLY)  # a host executable, reached through an fd
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.chroot(jail)
+            os.chdir("/")
+            landlock.execute_only_beneath("/")
+            if os.fork() == 0:
+                try:
+                    os.execve(host, ["true"], {})
+                finally:
+                    os._exit(4)
+            code = 0 if os.wait()[1] == 4 << 8 else 5
+            if os.fork() == 0:
+                try:
+                    os.execve("/bin/true", ["true"], {})
+                finally:
+                    os._exit(6)
+            code = code or (0 if os.wait()[1] == 0 else 7)
+        finally:
+            os._exit(code)
+    os.close(host)
+    assert os.waitpid(pid, 0)[1] == 0  # the host file refused, the jail's own allowed
+
+
+def test_exec_cannot_run_the_host_interpreter(cmb, tmp_path):
+    files = {library.lstrip("/"): Path(library).read_bytes() for library in _host_python_libraries()}
+    ctx = write_context(tmp_path / "libs", "FROM base:1.0\nCOPY . /\n", files)
+    (ctx / "Buildfile").rename(tmp_path / "Buildfile")
+    cmb.run("build", "--progress", "plain", "-f", str(tmp_path / "Buildfile"), "-t", "libs:1",
+            str(ctx))
+    cmb.run("run", "-d", "--name", "hostexe", "libs:1", "sleep", "600")
+    for argv in (("/proc/self/exe", "-V"), ("sh", "-c", "/proc/1/exe -V")):
+        out = cmb.run("exec", "hostexe", *argv, check=False)
+        assert "Python 3" not in out.stdout + out.stderr and out.returncode != 0, out
+    assert "refusing to run a host executable" in \
+        cmb.run("run", "--rm", "libs:1", "/proc/self/exe", "-V", check=False).stderr
