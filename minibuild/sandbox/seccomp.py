@@ -200,8 +200,8 @@ def compile_profile(text: str, capabilities: Collection[int]) -> Program:
             filt.add_arch(arch)
     host = _host(capabilities)
     rules = [rule for rule in profile.get("syscalls") or () if applies(rule, host)]
-    if len(rules) > 32:  # runc: libseccomp's binary tree, faster for long rule sets
-        filt.set_attr(scmp.Attr.CTL_OPTIMIZE, 2)
+    if sum(len(rule.get("names") or ()) for rule in rules) > 32:  # runc counts names
+        filt.set_attr(scmp.Attr.CTL_OPTIMIZE, 2)  # libseccomp's binary tree: a short path
     highest = max((_add_rule(scmp, filt, rule, default) for rule in rules), default=-1)
     flags = sum(_FLAGS.get(flag, 0) for flag in profile.get("flags") or ())
     if _permissive(profile):
