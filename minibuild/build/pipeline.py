@@ -9,6 +9,7 @@ from pathlib import Path
 from minibuild.build import parsecache
 from minibuild.build.memo import Command as MemoCommand
 from minibuild.sandbox import sandbox
+from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
@@ -40,6 +41,7 @@ class BuildRequest:
     buildfile_text: str | None = None  # `-f -`: the Buildfile came on stdin
     memo: MemoCommand | None = None  # the command line, to write its build memo
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
+    security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     plan = make_plan(buildfile, request.build_args, request.target)
     if runner is None:
         sandbox.check_support()
-        runner = sandbox.Sandbox(image_lookup=layerpath.resolve)
+        runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security)
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
                            no_cache=request.no_cache, squash=request.squash,

@@ -33,14 +33,19 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               help="Clamp file times and dates to this Unix time (reproducible builds).")
 @click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
               help="A secret for RUN --mount=type=secret (repeatable); never stored.")
+@click.option("--security-opt", "security_opts", multiple=True,
+              metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
+              help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
+                   "none; no_new_privs.")
 @click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          no_cache, squash, source_date_epoch, secrets, context) -> None:
+          no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
     """Build an image from a Buildfile and a context directory."""
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.oci.reference import Reference
     from minibuild.layer.compression import Compression
+    from minibuild.sandbox.confinement import parse_security_opts
 
     request = BuildRequest(
         buildfile=Path(buildfile) if buildfile and buildfile != "-" else _default_buildfile(Path(context)),
@@ -56,6 +61,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         squash=squash,
         memo=_memo_command(ctx, quiet),
         secrets=_secrets(secrets),
+        security=parse_security_opts(security_opts),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

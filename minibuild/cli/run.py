@@ -47,17 +47,25 @@ _RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
 @click.option("--tmpfs", "tmpfs", multiple=True, metavar="DST[:size=N,mode=OCTAL,exec]",
               help="A fresh tmpfs on DST (noexec unless `exec`).")
 @click.option("--entrypoint", default=None, help="Replace the image's ENTRYPOINT (and its CMD).")
+@click.option("--security-opt", "security_opts", multiple=True,
+              metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
+              help="As docker: another seccomp profile (default: docker's), or none; "
+                   "no_new_privs for the command (exec uses the container's).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workdir, user,
-        hostname, network, publish, volumes, mounts, tmpfs, entrypoint, image, command) -> None:
+        hostname, network, publish, volumes, mounts, tmpfs, entrypoint, security_opts, image,
+        command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
     from minibuild.containers import mountspec, runflags, runtime
     from minibuild.containers.records import Container, Containers, now
+    from minibuild.sandbox.confinement import parse_security_opts, prepare
     from minibuild.sandbox.sandbox import check_support
 
     check_support()
+    security = parse_security_opts(security_opts)
+    prepare(security)  # a profile that does not compile fails here, before any container
     specs = ([runflags.parse_volume(v, os.getcwd()) for v in volumes]
              + [runflags.parse_mount(m, os.getcwd()) for m in mounts]
              + [runflags.parse_tmpfs(t) for t in tmpfs])
@@ -83,7 +91,7 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
         argv=argv, env=runtime.container_env(config, assignments, os.environ),
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
-        stop_signal=config.stop_signal, hostname=hostname or "")
+        stop_signal=config.stop_signal, hostname=hostname or "", security=security)
     container = _create_with_volumes(records, template, specs)
     root = store.root
     store.close()  # the container's record keeps its layers; prune may run meanwhile
@@ -192,22 +200,27 @@ def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> Non
     from minibuild.containers import exectarget, runtime
     from minibuild.containers.terminal import Terminal
     from minibuild.oci.image import ContainerConfig
+    from minibuild.sandbox.confinement import prepare
     from minibuild.sandbox.sandbox import Process
 
     records = container_records(ctx)
     found = records.find(container)
-    target = exectarget.open_target(records, found)
     base = ContainerConfig(env=tuple(f"{k}={v}" for k, v in found.env))
     proc = Process(argv=tuple(command), env=runtime.container_env(base, env, os.environ),
                    cwd=workdir or found.cwd, user=user if user is not None else found.user or None)
-    sys.stdout.flush()
+    target = exectarget.open_target(records, found)
     try:
+        # docker exec has no --security-opt either; the init's interpreter is a host file too
+        confinement = prepare(found.security, (found.pid,))
+        sys.stdout.flush()
         if tty_:
             with Terminal(0 if interactive else None, 1) as term:
-                status = exectarget.exec_in(target, _with_stdio(proc, term.stdio, True))
+                status = exectarget.exec_in(target, _with_stdio(proc, term.stdio, True),
+                                            confinement)
         else:
             stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            status = exectarget.exec_in(target, _with_stdio(proc, (stdin, 1, 2), False))
+            status = exectarget.exec_in(target, _with_stdio(proc, (stdin, 1, 2), False),
+                                        confinement)
     finally:
         target.close()
     ctx.exit(status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from minibuild.containers.records import Container, ContainerError, Containers, 
     process_start_time
 from minibuild.errors import SandboxError
 from minibuild.sandbox import linux
-from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
+from minibuild.sandbox.confinement import Confinement
+from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
+    process_environment
 
 # setns order: the pid ns applies to our children only, mnt last (it changes our root)
 _NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
@@ -57,17 +60,9 @@ def open_target(containers: Containers, container: Container) -> ExecTarget:
     return target
 
 
-def exec_in(target: ExecTarget, proc: Process) -> int:
-    """Run `proc` inside the container (its namespaces, root, user); its exit status."""
-    pid = os.fork()
-    if pid == 0:
-        code = 126
-        try:
-            code = _exec_child(target, proc)
-        except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
-            os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
-        finally:
-            os._exit(code)
+def exec_in(target: ExecTarget, proc: Process, confinement: Confinement | None = None) -> int:
+    """Run `proc` inside the container (its namespaces, root, user, seccomp); its exit status."""
+    pid = _fork_reporting(lambda: _exec_child(target, proc, confinement))
     while True:
         try:
             return exit_status(os.waitpid(pid, 0)[1])
@@ -75,9 +70,24 @@ def exec_in(target: ExecTarget, proc: Process) -> int:
             continue  # the terminal's Ctrl-C reached the command too: wait for its status
 
 
-def _exec_child(target: ExecTarget, proc: Process) -> int:
+def _fork_reporting(body: Callable[[], int]) -> int:
+    """Fork a child that runs `body`, prints what it raised on fd 2 and exits (126 on error)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 126
+        try:
+            code = body()
+        except BaseException as exc:  # noqa: BLE001 - a forked child reports and leaves
+            os.write(2, f"minibuild exec: {exc}\n".encode(errors="replace"))
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | None) -> int:
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
     linux.die_with_parent()
+    linux.not_dumpable()  # the command's child inherits it: no container process opens its exe
     for name, fd in target.namespaces:
         if _same_namespace(name, fd):
             continue  # e.g. the host's network: rootless, setns into it is refused (EPERM)
@@ -89,13 +99,7 @@ def _exec_child(target: ExecTarget, proc: Process) -> int:
     os.fchdir(target.root)
     os.chroot(".")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status
-    child = os.fork()  # the pid namespace applies from our children on
-    if child == 0:
-        code = 126
-        try:
-            code = _exec_command(proc)
-        finally:
-            os._exit(code)
+    child = _fork_reporting(lambda: _exec_command(proc, confinement))  # pid ns: children only
     return exit_status(os.waitpid(child, 0)[1])
 
 
@@ -105,18 +109,19 @@ def _same_namespace(name: str, fd: int) -> bool:
     return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
-def _exec_command(proc: Process) -> int:
-    """Inside: stdio, user, cwd, env, execve; returns only when execve fails."""
+def _exec_command(proc: Process, confinement: Confinement | None) -> int:
+    """Inside: stdio, no other fd of ours, user, cwd, env, execve; returns only on failure."""
     from minibuild.fs.users import read_user_files, resolve_user
 
     if proc.stdio is not None:
         for target, fd in enumerate([os.dup(fd) for fd in proc.stdio]):
             os.dup2(fd, target)
+    linux.close_from(3)  # whatever our caller left open would reach the host (runc: CVE-2024-21626)
     if proc.tty:
         linux.controlling_tty()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     user = resolve_user(proc.user or "", *read_user_files(Path("/")))
     env = process_environment(proc.env, user.default_home())
-    os.chdir(proc.cwd)
-    return exec_as(user, proc.argv, env)
+    enter_workdir(proc.cwd)
+    return exec_as(user, proc.argv, env, confinement)

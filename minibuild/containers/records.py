@@ -26,6 +26,7 @@ from minibuild.oci.image import Descriptor, canonical_json
 from minibuild.containers.mountspec import MountSpec
 from minibuild.fs.files import write_atomic
 from minibuild.fs.lock import FileLock
+from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.sandbox.overlay import make_overlay_dirs, overlay_dirs
 
 ID_BYTES = 32
@@ -65,6 +66,7 @@ class Container:
     stop_signal: str = ""  # the image's STOPSIGNAL (docker's default: SIGTERM)
     mounts: tuple[MountSpec, ...] = ()  # binds, volumes (named once created) and tmpfs mounts
     hostname: str = ""  # -h; empty: the short id, as docker does
+    security: SecurityOptions = SecurityOptions()  # --security-opt (exec uses it too)
     state: str = "created"  # created | running | exited
     exit_code: int | None = None
     pid: int | None = None  # host pid of the sandbox's init (pid 1 inside)
@@ -86,6 +88,7 @@ class Container:
                 "overrides": self.overrides, "auto_remove": self.auto_remove,
                 "stop_signal": self.stop_signal,
                 "mounts": [m.to_json() for m in self.mounts], "hostname": self.hostname,
+                "security": self.security.to_json(),
                 "state": self.state, "exit_code": self.exit_code, "pid": self.pid,
                 "pid_start": self.pid_start, "started": self.started, "finished": self.finished}
 
@@ -101,7 +104,8 @@ class Container:
                    auto_remove=bool(d.get("auto_remove")),
                    stop_signal=d.get("stop_signal") or "",
                    mounts=tuple(MountSpec.from_json(m) for m in d.get("mounts") or ()),
-                   hostname=d.get("hostname") or "", state=d["state"],
+                   hostname=d.get("hostname") or "",
+                   security=SecurityOptions.from_json(d.get("security")), state=d["state"],
                    exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
                    started=d.get("started"), finished=d.get("finished"))
 

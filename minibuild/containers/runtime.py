@@ -108,7 +108,7 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
         try:
             attached = attach(root, fs, container)
             _prepare_root(root, fs, container, attached)
-            status = Sandbox(image_lookup=layerpath.resolve).run(
+            status = Sandbox(image_lookup=layerpath.resolve, security=container.security).run(
                 fs, process(container, stdio, tty_), lambda data: None, on_start=started,
                 mounts=attached.mounts)
         finally:

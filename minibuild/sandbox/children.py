@@ -4,7 +4,7 @@ The process tree of `Sandbox.run`:
 
     P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts, hostname
                    └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
-                       └─ X: the step's command (execve)
+                       └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
 `Sandbox.call` has only C, which mounts, chroots and runs a Python callable. Every mount lives
 in C's private mount namespace, so the kernel tears it down with C. When I exits the kernel
@@ -22,16 +22,20 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
-from minibuild.sandbox.process import Process, exec_as, exit_status, process_environment
+from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
+    process_environment
 from minibuild.sandbox.scaffold import bind_etc_files, mount_proc_dev, open_etc_files, open_host_devices
 from minibuild.sandbox.stepmounts import StepMount, mount_all
 from minibuild.fs.users import ResolvedUser, read_user_files, resolve_user
+
+if TYPE_CHECKING:
+    from minibuild.sandbox.confinement import Confinement
 
 SETUP_FAILED = 125  # a child's exit code when it reported an error on the info pipe
 
@@ -49,6 +53,7 @@ class RunPlan:
     new_api: bool
     scaffold: str
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
+    confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ def _private_mounts() -> None:
 def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     """I, pid 1 of the step: /proc, /dev, chroot, user; fork X and reap until X exits."""
     _die_with_init_parent(lifeline)
+    linux.not_dumpable()  # X inherits it until its execve: neither is open to the step
     pipes.close("ack_r")
     etc_files = open_etc_files(plan.scaffold)
     devices = open_host_devices()
@@ -186,7 +192,7 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
     pid = os.fork()
     if pid == 0:
-        child_main(pipes, lambda: _exec_command(plan.process, user, env, pipes))
+        child_main(pipes, lambda: _exec_command(plan, user, env, pipes))
     pipes.close("out_w", "stdin_r", "info_w")
     return _reap_until(pid)
 
@@ -210,20 +216,21 @@ def _reap_until(pid: int) -> int:
 # -- X ------------------------------------------------------------------------------------------
 
 
-def _exec_command(process: Process, user: ResolvedUser, env: dict[str, str],
-                  pipes: Pipes) -> int:
+def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes: Pipes) -> int:
     """X: wire fds, drop to the user, chdir, execve; returns only when execve failed."""
+    process = plan.process
     _wire_stdio(pipes, process.stdio)
     _default_signals()
     if process.tty:
         linux.controlling_tty()
-    try:
-        if process.make_cwd:  # a container's: possibly inside a volume or tmpfs just mounted
+    if process.make_cwd:  # a container's: possibly inside a volume or tmpfs just mounted
+        try:
             os.makedirs(process.cwd, 0o755, exist_ok=True)
-        os.chdir(process.cwd)
-    except OSError as exc:
-        raise BuildError(f"cannot use working directory {process.cwd!r}: {exc.strerror}") from exc
-    return exec_as(user, process.argv, env)
+        except OSError as exc:
+            raise BuildError(f"cannot use working directory {process.cwd!r}: "
+                             f"{exc.strerror}") from exc
+    enter_workdir(process.cwd)
+    return exec_as(user, process.argv, env, plan.confinement)
 
 
 def _wire_stdio(pipes: Pipes, stdio: tuple[int, int, int] | None = None) -> None:

@@ -36,11 +36,12 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC = 2, 4, 8, 16384
 MS_BIND, MS_PRIVATE, MS_STRICTATIME = 4096, 1 << 18, 1 << 24
 MS_RDONLY, MS_REMOUNT = 1, 32
 MOUNT_ATTR_NODEV = 0x4
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 PR_CAPBSET_DROP = 24
 SIG_DFL, SIG_IGN = 0, 1
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
+SYS_CLOSE_RANGE = 436
 FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
 FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 AT_FDCWD = -100
@@ -108,6 +109,27 @@ def move_mount(mnt: int, target: str) -> None:
 def die_with_parent() -> None:
     """PR_SET_PDEATHSIG: SIGKILL us when the thread that forked us exits."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def no_new_privs() -> None:
+    """PR_SET_NO_NEW_PRIVS: execve never grants privileges again (setuid bits, file caps)."""
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise os_error("cannot set no_new_privs")
+
+
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: only CAP_SYS_PTRACE opens our /proc/PID/{exe,root,fd,environ,mem}
+    (execve of a readable file makes a process dumpable again)."""
+    if _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise os_error("cannot clear the dumpable flag")
+
+
+def close_from(first: int) -> None:
+    """Close every fd from `first` up: close_range(2), else one by one up to the fd limit."""
+    try:
+        syscall(SYS_CLOSE_RANGE, first, 0xFFFFFFFF, 0)
+    except OSError:  # ENOSYS before Linux 5.9
+        os.closerange(first, os.sysconf("SC_OPEN_MAX"))
 
 
 def drop_capabilities(keep: frozenset[int]) -> None:

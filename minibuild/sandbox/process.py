@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from minibuild.sandbox import linux
-from minibuild.errors import SandboxError
+from minibuild.errors import BuildError, SandboxError
 from minibuild.fs.users import ResolvedUser
+
+if TYPE_CHECKING:
+    from minibuild.sandbox.confinement import Confinement
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -80,26 +85,103 @@ def exit_status(wait_status: int) -> int:
 # What a step's command may hold: Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
 # SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, AUDIT_WRITE, SETFCAP) minus MKNOD and
 # SYS_CHROOT: without a device cgroup a new device node opens the host's disks, and chroot(2)
-# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside.
-STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31})
+# inside our chroot escapes it. No SYS_ADMIN: no mount, umount or remount from inside. No NET_RAW
+# (podman's choice, not Docker's): an AF_PACKET socket captured the host's loopback traffic in
+# the audit. ping then needs ICMP datagram sockets, which net.ipv4.ping_group_range must allow.
+STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 29, 31})
 
 
-def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str]) -> int:
-    """Drop to the step capabilities, become `user` and execve argv (searching env's PATH);
-    the exit status if execve fails. Build steps, `run` and `exec` all come through here.
+def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
+            confinement: Confinement | None = None) -> int:
+    """Confine (Landlock, seccomp, no_new_privs), drop to the step capabilities, become `user`
+    and execve argv (searching env's PATH); the exit status if execve fails. Build steps,
+    `run` and `exec` all come through here.
 
     In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
     """
     try:
+        if confinement is not None:
+            confinement.before_drop()
         linux.drop_capabilities(STEP_CAPABILITIES)
     except OSError as exc:
         raise SandboxError(exc.strerror) from exc
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
     os.setuid(user.uid)
+    if confinement is not None:
+        try:
+            confinement.after_drop()
+        except OSError as exc:
+            raise SandboxError(exc.strerror) from exc
+    refused = confinement.host_executables if confinement is not None else frozenset()
+    return _exec_searching(argv, env, refused)
+
+
+class _HostExecutable(Exception):
+    """The file to run is one of the host's executables."""
+
+
+def _exec_searching(argv: Sequence[str], env: dict[str, str],
+                    refused: frozenset[tuple[int, int]]) -> int:
+    """os.execvpe's search (first error other than not-found wins), but never running a file
+    in `refused`: /proc/self/exe and /proc/1/exe are the host's Python (runc CVE-2019-5736)."""
+    name = argv[0]
+    paths = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path(env)]
+    first: OSError | None = None
+    last: OSError | None = None
+    for path in paths:
+        try:
+            _check_not_host(path, refused, depth=0)
+            os.execve(path, list(argv), env)
+        except _HostExecutable:
+            os.write(2, f'minibuild: exec: "{name}": refusing to run a host executable '
+                        f'inside the sandbox\n'.encode())
+            return 126
+        except OSError as exc:
+            last = exc
+            if first is None and exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                first = exc
+    error = first or last
+    message, code = exec_failure(name, error.errno if error and error.errno else errno.ENOENT)
+    os.write(2, message)
+    return code
+
+
+def _check_not_host(path: str, refused: frozenset[tuple[int, int]], depth: int) -> None:
+    """Raise _HostExecutable if `path`, or the interpreter of its `#!` line (as deep as the
+    kernel follows them), is a refused file. Errors are left to execve to report."""
+    if not refused:
+        return
+    st = os.stat(path)
+    if (st.st_dev, st.st_ino) in refused:
+        raise _HostExecutable(path)
+    if depth >= 4 or not stat.S_ISREG(st.st_mode):  # 4: the kernel's BINPRM_MAX_RECURSION
+        return
     try:
-        os.execvpe(argv[0], list(argv), env)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            head = os.read(fd, 256)
+        finally:
+            os.close(fd)
+    except OSError:
+        return
+    words = head[2:].split(b"\n")[0].split() if head.startswith(b"#!") else []
+    if words:
+        try:
+            _check_not_host(os.fsdecode(words[0]), refused, depth + 1)
+        except OSError:
+            return
+
+
+def enter_workdir(cwd: str) -> None:
+    """chdir(cwd), then make sure we are still inside our root (runc's check since
+    CVE-2024-21626: through a leaked fd or a magic link a path can land outside, and getcwd
+    then has no path to give)."""
+    try:
+        os.chdir(cwd)
     except OSError as exc:
-        message, code = exec_failure(argv[0], exc.errno or errno.ENOENT)
-        os.write(2, message)
-        return code
+        raise BuildError(f"cannot use working directory {cwd!r}: {exc.strerror}") from None
+    try:
+        os.getcwd()
+    except OSError:
+        raise BuildError(f"working directory {cwd!r} is outside the container's root") from None

@@ -26,6 +26,7 @@ from pathlib import Path
 from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
+from minibuild.sandbox.confinement import SecurityOptions, prepare
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
 from minibuild.fs.rootpath import ImagePath
@@ -254,14 +255,17 @@ class Sandbox:
 
     def __init__(self, *, mount_api: str = "auto",
                  resolv_conf: Path = Path("/etc/resolv.conf"),
-                 image_lookup: ImageLookup | None = None) -> None:
+                 image_lookup: ImageLookup | None = None,
+                 security: SecurityOptions = SecurityOptions()) -> None:
         """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
-        a run with mounts needs it to make the mount points the image lacks."""
+        a run with mounts needs it to make the mount points the image lacks. `security`:
+        docker's defaults unless told (its seccomp profile, no no_new_privs)."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
         self.resolv_conf = resolv_conf
         self.image_lookup = image_lookup
+        self.security = security
 
     def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
         """The image lookup bound to these layer dirs (top first)."""
@@ -299,6 +303,7 @@ class Sandbox:
         check_support()
         check_process(process)
         _check_rootfs(rootfs)
+        confinement = prepare(self.security)  # compiled once per process and options
         _prepare_upper(rootfs)
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
                                  self._resolv())
@@ -307,7 +312,7 @@ class Sandbox:
                 make_stubs(scaffold, self._lookup((rootfs.upper, *rootfs.lowers)), mounts)
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold), tuple(mounts))
+                            self._new_api(), str(scaffold), tuple(mounts), confinement)
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
             with Pipes(*names) as pipes:
                 step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)

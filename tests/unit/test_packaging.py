@@ -36,6 +36,7 @@ def test_a_built_wheel_carries_the_grammar_and_every_subpackage(tmp_path):
     wheel = next(tmp_path.glob("minibuild-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "minibuild/grammar/buildfile.lark" in names
+    assert "minibuild/sandbox/seccomp-default.json" in names
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "minibuild").rglob("*.py")
                if "grammar" not in p.parts}
     assert sources <= names
