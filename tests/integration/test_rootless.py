@@ -101,15 +101,15 @@ class Rootless:
         """`minibuild build --progress plain ARGS CONTEXT` as the user."""
         return self.run("build", "--progress", "plain", *args, str(context))
 
-    def config(self, image: str) -> dict:
-        """The image's config (through `inspect`)."""
-        return json.loads(self.run("inspect", image).stdout)[0]["config"]
+    def diff_ids(self, image: str) -> list[str]:
+        """The image's layer DiffIDs (through `inspect`'s RootFS, as docker shows them)."""
+        return json.loads(self.run("inspect", image).stdout)[0]["RootFS"]["Layers"]
 
     def layer_tar(self, diff_id: str, config_image: str) -> tarfile.TarFile:
         """The uncompressed tar of one of the image's layers, read from the store as root."""
         inspected = json.loads(self.run("inspect", config_image).stdout)[0]
-        diff_ids = inspected["config"]["rootfs"]["diff_ids"]
-        layer = inspected["manifest"]["layers"][diff_ids.index(diff_id)]
+        diff_ids = inspected["RootFS"]["Layers"]
+        layer = inspected["Manifest"]["layers"][diff_ids.index(diff_id)]
         blob = (self.store / "oci/blobs/sha256" / layer["digest"].split(":")[1]).read_bytes()
         if layer["mediaType"].endswith("zstd"):
             blob = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob)).read()
@@ -189,8 +189,8 @@ def test_sample_images_have_the_same_layer_diff_ids_rootless_and_as_root(rl, as_
         rl.build(context, "-t", tag, *SDE, *extra)
         as_root.build(context, "-t", tag, *SDE, *extra)
     for tag in ("base:1.0", "hello:1.0", "rmdemo:multi-stage", "rmdemo:1.0"):
-        ours = rl.config(tag)["rootfs"]["diff_ids"]
-        roots = json.loads(as_root.run("inspect", tag).stdout)[0]["config"]["rootfs"]["diff_ids"]
+        ours = rl.diff_ids(tag)
+        roots = json.loads(as_root.run("inspect", tag).stdout)[0]["RootFS"]["Layers"]
         if tag == "rmdemo:1.0":  # its `dd if=/dev/urandom` layer differs on every build
             del ours[3], roots[3]
         assert ours == roots, tag
@@ -212,7 +212,7 @@ def test_image_ids_33_and_65534_stay_in_steps_on_disk_and_in_the_tar(rl):
     rl.build(context, "-t", "owners:1")
     assert rl.run("run", "--rm", "owners:1", "cat", "/ids").stdout == (
         "33:33 /srv/www/index.html\n65534:65534 /var/empty\n")
-    diff_ids = rl.config("owners:1")["rootfs"]["diff_ids"]
+    diff_ids = rl.diff_ids("owners:1")
     with rl.layer_tar(diff_ids[-2], "owners:1") as tar:
         owners = {m.name.rstrip("/"): (m.uid, m.gid) for m in tar.getmembers()}
     assert owners["srv/www/index.html"] == (33, 33) and owners["var/empty"] == (65534, 65534)
@@ -245,7 +245,7 @@ def test_save_load_keeps_whiteouts_and_opaque_dirs(rl):
     rl.build(context, "-t", "opaque:1")
     archive = rl.work / "opaque.tar"
     rl.run("save", "opaque:1", "-o", str(archive))
-    top = rl.config("opaque:1")["rootfs"]["diff_ids"][-1]
+    top = rl.diff_ids("opaque:1")[-1]
     with rl.layer_tar(top, "opaque:1") as tar:
         names = {m.name.rstrip("/") for m in tar.getmembers()} - {".", ""}
     assert names == {".wh.gone", "opq", "opq/.wh..wh..opq", "opq/b"}
