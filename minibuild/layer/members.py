@@ -14,7 +14,7 @@ import tarfile
 from typing import BinaryIO
 
 from minibuild.errors import LayerError
-from minibuild.layer import whiteout
+from minibuild.layer import tarfields, whiteout
 from minibuild.layer.compression import CHUNK, DECODE_ERRORS, open_uncompressed
 from minibuild.layer.snapshot import LayerSummary
 from minibuild.layer.whiteout import TarWhiteout, WhiteoutKind
@@ -128,6 +128,7 @@ def walk_layer(blob: BinaryIO, media_type: str, apply) -> tuple[Digest, LayerSum
                 continue
             if member.islnk():
                 safe_parts(member.linkname, f"hardlink {member.name!r}: target")
+            tarfields.check_member(member)
             try:
                 apply(tf, member, parts, wo)
             except OSError as e:

@@ -1,9 +1,12 @@
 """Staging: blobs and images taken in from outside (load, pull, import) are held in scratch,
 checked, then committed to the store at once, so a refused input leaves the store unchanged.
 
-Every staged blob is hashed while it is written and compared with the digest it claims; every
-new layer is unpacked into scratch (which refuses climbing names, writes through symlinks,
-hardlinks out of the layer, bad whiteouts) and its DiffID compared with the image config.
+This is the one gate for outside input. Every staged blob is hashed while it is written and
+compared with the digest it claims. Outside JSON (indexes, descriptors, manifests, configs) has
+its shape checked here, so the inside only meets well-formed values. Every new layer is
+unpacked into scratch (which refuses climbing names, writes through symlinks, hardlinks out of
+the layer, bad whiteouts and fields the kernel cannot take) and its DiffID compared with the
+image config.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
+from minibuild.errors import LayerError, MinibuildError, ReferenceError_
+from minibuild.fs.files import remove_tree
 from minibuild.oci.digest import Digest
-from minibuild.errors import LayerError, MinibuildError
 from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest
 from minibuild.oci.mediatypes import INDEX_MEDIA_TYPES
-from minibuild.fs.files import remove_tree
 from minibuild.store.cas import BlobWriter
 from minibuild.store.layout import Store
 
@@ -98,14 +101,17 @@ class Staging:
             raise IntakeError(f"{what}: content hashes to {Digest.of(data)}, not {digest}")
         return parse_json(data, what)
 
+    def manifest(self, digest: Digest) -> Manifest:
+        """A staged or stored image manifest, its shape checked (`manifest_of`)."""
+        what = f"manifest {digest}"
+        return manifest_of(self.read_json(digest, what), what)
+
     def check_image(self, descriptor: Descriptor) -> StagedImage:
         """Parse a staged manifest and its config; unpack and verify every layer not yet stored."""
         what = f"manifest {descriptor.digest}"
-        try:
-            manifest = Manifest.from_json(self.read_json(descriptor.digest, what))
-            config = Config.from_json(self.read_json(manifest.config.digest, f"config {manifest.config.digest}"))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise IntakeError(f"{what} or its config is malformed: {exc!r}") from None
+        manifest = self.manifest(descriptor.digest)
+        config_what = f"config {manifest.config.digest}"
+        config = config_of(self.read_json(manifest.config.digest, config_what), config_what)
         if len(config.diff_ids) != len(manifest.layers):
             raise IntakeError(f"{what}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids")
         layers = tuple(Layer(d, i) for d, i in zip(manifest.layers, config.diff_ids))
@@ -192,20 +198,110 @@ def parse_json(data: bytes, what: str) -> Any:
         raise IntakeError(f"{what} is not valid JSON: {exc}") from None
 
 
-def choose_platform(index: Any, what: str) -> dict[str, Any]:
-    """The entry of an image index for this host (linux, this architecture), as JSON."""
+# -- the shapes of outside JSON: checked here, so the inside only meets well-formed values ------
+
+
+def _string_map(value: Any) -> bool:
+    """Whether a JSON value is absent or an object of strings (annotations, labels)."""
+    return value is None or (isinstance(value, dict)
+                             and all(isinstance(v, str) for v in value.values()))
+
+
+def descriptor(data: Any, what: str) -> Descriptor:
+    """An outside descriptor with every field checked: a media type, a digest, a size that is a
+    whole number of bytes, annotations that are strings and a platform that is an object."""
+    if not isinstance(data, dict):
+        raise IntakeError(f"{what} is not a descriptor (a JSON object)")
+    media_type, digest, size = data.get("mediaType"), data.get("digest"), data.get("size")
+    if not isinstance(media_type, str) or not media_type:
+        raise IntakeError(f"{what}: mediaType {media_type!r} is not a media type")
+    if not isinstance(digest, str):
+        raise IntakeError(f"{what}: digest {digest!r} is not a digest")
+    if type(size) is not int or size < 0:  # bool is an int; 1.0 and -5 are not sizes either
+        raise IntakeError(f"{what}: size {size!r} is not a whole number of bytes")
+    if not _string_map(data.get("annotations")):
+        raise IntakeError(f"{what}: annotations are not an object of strings")
+    platform = data.get("platform")
+    if platform is not None and not (isinstance(platform, dict) and all(
+            isinstance(platform.get(key, ""), str) for key in ("os", "architecture", "variant"))):
+        raise IntakeError(f"{what}: platform {platform!r} is not a platform object")
+    try:
+        return Descriptor.from_json(data)
+    except ReferenceError_ as exc:
+        raise IntakeError(f"{what}: {exc.message}") from None
+
+
+def manifest_of(data: Any, what: str) -> Manifest:
+    """An outside image manifest, its config and layer descriptors checked."""
+    if not isinstance(data, dict) or data.get("schemaVersion") != 2:
+        raise IntakeError(f"{what} is not an image manifest (schemaVersion 2)")
+    layers = data.get("layers") or []
+    if not isinstance(layers, list):
+        raise IntakeError(f"{what}: layers is not a list")
+    if not _string_map(data.get("annotations")):
+        raise IntakeError(f"{what}: annotations are not an object of strings")
+    return Manifest(config=descriptor(data.get("config"), f"{what}: config"),
+                    layers=tuple(descriptor(d, f"{what}: layer {n}") for n, d in enumerate(layers)),
+                    annotations=tuple(sorted((data.get("annotations") or {}).items())))
+
+
+_CONFIG_LISTS = ("Env", "Cmd", "Entrypoint", "Shell", "OnBuild")
+_CONFIG_OBJECTS = ("Labels", "ExposedPorts", "Volumes", "Healthcheck")
+_CONFIG_STRINGS = ("User", "WorkingDir", "StopSignal")
+
+
+def _config_shape(data: Any) -> str | None:
+    """What in an image config is not of the spec's type, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    rootfs, container, history = data.get("rootfs") or {}, data.get("config") or {}, data.get("history") or []
+    if not isinstance(rootfs, dict) or not _strings(rootfs.get("diff_ids")):
+        return "rootfs.diff_ids is not a list of digests"
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        return "history is not a list of objects"
+    if not isinstance(container, dict):
+        return "config is not an object"
+    bad = [k for k in _CONFIG_LISTS if not _strings(container.get(k))]
+    bad += [k for k in _CONFIG_OBJECTS if not isinstance(container.get(k, {}), (dict, type(None)))]
+    bad += [k for k in _CONFIG_STRINGS if not isinstance(container.get(k, ""), (str, type(None)))]
+    return f"config.{bad[0]} is not of its type" if bad else None
+
+
+def _strings(value: Any) -> bool:
+    """Whether a JSON value is absent or a list of strings."""
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def config_of(data: Any, what: str) -> Config:
+    """An outside image config; whatever does not have the spec's type is refused."""
+    problem = _config_shape(data)
+    try:
+        if problem is None:
+            return Config.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError, ReferenceError_) as exc:
+        problem = str(exc)
+    raise IntakeError(f"{what} is malformed: {problem}")
+
+
+def index_entries(index: Any, what: str) -> list[Descriptor]:
+    """The descriptors an outside image index lists, each checked."""
+    entries = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(entries, list):
+        raise IntakeError(f"{what} is not an image index (no list of manifests)")
+    return [descriptor(entry, f"{what}: manifest {n}") for n, entry in enumerate(entries)]
+
+
+def choose_platform(index: Any, what: str) -> Descriptor:
+    """The entry of an image index for this host (linux, this architecture)."""
     from minibuild.oci.image import host_architecture
 
     arch = host_architecture()
-    entries = index.get("manifests") if isinstance(index, dict) else None
-    if not isinstance(entries, list):
-        raise IntakeError(f"{what} is not an image index")
-    for entry in entries:
-        platform = entry.get("platform") or {}
+    entries = index_entries(index, what)  # every entry and its platform checked
+    platforms = [entry.get("platform") or {} for entry in index["manifests"]]
+    for entry, platform in zip(entries, platforms):
         if platform.get("os", "linux") == "linux" and platform.get("architecture", arch) == arch:
             return entry
-    found = sorted({f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
-                    for e in entries})
+    found = sorted({f"{p.get('os')}/{p.get('architecture')}" for p in platforms})
     raise IntakeError(f"{what} has no image for linux/{arch} (it has {', '.join(found) or 'none'})")
 
 
@@ -216,8 +312,5 @@ def pick_manifest(staging: Staging, desc: Descriptor, depth: int = 0) -> Descrip
     if depth > 4:
         raise IntakeError(f"index {desc.digest} nests image indexes too deeply")
     what = f"index {desc.digest}"
-    try:
-        chosen = Descriptor.from_json(choose_platform(staging.read_json(desc.digest, what), what))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntakeError(f"{what} has a bad descriptor: {exc!r}") from None
+    chosen = choose_platform(staging.read_json(desc.digest, what), what)
     return pick_manifest(staging, chosen, depth + 1)

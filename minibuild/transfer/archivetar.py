@@ -68,7 +68,8 @@ def normalize(name: str, what: str = "archive entry") -> str:
 def link_target(base: str, target: str, what: str) -> str:
     """A link's target as a member path: `..` resolved inside the archive, never above its root."""
     if target.startswith("/") or "\0" in target:
-        raise ArchiveError(f"{what}: link target {target!r} is absolute")
+        raise ArchiveError(f"{what}: link target {target!r} is absolute" if target.startswith("/")
+                           else f"{what}: link target {target!r} contains a NUL byte")
     stack = [p for p in base.split("/") if p]
     for part in target.split("/"):
         if part == "..":

@@ -36,13 +36,23 @@ def images(members: Members, staging: Staging) -> list[tuple[Descriptor, tuple[R
     out = []
     for n, entry in enumerate(entries):
         what = f"archive entry 'manifest.json' image {n}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("Layers", []), list):
-            raise ArchiveError(f"{what} is malformed")
-        config = members.blob(str(entry.get("Config", "")), what)
-        layers = [members.blob(str(path), what) for path in entry.get("Layers") or []]
+        if not _well_formed(entry):
+            raise ArchiveError(f"{what} is malformed (want Config: a path, Layers: a list of "
+                               "paths, RepoTags: a list of names)")
+        config = members.blob(entry["Config"], what)
+        layers = [members.blob(path, what) for path in entry.get("Layers") or []]
         desc = known.get((config, tuple(layers))) or _synthesize(staging, config, layers)
         out.append((desc, tuple(_tags(entry.get("RepoTags") or [], what))))
     return out
+
+
+def _well_formed(entry: object) -> bool:
+    """Whether a manifest.json entry has the shape docker writes (Layers and RepoTags may be null)."""
+    def strings(value: object) -> bool:
+        return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+    return (isinstance(entry, dict) and isinstance(entry.get("Config"), str)
+            and strings(entry.get("Layers")) and strings(entry.get("RepoTags")))
 
 
 def _oci_manifests(members: Members, staging: Staging) -> dict[tuple[Digest, tuple[Digest, ...]], Descriptor]:
@@ -51,7 +61,7 @@ def _oci_manifests(members: Members, staging: Staging) -> dict[tuple[Digest, tup
         return {}
     out = {}
     for desc, _ in oci_archive.images(members, staging):
-        manifest = Manifest.from_json(staging.read_json(desc.digest, f"manifest {desc.digest}"))
+        manifest = staging.manifest(desc.digest)
         out[(manifest.config.digest, tuple(l.digest for l in manifest.layers))] = desc
     return out
 

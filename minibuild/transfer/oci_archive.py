@@ -12,26 +12,19 @@ from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Manifest, canon
 from minibuild.oci.mediatypes import INDEX_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.layout import Store
-from minibuild.store.staging import Staging, pick_manifest
-from minibuild.transfer.archivetar import ArchiveError, Members, TarOut, add_blob
+from minibuild.store.staging import Staging, index_entries, pick_manifest
+from minibuild.transfer.archivetar import Members, TarOut, add_blob
 
 CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name"
 
 
 def images(members: Members, staging: Staging) -> list[tuple[Descriptor, tuple[Reference, ...]]]:
     """The images an OCI layout's index.json names (nested indexes resolved to this platform)."""
-    index = members.json("index.json")
-    if not isinstance(index, dict):
-        raise ArchiveError("archive entry 'index.json' is not an image index")
     out = []
-    for entry in index.get("manifests") or []:
-        try:
-            desc = Descriptor.from_json(entry)
-        except (KeyError, TypeError, ValueError, ReferenceError_) as exc:
-            raise ArchiveError(f"archive entry 'index.json' has a bad descriptor: {exc}") from None
+    for desc in index_entries(members.json("index.json"), "archive entry 'index.json'"):
         members.blob(f"blobs/sha256/{desc.digest.hex}", "archive entry 'index.json'")
-        desc = pick_manifest(staging, desc)
-        out.append((desc, tuple(t for t in [oci_tag(desc, entry)] if t is not None)))
+        tag = oci_tag(desc)
+        out.append((pick_manifest(staging, desc), (tag,) if tag is not None else ()))
     return out
 
 
@@ -43,11 +36,10 @@ def familiar(text: str) -> str:
     return text
 
 
-def oci_tag(desc: Descriptor, entry: dict) -> Reference | None:
+def oci_tag(desc: Descriptor) -> Reference | None:
     """The tag an index entry carries: containerd's full name, else the OCI ref name."""
-    annotations = entry.get("annotations") or {}
     for key in (CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION):
-        text = annotations.get(key)
+        text = desc.annotation(key)
         if text and ":" in text.rsplit("/", 1)[-1]:
             try:
                 return Reference.parse(familiar(text))

@@ -101,8 +101,7 @@ def _fetch_manifest(client: Client, staging: Staging, remote: Remote) -> Descrip
             staging.stage_bytes(data, f"manifest {digest}", digest)
             return Descriptor(media_type, digest, len(data))
         chosen = choose_platform(parse_json(data, f"index {digest}"), f"index {remote.repository}@{digest}")
-        reference = str(chosen["digest"])
-        pinned = Digest.parse(reference)
+        reference, pinned = str(chosen.digest), chosen.digest
     raise IntakeError(f"{remote.repository}: image indexes nest too deeply")
 
 
@@ -122,12 +121,7 @@ def _media_type(data: bytes, header: str, remote: Remote) -> str:
 def _fetch_image(client: Client, staging: Staging, remote: Remote, descriptor: Descriptor,
                  progress: Progress) -> StagedImage:
     """Fetch the config and every layer the store lacks, then check the image."""
-    data = staging.read_json(descriptor.digest, f"manifest {descriptor.digest}")
-    try:
-        manifest = Manifest.from_json(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IntakeError(f"manifest {descriptor.digest} of {remote.repository} is malformed "
-                          f"({type(exc).__name__}: {exc})") from None
+    manifest = staging.manifest(descriptor.digest)
     for blob in (manifest.config, *manifest.layers):
         if staging.has(blob.digest):
             progress.end(blob.digest.short, "exists")
