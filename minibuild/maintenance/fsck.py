@@ -25,8 +25,8 @@ from minibuild.maintenance.layerdirs import DeepProgress, container_layers, deep
 from minibuild.maintenance.reachability import Reachable
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Config, Descriptor, Layer, Manifest
-from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPES
 from minibuild.fs.files import remove_tree
+from minibuild.store import imagerules
 from minibuild.store.layers import LAYER_ID_LEN
 from minibuild.store.layout import Store
 
@@ -178,20 +178,17 @@ def _check_image(scan: Scan, where: str, descriptor: Descriptor) -> None:
 
 
 def _check_config(scan: Scan, where: str, manifest: Manifest, config: Config) -> None:
-    """Counts that must agree: layers, DiffIDs and non-empty history entries."""
-    if manifest.config.media_type != CONFIG_MEDIA_TYPE:
-        scan.error(where, f"config media type {manifest.config.media_type!r} is not {CONFIG_MEDIA_TYPE}")
-    if len(manifest.layers) != len(config.diff_ids):
-        scan.error(where, f"{len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids")
-    made = sum(1 for h in config.history if not h.empty_layer)
-    if config.history and made != len(config.diff_ids):
-        scan.error(where, f"{made} non-empty history entries but {len(config.diff_ids)} diff_ids")
+    """The config's media type, and counts that must agree: layers, DiffIDs and non-empty
+    history entries (the rules staging holds every incoming image to)."""
+    for problem in imagerules.config_problems(manifest, config):
+        scan.error(where, problem)
 
 
 def _check_layer(scan: Scan, where: str, layer: Layer) -> None:
     """A layer's blob, and its unpacked dir when there is one (else it is unpacked on use)."""
-    if layer.descriptor.media_type not in LAYER_MEDIA_TYPES:
-        scan.error(where, f"unknown layer media type {layer.descriptor.media_type!r}")
+    problem = imagerules.layer_type_problem(layer.descriptor.media_type)
+    if problem is not None:
+        scan.error(where, problem)
     if _check_blob(scan, where, layer.descriptor):
         scan.layer(layer)
     path = scan.store.layer_path(layer.diff_id)

@@ -21,6 +21,7 @@ NONDISTRIBUTABLE_LAYER_TAR_ZSTD = NONDISTRIBUTABLE_LAYER_TAR + "+zstd"
 # Docker image manifest v2, schema 2 (and the schema 1 minibuild refuses)
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 DOCKER_SCHEMA1_MEDIA_TYPES = ("application/vnd.docker.distribution.manifest.v1+json",
                               "application/vnd.docker.distribution.manifest.v1+prettyjws")
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"

@@ -3,7 +3,8 @@ checked, then committed to the store at once, so a refused input leaves the stor
 
 This is the one gate for outside input. Every staged blob is hashed while it is written and
 compared with the digest it claims. Outside JSON (indexes, descriptors, manifests, configs) has
-its shape checked here, so the inside only meets well-formed values. Every new layer is
+its shape checked here, so the inside only meets well-formed values; an image must keep the
+rules fsck holds the store to (imagerules, and every size that of its blob). Every new layer is
 unpacked into scratch (which refuses climbing names, writes through symlinks, hardlinks out of
 the layer, bad whiteouts and fields the kernel cannot take) and its DiffID compared with the
 image config.
@@ -22,6 +23,7 @@ from minibuild.fs.files import remove_tree
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest
 from minibuild.oci.mediatypes import INDEX_MEDIA_TYPES
+from minibuild.store import imagerules
 from minibuild.store.cas import BlobWriter
 from minibuild.store.layout import Store
 
@@ -55,6 +57,16 @@ class Staging:
     def has(self, digest: Digest) -> bool:
         """Whether the blob is staged or already stored."""
         return digest in self._writers or self.blobs.has_blob(digest)
+
+    def size(self, digest: Digest) -> int:
+        """The size of a staged or stored blob."""
+        writer = self._writers.get(digest)
+        if writer is not None:
+            return writer.size
+        try:
+            return self.blobs.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            raise IntakeError(f"blob {digest} is missing") from None
 
     def stage(self, chunks: Iterable[bytes], what: str, expected: Digest | None = None,
               limit: int | None = None) -> tuple[Digest, int]:
@@ -107,17 +119,23 @@ class Staging:
         return manifest_of(self.read_json(digest, what), what)
 
     def check_image(self, descriptor: Descriptor) -> StagedImage:
-        """Parse a staged manifest and its config; unpack and verify every layer not yet stored."""
+        """Check a staged image the way fsck will: manifest and config well formed and agreeing
+        (imagerules), every descriptor's size that of its blob; unpack and verify every layer not
+        yet stored."""
         what = f"manifest {descriptor.digest}"
         manifest = self.manifest(descriptor.digest)
         config_what = f"config {manifest.config.digest}"
         config = config_of(self.read_json(manifest.config.digest, config_what), config_what)
-        if len(config.diff_ids) != len(manifest.layers):
-            raise IntakeError(f"{what}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids")
+        problems = imagerules.config_problems(manifest, config)
+        problems += [p for d in manifest.layers if (p := imagerules.layer_type_problem(d.media_type))]
+        if problems:
+            raise IntakeError(f"{what}: {problems[0]}")
+        for blob in (descriptor, manifest.config, *manifest.layers):
+            if self.size(blob.digest) != blob.size:
+                raise IntakeError(f"{what}: blob {blob.digest} has {self.size(blob.digest)} bytes, "
+                                  f"its descriptor says {blob.size}")
         layers = tuple(Layer(d, i) for d, i in zip(manifest.layers, config.diff_ids))
         for layer in layers:
-            if not self.has(layer.descriptor.digest):
-                raise IntakeError(f"{what}: layer {layer.descriptor.digest} is missing")
             self.check_layer(layer)
         return StagedImage(descriptor, Image(config=config, layers=layers), manifest.config.digest)
 
