@@ -58,7 +58,7 @@ class LayerMaker:
             written = write_layer(upper, writer, compression=self.compression,
                                   clamp_mtime=self.clamp_mtime)
             digest, size = writer.commit()
-        self.store.save_summary(written.diff_id, written.summary)
+        self.store.save_summary(written.diff_id, written.summary, {digest: written.media_type})
         self.store.adopt_layer(written.diff_id, upper)
         layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
         return layer, f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 if TYPE_CHECKING:  # types only: ports import nothing at run time
     from minibuild.build.cache import CacheEntry
@@ -65,8 +65,8 @@ class LayerStore(Protocol):
     def adopt_layer(self, diff_id: Digest, directory: Path) -> Path:
         """Make a finished upper dir the layer dir of its DiffID."""
 
-    def save_summary(self, diff_id: Digest, summary: Any) -> None:
-        """Keep a layer's summary (sizes, whiteouts) for history and accounting."""
+    def save_summary(self, diff_id: Digest, summary: Any, sources: Mapping[Digest, str] | None = None) -> None:
+        """Keep a layer's summary (sizes, whiteouts), and the blobs known to hold its tar."""
 
 
 class ImageStore(Protocol):

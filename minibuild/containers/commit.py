@@ -43,7 +43,7 @@ def snapshot_upper(store, containers: Containers, container: Container, *, pause
         with store.blob_writer() as writer:
             written = write_layer(upper, writer, compression=compression)
             digest, size = writer.commit()
-    store.save_summary(written.diff_id, written.summary)
+    store.save_summary(written.diff_id, written.summary, {digest: written.media_type})
     layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
     store.ensure_layer(layer)  # unpacked from the blob, verified against the DiffID
     return layer

@@ -77,6 +77,8 @@ class Scan:
     layers: dict[str, Layer] = field(default_factory=dict)  # layer dir name -> a layer naming it
     # layer dir name -> running containers mounting it: repair must not pull it from under them
     running: dict[str, list[str]] = field(default_factory=dict)
+    claims: dict[Layer, list[str]] = field(default_factory=dict)  # layer -> where it was named
+    compared: set[Layer] = field(default_factory=set)  # layers the deep check read against a dir
 
     def error(self, where: str, message: str, path: Path | None = None) -> None:
         """Record an error."""
@@ -86,10 +88,14 @@ class Scan:
         """Record something only taking space."""
         self.findings.append(Finding(Severity.GARBAGE, where, message, path, size_of(path)))
 
-    def layer(self, layer: Layer) -> None:
-        """A layer some root names whose blob is intact: its dir can be deep-checked."""
+    def layer(self, layer: Layer, where: str | None = None) -> None:
+        """A layer some root names (at `where`) whose blob is intact: its dir can be
+        deep-checked, and its DiffID is checked against the blob (diffids.py)."""
         if layer.descriptor.digest in self.good_blobs:
             self.layers.setdefault(self.store.layer_path(layer.diff_id).name, layer)
+            wheres = self.claims.setdefault(layer, [])
+            if where is not None:
+                wheres.append(where)
 
 
 def size_of(path: Path | None) -> int:

@@ -6,8 +6,10 @@ temp files of a killed writer). Garbage is what an interrupted build normally le
 the store bigger, not wrong, so only errors make `fsck` fail. `repair` removes the garbage and
 the corrupt entries that no valid image needs; it never touches a tag.
 
-`deep=True` also reads every layer blob and compares it with its unpacked dir (layerdirs.py):
-a dir that differs is an error, and `repair` removes it (it is unpacked again when next needed).
+Every layer's blob must hold the tar of the DiffID its config claims (diffids.py: read through
+once, then trusted from the store's record). `deep=True` trusts no record, and reads every layer
+blob and compares it with its unpacked dir (layerdirs.py): a dir that differs is an error, and
+`repair` removes it (it is unpacked again when next needed).
 The findings and the report are in findings.py.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
+from minibuild.maintenance.diffids import check_diff_ids
 from minibuild.maintenance.findings import Finding, Report, Scan
 from minibuild.maintenance.layerdirs import DeepProgress, container_layers, deep_check
 from minibuild.maintenance.reachability import Reachable
@@ -52,6 +55,7 @@ def check(store: Store, *, deep: bool = False, progress: DeepProgress | None = N
             scan.layer(layer)
         container_layers(scan)
         deep_layers, deep_bytes = deep_check(scan, progress)
+    check_diff_ids(scan, deep=deep)
     return Report(tuple(scan.findings), len(scan.good_blobs), tags, layer_dirs, cache_count,
                   complete, deep_layers, deep_bytes)
 
@@ -190,7 +194,7 @@ def _check_layer(scan: Scan, where: str, layer: Layer) -> None:
     if problem is not None:
         scan.error(where, problem)
     if _check_blob(scan, where, layer.descriptor):
-        scan.layer(layer)
+        scan.layer(layer, where)
     path = scan.store.layer_path(layer.diff_id)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         scan.error(where, f"unpacked layer {path} is not a directory", path)

@@ -61,6 +61,7 @@ def deep_check(scan: Scan, progress: DeepProgress | None) -> tuple[int, int]:
         if progress is not None:
             progress.begin(index, len(dirs), layer)
         comparison = _compare(scan, layer, path)
+        scan.compared.add(layer)
         if progress is not None:
             progress.end(comparison)
         if comparison is not None:

@@ -4,6 +4,10 @@ whiteouts) for history and accounting.
 
 A layer dir appears whole, by rename from scratch: from a step's upper dir (`adopt_layer`) or
 unpacked from its blob with its DiffID checked (`ensure_layer`).
+
+A summary also records the blobs (with their media types) whose tar was seen to have its
+DiffID: a snapshot's own blob, or a blob read through and hashed. Staging and fsck trust that
+record instead of decompressing a stored blob again (`verified`); nothing else writes meta/.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from minibuild.errors import StoreError
 from minibuild.fs.files import remove_tree, write_atomic
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Layer
+from minibuild.oci.mediatypes import DOCKER_TO_OCI_LAYER
 from minibuild.store.paths import StorePaths
 from minibuild.store.ports import BlobStore
 
@@ -69,7 +74,7 @@ class LayerDirs:
             remove_tree(work)
             raise StoreError(f"layer {layer.descriptor.digest} unpacks to DiffID {diff_id}, "
                              f"but the image says {layer.diff_id}")
-        self.save_summary(diff_id, summary)
+        self.save_summary(diff_id, summary, {layer.descriptor.digest: layer.descriptor.media_type})
         path = self.adopt_layer(diff_id, tree)
         remove_tree(work)
         return path
@@ -78,21 +83,73 @@ class LayerDirs:
         """Where a layer's summary is kept."""
         return self.meta / f"{diff_id.hex}.json"
 
-    def save_summary(self, diff_id: Digest, summary: Any) -> None:
-        """Keep a layer's summary (file sizes, whiteouts) for history and accounting."""
+    def save_summary(self, diff_id: Digest, summary: Any,
+                     sources: Mapping[Digest, str] | None = None) -> None:
+        """Keep a layer's summary (file sizes, whiteouts) for history and accounting, with the
+        blobs (digest -> media type) seen to hold its tar, added to those recorded before."""
+        known = self._sources(diff_id)
+        known.update({str(digest): media_type for digest, media_type in (sources or {}).items()})
+        data = summary.to_json()
+        if known:
+            data["blobs"] = known
+        self._write_summary(diff_id, data)
+
+    def _write_summary(self, diff_id: Digest, data: dict[str, Any]) -> None:
         # ASCII JSON: a file name that is not UTF-8 (kept as surrogates) round-trips as \udcXX.
-        data = json.dumps(summary.to_json(), sort_keys=True, separators=(",", ":")).encode()
-        write_atomic(self.summary_path(diff_id), data, durable=False)
+        write_atomic(self.summary_path(diff_id), json.dumps(data, sort_keys=True, separators=(",", ":")).encode(),
+                     durable=False)
+
+    def _read_summary(self, diff_id: Digest) -> dict[str, Any] | None:
+        """A summary file as JSON; None when it is missing or damaged."""
+        try:
+            data = json.loads(self.summary_path(diff_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _sources(self, diff_id: Digest) -> dict[str, str]:
+        """The blobs (digest text -> media type) recorded as holding a layer's tar."""
+        blobs = (self._read_summary(diff_id) or {}).get("blobs")
+        return {k: v for k, v in blobs.items() if isinstance(v, str)} if isinstance(blobs, dict) else {}
+
+    def verified(self, layer: Layer) -> bool:
+        """Whether the store has seen this blob, read as this media type, give this DiffID."""
+        recorded = self._sources(layer.diff_id).get(str(layer.descriptor.digest))
+        return recorded is not None and _same_format(recorded, layer.descriptor.media_type)
+
+    def note_verified(self, layer: Layer) -> None:
+        """Record a layer checked by reading its blob through, in its summary when that is
+        readable (a missing or damaged summary is left for `layer_summary` to recompute)."""
+        data = self._read_summary(layer.diff_id)
+        if data is None or self.verified(layer):
+            return
+        data["blobs"] = {**self._sources(layer.diff_id), str(layer.descriptor.digest): layer.descriptor.media_type}
+        self._write_summary(layer.diff_id, data)
+
+    def read_through(self, layer: Layer) -> tuple[Digest, Any]:
+        """The DiffID and summary of a stored layer blob, read through without unpacking it
+        (LayerError when it is not a layer unpack accepts)."""
+        from minibuild.layer import unpack
+
+        with open(self.blobs.blob_path(layer.descriptor.digest), "rb", buffering=_BUFSIZE) as blob:
+            return unpack.summarize_layer(blob, layer.descriptor.media_type)
 
     def layer_summary(self, layer: Layer) -> Any:
         """A layer's summary, computed from its blob if it was never saved or is unreadable."""
-        from minibuild.layer import snapshot, unpack
+        from minibuild.layer import snapshot
 
         try:
             return snapshot.LayerSummary.from_json(json.loads(self.summary_path(layer.diff_id).read_text()))
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass  # never saved, or damaged (summaries are written without fsync)
-        with open(self.blobs.blob_path(layer.descriptor.digest), "rb", buffering=_BUFSIZE) as blob:
-            _, summary = unpack.summarize_layer(blob, layer.descriptor.media_type)
-        self.save_summary(layer.diff_id, summary)
+        diff_id, summary = self.read_through(layer)
+        if diff_id != layer.diff_id:
+            raise StoreError(f"layer {layer.descriptor.digest} decompresses to DiffID {diff_id}, "
+                             f"but the image says {layer.diff_id}: the store is corrupt")
+        self.save_summary(layer.diff_id, summary, {layer.descriptor.digest: layer.descriptor.media_type})
         return summary
+
+
+def _same_format(a: str, b: str) -> bool:
+    """Whether two layer media types read the same bytes the same way (docker's and OCI's names)."""
+    return DOCKER_TO_OCI_LAYER.get(a, a) == DOCKER_TO_OCI_LAYER.get(b, b)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from minibuild.errors import StoreError
 from minibuild.fs.files import write_atomic
@@ -177,9 +177,10 @@ class Store:
         """The lowerdir of a layer, unpacked from its blob first if missing (DiffID checked)."""
         return self.layer_dirs.ensure_layer(layer)
 
-    def save_summary(self, diff_id: Digest, summary: Any) -> None:
-        """Keep a layer's summary (file sizes, whiteouts) for history and accounting."""
-        self.layer_dirs.save_summary(diff_id, summary)
+    def save_summary(self, diff_id: Digest, summary: Any, sources: Mapping[Digest, str] | None = None) -> None:
+        """Keep a layer's summary (file sizes, whiteouts) for history and accounting, and the
+        blobs (digest -> media type) known to hold its tar."""
+        self.layer_dirs.save_summary(diff_id, summary, sources)
 
     def layer_summary(self, layer: Layer) -> Any:
         """A layer's summary, computed from its blob if it was never saved or is unreadable."""

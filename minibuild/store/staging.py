@@ -4,10 +4,10 @@ checked, then committed to the store at once, so a refused input leaves the stor
 This is the one gate for outside input. Every staged blob is hashed while it is written and
 compared with the digest it claims. Outside JSON (indexes, descriptors, manifests, configs) has
 its shape checked here, so the inside only meets well-formed values; an image must keep the
-rules fsck holds the store to (imagerules, and every size that of its blob). Every new layer is
-unpacked into scratch (which refuses climbing names, writes through symlinks, hardlinks out of
-the layer, bad whiteouts and fields the kernel cannot take) and its DiffID compared with the
-image config.
+rules fsck holds the store to (imagerules, and every size that of its blob). Every layer is
+read as a tar, new ones unpacked into scratch (which refuses climbing names, writes through
+symlinks, hardlinks out of the layer, bad whiteouts and fields the kernel cannot take), and its
+DiffID compared with the image config: a blob already in the store too.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from minibuild.errors import LayerError, MinibuildError, ReferenceError_
 from minibuild.fs.files import remove_tree
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Config, Descriptor, Image, Layer, Manifest
-from minibuild.oci.mediatypes import INDEX_MEDIA_TYPES
+from minibuild.oci.mediatypes import DOCKER_TO_OCI_LAYER, INDEX_MEDIA_TYPES
 from minibuild.store import imagerules
 from minibuild.store.cas import BlobWriter
 from minibuild.store.layout import Store
@@ -52,7 +52,9 @@ class Staging:
         self.layers = store.layer_dirs
         self.scratch = store.scratch
         self._writers: dict[Digest, BlobWriter] = {}
-        self._trees: dict[Digest, tuple[Path, Any]] = {}  # DiffID -> (scratch tree, summary)
+        self._trees: dict[Digest, tuple[Path | None, Any]] = {}  # DiffID -> (scratch tree, summary)
+        self._sources: dict[Digest, dict[Digest, str]] = {}  # DiffID -> {blob: media type} read
+        self._verified: set[tuple[Digest, str, Digest]] = set()  # (blob, format, DiffID) seen
 
     def has(self, digest: Digest) -> bool:
         """Whether the blob is staged or already stored."""
@@ -120,8 +122,8 @@ class Staging:
 
     def check_image(self, descriptor: Descriptor) -> StagedImage:
         """Check a staged image the way fsck will: manifest and config well formed and agreeing
-        (imagerules), every descriptor's size that of its blob; unpack and verify every layer not
-        yet stored."""
+        (imagerules), every descriptor's size that of its blob, every layer a tar unpack accepts
+        whose DiffID is the one the config claims (stored layers too)."""
         what = f"manifest {descriptor.digest}"
         manifest = self.manifest(descriptor.digest)
         config_what = f"config {manifest.config.digest}"
@@ -140,26 +142,32 @@ class Staging:
         return StagedImage(descriptor, Image(config=config, layers=layers), manifest.config.digest)
 
     def check_layer(self, layer: Layer) -> None:
-        """A staged layer blob must unpack safely to the DiffID its image claims."""
-        if layer.descriptor.digest not in self._writers or layer.diff_id in self._trees:
-            return  # a stored blob was checked when it came in
+        """A layer's blob must be a tar unpack accepts with the DiffID its image claims. A stored
+        blob is checked too (read through, unless the store recorded that it was, see
+        `LayerDirs.verified`): else an image could name a stored blob under another DiffID."""
+        if _claim(layer.descriptor, layer.diff_id) in self._verified:
+            return
+        if layer.descriptor.digest not in self._writers and self.layers.verified(layer):
+            return
         diff_id = self.take_layer(layer.descriptor, known=layer.diff_id)
         if diff_id != layer.diff_id:
             raise IntakeError(f"layer {layer.descriptor.digest} unpacks to DiffID {diff_id}, "
                               f"but the image config says {layer.diff_id}")
 
     def take_layer(self, descriptor: Descriptor, known: Digest | None = None) -> Digest:
-        """Unpack a staged layer into scratch (refusing unsafe entries); return its DiffID.
+        """Unpack a staged or stored layer into scratch (refusing unsafe entries); its DiffID.
 
-        When the DiffID `known` is already unpacked in the store, the blob is only read through.
+        When the DiffID `known` is already unpacked (in the store or here), the blob is only read
+        through.
         """
         from minibuild.layer import unpack
 
         work = self.scratch("intake")
         tree: Path | None = work / "tree"
+        unpacked = known is not None and (known in self._trees or self.layers.layer_path(known).exists())
         try:
             with self.open(descriptor.digest) as blob:
-                if known is not None and self.layers.layer_path(known).exists():
+                if unpacked:
                     tree = None
                     diff_id, summary = unpack.summarize_layer(blob, descriptor.media_type)
                 else:
@@ -174,8 +182,19 @@ class Staging:
             raise
         if tree is None:
             remove_tree(work)
-        self._trees[diff_id] = (tree, summary)
+        self._keep(diff_id, tree, summary)
+        self._verified.add(_claim(descriptor, diff_id))
+        self._sources.setdefault(diff_id, {})[descriptor.digest] = descriptor.media_type
         return diff_id
+
+    def _keep(self, diff_id: Digest, tree: Path | None, summary: Any) -> None:
+        """Hold a checked layer for commit: one tree per DiffID (a second is dropped at once)."""
+        held = self._trees.get(diff_id)
+        if held is not None and held[0] is not None:
+            if tree is not None:
+                remove_tree(tree.parent)
+            return
+        self._trees[diff_id] = (tree, summary)
 
     def commit(self, images: Iterable[StagedImage]) -> None:
         """Move the blobs these images need into the store, then adopt their unpacked layers."""
@@ -191,7 +210,8 @@ class Staging:
                 writer.abort()
         self._writers.clear()
         for diff_id, (tree, summary) in self._trees.items():
-            self.layers.save_summary(diff_id, summary)
+            sources = {d: m for d, m in self._sources.get(diff_id, {}).items() if d in needed}
+            self.layers.save_summary(diff_id, summary, sources)
             if tree is not None:
                 self.layers.adopt_layer(diff_id, tree)
                 remove_tree(tree.parent)
@@ -206,6 +226,11 @@ class Staging:
             if tree is not None:
                 remove_tree(tree.parent)
         self._trees.clear()
+
+
+def _claim(descriptor: Descriptor, diff_id: Digest) -> tuple[Digest, str, Digest]:
+    """A blob read as a format, and the DiffID it gave: docker's and OCI's names are one format."""
+    return descriptor.digest, DOCKER_TO_OCI_LAYER.get(descriptor.media_type, descriptor.media_type), diff_id
 
 
 def parse_json(data: bytes, what: str) -> Any:

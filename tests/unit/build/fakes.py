@@ -118,7 +118,7 @@ class FakeStore:
             os.rename(directory, target)
         return target
 
-    def save_summary(self, diff_id: Digest, summary: object) -> None:
+    def save_summary(self, diff_id: Digest, summary: object, sources=None) -> None:
         self.summaries[diff_id] = summary
 
     def resolve(self, text: str) -> tuple[str, Descriptor]:

@@ -12,7 +12,7 @@ import pytest
 from minibuild.errors import StoreError
 from minibuild.layer.snapshot import LayerSummary
 from minibuild.oci.digest import Digest
-from minibuild.oci.image import Layer
+from minibuild.oci.image import Descriptor, Layer
 from minibuild.store.cas import Blobs
 from minibuild.store.layers import LAYER_ID_LEN, LayerDirs
 from minibuild.store.paths import StorePaths
@@ -88,3 +88,23 @@ def test_a_saved_summary_is_read_back_and_a_lost_one_recomputed(layers):
     recomputed = layers.layer_summary(layer)
     assert recomputed.files == (("a", 5),) and recomputed.content_size == 5
     assert LayerSummary.from_json(json.loads(layers.summary_path(layer.diff_id).read_text())) == recomputed
+
+
+def test_the_blobs_seen_to_hold_a_layer_are_recorded_and_kept_across_saves(layers):
+    layer = stored_layer(layers, {"a": b"1"})
+    assert not layers.verified(layer)
+    layers.ensure_layer(layer)
+    assert layers.verified(layer)
+    other = Digest.of(b"the same tar, compressed otherwise")
+    layers.save_summary(layer.diff_id, layers.layer_summary(layer),
+                        {other: "application/vnd.oci.image.layer.v1.tar+gzip"})
+    assert layers.verified(layer)  # the first record survives the second save
+    assert layers.verified(Layer(Descriptor("application/vnd.oci.image.layer.v1.tar+gzip", other, 1),
+                                 layer.diff_id))
+    assert not layers.verified(Layer(layer.descriptor, Digest.of(b"another DiffID")))
+
+
+def test_a_lost_summary_is_not_recomputed_from_a_blob_of_another_diff_id(layers):
+    real = stored_layer(layers, {"f": b"x"})
+    with pytest.raises(StoreError, match="decompresses to DiffID"):
+        layers.layer_summary(Layer(real.descriptor, Digest.of(b"something else")))
