@@ -9,12 +9,15 @@ time, members in the order they are added.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import re
 import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from minibuild.errors import StoreError
 from minibuild.oci.digest import Digest
 from minibuild.store.layout import Store
 from minibuild.store.staging import JSON_LIMIT, IntakeError, Staging, parse_json
@@ -137,15 +140,17 @@ class TarOut:
         """Add a file from memory."""
         self.add_file(name, io.BytesIO(data), len(data))
 
-    def add_file(self, name: str, source: BinaryIO, size: int) -> None:
-        """Add a file from a reader holding exactly `size` bytes (a name already added is skipped)."""
+    def add_file(self, name: str, source: BinaryIO, size: int) -> bool:
+        """Add a file from a reader holding exactly `size` bytes; False (nothing read) for a name
+        already added."""
         if name in self._names:
-            return
+            return False
         self._names.add(name)
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = size, 0o644, 0
         info.uname = info.gname = ""
         self._tar.addfile(info, source)
+        return True
 
     def add_dir(self, name: str) -> None:
         """Add a directory entry."""
@@ -161,8 +166,33 @@ class TarOut:
         self._tar.close()
 
 
+class _HashingReader:
+    """Hashes what is read through it: a blob is verified as it is copied, not read twice."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        """Read and hash up to `size` bytes."""
+        data = self._source.read(size)
+        self.hash.update(data)
+        return data
+
+
 def add_blob(tar: TarOut, store: Store, digest: Digest) -> None:
-    """Copy a stored blob into the archive under blobs/sha256/<hex>."""
-    path = store.blob_path(digest)
-    with open(path, "rb", buffering=_CHUNK) as f:
-        tar.add_file(f"blobs/sha256/{digest.hex}", f, path.stat().st_size)
+    """Copy a stored blob into the archive under blobs/sha256/<hex>, checking its digest as it
+    goes: a corrupt blob ends the archive with a StoreError naming it (a file given with -o is
+    then not written at all)."""
+    try:
+        f = open(store.blob_path(digest), "rb", buffering=_CHUNK)
+    except FileNotFoundError:
+        raise StoreError(f"blob {digest} is missing from the store",
+                         hint="`minibuild fsck` checks the whole store") from None
+    with f:
+        reader = _HashingReader(f)
+        added = tar.add_file(f"blobs/sha256/{digest.hex}", reader, os.fstat(f.fileno()).st_size)
+    actual = Digest.from_hash(reader.hash)
+    if added and actual != digest:
+        raise StoreError(f"blob {digest} is corrupt: its bytes hash to {actual}; the archive "
+                         "is not complete", hint="`minibuild fsck` checks the whole store")
