@@ -225,7 +225,8 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
     if not _tagged(index, data):
         return False  # another build moved a tag meanwhile: this index does not hold our result
     cmd.path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(cmd.path, json.dumps(data, separators=(",", ":")).encode(), durable=False)
+    # 0600: a memo holds the steps' text and the paths the build read, which may be secrets
+    write_atomic(cmd.path, json.dumps(data, separators=(",", ":")).encode(), durable=False, mode=0o600)
     entries.trim(memo_dir(cmd.root), KEEP)
     return True
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibuild.store import topdir
+from minibuild.store.permissions import SECRET_MODE
 from minibuild.store.paths import StorePaths
 from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
@@ -153,13 +154,14 @@ class Containers:
             tmp = self.dir / f".new-{container.id}"
             tmp.mkdir()
             make_overlay_dirs(tmp)
-            write_atomic(tmp / "config.json", canonical_json(container.to_json()))
+            write_atomic(tmp / "config.json", canonical_json(container.to_json()), mode=SECRET_MODE)
             os.rename(tmp, self.path(container.id))
         return container
 
     def save(self, container: Container) -> None:
         """Replace a record atomically (a reader sees the old or the new one)."""
-        write_atomic(self.path(container.id) / "config.json", canonical_json(container.to_json()))
+        write_atomic(self.path(container.id) / "config.json", canonical_json(container.to_json()),
+                     mode=SECRET_MODE)  # its env holds the -e values
 
     def load(self, container_id: str) -> Container:
         """A record by full id."""

@@ -187,7 +187,7 @@ def supervise_detached(root: Path, container_id: str, notify_fd: int, tty_: bool
     try:
         container = containers.load(container_id)
         log = os.open(containers.log_path(container_id),
-                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     except BaseException as exc:
         _notify(notify_fd, f"error: {exc}")

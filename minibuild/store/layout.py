@@ -18,7 +18,7 @@ from minibuild.fs.lock import FileLock
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor, Image, Layer
 from minibuild.oci.reference import Reference
-from minibuild.store import images
+from minibuild.store import images, permissions
 from minibuild.store.cas import Blobs, BlobWriter
 from minibuild.store.index import Found, StoredImage, TagIndex
 from minibuild.store.layers import LayerDirs
@@ -42,10 +42,12 @@ class Store:
 
     @classmethod
     def open(cls, root: Path) -> Store:
-        """Create the layout if needed, take the shared in-use lock, remove dead sessions."""
+        """Create the layout if needed (the root only its owner may enter: see `permissions`),
+        take the shared in-use lock, remove dead sessions."""
         store = cls(root)
         paths = store.paths
         try:
+            permissions.secure_root(paths)
             for d in (paths.blobs, paths.layers, paths.meta, paths.run, paths.locks):
                 d.mkdir(parents=True, exist_ok=True)
             store.index.create()
