@@ -59,7 +59,10 @@ class Reader:
     def __init__(self, lines: list[str], escape: str, file: str) -> None:
         self.lines, self.i = lines, 0
         self.escape, self.file = escape, file
-        self.continuation = re.compile(re.escape(escape) + r"[ \t]*\Z")
+        # BuildKit's rule: the escape ends a line as a continuation unless an escape comes right
+        # before it (`ENV C trailing\\` is a value ending in a backslash: docker/for-win#5254).
+        e = re.escape(escape)
+        self.continuation = re.compile(rf"(?:(?<=[^{e}])|^){e}[ \t]*\Z")
 
     def _trim(self, text: str) -> tuple[str, bool]:
         match = self.continuation.search(text)

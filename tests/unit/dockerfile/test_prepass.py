@@ -97,3 +97,14 @@ def test_an_unterminated_heredoc_is_none():
     r = reader("RUN x\nbody\n")
     r.next_line()
     assert r.heredoc("EOF", chomp=False) is None
+
+
+def test_an_escaped_escape_at_the_end_is_not_a_continuation():
+    # BuildKit's parser/testfiles/trailing-backslash (docker/for-win#5254): `\\` ends the value
+    text = ("ENV B another\\\\path\nENV C trailing\\\\backslash\\\\\n"
+            "ENV D This should not be appended to C\n"
+            "ENV E hello\\\n\\\nworld\nENV F hello\\\n \\\nworld\nENV G hello \\\n\\\nworld\n")
+    assert logical(text) == ["ENV B another\\\\path", "ENV C trailing\\\\backslash\\\\",
+                             "ENV D This should not be appended to C", "ENV E helloworld",
+                             "ENV F hello world", "ENV G hello world"]
+    assert logical("RUN a``\nRUN b `\nc\n", escape="`") == ["RUN a``", "RUN b c"]
