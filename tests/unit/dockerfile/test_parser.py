@@ -137,6 +137,16 @@ def test_repeated_flags() -> None:
     assert run.command == ins.ShellForm("make")
 
 
+def test_a_double_dash_ends_the_flags() -> None:
+    # BuildKit's BFlags: `--` ends the options (POSIX), and is not an argument itself
+    copy = one("COPY -- foo /tmp/")
+    assert (copy.flags, copy.sources, copy.dest) == ((), ("foo",), "/tmp/")
+    copy = one("COPY --chown=1 -- --link /tmp/")
+    assert (copy.flags, copy.sources) == (("--chown=1",), ("--link",))
+    assert one("RUN -- echo --x").command == ins.ShellForm("echo --x")
+    assert one("RUN --network=none -- true").flags == ("--network=none",)
+
+
 def test_flag_on_instruction_that_takes_none_is_kept() -> None:
     assert one("WORKDIR --weird=1 /x").flags == ("--weird=1",)
 
