@@ -176,7 +176,8 @@ class Engine:
         try:
             return self.store.resolve(text)[1]
         except ImageNotFound:
-            what = what or f"{instruction.keyword} {text}: image not found in the store"
+            what = (what or f"{instruction.keyword} {text}: image not found in the store") \
+                + self._plan.did_you_mean(text)
             raise BuildError.at(instruction,
                                 f"{what} (build it first, or see `minibuild images`)") from None
 

@@ -26,6 +26,7 @@ from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
+from minibuild.dockerfile.suggest import unknown_flag
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
@@ -78,7 +79,7 @@ def check_flags(instruction, allowed: set[str]) -> None:
         if name in _NOT_YET:
             raise _fail(instruction, f"{instruction.keyword} --{name} is not supported yet")
         if name not in allowed:
-            raise _fail(instruction, f"unknown flag --{name} for {instruction.keyword}")
+            raise _fail(instruction, unknown_flag(instruction.keyword, name, allowed | _NOT_YET))
 
 
 class StepFactory:

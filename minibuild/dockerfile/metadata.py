@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from minibuild.dockerfile import shell as words
+from minibuild.dockerfile.suggest import unknown_flag
 from minibuild.errors import BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import (Arg, Cmd, Entrypoint, Env, ExecForm, Expose, Healthcheck, Label,
@@ -250,7 +251,7 @@ def healthcheck(instruction: Healthcheck, scope: Scope) -> tuple[tuple[str, obje
     for flag in instruction.flags:
         key, _, value = flag.removeprefix("--").partition("=")
         if key not in names:
-            raise _fail(instruction, f"unknown flag --{key} for HEALTHCHECK")
+            raise _fail(instruction, unknown_flag("HEALTHCHECK", key, names))
         try:
             fields[names[key]] = int(value) if key == "retries" else parse_duration(value)
         except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from minibuild.dockerfile import shell as words
+from minibuild.dockerfile import shell as words, suggest
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.instructions import Add, Arg, Copy, Env, From, Run, flag_value, flag_values
 from minibuild.dockerfile.parser import Buildfile
@@ -49,6 +49,10 @@ class Plan:
             return self.stages[int(ref)]
         return None
 
+    def did_you_mean(self, ref: str) -> str:
+        """` (did you mean NAME?)` when `ref` looks like a mistyped stage name, else ""."""
+        return suggest.did_you_mean(ref.lower(), [s.name for s in self.stages if s.name])
+
     @property
     def total_steps(self) -> int:
         """Instructions the build will execute (FROM included)."""
@@ -65,7 +69,8 @@ def make_plan(buildfile: Buildfile, build_args: Mapping[str, str], target: str |
         chosen = plan.stage(target)
         if chosen is None:
             names = ", ".join(s.name for s in stages if s.name) or "none"
-            raise BuildfileError(f"target stage {target!r} could not be found (stages: {names})",
+            raise BuildfileError(f"target stage {target!r} could not be found"
+                                 f"{plan.did_you_mean(target)} (stages: {names})",
                                  file=buildfile.file)
         plan = Plan(stages, global_args, chosen.index, (), buildfile.escape, buildfile.file)
     needed = _needed(plan, plan.target, build_args)

@@ -124,3 +124,5 @@ def test_command_argv_and_history_text():
 def test_healthcheck_refuses_an_unknown_flag():
     with pytest.raises(BuildfileError, match="unknown flag --every for HEALTHCHECK"):
         apply_all("FROM s\nHEALTHCHECK --every=1s CMD true\n")
+    with pytest.raises(BuildfileError, match=r"--intervall for HEALTHCHECK \(did you mean --interval\?\)"):
+        apply_all("FROM s\nHEALTHCHECK --intervall=1s CMD true\n")

@@ -43,8 +43,16 @@ def test_stage_lookup_by_name_any_case_or_index():
 
 def test_unknown_target_is_named_with_the_stages():
     with pytest.raises(BuildfileError) as info:
-        plan_of("FROM a AS one\nFROM b AS two\n", target="nope")
-    assert "target stage 'nope' could not be found (stages: one, two)" in str(info.value)
+        plan_of("FROM a AS one\nFROM b AS two\n", target="missing")
+    assert "target stage 'missing' could not be found (stages: one, two)" in str(info.value)
+
+
+def test_a_mistyped_target_gets_the_nearest_stage_name():
+    with pytest.raises(BuildfileError) as info:
+        plan_of("FROM a AS build\nFROM b AS final\n", target="buidl")
+    assert "'buidl' could not be found (did you mean build?) (stages: build, final)" in str(info.value)
+    assert plan_of("FROM a AS build\n").did_you_mean("BIULD") == " (did you mean build?)"
+    assert plan_of("FROM a AS build\n").did_you_mean("busybox") == ""
 
 
 def test_target_and_only_needed_stages():
