@@ -36,12 +36,14 @@ class MinibuildError(Exception):
         column: int | None = None,
         step: str | None = None,
         hint: str | None = None,
+        end_line: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.file = file
         self.line = line
         self.column = column
+        self.end_line = end_line  # an instruction over several lines: its last one
         self.step = step
         self.hint = hint
 
@@ -49,14 +51,24 @@ class MinibuildError(Exception):
     def at(cls: type[_E], where: Located | HasLocation, message: str, **extra: Any) -> _E:
         """This error at an instruction or a `Location` (file, line and column taken from it)."""
         place = getattr(where, "location", where)  # an instruction carries its Location
-        return cls(message, file=place.file, line=place.line, column=place.column, **extra)
+        return cls(message, file=place.file, line=place.line, column=place.column,
+                   end_line=getattr(place, "end_line", None), **extra)
+
+    def locate(self, where: Located | HasLocation) -> None:
+        """Give an error raised without a place (below the frontend) that of an instruction."""
+        place = getattr(where, "location", where)
+        self.file, self.line, self.column = place.file, place.line, place.column
+        self.end_line = getattr(place, "end_line", None)
 
     def location(self) -> str:
-        """`file:line:col` (as much of it as is known), or an empty string."""
+        """`file:line:col`, or `file:first-last` for an instruction over several lines (as
+        much of it as is known), or an empty string."""
         if self.file is None:
             return ""
         parts = [self.file]
-        if self.line is not None:
+        if self.line is not None and self.end_line is not None and self.end_line > self.line:
+            parts.append(f"{self.line}-{self.end_line}")
+        elif self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
                 parts.append(str(self.column))

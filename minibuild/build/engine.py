@@ -292,5 +292,4 @@ class Engine:
 def _locate(exc: MinibuildError, instruction) -> None:
     """Give an error raised below the engine (context, copier, sandbox) its Buildfile line."""
     if exc.file is None:
-        loc = instruction.location
-        exc.file, exc.line, exc.column = loc.file, loc.line, loc.column
+        exc.locate(instruction)

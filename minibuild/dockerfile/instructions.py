@@ -13,13 +13,17 @@ from typing import Union
 
 @dataclass(frozen=True)
 class Location:
-    """Where an instruction starts: 1-based line and column of its first line."""
+    """Where an instruction starts: 1-based line and column of its first line; `end_line` is
+    its last line (continuations, heredoc bodies) when it spans several, else None."""
 
     file: str
     line: int
     column: int = 1
+    end_line: int | None = None
 
     def __str__(self) -> str:
+        if self.end_line is not None:
+            return f"{self.file}:{self.line}-{self.end_line}"
         return f"{self.file}:{self.line}:{self.column}"
 
 

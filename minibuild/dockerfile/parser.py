@@ -72,7 +72,9 @@ def _instruction(line: prepass.LogicalLine, reader: prepass.Reader) -> ins.Instr
     """One logical line as an instruction; its heredoc bodies are read on from `reader`."""
     node = syntax.recognise(line)
     bodies = heredoc.collect(node, line, reader)
-    return transformer.instruction(node, line, bodies)
+    # Its last line: the heredoc's closing delimiter, else the last of its continuation lines.
+    end_line = reader.i if bodies else line.spans[-1][1]
+    return transformer.instruction(node, line, bodies, end_line)
 
 
 def _check_first(found: list[ins.Instruction], file: str) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from minibuild.dockerfile.instructions import (
     Add, Arg, Cmd, Command, Copy, Entrypoint, Env, ExecForm, Expose, From, Healthcheck, Heredoc,
-    Instruction, Label, Maintainer, Onbuild, Run, Shell, ShellForm, StopSignal, User, Volume,
-    Workdir,
+    Instruction, Label, Location, Maintainer, Onbuild, Run, Shell, ShellForm, StopSignal, User,
+    Volume, Workdir,
 )
 from minibuild.dockerfile.prepass import LogicalLine
 from minibuild.dockerfile.syntax import USAGE, token_text
@@ -26,9 +27,14 @@ if TYPE_CHECKING:
 _FLAG = re.compile(r"""--[A-Za-z0-9][A-Za-z0-9_.-]*(?:=(?:"[^"]*"|'[^']*'|[^\s"'])*)?""")
 
 
-def instruction(node: lark.Tree, line: LogicalLine, heredocs: tuple[Heredoc, ...]) -> Instruction:
-    """The typed instruction of a tree from `syntax.recognise` (its heredoc bodies already read)."""
-    return _build(node, line, line.text, heredocs)
+def instruction(node: lark.Tree, line: LogicalLine, heredocs: tuple[Heredoc, ...],
+                end_line: int | None = None) -> Instruction:
+    """The typed instruction of a tree from `syntax.recognise` (its heredoc bodies already read,
+    up to `end_line`, the last line the instruction takes in the file)."""
+    location = line.location()
+    if end_line is not None and end_line > location.line:
+        location = replace(location, end_line=end_line)
+    return _build(node, line, line.text, heredocs, location)
 
 
 def _parts(node: lark.Tree) -> dict[str, list[Any]]:
@@ -43,10 +49,10 @@ def _parts(node: lark.Tree) -> dict[str, list[Any]]:
 
 
 def _build(node: lark.Tree, line: LogicalLine, original: str,
-           heredocs: tuple[Heredoc, ...]) -> Instruction:
+           heredocs: tuple[Heredoc, ...], location: Location) -> Instruction:
     parts = _parts(node)
     flags = tuple(_FLAG.findall(str(parts["FLAGS"][0]))) if "FLAGS" in parts else ()
-    base = {"location": line.location(), "flags": flags, "original": original}
+    base = {"location": location, "flags": flags, "original": original}
     keyword = node.data.rstrip("_").upper()
     return _BUILDERS[node.data](parts, base, line, keyword, heredocs)
 
@@ -206,7 +212,7 @@ def _build_onbuild(parts, base, line, keyword, heredocs):
     if name in ("FROM", "MAINTAINER"):
         raise line.error(f"{name} isn't allowed as an ONBUILD trigger")
     original = line.text[node.children[0].start_pos:]
-    return Onbuild(**base, trigger=_build(node, line, original, heredocs))
+    return Onbuild(**base, trigger=_build(node, line, original, heredocs, base["location"]))
 
 
 _TOKEN_KINDS = {"ONBUILD", "FLAGS"}

@@ -30,3 +30,15 @@ def test_location_prints_what_is_known():
     assert MinibuildError("x", file="f").location() == "f"
     assert MinibuildError("x", file="f", line=2).location() == "f:2"
     assert str(MinibuildError("x", file="f", line=2, step="[1/2] RUN")) == "[1/2] RUN: f:2: x"
+
+
+def test_a_range_of_lines_is_printed_as_first_last():
+    assert MinibuildError("x", file="f", line=2, column=1, end_line=4).location() == "f:2-4"
+    assert MinibuildError("x", file="f", line=2, column=3, end_line=2).location() == "f:2:3"
+
+
+def test_locate_gives_an_unplaced_error_the_instruction_range():
+    run = parse("FROM a\nRUN a \\\n  b\n", "B").instructions[1]
+    exc = BuildError("exit 1")
+    exc.locate(run)
+    assert str(exc) == "B:2-3: exit 1" and exc.end_line == 3

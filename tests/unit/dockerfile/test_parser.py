@@ -85,9 +85,21 @@ def test_bom_and_crlf() -> None:
 def test_location_and_original_of_continued_instruction() -> None:
     bf = parse("FROM a\n\n  RUN one \\\n# dropped\n\n    two\nUSER x\n", "dir/Buildfile")
     run, user = bf.instructions[1], bf.instructions[2]
-    assert run.location == ins.Location("dir/Buildfile", 3, 3)
+    assert run.location == ins.Location("dir/Buildfile", 3, 3, end_line=6)
     assert run.original == "RUN one     two"
-    assert user.location.line == 7
+    assert user.location == ins.Location("dir/Buildfile", 7, 1)
+
+
+def test_an_instruction_over_several_lines_is_located_by_its_whole_range() -> None:
+    # BuildKit shows every line of such an instruction; here the location names the range
+    bf = parse("FROM a\nRUN <<EOF\necho\nEOF\nCOPY a \\\n  b\nUSER x\n")
+    run, copy, user = bf.instructions[1:]
+    assert (str(run.location), str(copy.location), str(user.location)) == \
+        ("Buildfile:2-4", "Buildfile:5-6", "Buildfile:7:1")
+    assert str(BuildfileError.at(run, "RUN failed")) == "Buildfile:2-4: RUN failed"
+    assert str(BuildfileError.at(user, "bad user")) == "Buildfile:7:1: bad user"
+    onbuild = parse("FROM a\nONBUILD RUN \\\n  true\n").instructions[1]
+    assert onbuild.trigger.location == onbuild.location == ins.Location("Buildfile", 2, 1, 3)
 
 
 def test_continuation_with_trailing_blanks_after_escape() -> None:
