@@ -18,7 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from minibuild.dockerfile import heredoc, instructions as ins, prepass, shell, syntax, transformer
+from minibuild.dockerfile import heredoc, instructions as ins, patterns, prepass, shell, syntax, transformer
 from minibuild.dockerfile.instructions import Location
 from minibuild.errors import BuildfileError
 
@@ -64,7 +64,7 @@ def parse_file(path: str | os.PathLike) -> Buildfile:
 
 def code_files() -> tuple[str, ...]:
     """The source files of every module a parse runs (the parse cache keys on their content)."""
-    modules = (sys.modules[__name__], prepass, syntax, heredoc, transformer, ins, shell)
+    modules = (sys.modules[__name__], prepass, syntax, heredoc, transformer, ins, shell, patterns)
     return tuple(module.__file__ for module in modules)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from minibuild.dockerfile import patterns
 from minibuild.errors import BuildfileError
 
 _SPECIAL_PARAMS = "@*#?-$!0"
@@ -51,12 +52,19 @@ class _Words:
         return self.words
 
 
-class _Lexer:
-    """One pass over one string; `expand=False` keeps `$...` as written (for unquote)."""
+# In a here-document a backslash escapes only these; before anything else it stays (POSIX).
+_HEREDOC_ESCAPED = ("$", "`", "\\", "\n")
 
-    def __init__(self, text: str, env: Mapping[str, str], escape: str, expand: bool) -> None:
+
+class _Lexer:
+    """One pass over one string; `expand=False` keeps `$...` as written (for unquote);
+    `heredoc=True` reads a here-document: quotes are plain text, POSIX's escapes."""
+
+    def __init__(self, text: str, env: Mapping[str, str], escape: str, expand: bool,
+                 heredoc: bool = False) -> None:
         self.text, self.pos = text, 0
         self.env, self.escape, self.expand = env, escape, expand
+        self.heredoc = heredoc
 
     def peek(self) -> str:
         """The next character, or "" at the end."""
@@ -68,8 +76,9 @@ class _Lexer:
         self.pos += len(ch)
         return ch
 
-    def process(self, stop: str = "") -> tuple[str, list[str]]:
-        """Read up to `stop` (or the end); return the joined text and the split words."""
+    def process(self, stop: str = "", raw_escapes: bool = False) -> tuple[str, list[str]]:
+        """Read up to `stop` (or the end); return the joined text and the split words.
+        `raw_escapes` keeps the escape characters (a pattern of `${v#p}` needs its `\\*`)."""
         result: list[str] = []
         words = _Words()
         while (ch := self.peek()) != "":
@@ -79,22 +88,31 @@ class _Lexer:
             if ch == "$":
                 piece = self.dollar()
                 words.add_string(piece)  # an unquoted expansion IS split again, as in lex.go
-            elif ch in "'\"":
+            elif ch in "'\"" and not self.heredoc:
                 piece = self.single_quoted() if ch == "'" else self.double_quoted()
+                words.add_raw(piece)
+            elif ch == self.escape:
+                self.next()
+                if self.peek() == "":
+                    break  # a lone escape at the very end is dropped
+                piece = self.escaped(raw_escapes)
                 words.add_raw(piece)
             else:
                 piece = self.next()
-                if piece == self.escape:
-                    piece = self.next()
-                    if piece == "":
-                        break  # a lone escape at the very end is dropped
-                    words.add_raw(piece)
-                else:
-                    words.add_char(piece)
+                words.add_char(piece)
             result.append(piece)
         if stop:
             raise _Problem(f"syntax error: missing '{stop}'")
         return "".join(result), words.done()
+
+    def escaped(self, raw: bool) -> str:
+        """What an escape (already read) and the character after it stand for."""
+        if self.heredoc and self.peek() not in _HEREDOC_ESCAPED:
+            return self.escape  # POSIX: `\\n` in a here-document stays `\\n`
+        ch = self.next()
+        if self.heredoc and ch == "\n":
+            return ""  # an escaped newline joins the lines
+        return self.escape + ch if raw else ch
 
     def single_quoted(self) -> str:
         """'...': everything literal up to the next single quote."""
@@ -167,16 +185,34 @@ class _Lexer:
             return self.env.get(name, "")
         if op == "":
             raise _Problem("syntax error: missing '}'")
+        if op == "/":
+            return self.replaced(name)
         null_is_unset = op == ":"
         if null_is_unset:
             op = self.next()
-        if op not in ("-", "+", "?"):
-            shown = (":" if null_is_unset else "") + op
+        shown = (":" if null_is_unset else "") + op
+        if op not in ("-", "+", "?", "#", "%") or (null_is_unset and op in "#%"):
             raise _Problem(f"unsupported modifier ({shown}) in substitution")
-        word, _ = self.process("}")
+        word, _ = self.process("}", raw_escapes=op in "#%")
         if not self.expand:
             return ""  # the caller keeps the source text; a failing ${v:?} must not fire here
+        if op in "#%":
+            return patterns.trim(self.env.get(name, ""), op, word)
         return _apply(name, op, word, null_is_unset, self.env)
+
+    def replaced(self, name: str) -> str:
+        """`${name/pattern/replacement}` (first match) or `${name//pattern/replacement}` (all)."""
+        every = self.peek() == "/"
+        if every:
+            self.next()
+        try:
+            pattern, _ = self.process("/", raw_escapes=True)
+        except _Problem:
+            raise _Problem("syntax error: missing '/' in ${}") from None
+        replacement, _ = self.process("}")
+        if not self.expand:
+            return ""
+        return patterns.replace(self.env.get(name, ""), pattern, replacement, every)
 
 
 class _Problem(Exception):
@@ -200,7 +236,7 @@ def _apply(name: str, op: str, word: str, null_is_unset: bool, env: Mapping[str,
 def _run(text: str, env: Mapping[str, str], escape: str, expand: bool, location) -> tuple[str, list[str]]:
     try:
         return _Lexer(text, env, escape, expand).process()
-    except _Problem as problem:
+    except (_Problem, patterns.PatternError) as problem:
         message = f"{problem} (in {text!r})"
         if location is None:
             raise BuildfileError(message) from None
@@ -215,6 +251,18 @@ def expand(word: str, env: Mapping[str, str], *, escape: str = "\\", location=No
 def expand_words(text: str, env: Mapping[str, str], *, escape: str = "\\", location=None) -> list[str]:
     """Expand and split on unquoted blanks; an unquoted `$v` holding blanks splits too (lex.go)."""
     return _run(text, env, escape, True, location)[1]
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], *, location=None) -> str:
+    """A here-document's body with its variables expanded, as the reference says "regular
+    here-doc" rules (POSIX) go: quotes are text; a backslash escapes only `$`, a backquote, a
+    backslash and a newline (which it removes), and stays before anything else. Command
+    substitutions are not run: `$(...)` and backquotes stay as written."""
+    try:
+        return _Lexer(text, env, "\\", True, heredoc=True).process()[0]
+    except (_Problem, patterns.PatternError) as problem:
+        raise BuildfileError.at(location, f"{problem} (in a heredoc)") if location is not None \
+            else BuildfileError(f"{problem} (in a heredoc)") from None
 
 
 def unquote(word: str, *, escape: str = "\\") -> str:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.instructions import Location
-from minibuild.dockerfile.shell import expand, expand_words, split_raw, unquote
+from minibuild.dockerfile.shell import expand, expand_heredoc, expand_words, split_raw, unquote
 
 ENV = {"a": "1", "empty": "", "sp": "x  y", "lead": "  ab c", "path": "/usr/bin"}
 
@@ -39,6 +39,29 @@ EXPAND = [
     # blanks are kept by expand (one word)
     ("a  b", "a  b"), ("$sp", "x  y"),
 ]
+
+# The reference's "Environment replacement" examples, then BuildKit's lex_test edge cases.
+PATTERNS = {"str": "foobarbaz", "path": "/usr/local/bin/app.tar.gz", "star": "a*b?c", "e": ""}
+EXPAND_PATTERNS = [
+    ("${str#f*b}", "arbaz"), ("${str##f*b}", "az"), ("${str%b*}", "foobar"),
+    ("${str%%b*}", "foo"), ("${str/ba/fo}", "fooforbaz"), ("${str//ba/fo}", "fooforfoz"),
+    ("${path##*/}", "app.tar.gz"), ("${path%.*}", "/usr/local/bin/app.tar"),
+    ("${path%%.*}", "/usr/local/bin/app"), ("${path#/usr}", "/local/bin/app.tar.gz"),
+    ("${str#o*}", "foobarbaz"),           # anchored at the start: no match, unchanged
+    ("${str#?}", "oobarbaz"), ("${str%??}", "foobarb"), ("${str#}", "foobarbaz"),
+    ("${str##*}", ""), ("${str/*/X}", "X"), ("${str//o/}", "fbarbaz"),
+    ("${star#*\\*}", "b?c"), ("${star%\\?*}", "a*b"),  # \* and \? are literal
+    ("${path//\\//-}", "-usr-local-bin-app.tar.gz"),     # \/ is a literal slash
+    ("${str/a/${e:-Z}}", "foobZrbaz"),                    # the replacement expands
+    ("${str/o/\\$x}", "f$xobarbaz"),                     # ... and is otherwise literal
+    ("${unset#x}", ""), ("${unset/x/y}", ""), ("${str/zz/y}", "foobarbaz"),
+    ("${str#${e}f}", "oobarbaz"),                         # the pattern expands too
+]
+
+
+@pytest.mark.parametrize("word,expected", EXPAND_PATTERNS)
+def test_expand_pattern_modifiers(word: str, expected: str) -> None:
+    assert expand(word, PATTERNS) == expected
 
 
 @pytest.mark.parametrize("word,expected", EXPAND)
@@ -81,6 +104,7 @@ def test_expand_words(text: str, expected: list[str]) -> None:
 UNQUOTE = [
     ('"x y"', "x y"), ("z\\ w", "z w"), ("'$a'", "$a"), ("$a", "$a"), ('"${a:-"q"}"', '${a:-"q"}'),
     ("${unset:?boom}", "${unset:?boom}"), ("\\$a", "$a"), ("plain", "plain"),
+    ("${a##*/}", "${a##*/}"), ("${a//x/y}", "${a//x/y}"),
 ]
 
 
@@ -100,7 +124,10 @@ ERRORS = [
     ("${}", "bad substitution"),
     ("${:-x}", "bad substitution"),
     ("${a:=x}", "unsupported modifier (:=)"),
-    ("${a/x/y}", "unsupported modifier (/)"),
+    ("${a:#x}", "unsupported modifier (:#)"),
+    ("${a:%x}", "unsupported modifier (:%)"),
+    ("${a/x}", "missing '/' in ${}"),
+    ("${a#\\x}", "invalid pattern (\\x) in substitution: invalid escape '\\x'"),
 ]
 
 
@@ -135,3 +162,27 @@ def test_plain_text_is_unchanged(text: str) -> None:
 def test_single_quoted_values_never_expand(env: dict[str, str]) -> None:
     word = "'" + "".join(f"${name}" for name in env) + "'"
     assert expand(word, env) == word[1:-1]
+
+
+# A heredoc body follows the reference's "regular here-doc" (POSIX) rules. BuildKit differs:
+# its lexer drops every backslash (`a\nb` -> `anb`); the reference wins, and `\n` stays.
+HEREDOC = [
+    ("Hello ${name}!\n", "Hello world!\n"),                      # the example
+    ('  echo "hello ${FOO}"\n', '  echo "hello bar"\n'),        # the reference's: quotes are text
+    ("'$FOO' \"$FOO\"\n", "'bar' \"bar\"\n"),
+    ("printf 'a\\nb'\n", "printf 'a\\nb'\n"),                  # \n is not an escape here
+    ("\\$FOO \\\\ \\`x\\`\n", "$FOO \\ `x`\n"),                 # these four are
+    ("one \\\ntwo\n", "one two\n"),                              # an escaped newline joins
+    ("$(date) `id` $ ${FOO##b}\n", "$(date) `id` $ ar\n"),      # nothing runs; modifiers work
+    ("${unset:-dflt} $unset.\n", "dflt .\n"),
+]
+
+
+@pytest.mark.parametrize("body,expected", HEREDOC)
+def test_expand_heredoc(body: str, expected: str) -> None:
+    assert expand_heredoc(body, {"name": "world", "FOO": "bar"}) == expected
+
+
+def test_expand_heredoc_errors_are_located() -> None:
+    with pytest.raises(BuildfileError, match=r"^B:3:1: x: is not allowed to be unset \(in a heredoc\)"):
+        expand_heredoc("${x?}\n", {}, location=Location("B", 3))
