@@ -18,7 +18,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from minibuild.dockerfile import heredoc, instructions as ins, patterns, prepass, shell, syntax, transformer
+from minibuild.dockerfile import heredoc, instructions as ins, patterns, prepass, shell, syntax
+from minibuild.dockerfile import transformer
 from minibuild.dockerfile.instructions import Location
 from minibuild.errors import BuildfileError
 

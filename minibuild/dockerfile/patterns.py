@@ -64,7 +64,7 @@ def _trim_prefix(value: str, pattern: str, greedy: bool) -> str:
 
 
 def _reverse(pattern: str) -> str:
-    """A pattern read backwards, each escape kept in front of what it escapes (`a\\*c` -> `c\\*a`)."""
+    """A pattern read backwards, each escape kept before what it escapes (`a\\*c` -> `c\\*a`)."""
     tokens, i = [], 0
     while i < len(pattern):
         size = 2 if pattern[i] == "\\" and i + 1 < len(pattern) else 1
