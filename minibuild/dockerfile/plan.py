@@ -173,5 +173,6 @@ def _mount_refs(stage: Stage, plan: Plan, build_args: Mapping[str, str]) -> list
         elif isinstance(step, Env):
             env.update([(k, expand(v, step.location)) for k, v in step.pairs])
         elif isinstance(step, Run):
-            refs += [expand(ref, step.location) for ref in mount_from_refs(flag_values(step, "mount"))]
+            refs += mount_from_refs(flag_values(step, "mount"),
+                                    lambda word, loc=step.location: expand(word, loc))
     return refs

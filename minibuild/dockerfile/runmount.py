@@ -125,8 +125,8 @@ def parse_mounts(values: Iterable[str], location: Location, *, workdir: str = "/
 
 def parse_mount(text: str, location: Location, *, workdir: str = "/",
                 expand: Callable[[str], str] = lambda text: text) -> RunMount:
-    """One `--mount` value as a typed mount."""
-    fields = _fields(text, location)
+    """One `--mount` value as a typed mount; every value, `type` included, is expanded."""
+    fields = {k: (v if v is None else expand(v)) for k, v in _fields(text, location).items()}
     kind = (fields.pop("type", None) or "bind").lower()
     if kind == "ssh":
         raise _error(location, "RUN --mount=type=ssh is not supported (minibuild forwards no "
@@ -137,14 +137,14 @@ def parse_mount(text: str, location: Location, *, workdir: str = "/",
         if key not in _OPTIONS[kind]:
             where = f"{key!r} does not apply to type={kind}" if key in _KNOWN else f"unknown option {key!r}"
             raise _error(location, f"RUN --mount: {where}")
-    values = {k: (v if v is None else expand(v)) for k, v in fields.items()}
-    opts = _Options(values, location, kind)
+    opts = _Options(fields, location, kind)
     return {"bind": _bind, "cache": _cache, "tmpfs": _tmpfs, "secret": _secret}[kind](opts, workdir)
 
 
-def mount_from_refs(values: Iterable[str]) -> list[str]:
-    """The `from=` of each bind `--mount` as written (the stages a RUN needs), never failing:
-    mistakes are reported when the RUN is prepared."""
+def mount_from_refs(values: Iterable[str],
+                    expand: Callable[[str], str] = lambda text: text) -> list[str]:
+    """The `from=` of each bind `--mount` (the stages a RUN needs), `type` and `from` expanded
+    with `expand`, never failing: mistakes are reported when the RUN is prepared."""
     refs = []
     for text in values:
         try:
@@ -153,8 +153,8 @@ def mount_from_refs(values: Iterable[str]) -> list[str]:
             continue
         pairs = [f.partition("=") for f in record]
         fields = {k.strip().lower(): v for k, _, v in pairs}
-        if fields.get("type", "bind").lower() == "bind" and fields.get("from"):
-            refs.append(fields["from"])
+        if expand(fields.get("type", "bind")).lower() == "bind" and fields.get("from"):
+            refs.append(expand(fields["from"]))
     return refs
 
 

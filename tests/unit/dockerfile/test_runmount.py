@@ -56,6 +56,18 @@ def test_values_are_expanded_but_keys_are_not():
     assert (got.target, got.id) == ("/root/.cache", "pip-cache")
 
 
+def test_every_value_is_expanded_type_and_flags_included():
+    # BuildKit's parseMount runs every value through the expander, `type` first
+    env = {"$T": "tmpfs", "$S": "64k", "$C": "cache", "$SH": "locked", "$RO": "true"}
+    expand = lambda text: env.get(text, text)  # noqa: E731
+    assert mount("type=$T,target=/t,size=$S", expand=expand) == TmpfsMount("/t", 65536)
+    got = mount("type=$C,target=/c,sharing=$SH,ro=$RO", expand=expand)
+    assert (got.sharing, got.readonly) == ("locked", True)
+    assert mount_from_refs(["type=$B,from=$F,target=/x"],
+                           expand={"$B": "bind", "$F": "build"}.get) == ["build"]
+    assert mount_from_refs(["type=$C,from=$F,target=/x"], expand=expand) == []
+
+
 # -- cache ---------------------------------------------------------------------------------------
 
 
