@@ -185,12 +185,12 @@ class StepFactory:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
         check_flags(instruction, _COPY_FLAGS)
         loc = instruction.location
-        expand = functools.partial(words.expand, env=scope.expansion_env(config),
-                                   escape=scope.escape, location=loc)
+        env = scope.expansion_env(config)
+        expand = functools.partial(words.expand, env=env, escape=scope.escape, location=loc)
         sources = tuple(expand(s) for s in instruction.paths)
         chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
         plan = CopyPlan(
-            sources=(), inline=tuple((h.delimiter, h.content.encode()) for h in instruction.heredocs),
+            sources=(), inline=metadata.inline_files(instruction, env),
             dest=expand(instruction.dest), workdir=config.working_dir or "/",
             chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
             unpack_archives=isinstance(instruction, Add) and source is None,

@@ -61,6 +61,14 @@ def describe_command(keyword: str, command) -> str:
     return f"{keyword} {command.text}"
 
 
+def inline_files(instruction, env: Mapping[str, str]) -> tuple[tuple[str, bytes], ...]:
+    """The heredoc sources of a COPY/ADD as (name, content): variables expanded as a shell
+    expands a here-document, unless the delimiter was quoted (`<<"EOF"`)."""
+    return tuple((h.delimiter, (words.expand_heredoc(h.content, env, location=instruction.location)
+                                if h.expand else h.content).encode())
+                 for h in instruction.heredocs)
+
+
 def _expand(word: str, env: Mapping[str, str], scope: Scope, instruction) -> str:
     return words.expand(word, env, escape=scope.escape, location=instruction.location)
 

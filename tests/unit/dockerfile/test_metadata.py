@@ -126,3 +126,12 @@ def test_healthcheck_refuses_an_unknown_flag():
         apply_all("FROM s\nHEALTHCHECK --every=1s CMD true\n")
     with pytest.raises(BuildfileError, match=r"--intervall for HEALTHCHECK \(did you mean --interval\?\)"):
         apply_all("FROM s\nHEALTHCHECK --intervall=1s CMD true\n")
+
+
+def test_inline_files_expand_unless_the_delimiter_is_quoted():
+    # the reference's Here-Documents example: <<-EOT expands ${FOO}, <<-"EOT" does not
+    text = ("FROM s\nCOPY <<-EOT <<-\"RAW\" /dir/\n\techo \"hello ${FOO}\"\nEOT\n"
+            "\techo \"hello ${FOO}\"\nRAW\n")
+    copy = parse(text).instructions[1]
+    assert metadata.inline_files(copy, {"FOO": "bar"}) == (
+        ("EOT", b'echo "hello bar"\n'), ("RAW", b'echo "hello ${FOO}"\n'))
