@@ -211,7 +211,10 @@ def _build_onbuild(parts, base, line, keyword, heredocs):
         raise line.error("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
     if name in ("FROM", "MAINTAINER"):
         raise line.error(f"{name} isn't allowed as an ONBUILD trigger")
-    original = line.text[node.children[0].start_pos:]
+    # The trigger's text carries its heredoc bodies, as BuildKit's: the child build parses it
+    # again from the image config, where nothing else holds them.
+    original = line.text[node.children[0].start_pos:] + "".join(
+        f"\n{h.content}{h.delimiter}" for h in heredocs)
     return Onbuild(**base, trigger=_build(node, line, original, heredocs, base["location"]))
 
 

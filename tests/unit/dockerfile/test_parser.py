@@ -233,6 +233,13 @@ def test_no_heredoc_in_exec_form_or_quotes() -> None:
 def test_onbuild_heredoc() -> None:
     trig = one("ONBUILD RUN <<EOF\necho hi\nEOF").trigger
     assert trig.heredocs[0].content == "echo hi\n"
+    # the trigger's text keeps the body (BuildKit's parseOnBuild): a child build parses it again
+    assert trig.original == "RUN <<EOF\necho hi\nEOF"
+    again = one(trig.original)
+    assert (again.command, again.heredocs) == (trig.command, trig.heredocs)
+    two = one("ONBUILD COPY <<-A <<B /d/\n\ta\nA\nb\nB").trigger
+    assert two.original == "COPY <<-A <<B /d/\na\nA\nb\nB"
+    assert one(two.original).heredocs == two.heredocs
 
 
 # ---------------------------------------------------------------- files and robustness
