@@ -17,6 +17,7 @@ from minibuild.build.engine import BuildOptions, Engine
 from minibuild.build.ports import Reporter, Runner
 from minibuild.build.witness import Witness
 from minibuild.errors import BuildfileError
+from minibuild.dockerfile import buildargs
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
 from minibuild.dockerfile.secretsource import SecretSource
@@ -82,12 +83,14 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
         raise BuildfileError(f"no such Buildfile: {request.buildfile}", file=str(request.buildfile))
     else:
         buildfile = parsecache.parse_file(store.root, request.buildfile)
-    plan = make_plan(buildfile, request.build_args, request.target)
+    build_args = buildargs.with_epoch(request.build_args, request.source_date_epoch)
+    plan = make_plan(buildfile, build_args, request.target)
+    epoch = buildargs.source_date_epoch(build_args, plan.global_values(), buildfile.file)
     if runner is None:
         sandbox.check_support()
         runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security)
-    options = BuildOptions(build_args=request.build_args, compression=request.compression,
-                           network=request.network, source_date_epoch=request.source_date_epoch,
+    options = BuildOptions(build_args=build_args, compression=request.compression,
+                           network=request.network, source_date_epoch=epoch,
                            no_cache=request.no_cache, squash=request.squash,
                            secrets=request.secrets)
     context = BuildContext(request.context.resolve(), sightings=witness.sightings)

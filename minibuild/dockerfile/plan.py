@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from minibuild.dockerfile import shell as words, suggest
+from minibuild.dockerfile import buildargs, shell as words, suggest
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.instructions import Add, Arg, Copy, Env, From, Run, flag_value, flag_values
 from minibuild.dockerfile.parser import Buildfile
@@ -30,7 +30,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """The stages of a build, the global ARGs, and which stages the target needs, in order."""
+    """The stages of a build, the global ARGs, and which stages the target needs, in order.
+    `automatic` holds the global scope's automatic args (TARGETPLATFORM..., TARGETSTAGE)."""
 
     stages: tuple[Stage, ...]
     global_args: tuple[tuple[str, str | None], ...]
@@ -38,6 +39,11 @@ class Plan:
     needed: tuple[int, ...]
     escape: str
     file: str
+    automatic: tuple[tuple[str, str], ...] = ()
+
+    def global_values(self) -> dict[str, str]:
+        """The global scope: automatic args, then the ARGs before FROM that have a value."""
+        return {**dict(self.automatic), **dict(_defined(self.global_args))}
 
     def stage(self, ref: str) -> Stage | None:
         """The stage a `--from`/FROM names (by `AS` name or index), or None."""
@@ -61,10 +67,14 @@ class Plan:
 
 def make_plan(buildfile: Buildfile, build_args: Mapping[str, str], target: str | None = None) -> Plan:
     """Stages with FROM expanded, and the stages `target` (default: the last) depends on."""
-    global_args, index = _global_args(buildfile, build_args)
+    automatic = buildargs.automatic_args(_target_name(buildfile, target))
+    automatic.update((k, build_args[k]) for k in list(automatic) if k in build_args)  # BuildKit's
+    global_args, index = _global_args(buildfile, build_args, automatic)
     rest = buildfile.instructions[index:]
-    stages = _split_stages(rest, dict(_defined(global_args)), buildfile.escape)
-    plan = Plan(stages, global_args, len(stages) - 1, (), buildfile.escape, buildfile.file)
+    scope = {**automatic, **dict(_defined(global_args))}
+    stages = _split_stages(rest, scope, buildfile.escape)
+    shape = (buildfile.escape, buildfile.file, tuple(automatic.items()))
+    plan = Plan(stages, global_args, len(stages) - 1, (), *shape)
     if target is not None:
         chosen = plan.stage(target)
         if chosen is None:
@@ -72,17 +82,28 @@ def make_plan(buildfile: Buildfile, build_args: Mapping[str, str], target: str |
             raise BuildfileError(f"target stage {target!r} could not be found"
                                  f"{plan.did_you_mean(target)} (stages: {names})",
                                  file=buildfile.file)
-        plan = Plan(stages, global_args, chosen.index, (), buildfile.escape, buildfile.file)
+        plan = Plan(stages, global_args, chosen.index, (), *shape)
     needed = _needed(plan, plan.target, build_args)
-    return Plan(stages, global_args, plan.target, needed, buildfile.escape, buildfile.file)
+    return Plan(stages, global_args, plan.target, needed, *shape)
+
+
+def _target_name(buildfile: Buildfile, target: str | None) -> str:
+    """TARGETSTAGE: the --target as given, else the last stage's name, else "default"."""
+    if target:
+        return target
+    froms = [i for i in buildfile.instructions if isinstance(i, From)]
+    name = froms[-1].stage_name if froms else None
+    return name.lower() if name else "default"
 
 
 def _defined(args: tuple[tuple[str, str | None], ...]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in args if v is not None]
 
 
-def _global_args(buildfile: Buildfile, build_args: Mapping[str, str]):
-    """ARGs before the first FROM, with --build-arg overrides; and where FROM starts."""
+def _global_args(buildfile: Buildfile, build_args: Mapping[str, str],
+                 automatic: Mapping[str, str]):
+    """ARGs before the first FROM, with --build-arg overrides (their defaults see the automatic
+    args); and where FROM starts."""
     values: dict[str, str | None] = {}
     for index, instruction in enumerate(buildfile.instructions):
         if isinstance(instruction, From):
@@ -94,7 +115,7 @@ def _global_args(buildfile: Buildfile, build_args: Mapping[str, str]):
             if name in build_args:
                 values[name] = build_args[name]
             elif default is not None:
-                env = {k: v for k, v in values.items() if v is not None}
+                env = {**automatic, **{k: v for k, v in values.items() if v is not None}}
                 values[name] = words.expand(default, env, escape=buildfile.escape,
                                             location=instruction.location)
             else:
@@ -110,6 +131,7 @@ def _split_stages(instructions, env: dict[str, str], escape: str) -> tuple[Stage
             if stages:
                 stages[-1] = _with_steps(stages[-1], current)
             current = []
+            _check_from_flags(instruction, env, escape)
             base = words.expand(instruction.image, env, escape=escape, location=instruction.location)
             name = instruction.stage_name.lower() if instruction.stage_name else None
             if name is not None and any(s.name == name for s in stages):
@@ -119,6 +141,19 @@ def _split_stages(instructions, env: dict[str, str], escape: str) -> tuple[Stage
             current.append(instruction)
     stages[-1] = _with_steps(stages[-1], current)
     return tuple(stages)
+
+
+def _check_from_flags(instruction: From, env: dict[str, str], escape: str) -> None:
+    """FROM takes only --platform, which must name this machine's platform once expanded
+    (`FROM --platform=$BUILDPLATFORM` is the common use)."""
+    for flag in instruction.flags:
+        name = flag.removeprefix("--").partition("=")[0]
+        if name != "platform":
+            raise BuildfileError.at(instruction, suggest.unknown_flag("FROM", name, {"platform"}))
+    wanted = flag_value(instruction, "platform")
+    if wanted is not None:
+        buildargs.check_platform(words.expand(wanted, env, escape=escape,
+                                              location=instruction.location), instruction)
 
 
 def _with_steps(stage: Stage, steps: list) -> Stage:
@@ -150,7 +185,7 @@ def _mount_refs(stage: Stage, plan: Plan, build_args: Mapping[str, str]) -> list
     """The `from=` of each RUN --mount of a stage, expanded as the step will expand it (the
     step expands every mount option with the ARGs and ENV in scope): with the stage's own ARG
     and ENV lines. A base image's ENV is not known yet; such a name stays as written."""
-    global_args = dict(plan.global_args)
+    global_args = plan.global_values()
     args: dict[str, str] = {}
     env: dict[str, str] = {}
     refs: list[str] = []

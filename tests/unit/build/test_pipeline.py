@@ -101,3 +101,22 @@ def test_no_memo_for_a_buildfile_from_stdin_or_no_cache(store, context):
         command = memo.Command(store.root, (list(fields) or ["plain"])[0].ljust(64, "x"))
         run_build(request(context, memo=command, **fields), store, Reporter(), FakeRunner(maker))
         assert command.path.exists() == (not fields), fields  # the plain build has one
+
+
+def test_source_date_epoch_as_a_build_arg_or_a_global_arg_dates_the_build(store, context):
+    # the reference's BuildKit built-in args: SOURCE_DATE_EPOCH "sets the Unix timestamp for
+    # created image and layers"; the option (or the environment) gives it to a stage's ARG too
+    run_build(request(context, build_args={"SOURCE_DATE_EPOCH": "10"}), store, Reporter(),
+              FakeRunner(maker))
+    image = store.load_image(store.resolve("app:1")[1])
+    assert image.config.created == "1970-01-01T00:00:10Z"
+    (context / "Buildfile").write_text("ARG SOURCE_DATE_EPOCH=20\nFROM scratch\nRUN make-it\n")
+    run_build(request(context), store, Reporter(), FakeRunner(maker))
+    assert store.load_image(store.resolve("app:1")[1]).config.created == "1970-01-01T00:00:20Z"
+    (context / "Buildfile").write_text("FROM scratch\nARG SOURCE_DATE_EPOCH\nRUN make-it\n")
+    runner = FakeRunner(maker)
+    result = run_build(request(context, source_date_epoch=30), store, Reporter(), runner)
+    assert runner.ran[0].env["SOURCE_DATE_EPOCH"] == "30" and result.warnings == ()
+    with pytest.raises(BuildfileError, match="invalid SOURCE_DATE_EPOCH 'x'"):
+        run_build(request(context, build_args={"SOURCE_DATE_EPOCH": "x"}), store, Reporter(),
+                  FakeRunner(maker))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from minibuild.dockerfile import buildargs
 from minibuild.dockerfile.parser import Buildfile, parse
 from minibuild.dockerfile.plan import make_plan
 from minibuild.errors import BuildfileError
@@ -23,6 +24,44 @@ def test_a_global_arg_sees_the_ones_before_it_and_a_bare_one_stays_unset():
     plan = plan_of("ARG A=x\nARG B=${A}y\nARG C\nFROM img:${B}${C}\n")
     assert plan.global_args == (("A", "x"), ("B", "xy"), ("C", None))
     assert plan.stages[0].base == "img:xy"
+
+
+def test_automatic_platform_args_are_in_the_global_scope():
+    # the reference: "defined in the global scope": FROM lines and global ARG defaults see them
+    os_name, arch, variant = buildargs.host_platform()
+    plan = plan_of("ARG IMG=img-$TARGETARCH\nFROM --platform=$BUILDPLATFORM ${IMG}:$TARGETOS\n")
+    assert plan.stages[0].base == f"img-{arch}:{os_name}"
+    values = plan.global_values()
+    assert values["TARGETPLATFORM"] == values["BUILDPLATFORM"] == buildargs.format_platform(
+        os_name, arch, variant)
+    assert values["TARGETVARIANT"] == variant and values["BUILDARCH"] == arch
+    assert plan.global_args == (("IMG", f"img-{arch}"),)  # the Buildfile's own ARGs only
+
+
+def test_build_args_and_global_args_override_the_automatic_ones():
+    plan = plan_of("ARG TARGETOS=plan9\nFROM x\n", {"TARGETARCH": "riscv64"})
+    assert plan.global_values()["TARGETARCH"] == "riscv64"
+    assert plan.global_values()["TARGETOS"] == "plan9"
+    bare = plan_of("ARG TARGETOS\nFROM img:$TARGETOS\n")  # a bare re-declaration keeps it
+    assert bare.stages[0].base == "img:linux"
+
+
+def test_targetstage_names_the_target_else_the_last_stage_else_default():
+    text = "FROM a AS Build\nFROM b AS final\n"
+    assert plan_of(text).global_values()["TARGETSTAGE"] == "final"
+    assert plan_of(text, target="Build").global_values()["TARGETSTAGE"] == "Build"
+    assert plan_of("FROM a AS one\nFROM b\n").global_values()["TARGETSTAGE"] == "default"
+
+
+def test_from_takes_only_this_machine_s_platform():
+    arch = buildargs.host_platform()[1]
+    assert plan_of(f"FROM --platform=linux/{arch} a\n").stages[0].base == "a"
+    with pytest.raises(BuildfileError, match=r"^Buildfile:1:1: FROM --platform=windows/amd64: "
+                                             r"minibuild builds only for this machine's platform"):
+        plan_of("FROM --platform=windows/amd64 a\n")
+    with pytest.raises(BuildfileError, match=r"unknown flag --platfrom for FROM \(did you mean "
+                                             r"--platform\?\)"):
+        plan_of("FROM --platfrom=linux a\n")
 
 
 def test_stages_split_at_each_from_with_their_steps():
