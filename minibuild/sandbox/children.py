@@ -186,7 +186,7 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     devices = open_host_devices()
     os.chroot(plan.merged)
     os.chdir("/")
-    mount_proc_dev(devices)
+    mount_proc_dev(devices, plan.process.pipes)
     bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())

@@ -42,6 +42,9 @@ class Process:
     # a RUN's secrets exposed as env variables (over `env`): kept apart so that no cache key,
     # history or repr ever holds their values
     secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # (name, content) of executable files made in /dev/pipes/ (a RUN's `#!` heredoc, as
+    # BuildKit runs it): on the sandbox's own /dev tmpfs, so never in a layer
+    pipes: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 def check_process(process: Process) -> None:
@@ -58,6 +61,8 @@ def check_process(process: Process) -> None:
         raise SandboxError("a process takes either stdin bytes or stdio fds, not both")
     if process.tty and process.stdio is None:
         raise SandboxError("a tty needs stdio fds (a pty slave)")
+    if any("/" in name or name in ("", ".", "..") for name, _ in process.pipes):
+        raise SandboxError("a /dev/pipes file needs a plain file name")
 
 
 def process_environment(env: Iterable[tuple[str, str]], home: str) -> dict[str, str]:

@@ -115,9 +115,11 @@ def _bind_devices(fds: dict[str, int]) -> None:
         os.close(fd)
 
 
-def mount_proc_dev(host_devices: dict[str, int] | None = None) -> None:
+def mount_proc_dev(host_devices: dict[str, int] | None = None,
+                   pipes: Sequence[tuple[str, str]] = ()) -> None:
     """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root);
-    `host_devices` (open_host_devices) are bound instead of made when rootless."""
+    `host_devices` (open_host_devices) are bound instead of made when rootless; `pipes` become
+    executable files in /dev/pipes/."""
     try:
         linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                     None)
@@ -136,9 +138,22 @@ def mount_proc_dev(host_devices: dict[str, int] | None = None) -> None:
                     "mode=1777,size=65536k")
         for name, target in _DEV_LINKS:
             os.symlink(target, f"/dev/{name}")
+        _make_pipes(pipes)
         _harden_proc()  # after /dev: masking binds /dev/null
     except OSError as exc:
         raise SandboxError(f"cannot set up /proc and /dev in the sandbox: {exc}") from exc
+
+
+def _make_pipes(pipes: Sequence[tuple[str, str]]) -> None:
+    """/dev/pipes/NAME files, 0755, readable and runnable by any user of the step."""
+    if not pipes:
+        return
+    os.mkdir("/dev/pipes", 0o755)
+    for name, content in pipes:
+        path = f"/dev/pipes/{name}"
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(path, 0o755)  # open() obeys the umask
 
 
 def open_etc_files(scaffold: str) -> dict[str, int]:
