@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from minibuild.dockerfile import metadata
+from minibuild.dockerfile.buildargs import is_builtin
 from minibuild.build.cache import Cache, CacheEntry, step_key
 from minibuild.build.context import BuildContext
 from minibuild.build.layermaker import LayerMaker
@@ -95,7 +96,7 @@ class Engine:
     def unused_build_args(self, plan: Plan) -> list[str]:
         """--build-arg names no ARG of the build declared (docker warns about these)."""
         declared = {name for name, _ in plan.global_args} | self._used_args
-        return sorted(set(self.options.build_args) - declared)
+        return sorted(n for n in set(self.options.build_args) - declared if not is_builtin(n))
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -103,11 +104,13 @@ class Engine:
         self._announce(stage, stage.origin.original)
         started = time.monotonic()
         base, base_key = self._base_image(stage)
+        base = base.with_container_config(metadata.base_config(base.config.config,
+                                                               stage.base == "scratch"))
         shell = base.config.config.shell or metadata.DEFAULT_SHELL
         seed = step_key("", {"base": base_key, "compression": self.options.compression.value,
                              "epoch": self.options.source_date_epoch})
-        state = _State(base, metadata.Scope(shell=tuple(shell), escape=self._plan.escape), seed,
-                       base)
+        scope = metadata.Scope.for_stage(shell, self._plan.escape, self.options.build_args)
+        state = _State(base, scope, seed, base)
         self.reporter.done(time.monotonic() - started, "")
         for instruction in self._triggers(state, stage) + list(stage.steps):
             self._announce(stage, instruction.original)
@@ -203,7 +206,7 @@ class Engine:
     def _metadata_step(self, state: _State, instruction) -> str:
         """ENV, LABEL, CMD...: a new config and a history entry (dated from the cache)."""
         config, scope, text = metadata.apply(instruction, state.image.config.config, state.scope,
-                                             self.options.build_args, dict(self._plan.global_args))
+                                             self.options.build_args, self._plan.global_values())
         if isinstance(instruction, Arg):
             self._used_args.update(name for name, _ in instruction.pairs)
         state.scope = scope

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from minibuild.dockerfile import metadata, shell as words
+from minibuild.dockerfile import metadata, runcommand, shell as words
 from minibuild.build import reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
 from minibuild.build.rootwriter import ReuseMismatch
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
-from minibuild.dockerfile.instructions import Add, ExecForm, Run, ShellForm, Workdir, flag_value, flag_values
+from minibuild.dockerfile.instructions import Add, Run, Workdir, flag_value, flag_values
 from minibuild.build.mountsetup import MountHost, Prepared
 from minibuild.dockerfile.runmount import BindMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
@@ -31,7 +30,6 @@ from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
-_ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
 _NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "security"}
 _RUN_FLAGS = {"network", "mount"}
@@ -102,28 +100,32 @@ class StepFactory:
         """A RUN: argv through SHELL (heredocs folded in), env = ENV + ARGs, user, workdir,
         and its --mounts (`source_of` finds the stage or image a bind's from= names)."""
         check_flags(run, _RUN_FLAGS)
-        argv, created_by = run_argv(run, scope)
-        process = Process(argv=argv, env=scope.process_env(config), cwd=config.working_dir or "/",
-                          user=config.user or None, network=self._network(run))
+        command = runcommand.prepare(run, scope, config)
+        process = Process(argv=command.argv, env=scope.process_env(config),
+                          cwd=config.working_dir or "/", user=config.user or None,
+                          network=self._network(run), pipes=command.pipes,
+                          **({"hostname": scope.hostname} if scope.hostname else {}))
         mounts = self._mounts(run, config, scope, source_of)
+        unkeyed = scope.unkeyed_env(config)  # proxy args: in the env, not in the key
 
         def execute(rootfs: RootFS) -> None:
             with self.mounts.setup(mounts) as (step_mounts, secret_env):
-                status = self.sandbox.run(rootfs, replace(process, secret_env=secret_env),
+                status = self.sandbox.run(rootfs, replace(process, secret_env=unkeyed + secret_env),
                                           self.output, mounts=step_mounts)
             if status != 0:
                 raise BuildError.at(
                     run, f"{label} `{shorten(run.original, 60)}` failed with exit code {status}",
                     exit_status=status)
 
-        description = {"run": list(argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
+        description = {"run": list(command.argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
                        "user": process.user, "network": process.network}
         if mounts:  # only then: the keys of RUNs without mounts stay what they were
             description["mounts"] = [m.key() for m in mounts]
+        description.update(runcommand.key_extras(command, scope, config))
         verify = None
         if any(m.context is not None for m in mounts):
             verify = functools.partial(self._bound_unchanged, mounts, run)
-        return FsStep(description, created_by, execute, verify=verify)
+        return FsStep(description, command.created_by, execute, verify=verify)
 
     def _mounts(self, run: Run, config: ContainerConfig, scope: metadata.Scope,
                 source_of: Callable[[str], CopySource] | None) -> tuple[Prepared, ...]:
@@ -290,20 +292,3 @@ def make_workdir(path: str) -> None:
         raise BuildError(f"WORKDIR {path}: it exists and is not a directory") from None
     except NotADirectoryError:
         raise BuildError(f"WORKDIR {path}: a part of the path is a file, not a directory") from None
-
-
-def run_argv(run: Run, scope: metadata.Scope) -> tuple[tuple[str, ...], str]:
-    """The argv of a RUN (heredocs folded into the shell script) and its history text."""
-    command = run.command
-    if isinstance(command, ShellForm) and run.heredocs:
-        if _ONLY_HEREDOCS.match(command.text):
-            script = "".join(h.content for h in run.heredocs)
-        else:  # `RUN python3 <<EOF`: give the shell the heredoc it was written with
-            bodies = "".join(f"{h.content}{'' if not h.content or h.content.endswith(chr(10)) else chr(10)}"
-                             f"{h.delimiter}\n" for h in run.heredocs)
-            script = f"{command.text}\n{bodies}"
-        command = ShellForm(script)
-    argv = metadata.command_argv(command, scope)
-    if isinstance(command, ExecForm):
-        return argv, metadata.describe_command("RUN", command)
-    return argv, "RUN " + " ".join(argv)

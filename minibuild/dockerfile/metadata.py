@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from minibuild.dockerfile import shell as words
+from minibuild.dockerfile import buildargs, shell as words
 from minibuild.dockerfile.suggest import unknown_flag
 from minibuild.errors import BuildfileError
 from minibuild.oci.image import ContainerConfig
@@ -16,16 +16,43 @@ from minibuild.dockerfile.instructions import (Arg, Cmd, Entrypoint, Env, ExecFo
                                     Volume)
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's, Linux
 
 
 @dataclass(frozen=True)
 class Scope:
-    """What a stage's instructions see besides the config: ARGs in scope, SHELL, escape char."""
+    """What a stage's instructions see besides the config: ARGs in scope, SHELL, escape char,
+    and what the build's built-in args (buildargs.py) give every RUN."""
 
     args: tuple[tuple[str, str], ...] = ()
     shell: tuple[str, ...] = DEFAULT_SHELL
     escape: str = "\\"
     cmd_set_here: bool = False   # ENTRYPOINT resets an inherited CMD, not one set in this stage
+    declared: tuple[str, ...] = ()  # the stage's ARG names, as declared (with a value or not)
+    proxies: tuple[tuple[str, str], ...] = ()  # predefined proxy args the build was given
+    hostname: str | None = None  # BUILDKIT_SANDBOX_HOSTNAME, for the RUN sandbox
+
+    @classmethod
+    def for_stage(cls, shell: tuple[str, ...], escape: str,
+                  build_args: Mapping[str, str]) -> Scope:
+        """A stage's scope before its first instruction."""
+        return cls(shell=tuple(shell), escape=escape, proxies=buildargs.proxy_env(build_args),
+                   hostname=build_args.get(buildargs.HOSTNAME) or None)
+
+    def unkeyed_env(self, config: ContainerConfig) -> tuple[tuple[str, str], ...]:
+        """The proxy args no ARG declared and no ENV sets: in a RUN's environment, but never in
+        its cache key or history (the reference's Predefined ARGs)."""
+        taken = {k for k, _ in self.args} | set(config.env_dict())
+        return tuple((k, v) for k, v in self.proxies if k not in taken)
+
+    def history_args(self, config: ContainerConfig) -> str:
+        """BuildKit's prefix of a RUN's history text: `|N K=V ... ` for the N ARGs the stage
+        declared (their values as the RUN sees them, ENV winning), "" when there is none."""
+        if not self.declared:
+            return ""
+        env = self.expansion_env(config)
+        names = list(dict.fromkeys(self.declared))
+        return f"|{len(names)} " + "".join(f"{name}={env.get(name, '')} " for name in names)
 
     def expansion_env(self, config: ContainerConfig) -> dict[str, str]:
         """Variables for word expansion: ARGs, overridden by ENV of the same name."""
@@ -39,10 +66,23 @@ class Scope:
         extra = [(k, v) for k, v in self.args if k not in env]
         return tuple(extra) + tuple(env.items())
 
-    def with_arg(self, name: str, value: str) -> Scope:
-        """A scope with one more ARG value."""
+    def with_arg(self, name: str, value: str | None) -> Scope:
+        """A scope with one more ARG declared (and its value, unless None)."""
+        scope = replace(self, declared=self.declared + (name,))
+        if value is None:
+            return scope
         args = [(k, v) for k, v in self.args if k != name] + [(name, value)]
-        return replace(self, args=tuple(args))
+        return replace(scope, args=tuple(args))
+
+
+def base_config(config: ContainerConfig, scratch: bool) -> ContainerConfig:
+    """The config a stage starts from, as BuildKit makes it: `FROM scratch` is its empty image
+    (Docker's default PATH, WorkingDir /), and a base without PATH in its env gets that PATH."""
+    if scratch:
+        config = replace(config, working_dir=config.working_dir or "/")
+    if "PATH" not in config.env_dict():
+        config = config.with_env("PATH", DEFAULT_PATH)
+    return config
 
 
 def command_argv(command, scope: Scope) -> tuple[str, ...]:
@@ -115,12 +155,12 @@ def _env(i: _Input) -> Applied:
 
 
 def _arg(i: _Input) -> Applied:
-    scope = i.scope
+    scope, shown = i.scope, []
     for name, default in i.instruction.pairs:
         value = _arg_value(name, default, i.build_args, i.global_args, scope, i.config, i.instruction)
-        if value is not None:
-            scope = scope.with_arg(name, value)
-    return i.config, scope, None
+        scope = scope.with_arg(name, value)
+        shown.append(name if value is None else f"{name}={value}")
+    return i.config, scope, "ARG " + " ".join(shown)  # BuildKit's history text
 
 
 def _label(i: _Input) -> Applied:

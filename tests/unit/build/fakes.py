@@ -31,6 +31,7 @@ class Ran:
     user: str | None
     network: str
     lowers: tuple[Path, ...]
+    process: object = None  # the whole Process (hostname, secret_env, pipes...)
 
 
 class FakeRunner:
@@ -46,7 +47,7 @@ class FakeRunner:
     def run(self, rootfs, process, on_output, *, mounts=()) -> int:
         """Record the process, play it, stream one line of output."""
         self.ran.append(Ran(process.argv, dict(process.env), process.cwd, process.user,
-                            process.network, rootfs.lowers))
+                            process.network, rootfs.lowers, process))
         on_output(f"ran {process.argv[-1]}\n".encode())
         return self.script(rootfs.upper, process.argv)
 

@@ -150,6 +150,63 @@ def test_unused_build_args_are_named(store, context):
     assert engine.unused_build_args(plan) == ["EXTRA"]
 
 
+def test_builtin_build_args_are_never_unused(store, context):
+    args = {"HTTP_PROXY": "http://proxy:3128", "TARGETARCH": "amd64", "SOURCE_DATE_EPOCH": "1",
+            "BUILDKIT_SANDBOX_HOSTNAME": "box", "EXTRA": "2"}
+    text = "FROM scratch\nRUN true\n"
+    engine, _, _, _ = build(store, context, text, build_args=args)
+    assert engine.unused_build_args(make_plan(parser.parse(text), args)) == ["EXTRA"]
+
+
+def test_args_get_history_entries_and_runs_their_buildkit_prefix(store, context):
+    text = "FROM scratch\nARG A=1 B\nENV C=3\nARG C\nRUN make x\nRUN [\"true\"]\n"
+    _, image, runner, _ = build(store, context, text, build_args={"B": "two"})
+    assert [h.created_by for h in image.config.history] == [
+        "ARG A=1 B=two", "ENV C=3", "ARG C", "RUN |3 A=1 B=two C=3 /bin/sh -c make x",
+        'RUN |3 A=1 B=two C=3 ["true"]']
+    assert [h.empty_layer for h in image.config.history] == [True, True, True, False, True]
+    assert {k: runner.ran[0].env[k] for k in "ABC"} == {"A": "1", "B": "two", "C": "3"}
+
+
+def test_proxy_args_reach_run_but_not_its_key_or_history(store, context):
+    text = "FROM scratch\nRUN make x\n"
+    _, first, runner, _ = build(store, context, text, build_args={"http_proxy": "http://a:1"})
+    process = runner.ran[0].process
+    assert dict(process.secret_env) == {"http_proxy": "http://a:1"}
+    assert "http_proxy" not in runner.ran[0].env  # the keyed environment
+    assert first.config.history[-1].created_by == "RUN /bin/sh -c make x"
+    # another proxy is no cache miss (the reference's example)
+    _, second, runner, reporter = build(store, context, text, build_args={"http_proxy": "http://b:2"})
+    assert runner.ran == [] and reporter.notes[-1] == "CACHED"
+    # declared with ARG, it is an ordinary arg: keyed, in the history
+    _, third, runner, _ = build(store, context, "FROM scratch\nARG http_proxy\nRUN make x\n",
+                                build_args={"http_proxy": "http://b:2"})
+    assert runner.ran[0].env["http_proxy"] == "http://b:2"
+    assert third.config.history[-1].created_by == "RUN |1 http_proxy=http://b:2 /bin/sh -c make x"
+
+
+def test_sandbox_hostname_build_arg_names_the_run_host_and_keys_it(store, context):
+    text = "FROM scratch\nRUN make x\n"
+    _, _, runner, _ = build(store, context, text)
+    assert runner.ran[0].process.hostname == "minibuild"
+    _, _, runner, _ = build(store, context, text, build_args={"BUILDKIT_SANDBOX_HOSTNAME": "box"})
+    assert runner.ran[0].process.hostname == "box"  # ran again: the hostname is in the key
+
+
+def test_a_shebang_heredoc_is_handed_to_the_sandbox_as_a_dev_pipes_file(store, context):
+    _, image, runner, _ = build(store, context, "FROM scratch\nRUN <<EOT\n#!/bin/sh\nmake x\nEOT\n")
+    assert runner.ran[0].argv == ("/bin/sh", "-c", "/dev/pipes/EOT")
+    assert runner.ran[0].process.pipes == (("EOT", "#!/bin/sh\nmake x\n"),)
+    _, _, runner, _ = build(store, context, "FROM scratch\nRUN <<EOT\n#!/bin/sh\nmake y\nEOT\n")
+    assert len(runner.ran) == 1  # another script is another key
+
+
+def test_scratch_gets_docker_s_path_and_workdir(store, context):
+    _, image, runner, _ = build(store, context, "FROM scratch\nRUN make x\n")
+    assert image.config.config.env == ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    assert image.config.config.working_dir == "/"
+
+
 def test_copy_from_names_an_earlier_stage_or_a_stored_image(store, context):
     text = "FROM scratch AS first\nCOPY --from=later /a /a\nFROM scratch AS later\nFROM first\n"
     with pytest.raises(BuildfileError, match="can only copy from an earlier stage") as info:

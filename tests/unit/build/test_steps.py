@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.build.context import BuildContext
-from minibuild.build.steps import CopySource, StepFactory, make_workdir, run_argv
+from minibuild.build.steps import CopySource, StepFactory, make_workdir
 from minibuild.dockerfile import metadata, parser
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
@@ -132,17 +132,6 @@ def test_make_workdir_names_a_file_in_the_way(tmp_path):
         make_workdir(str(tmp_path / "file"))
     with pytest.raises(BuildError, match="a part of the path is a file"):
         make_workdir(str(tmp_path / "file" / "below"))
-
-
-def test_run_heredocs_fold_into_the_shell_script():
-    only = instruction("RUN <<EOF\necho one\necho two\nEOF")
-    argv, created_by = run_argv(only, metadata.Scope())
-    assert argv == ("/bin/sh", "-c", "echo one\necho two\n")
-    with_command = instruction("RUN python3 <<EOF\nprint(1)\nEOF")
-    argv, _ = run_argv(with_command, metadata.Scope())
-    assert argv[-1] == "python3 <<EOF\nprint(1)\nEOF\n"
-    exec_form, created_by = run_argv(instruction('RUN ["echo", "hi"]'), metadata.Scope())
-    assert exec_form == ("echo", "hi") and created_by.startswith("RUN ")
 
 
 def test_a_copy_whose_sources_change_while_copying_is_refused(tmp_path):

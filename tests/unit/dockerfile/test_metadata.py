@@ -17,7 +17,7 @@ def apply_all(text: str, build_args=None, config=ContainerConfig()):
     scope, texts = metadata.Scope(), []
     for instruction in plan.stages[-1].steps:
         config, scope, created_by = metadata.apply(instruction, config, scope, build_args or {},
-                                                   dict(plan.global_args))
+                                                   plan.global_values())
         texts.append(created_by)
     return config, scope, texts
 
@@ -34,7 +34,49 @@ def test_arg_scope_build_args_and_env_precedence():
     assert dict(scope.args) == {"G": "global", "A": "default", "B": "cli"}
     assert scope.expansion_env(config)["A"] == "fromenv"
     assert dict(scope.process_env(config))["A"] == "fromenv"
-    assert texts[:3] == [None, None, None]  # ARG adds no history
+    # each ARG has its history entry, as BuildKit's dispatchArg writes it
+    assert texts[:3] == ["ARG G=global", "ARG A=default", "ARG B=cli"]
+    assert scope.declared == ("G", "A", "B")
+    assert scope.history_args(config) == "|3 G=global A=fromenv B=cli "  # ENV wins, as in RUN
+
+
+def test_arg_history_names_an_arg_without_value_bare():
+    config, scope, texts = apply_all("FROM s\nARG X Y=1\nARG X\n")
+    assert texts == ["ARG X Y=1", "ARG X"]
+    assert scope.declared == ("X", "Y", "X") and dict(scope.args) == {"Y": "1"}
+    assert scope.history_args(config) == "|2 X= Y=1 "  # once each, first place kept
+    assert metadata.Scope().history_args(config) == ""
+
+
+def test_automatic_platform_args_need_an_arg_line_in_the_stage():
+    # the reference's example: `ARG TARGETPLATFORM` exposes the global automatic arg
+    _, scope, texts = apply_all("FROM alpine\nARG TARGETPLATFORM\nARG TARGETSTAGE\n")
+    platform = dict(scope.args)["TARGETPLATFORM"]
+    assert platform.startswith("linux/") and texts[0] == f"ARG TARGETPLATFORM={platform}"
+    assert dict(scope.args)["TARGETSTAGE"] == "default"
+    config, scope, _ = apply_all("FROM alpine\nENV A=$TARGETARCH\n")
+    assert scope.args == () and config.env == ("A=",)  # not in the stage without an ARG line
+
+
+def test_proxy_args_reach_run_unkeyed_unless_declared():
+    args = {"HTTP_PROXY": "http://p:3128", "no_proxy": "localhost", "OTHER": "x"}
+    scope = metadata.Scope.for_stage(("/bin/sh", "-c"), "\\", args)
+    config = ContainerConfig()
+    assert scope.unkeyed_env(config) == (("HTTP_PROXY", "http://p:3128"), ("no_proxy", "localhost"))
+    assert scope.process_env(config) == () and scope.history_args(config) == ""
+    declared = metadata.apply(parse("FROM s\nARG HTTP_PROXY\n").instructions[1], config, scope,
+                              args, {})[1]
+    assert declared.unkeyed_env(config) == (("no_proxy", "localhost"),)
+    assert declared.process_env(config) == (("HTTP_PROXY", "http://p:3128"),)
+    assert declared.history_args(config) == "|1 HTTP_PROXY=http://p:3128 "
+    shadowed = ContainerConfig(env=("no_proxy=*",))
+    assert scope.unkeyed_env(shadowed) == (("HTTP_PROXY", "http://p:3128"),)
+
+
+def test_sandbox_hostname_comes_from_its_build_arg():
+    assert metadata.Scope.for_stage(("sh",), "\\", {}).hostname is None
+    scope = metadata.Scope.for_stage(("sh",), "\\", {"BUILDKIT_SANDBOX_HOSTNAME": "box"})
+    assert scope.hostname == "box"
 
 
 def test_cmd_entrypoint_shell_and_inherited_cmd_reset():
@@ -95,8 +137,9 @@ def test_parse_duration():
 
 
 def test_a_redeclared_global_arg_takes_its_global_value():
-    _, scope, _ = apply_all("ARG V=1\nFROM s\nARG V\nARG W\n")
+    _, scope, texts = apply_all("ARG V=1\nFROM s\nARG V\nARG W\n")
     assert dict(scope.args) == {"V": "1"}  # W: declared, no value anywhere
+    assert texts == ["ARG V=1", "ARG W"]
 
 
 def test_maintainer_and_onbuild_are_recorded():
@@ -135,3 +178,14 @@ def test_inline_files_expand_unless_the_delimiter_is_quoted():
     copy = parse(text).instructions[1]
     assert metadata.inline_files(copy, {"FOO": "bar"}) == (
         ("EOT", b'echo "hello bar"\n'), ("RAW", b'echo "hello ${FOO}"\n'))
+
+
+def test_a_stage_base_gets_docker_s_path_and_scratch_its_workdir():
+    # BuildKit's emptyImage for scratch; and "make sure that PATH is always set" for any base
+    scratch = metadata.base_config(ContainerConfig(), scratch=True)
+    assert scratch.env == (f"PATH={metadata.DEFAULT_PATH}",) and scratch.working_dir == "/"
+    image = ContainerConfig(env=("A=1",), working_dir="/app")
+    assert metadata.base_config(image, scratch=False).env == ("A=1", f"PATH={metadata.DEFAULT_PATH}")
+    assert metadata.base_config(image, scratch=False).working_dir == "/app"
+    own = ContainerConfig(env=("PATH=/opt/bin",))
+    assert metadata.base_config(own, scratch=False) == own
