@@ -21,7 +21,7 @@ from minibuild.build.sightings import Sightings
 from minibuild.build.treewalk import Entry, kind_of, walk_source
 from minibuild.oci.digest import Digest
 from minibuild.fs.rootpath import resolve_in_root
-from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob
+from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob, ignore_files
 from minibuild.errors import BuildError
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -64,18 +64,17 @@ class BuildContext:
     symlinks resolve inside the root as a chroot would instead of being refused.
     """
 
-    def __init__(self, root: Path, *, image: bool = False,
-                 sightings: Sightings | None = None) -> None:
+    def __init__(self, root: Path, *, image: bool = False, sightings: Sightings | None = None,
+                 buildfile: str | os.PathLike | None = None) -> None:
         self.root = Path(root)
         self.image = image
-        self.ignore = IgnoreRules() if image else IgnoreRules.load(self.root)
+        self.ignore = IgnoreRules() if image else IgnoreRules.load(self.root, buildfile)
         self._real = os.path.realpath(self.root)
         self.hashes = HashCache()  # pipeline.py saves it between builds
         # For the build memo: what this build saw (nothing for an image: its content is
         # addressed by digest).
         self._sightings = None if image else sightings
-        if self._sightings is not None:
-            ignore_file = os.path.join(self.root, ".dockerignore")
+        for ignore_file in map(str, ignore_files(self.root, buildfile) if self._sightings else ()):
             self._look(ignore_file)
             self._look(os.path.realpath(ignore_file))
             self._sightings.trace(ignore_file)

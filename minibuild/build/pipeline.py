@@ -93,7 +93,8 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
                            network=request.network, source_date_epoch=epoch,
                            no_cache=request.no_cache, squash=request.squash,
                            secrets=request.secrets)
-    context = BuildContext(request.context.resolve(), sightings=witness.sightings)
+    context = BuildContext(request.context.resolve(), sightings=witness.sightings,
+                           buildfile=None if request.buildfile_text is not None else request.buildfile)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, runner, context, witness.reporter(reporter), options,

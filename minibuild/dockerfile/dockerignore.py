@@ -7,6 +7,7 @@ matching line wins, and a pattern matching a parent directory matches everything
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -76,6 +77,14 @@ def _char_class(pattern: str, start: int) -> tuple[str, int]:
     raise BuildError(f"bad pattern {pattern!r}: unterminated or invalid character class")
 
 
+def ignore_files(context_root: Path, buildfile: str | os.PathLike | None = None) -> tuple[Path, ...]:
+    """Where a build's ignore rules may be, the first present one winning: `<Buildfile>.dockerignore`
+    beside the Buildfile (`Dockerfile.dockerignore`, `app.Dockerfile.dockerignore`: BuildKit's
+    dockerui), then the context's `.dockerignore`. A Buildfile from stdin has none beside it."""
+    beside = (Path(f"{os.fspath(buildfile)}.dockerignore"),) if buildfile is not None else ()
+    return (*beside, Path(context_root) / ".dockerignore")
+
+
 @dataclass(frozen=True)
 class IgnorePattern:
     """One cleaned .dockerignore line: its text, compiled regex and whether it re-includes."""
@@ -99,14 +108,15 @@ class IgnoreRules:
     patterns: tuple[IgnorePattern, ...] = ()
 
     @classmethod
-    def load(cls, context_root: Path) -> IgnoreRules:
-        """Read `<context_root>/.dockerignore` if present."""
-        path = Path(context_root) / ".dockerignore"
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            return cls()
-        return cls.parse(text, source=str(path))
+    def load(cls, context_root: Path, buildfile: str | os.PathLike | None = None) -> IgnoreRules:
+        """Read the first of `ignore_files(...)` that is present (none: no rules)."""
+        for path in ignore_files(context_root, buildfile):
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except FileNotFoundError:
+                continue
+            return cls.parse(text, source=str(path))
+        return cls()
 
     @classmethod
     def parse(cls, text: str, *, source: str = ".dockerignore") -> IgnoreRules:

@@ -138,6 +138,9 @@ def test_the_context_notes_what_it_reads_only_when_watched(tmp_path):
     image = Sightings()
     BuildContext(context, image=True, sightings=image).select_sources(["a.txt"])
     assert not image.paths and not image.trails()  # an image's content is addressed by digest
+    beside = Sightings()  # the Buildfile's own ignore file is an input too, present or not
+    BuildContext(context, sightings=beside, buildfile=context / "Dockerfile")
+    assert {str(context / "Dockerfile.dockerignore"), str(context / ".dockerignore")} <= beside.paths
 
 
 def test_inputs_include_the_dirs_between_a_path_and_the_root(tmp_path):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob
+from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob, ignore_files
 from minibuild.errors import BuildError
 
 CASES = [
@@ -95,3 +95,18 @@ def test_glob_to_regex(pattern: str, name: str, expected: bool) -> None:
 def test_has_glob() -> None:
     assert has_glob("a*") and has_glob("[ab]") and has_glob("x?")
     assert not has_glob("plain/path") and not has_glob(r"a\*b")
+
+
+def test_the_buildfile_s_own_ignore_file_wins_over_the_context_s(tmp_path):
+    # BuildKit's dockerui: `<Dockerfile>.dockerignore` beside the Dockerfile, else .dockerignore
+    (tmp_path / ".dockerignore").write_text("context-rule\n")
+    (tmp_path / "sub").mkdir()
+    buildfile = tmp_path / "sub" / "app.Dockerfile"
+    assert ignore_files(tmp_path, buildfile) == (
+        tmp_path / "sub" / "app.Dockerfile.dockerignore", tmp_path / ".dockerignore")
+    assert ignore_files(tmp_path) == (tmp_path / ".dockerignore",)
+    assert IgnoreRules.load(tmp_path, buildfile).ignored("context-rule")
+    (tmp_path / "sub" / "app.Dockerfile.dockerignore").write_text("own-rule\n")
+    rules = IgnoreRules.load(tmp_path, buildfile)
+    assert rules.ignored("own-rule") and not rules.ignored("context-rule")
+    assert IgnoreRules.load(tmp_path).ignored("context-rule")
