@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from minibuild.build import fsstate, memo
 from minibuild.build.sightings import Sightings
+from minibuild.dockerfile.parser import DEFAULT_NAMES
 from minibuild.oci.digest import Digest
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class Witness:
         self._index_before = memo.index_hash(store_root)
         self._trails: dict[str, list | None] = {}
         context = Path(request.context)
-        for path in (context, request.buildfile, context / "Buildfile", context / "Dockerfile"):
+        for path in (context, request.buildfile, *(context / name for name in DEFAULT_NAMES)):
             for name in fsstate.trail(str(path)):
                 self._trails.setdefault(name, fsstate.identity(name))
         buildfile = os.path.realpath(request.buildfile)

@@ -15,7 +15,8 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
 
 @cli.command()
 @click.option("-f", "--file", "buildfile", type=click.Path(dir_okay=False),
-              help="Buildfile (default: CONTEXT/Buildfile, else CONTEXT/Dockerfile; - reads stdin).")
+              help="Buildfile (default: CONTEXT/Buildfile, else Dockerfile, dockerfile or "
+                   "Containerfile; - reads stdin).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and tag (repeatable): app:1.0.")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
               help="Set a build-time variable (repeatable).")
@@ -48,7 +49,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     from minibuild.sandbox.confinement import parse_security_opts
 
     request = BuildRequest(
-        buildfile=Path(buildfile) if buildfile and buildfile != "-" else _default_buildfile(Path(context)),
+        buildfile=_buildfile_path(buildfile, Path(context)),
         buildfile_text=sys.stdin.read() if buildfile == "-" else None,
         context=Path(context),
         tags=tuple(Reference.parse(t) for t in tags),
@@ -85,11 +86,15 @@ def _memo_command(ctx: click.Context, quiet: bool):
     return command._replace(quiet=quiet) if command is not None else None
 
 
-def _default_buildfile(context: Path) -> Path:
-    for name in ("Buildfile", "Dockerfile"):
-        if (context / name).exists():
-            return context / name
-    return context / "Buildfile"
+def _buildfile_path(option: str | None, context: Path) -> Path:
+    """-f FILE; for `-f -` (stdin) a name that is never read; else the context's default."""
+    if option == "-":
+        return context / "Buildfile"
+    if option:
+        return Path(option)
+    from minibuild.dockerfile.parser import default_buildfile
+
+    return Path(default_buildfile(context))
 
 
 def _key_value(text: str) -> tuple[str, str]:

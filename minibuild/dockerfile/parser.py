@@ -24,6 +24,11 @@ from minibuild.dockerfile.instructions import Location
 from minibuild.errors import BuildfileError
 
 
+# The names a build looks for in its context without -f, in order: ours, Docker's (its CLI also
+# takes a lowercase one) and podman's/buildah's.
+DEFAULT_NAMES = ("Buildfile", "Dockerfile", "dockerfile", "Containerfile")
+
+
 @dataclass(frozen=True)
 class Buildfile:
     """A parsed Buildfile: its instructions in order and its parser directives."""
@@ -56,6 +61,18 @@ def read_text(path: str | os.PathLike) -> str:
         raise BuildfileError(f"no such Buildfile {name!r}", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BuildfileError(f"cannot read Buildfile: {exc}", file=name) from None
+
+
+def default_buildfile(context: str | os.PathLike) -> str:
+    """The Buildfile of a context given no -f: the first of DEFAULT_NAMES there; a
+    BuildfileError naming every name tried when there is none."""
+    for name in DEFAULT_NAMES:
+        path = os.path.join(context, name)
+        if os.path.isfile(path):
+            return path
+    tried = ", ".join(DEFAULT_NAMES)
+    raise BuildfileError(f"no Buildfile in {os.fspath(context)!r} (tried {tried}); "
+                         "name one with -f", file=os.fspath(context))
 
 
 def parse_file(path: str | os.PathLike) -> Buildfile:

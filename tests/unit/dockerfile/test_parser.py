@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from minibuild.dockerfile import instructions as ins
 from minibuild.errors import BuildfileError
 from minibuild.cli.dump import dump
-from minibuild.dockerfile.parser import Buildfile, parse, parse_file
+from minibuild.dockerfile.parser import Buildfile, default_buildfile, parse, parse_file
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "parser"
@@ -256,6 +256,20 @@ def test_parse_file_reads(tmp_path: pathlib.Path) -> None:
     path.write_text("FROM a\n")
     bf = parse_file(path)
     assert isinstance(bf, Buildfile) and bf.file == str(path)
+
+
+def test_default_buildfile_tries_every_usual_name_in_order(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(BuildfileError) as info:
+        default_buildfile(tmp_path)
+    assert str(info.value) == (f"{tmp_path}: no Buildfile in {str(tmp_path)!r} (tried Buildfile, "
+                               "Dockerfile, dockerfile, Containerfile); name one with -f")
+    for name in ("Containerfile", "dockerfile", "Dockerfile", "Buildfile"):
+        (tmp_path / name).write_text("FROM a\n")
+        assert default_buildfile(tmp_path) == str(tmp_path / name)
+    (tmp_path / "Buildfile").unlink()
+    (tmp_path / "Dockerfile").unlink()
+    (tmp_path / "Buildfile").mkdir()  # a dir of that name is not a Buildfile
+    assert default_buildfile(tmp_path) == str(tmp_path / "dockerfile")
 
 
 LARK_MODULES = {"syntax.py", "heredoc.py", "transformer.py"}
