@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -18,8 +19,9 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               help="Buildfile (default: CONTEXT/Buildfile, else Dockerfile, dockerfile or "
                    "Containerfile; - reads stdin).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and tag (repeatable): app:1.0.")
-@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
-              help="Set a build-time variable (repeatable).")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY[=VALUE]",
+              help="Set a build-time variable (repeatable); a bare KEY takes its value from "
+                   "the environment.")
 @click.option("--target", help="Build up to this stage.")
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
               show_default=True, help="Progress output.")
@@ -53,7 +55,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         buildfile_text=sys.stdin.read() if buildfile == "-" else None,
         context=Path(context),
         tags=tuple(Reference.parse(t) for t in tags),
-        build_args=dict(_key_value(a) for a in build_args),
+        build_args=build_arg_values(build_args, os.environ),
         target=target,
         compression=Compression.parse(compression),
         network=network,
@@ -97,12 +99,20 @@ def _buildfile_path(option: str | None, context: Path) -> Path:
     return Path(default_buildfile(context))
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not key:
-        raise click.BadParameter(f"{text!r} (want KEY=VALUE)")
-    # docker: `--build-arg KEY` takes KEY's value from the environment.
-    return key, value if sep else os.environ.get(key, "")
+def build_arg_values(options: tuple[str, ...], environ: Mapping[str, str]) -> dict[str, str]:
+    """--build-arg KEY=VALUE options (the last of a key wins). A bare KEY takes KEY's value from
+    the environment, as docker does; when the environment has no KEY it is left out, so the
+    ARG keeps its default (docker's and buildah's behaviour)."""
+    found = {}
+    for text in options:
+        key, sep, value = text.partition("=")
+        if not key:
+            raise click.BadParameter(f"{text!r} (want KEY=VALUE)", param_hint="--build-arg")
+        if sep:
+            found[key] = value
+        elif key in environ:
+            found[key] = environ[key]
+    return found
 
 
 def _secrets(options: tuple[str, ...]) -> dict:
