@@ -43,6 +43,7 @@ class BuildOptions:
     no_cache: bool = False
     squash: bool = False
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    allow_insecure: bool = False  # RUN --security=insecure permitted (--allow security.insecure)
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Engine:
         self.options = options
         self.cache: StepCache = cache if cache is not None else Cache(store)  # the memo wraps it
         self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
-                                 cache_mounts=cache_mount_dir(store.root), secrets=options.secrets)
+                                 cache_mounts=cache_mount_dir(store.root), secrets=options.secrets,
+                                 allow_insecure=options.allow_insecure)
         self.layers = LayerMaker(store, reporter, options.compression, options.source_date_epoch)
         self._number = 0
         self._total = 0

@@ -43,6 +43,7 @@ class BuildRequest:
     memo: MemoCommand | None = None  # the command line, to write its build memo
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
+    allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     options = BuildOptions(build_args=build_args, compression=request.compression,
                            network=request.network, source_date_epoch=epoch,
                            no_cache=request.no_cache, squash=request.squash,
-                           secrets=request.secrets)
+                           secrets=request.secrets,
+                           allow_insecure="security.insecure" in request.allow)
     context = BuildContext(request.context.resolve(), sightings=witness.sightings,
                            buildfile=None if request.buildfile_text is not None else request.buildfile)
     stat_cache = _stat_cache_path(store, context.root)

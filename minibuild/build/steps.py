@@ -31,8 +31,8 @@ from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
-_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents", "security"}
-_RUN_FLAGS = {"network", "mount"}
+_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents"}
+_RUN_FLAGS = {"network", "mount", "security"}
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,10 @@ class StepFactory:
 
     def __init__(self, sandbox: Runner, context: BuildContext, output: Callable[[bytes], None],
                  scratch: Callable[[str], Path], network: str, *, cache_mounts: Path | None = None,
-                 secrets: Mapping[str, SecretSource] | None = None) -> None:
+                 secrets: Mapping[str, SecretSource] | None = None,
+                 allow_insecure: bool = False) -> None:
         self.sandbox = sandbox
+        self.allow_insecure = allow_insecure  # --allow security.insecure
         self.context = context
         self.output = output
         self.scratch = scratch
@@ -104,6 +106,7 @@ class StepFactory:
         process = Process(argv=command.argv, env=scope.process_env(config),
                           cwd=config.working_dir or "/", user=config.user or None,
                           network=self._network(run), pipes=command.pipes,
+                          privileged=self._privileged(run),
                           **({"hostname": scope.hostname} if scope.hostname else {}))
         mounts = self._mounts(run, config, scope, source_of)
         unkeyed = scope.unkeyed_env(config)  # proxy args: in the env, not in the key
@@ -117,11 +120,13 @@ class StepFactory:
                     run, f"{label} `{shorten(run.original, 60)}` failed with exit code {status}",
                     exit_status=status)
 
-        description = {"run": list(command.argv), "env": [list(e) for e in process.env], "cwd": process.cwd,
-                       "user": process.user, "network": process.network}
+        description = {"run": list(command.argv), "env": [list(e) for e in process.env],
+                       "cwd": process.cwd, "user": process.user, "network": process.network}
         if mounts:  # only then: the keys of RUNs without mounts stay what they were
             description["mounts"] = [m.key() for m in mounts]
         description.update(runcommand.key_extras(command, scope, config))
+        if process.privileged:
+            description["security"] = "insecure"
         verify = None
         if any(m.context is not None for m in mounts):
             verify = functools.partial(self._bound_unchanged, mounts, run)
@@ -172,6 +177,16 @@ class StepFactory:
                     raise BuildError.at(run, "RUN failed: the build context changed while the "
                                         f"step ran (bound source {item.mount.source or '.'}); "
                                         "run the build again")
+
+    def _privileged(self, run: Run) -> bool:
+        """RUN --security=insecure, which only a build started with `--allow security.insecure`
+        may use (BuildKit's entitlement): a Buildfile must not grant itself every capability."""
+        if runcommand.security(run) == "sandbox":
+            return False
+        if not self.allow_insecure:
+            raise _fail(run, "RUN --security=insecure is not allowed: start the build with "
+                             "`--allow security.insecure`")
+        return True
 
     def _network(self, run: Run) -> str:
         value = flag_value(run, "network") or self.network

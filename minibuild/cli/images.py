@@ -30,6 +30,10 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               show_default=True, help="Layer compression (gzip for old clients).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
               help="Network of RUN steps.")
+@click.option("--allow", "allow", multiple=True,
+              type=click.Choice(["network.host", "security.insecure"]),
+              help="Grant an entitlement (repeatable), as BuildKit's: security.insecure lets "
+                   "RUN --security=insecure run with every capability.")
 @click.option("--no-cache", is_flag=True, help="Run every step; do not reuse cached layers.")
 @click.option("--squash", is_flag=True, help="Merge the layers this build adds into one.")
 @click.option("--source-date-epoch", type=click.IntRange(min=0), envvar="SOURCE_DATE_EPOCH",
@@ -43,7 +47,7 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
 @click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
+          allow, no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
     """Build an image from a Buildfile and a context directory."""
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.oci.reference import Reference
@@ -65,6 +69,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         memo=_memo_command(ctx, quiet),
         secrets=_secrets(secrets),
         security=parse_security_opts(security_opts),
+        allow=frozenset(allow),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from minibuild.dockerfile import metadata
-from minibuild.dockerfile.instructions import ExecForm, Run, ShellForm, is_heredoc_marker
+from minibuild.dockerfile.instructions import ExecForm, Run, ShellForm, flag_value, is_heredoc_marker
+from minibuild.errors import BuildfileError
 from minibuild.oci.image import ContainerConfig
 
 PIPES = "/dev/pipes"  # where a shebang heredoc's script is, inside the RUN's sandbox
@@ -46,6 +47,20 @@ def prepare(run: Run, scope: metadata.Scope, config: ContainerConfig) -> RunComm
         text = metadata.describe_command("RUN", command)
         return RunCommand(argv, text.replace("RUN ", "RUN " + scope.history_args(config), 1))
     return RunCommand(argv, _history(argv, scope, config))
+
+
+SECURITY_MODES = ("sandbox", "insecure")
+
+
+def security(run: Run) -> str:
+    """RUN --security: `sandbox` (the default, a no-op) or `insecure` (every capability, as
+    `docker run --privileged`; the build must allow security.insecure)."""
+    value = flag_value(run, "security")
+    if value is None:
+        return "sandbox"
+    if value not in SECURITY_MODES:
+        raise BuildfileError.at(run, f"RUN --security={value}: want sandbox or insecure")
+    return value
 
 
 def key_extras(command: RunCommand, scope: metadata.Scope,

@@ -186,7 +186,7 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     devices = open_host_devices()
     os.chroot(plan.merged)
     os.chdir("/")
-    mount_proc_dev(devices, plan.process.pipes)
+    mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged)
     bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
@@ -230,7 +230,8 @@ def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes:
             raise BuildError(f"cannot use working directory {process.cwd!r}: "
                              f"{exc.strerror}") from exc
     enter_workdir(process.cwd)
-    return exec_as(user, process.argv, env, plan.confinement)
+    return exec_as(user, process.argv, env, plan.confinement,
+                   privileged=process.privileged)
 
 
 def _wire_stdio(pipes: Pipes, stdio: tuple[int, int, int] | None = None) -> None:

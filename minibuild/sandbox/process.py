@@ -45,6 +45,9 @@ class Process:
     # (name, content) of executable files made in /dev/pipes/ (a RUN's `#!` heredoc, as
     # BuildKit runs it): on the sandbox's own /dev tmpfs, so never in a layer
     pipes: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # RUN --security=insecure (the build allowed security.insecure): every capability and an
+    # unmasked /proc, as `docker run --privileged` (the root stays nodev, /dev minimal)
+    privileged: bool = False
 
 
 def check_process(process: Process) -> None:
@@ -97,17 +100,18 @@ STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 29, 31})
 
 
 def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
-            confinement: Confinement | None = None) -> int:
-    """Confine (Landlock, seccomp, no_new_privs), drop to the step capabilities, become `user`
-    and execve argv (searching env's PATH); the exit status if execve fails. Build steps,
-    `run` and `exec` all come through here.
+            confinement: Confinement | None = None, *, privileged: bool = False) -> int:
+    """Confine (Landlock, seccomp, no_new_privs), drop to the step capabilities (all kept when
+    `privileged`: RUN --security=insecure), become `user` and execve argv (searching env's
+    PATH); the exit status if execve fails. Build steps, `run` and `exec` all come through here.
 
     In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
     """
     try:
         if confinement is not None:
             confinement.before_drop()
-        linux.drop_capabilities(STEP_CAPABILITIES)
+        if not privileged:
+            linux.drop_capabilities(STEP_CAPABILITIES)
     except OSError as exc:
         raise SandboxError(exc.strerror) from exc
     os.setgroups(list(user.process_groups()))

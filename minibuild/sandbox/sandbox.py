@@ -20,13 +20,13 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
-from minibuild.sandbox.confinement import SecurityOptions, prepare
+from minibuild.sandbox.confinement import UNCONFINED, SecurityOptions, prepare
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
 from minibuild.fs.rootpath import ImagePath
@@ -303,7 +303,10 @@ class Sandbox:
         check_support()
         check_process(process)
         _check_rootfs(rootfs)
-        confinement = prepare(self.security)  # compiled once per process and options
+        # compiled once per process and options; a privileged step (RUN --security=insecure)
+        # is seccomp-unconfined, as `docker run --privileged`
+        security = replace(self.security, seccomp=UNCONFINED) if process.privileged else self.security
+        confinement = prepare(security)
         _prepare_upper(rootfs)
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
                                  self._resolv())

@@ -116,10 +116,11 @@ def _bind_devices(fds: dict[str, int]) -> None:
 
 
 def mount_proc_dev(host_devices: dict[str, int] | None = None,
-                   pipes: Sequence[tuple[str, str]] = ()) -> None:
+                   pipes: Sequence[tuple[str, str]] = (), harden: bool = True) -> None:
     """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root);
     `host_devices` (open_host_devices) are bound instead of made when rootless; `pipes` become
-    executable files in /dev/pipes/."""
+    executable files in /dev/pipes/; /proc is hardened unless told otherwise (a privileged
+    step)."""
     try:
         linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                     None)
@@ -139,7 +140,8 @@ def mount_proc_dev(host_devices: dict[str, int] | None = None,
         for name, target in _DEV_LINKS:
             os.symlink(target, f"/dev/{name}")
         _make_pipes(pipes)
-        _harden_proc()  # after /dev: masking binds /dev/null
+        if harden:
+            _harden_proc()  # after /dev: masking binds /dev/null
     except OSError as exc:
         raise SandboxError(f"cannot set up /proc and /dev in the sandbox: {exc}") from exc
 

@@ -214,3 +214,18 @@ def test_copy_from_names_an_earlier_stage_or_a_stored_image(store, context):
     assert info.value.line == 2
     with pytest.raises(BuildError, match="COPY missing:1: image not found in the store"):
         build(store, context, "FROM scratch\nCOPY --from=missing:1 /a /a\n")
+
+
+def test_run_security_insecure_needs_the_entitlement(store, context):
+    # the reference: insecure "is equivalent to docker run --privileged", and needs the
+    # security.insecure entitlement; sandbox is the default, a no-op
+    text = "FROM scratch\nRUN --security=insecure make x\n"
+    with pytest.raises(BuildfileError, match=r"^Buildfile:2:1: RUN --security=insecure is not "
+                                             r"allowed: start the build with `--allow security"):
+        build(store, context, text)
+    _, _, runner, _ = build(store, context, text, allow_insecure=True)
+    assert runner.ran[0].process.privileged is True
+    _, _, runner, _ = build(store, context, "FROM scratch\nRUN --security=sandbox make x\n")
+    assert runner.ran[0].process.privileged is False and len(runner.ran) == 1  # another key
+    with pytest.raises(BuildfileError, match="RUN --security=root: want sandbox or insecure"):
+        build(store, context, "FROM scratch\nRUN --security=root true\n", allow_insecure=True)
