@@ -58,11 +58,13 @@ class _State:
 
 @dataclass(frozen=True)
 class StageResult:
-    """A finished stage: its image, the cache key of its last step, the image it started from."""
+    """A finished stage: its image, the cache key of its last step, the image it started from,
+    and the scope its last step saw (a stage based on it inherits its ARGs)."""
 
     image: Image
     key: str
     base: Image
+    scope: metadata.Scope | None = None
 
 
 class Engine:
@@ -112,6 +114,7 @@ class Engine:
         seed = step_key("", {"base": base_key, "compression": self.options.compression.value,
                              "epoch": self.options.source_date_epoch})
         scope = metadata.Scope.for_stage(shell, self._plan.escape, self.options.build_args)
+        scope = scope.inheriting(self._earlier_scope(stage))
         state = _State(base, scope, seed, base)
         self.reporter.done(time.monotonic() - started, "")
         for instruction in self._triggers(state, stage) + list(stage.steps):
@@ -123,7 +126,7 @@ class Engine:
                 _locate(exc, instruction)
                 raise
             self.reporter.done(time.monotonic() - started, note)
-        return StageResult(state.image, state.key, state.base)
+        return StageResult(state.image, state.key, state.base, state.scope)
 
     def _triggers(self, state: _State, stage: Stage) -> list:
         """The base image's ONBUILD triggers, parsed, to run right after FROM (not inherited
@@ -150,6 +153,13 @@ class Engine:
     def _announce(self, stage: Stage, text: str) -> None:
         self._number += 1
         self.reporter.step(self._number, self._total, stage.label, text)
+
+    def _earlier_scope(self, stage: Stage) -> metadata.Scope | None:
+        """The final scope of the earlier stage this one is based on (FROM that stage), if any."""
+        earlier = self._plan.stage(stage.base)
+        if earlier is None or earlier.index >= stage.index or earlier.index not in self._results:
+            return None
+        return self._results[earlier.index].scope
 
     def _base_image(self, stage: Stage) -> tuple[Image, str]:
         """scratch, an earlier stage, or an image in the store; with what identifies it."""

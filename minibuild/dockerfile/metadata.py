@@ -39,6 +39,13 @@ class Scope:
         return cls(shell=tuple(shell), escape=escape, proxies=buildargs.proxy_env(build_args),
                    hostname=build_args.get(buildargs.HOSTNAME) or None)
 
+    def inheriting(self, base: Scope | None) -> Scope:
+        """This scope with the ARGs of the stage it is based on (the reference: an ARG "declared
+        within a build stage is automatically inherited by other stages based on that stage")."""
+        if base is None:
+            return self
+        return replace(self, args=base.args, declared=base.declared)
+
     def unkeyed_env(self, config: ContainerConfig) -> tuple[tuple[str, str], ...]:
         """The proxy args no ARG declared and no ENV sets: in a RUN's environment, but never in
         its cache key or history (the reference's Predefined ARGs)."""

@@ -229,3 +229,15 @@ def test_run_security_insecure_needs_the_entitlement(store, context):
     assert runner.ran[0].process.privileged is False and len(runner.ran) == 1  # another key
     with pytest.raises(BuildfileError, match="RUN --security=root: want sandbox or insecure"):
         build(store, context, "FROM scratch\nRUN --security=root true\n", allow_insecure=True)
+
+
+def test_a_stage_based_on_a_stage_inherits_its_args(store, context):
+    # the reference's ARG "Scope": inherited by stages based on that stage, not by others
+    text = ("FROM scratch AS base\nARG V=1\nFROM base AS child\nRUN make x\n"
+            "FROM scratch AS other\nRUN --mount=from=child,target=/c make y\n")
+    _, image, runner, _ = build(store, context, text)
+    assert runner.ran[0].env["V"] == "1" and "V" not in runner.ran[1].env
+    history = [h.created_by for h in image.config.history]
+    assert history == ["RUN /bin/sh -c make y"]
+    _, image, _, _ = build(store, context, "FROM scratch AS base\nARG V=1\nFROM base\nRUN make x\n")
+    assert [h.created_by for h in image.config.history] == ["ARG V=1", "RUN |1 V=1 /bin/sh -c make x"]
