@@ -241,3 +241,9 @@ def test_a_stage_based_on_a_stage_inherits_its_args(store, context):
     assert history == ["RUN /bin/sh -c make y"]
     _, image, _, _ = build(store, context, "FROM scratch AS base\nARG V=1\nFROM base\nRUN make x\n")
     assert [h.created_by for h in image.config.history] == ["ARG V=1", "RUN |1 V=1 /bin/sh -c make x"]
+
+
+def test_flags_of_instructions_that_take_none_are_ignored(store, context):
+    # README's "Differences from docker build": BuildKit refuses these
+    _, image, _, _ = build(store, context, "FROM scratch\nWORKDIR --weird=1 /x\nENV --a=b C=d\n")
+    assert image.config.config.working_dir == "/x" and "C=d" in image.config.config.env

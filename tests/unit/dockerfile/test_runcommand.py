@@ -39,7 +39,8 @@ def test_a_shebang_heredoc_runs_as_a_file_in_dev_pipes():
 
 def test_only_a_lone_heredoc_is_a_script():
     assert prepare("RUN <<EOT bash\n#!/bin/sh\nEOT").pipes == ()  # the command is bash
-    assert prepare("RUN <<A <<B\n#!/bin/sh\nA\n#!/bin/sh\nB").pipes == ()
+    two = prepare("RUN <<A <<B\n#!/bin/sh\nA\n#!/bin/sh\nB")
+    assert two.pipes == () and two.argv[-1] == "#!/bin/sh\n#!/bin/sh\n"  # README: both run
     assert prepare("RUN <<EOT\n echo '#!'\nEOT").pipes == ()  # not the first characters
     assert prepare('RUN <<"A/B"\n#!/bin/sh\nA/B').pipes == ()  # not a file name
 

@@ -54,6 +54,7 @@ EXPAND_PATTERNS = [
     ("${path//\\//-}", "-usr-local-bin-app.tar.gz"),     # \/ is a literal slash
     ("${str/a/${e:-Z}}", "foobZrbaz"),                    # the replacement expands
     ("${str/o/\\$x}", "f$xobarbaz"),                     # ... and is otherwise literal
+    ("${str/o/\\$1}", "f$1obarbaz"),                     # (BuildKit: Go's $1, a group)
     ("${unset#x}", ""), ("${unset/x/y}", ""), ("${str/zz/y}", "foobarbaz"),
     ("${str#${e}f}", "oobarbaz"),                         # the pattern expands too
 ]
