@@ -23,7 +23,7 @@ def history(mb: Minibuild, ref: str) -> list[dict]:
 
 
 def config(mb: Minibuild, ref: str) -> dict:
-    return json.loads(mb.run("inspect", ref).stdout)[0]["config"]["config"]
+    return json.loads(mb.run("inspect", ref).stdout)[0]["Config"]
 
 
 def cat(mb: Minibuild, ref: str, path: str) -> str:
@@ -111,9 +111,9 @@ def test_source_date_epoch_build_arg_and_sandbox_hostname(mb, tmp_path):
     assert digests[0] == digests[1]
     mb.build(ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000",
              "--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=box", "-t", "epoch:1")
-    info = json.loads(mb.run("inspect", "epoch:1").stdout)[0]["config"]
-    assert info["created"] == "2023-11-14T22:13:20Z"
-    assert {h["created"] for h in info["history"][-2:]} == {"2023-11-14T22:13:20Z"}
+    info = json.loads(mb.run("inspect", "epoch:1").stdout)[0]
+    assert info["Created"] == "2023-11-14T22:13:20Z"
+    assert {h["created"] for h in info["History"][-2:]} == {"2023-11-14T22:13:20Z"}
     assert cat(mb, "epoch:1", "/h") == "box\n" and cat(mb, "epoch:1", "/e") == "1700000000\n"
 
 
