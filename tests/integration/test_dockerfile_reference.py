@@ -306,8 +306,8 @@ def _capabilities(text: str) -> int:
 def test_run_security_insecure_with_the_entitlement_only(mb, tmp_path):
     # the reference's "check entitlements" example
     ctx = write_context(tmp_path / "ctx", "FROM base:1.0\n"
-                        "RUN --security=insecure cat /proc/self/status | grep CapEff > /insecure\n"
-                        "RUN --security=sandbox cat /proc/self/status | grep CapEff > /sandbox\n"
+                        "RUN --security=insecure grep -E 'CapEff|Seccomp:' /proc/self/status > /insecure\n"
+                        "RUN --security=sandbox grep -E 'CapEff|Seccomp:' /proc/self/status > /sandbox\n"
                         "RUN --security=insecure ls /dev > /dev-insecure\n")
     proc = mb.build(ctx, check=False)
     assert proc.returncode == 1
@@ -317,5 +317,8 @@ def test_run_security_insecure_with_the_entitlement_only(mb, tmp_path):
     sandbox = _capabilities(cat(mb, "sec:1", "/sandbox"))
     assert insecure & (1 << 21)  # CAP_SYS_ADMIN: "equivalent to docker run --privileged"
     assert not sandbox & (1 << 21) and sandbox < insecure
+    # and, as --privileged, no seccomp filter (mode 0); a sandboxed step has one (mode 2)
+    assert re.search(r"Seccomp:\s*0", cat(mb, "sec:1", "/insecure"))
+    assert re.search(r"Seccomp:\s*2", cat(mb, "sec:1", "/sandbox"))
     # README's difference: /dev stays the sandbox's minimal one (--privileged: the host's)
     assert "null" in cat(mb, "sec:1", "/dev-insecure") and "kmsg" not in cat(mb, "sec:1", "/dev-insecure")
