@@ -95,8 +95,8 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
                            no_cache=request.no_cache, squash=request.squash,
                            secrets=request.secrets,
                            allow_insecure="security.insecure" in request.allow)
-    context = BuildContext(request.context.resolve(), sightings=witness.sightings,
-                           buildfile=None if request.buildfile_text is not None else request.buildfile)
+    beside = None if request.buildfile_text is not None else request.buildfile  # its .dockerignore
+    context = BuildContext(request.context.resolve(), sightings=witness.sightings, buildfile=beside)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, runner, context, witness.reporter(reporter), options,

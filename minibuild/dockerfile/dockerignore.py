@@ -77,10 +77,12 @@ def _char_class(pattern: str, start: int) -> tuple[str, int]:
     raise BuildError(f"bad pattern {pattern!r}: unterminated or invalid character class")
 
 
-def ignore_files(context_root: Path, buildfile: str | os.PathLike | None = None) -> tuple[Path, ...]:
-    """Where a build's ignore rules may be, the first present one winning: `<Buildfile>.dockerignore`
-    beside the Buildfile (`Dockerfile.dockerignore`, `app.Dockerfile.dockerignore`: BuildKit's
-    dockerui), then the context's `.dockerignore`. A Buildfile from stdin has none beside it."""
+def ignore_files(context_root: Path,
+                 buildfile: str | os.PathLike | None = None) -> tuple[Path, ...]:
+    """Where a build's ignore rules may be, the first present one winning:
+    `<Buildfile>.dockerignore` beside the Buildfile (`Dockerfile.dockerignore`,
+    `app.Dockerfile.dockerignore`: BuildKit's dockerui), then the context's `.dockerignore`.
+    A Buildfile from stdin has none beside it."""
     beside = (Path(f"{os.fspath(buildfile)}.dockerignore"),) if buildfile is not None else ()
     return (*beside, Path(context_root) / ".dockerignore")
 

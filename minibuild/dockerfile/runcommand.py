@@ -15,11 +15,13 @@ import re
 from dataclasses import dataclass
 
 from minibuild.dockerfile import metadata
-from minibuild.dockerfile.instructions import ExecForm, Run, ShellForm, flag_value, is_heredoc_marker
+from minibuild.dockerfile.instructions import (ExecForm, Run, ShellForm, flag_value,
+                                               is_heredoc_marker)
 from minibuild.errors import BuildfileError
 from minibuild.oci.image import ContainerConfig
 
 PIPES = "/dev/pipes"  # where a shebang heredoc's script is, inside the RUN's sandbox
+SECURITY_MODES = ("sandbox", "insecure")
 _ONLY_HEREDOCS = re.compile(r"^\s*(<<-?\s*['\"]?\w+['\"]?\s*)+$")
 
 
@@ -47,9 +49,6 @@ def prepare(run: Run, scope: metadata.Scope, config: ContainerConfig) -> RunComm
         text = metadata.describe_command("RUN", command)
         return RunCommand(argv, text.replace("RUN ", "RUN " + scope.history_args(config), 1))
     return RunCommand(argv, _history(argv, scope, config))
-
-
-SECURITY_MODES = ("sandbox", "insecure")
 
 
 def security(run: Run) -> str:

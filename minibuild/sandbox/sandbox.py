@@ -305,7 +305,9 @@ class Sandbox:
         _check_rootfs(rootfs)
         # compiled once per process and options; a privileged step (RUN --security=insecure)
         # is seccomp-unconfined, as `docker run --privileged`
-        security = replace(self.security, seccomp=UNCONFINED) if process.privileged else self.security
+        security = self.security
+        if process.privileged:
+            security = replace(security, seccomp=UNCONFINED)
         confinement = prepare(security)
         _prepare_upper(rootfs)
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
