@@ -42,6 +42,7 @@ class BuildRequest:
     memo: MemoCommand | None = None  # the command line, to write its build memo
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
+    pull: str = "missing"  # --pull: missing, always or never
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     options = BuildOptions(build_args=request.build_args, compression=request.compression,
                            network=request.network, source_date_epoch=request.source_date_epoch,
                            no_cache=request.no_cache, squash=request.squash,
-                           secrets=request.secrets)
+                           secrets=request.secrets, pull=request.pull)
     context = BuildContext(request.context.resolve(), sightings=witness.sightings)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)

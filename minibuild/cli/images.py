@@ -10,18 +10,21 @@ from pathlib import Path
 import click
 
 from minibuild.cli import lines
+from minibuild.cli.buildflags import docker_flags
 from minibuild.cli.app import cli, container_records, open_store, report_error
 
 
 @cli.command()
 @click.option("-f", "--file", "buildfile", type=click.Path(dir_okay=False),
-              help="Buildfile (default: CONTEXT/Buildfile, else CONTEXT/Dockerfile; - reads stdin).")
+              help="Buildfile (default: CONTEXT/Buildfile, else Dockerfile, else Containerfile; "
+                   "- reads stdin).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and tag (repeatable): app:1.0.")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
               help="Set a build-time variable (repeatable).")
 @click.option("--target", help="Build up to this stage.")
-@click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
-              show_default=True, help="Progress output.")
+@click.option("--progress", type=click.Choice(["auto", "plain", "tty", "quiet", "rawjson"]),
+              default="auto", show_default=True,
+              help="Progress output (quiet: as -q; rawjson: not supported yet).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression (gzip for old clients).")
@@ -37,18 +40,25 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
-@click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
+@docker_flags
+@click.argument("context", type=click.Path(exists=True, file_okay=False, allow_dash=True),
+                default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
-    """Build an image from a Buildfile and a context directory."""
+          no_cache, squash, source_date_epoch, secrets, security_opts, context, **docker) -> None:
+    """Build an image from a Buildfile and a context directory (`-`: a Buildfile on stdin)."""
     from minibuild.build.pipeline import BuildRequest, run_build
+    from minibuild.cli import buildflags
     from minibuild.oci.reference import Reference
     from minibuild.layer.compression import Compression
     from minibuild.sandbox.confinement import parse_security_opts
 
+    output = _check_docker_flags(docker, progress)
+    quiet = quiet or progress == "quiet"
+    if context == "-":  # docker: the Buildfile on stdin, no context
+        buildfile, context = "-", str(buildflags.stdin_context())
     request = BuildRequest(
-        buildfile=Path(buildfile) if buildfile and buildfile != "-" else _default_buildfile(Path(context)),
+        buildfile=Path(buildfile) if buildfile and buildfile != "-" else buildflags.default_buildfile(Path(context)),
         buildfile_text=sys.stdin.read() if buildfile == "-" else None,
         context=Path(context),
         tags=tuple(Reference.parse(t) for t in tags),
@@ -62,6 +72,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         memo=_memo_command(ctx, quiet),
         secrets=_secrets(secrets),
         security=parse_security_opts(security_opts),
+        pull=docker["pull"],
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
@@ -71,6 +82,10 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         close = getattr(reporter, "close", None)
         if close:
             close()
+    buildflags.write_files(docker["iidfile"], docker["metadata_file"], result, request.tags)
+    if output is not None:
+        buildflags.write_output(store, output, result.digest,
+                                str(request.tags[0]) if request.tags else None)
     if quiet:
         click.echo(str(result.image_id))  # docker's `build -q`: the image ID
         return
@@ -85,11 +100,17 @@ def _memo_command(ctx: click.Context, quiet: bool):
     return command._replace(quiet=quiet) if command is not None else None
 
 
-def _default_buildfile(context: Path) -> Path:
-    for name in ("Buildfile", "Dockerfile"):
-        if (context / name).exists():
-            return context / name
-    return context / "Buildfile"
+def _check_docker_flags(docker: dict, progress: str):
+    """Refuse what is not supported yet, before anything is built; the parsed --output."""
+    from minibuild.cli import buildflags
+
+    buildflags.check_platform(docker["platform"])
+    buildflags.refuse("--label", docker["labels"], "use LABEL in the Buildfile")
+    buildflags.refuse("--add-host", docker["add_hosts"], "RUN steps see the host's /etc/hosts")
+    buildflags.refuse("--cache-from", docker["cache_from"], "the build cache is local only")
+    buildflags.refuse("--cache-to", docker["cache_to"], "the build cache is local only")
+    buildflags.refuse("--progress=rawjson", progress == "rawjson", "use plain")
+    return buildflags.parse_output(docker["output"])
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -1,0 +1,133 @@
+"""docker's `build` flags beyond the Buildfile: what they mean before the build (checks, the
+Buildfile to read) and after it (--iidfile, --metadata-file, --output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import click
+
+from minibuild.errors import MinibuildError
+
+BUILDFILE_NAMES = ("Buildfile", "Dockerfile", "Containerfile")
+OUTPUT_TYPES = ("oci", "docker")  # the archives `save` writes; local and tar need a rootfs export
+
+
+def host_platform() -> str:
+    """The host's platform as docker names it (linux/amd64, linux/arm64)."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7"}.get(machine, machine)
+    return f"linux/{arch}"
+
+
+def check_platform(text: str | None) -> None:
+    """--platform: the host's is accepted, others are not supported yet."""
+    for wanted in (text or "").split(","):
+        if wanted and wanted.strip() not in (host_platform(), host_platform().split("/")[1]):
+            raise MinibuildError(f"--platform {wanted.strip()}: not supported yet (minibuild "
+                                 f"builds for the host platform, {host_platform()})")
+
+
+def refuse(name: str, value, why: str) -> None:
+    """A docker flag minibuild does not implement yet: a clear error instead of ignoring it."""
+    if value:
+        raise MinibuildError(f"{name} is not supported yet: {why}")
+
+
+def default_buildfile(context: Path) -> Path:
+    """CONTEXT/Buildfile, else Dockerfile, else Containerfile (the first that exists)."""
+    for name in BUILDFILE_NAMES:
+        if (context / name).exists():
+            return context / name
+    return context / "Buildfile"
+
+
+def parse_output(text: str | None) -> tuple[str, str] | None:
+    """`--output type=T,dest=D` (or `-o DIR`, docker's type=local) as (type, dest)."""
+    if not text:
+        return None
+    if "=" not in text.split(",")[0]:
+        fields = {"type": "local", "dest": text}
+    else:
+        fields = dict(part.partition("=")[::2] for part in text.split(","))
+    kind, dest = fields.get("type", "local"), fields.get("dest", "")
+    if kind not in OUTPUT_TYPES + ("local", "tar"):
+        raise click.BadParameter(f"unknown output type {kind!r}", param_hint="--output")
+    if kind not in OUTPUT_TYPES:
+        raise MinibuildError(f"--output type={kind} is not supported yet",
+                             hint="type=oci,dest=FILE or type=docker,dest=FILE write the image; "
+                                  "`minibuild run` or `save` reach its files")
+    if not dest:
+        raise click.BadParameter(f"type={kind} needs dest=FILE", param_hint="--output")
+    return kind, dest
+
+
+def write_output(store, output: tuple[str, str], digest, tag: str | None) -> None:
+    """Write the built image as `save` would (an OCI layout or a docker archive)."""
+    from minibuild.transfer import docker_archive, oci_archive
+
+    kind, dest = output
+    writer = docker_archive.save if kind == "docker" else oci_archive.save
+    chosen = [(tag, store.find(str(digest)).descriptor)]
+    if dest == "-":
+        writer(store, chosen, click.get_binary_stream("stdout"))
+        return
+    tmp = Path(dest).with_name(f".{Path(dest).name}.partial")
+    try:
+        with open(tmp, "wb") as out:
+            writer(store, chosen, out)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_files(iidfile: str | None, metadata_file: str | None, result, tags) -> None:
+    """--iidfile (the image ID) and --metadata-file (BuildKit's keys) after a build."""
+    if iidfile:
+        Path(iidfile).write_text(str(result.image_id))
+    if metadata_file:
+        meta = {"containerimage.config.digest": str(result.image_id),
+                "containerimage.digest": str(result.digest)}
+        if tags:
+            meta["image.name"] = ",".join(str(t) for t in tags)
+        Path(metadata_file).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def docker_flags(command):
+    """docker's build flags for files, registries and platforms (checked by
+    _check_docker_flags; --iidfile, --metadata-file and --output written after the build)."""
+    flags = [
+        click.option("--iidfile", type=click.Path(dir_okay=False), help="Write the image ID here."),
+        click.option("--metadata-file", type=click.Path(dir_okay=False),
+                     help="Write the image ID and digest here as JSON (BuildKit's keys)."),
+        click.option("-o", "--output", metavar="type=oci|docker,dest=FILE",
+                     help="Also write the image as an archive (type=local, tar: not supported yet)."),
+        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
+                     is_flag=False, flag_value="always", show_default=True,
+                     help="FROM host/repo: pull when missing, always (bare --pull), or never."),
+        click.option("--platform", help="Only the host's platform is supported."),
+        click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+                     help="Not supported yet: use LABEL in the Buildfile."),
+        click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
+                     help="Not supported yet: RUN steps see the host's /etc/hosts."),
+        click.option("--cache-from", "cache_from", multiple=True, help="Not supported yet."),
+        click.option("--cache-to", "cache_to", multiple=True, help="Not supported yet."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def stdin_context() -> Path:
+    """`build -`: an empty context dir (the Buildfile comes on stdin), removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="minibuild-stdin-context-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.chmod(path, 0o755)
+    return path
