@@ -89,6 +89,7 @@ from minibuild.cli import run as _run  # noqa: E402,F401
 from minibuild.cli import volumes as _volumes  # noqa: E402,F401
 from minibuild.cli import unshare as _unshare  # noqa: E402,F401
 from minibuild.cli import lifecycle as _lifecycle  # noqa: E402,F401
+from minibuild.cli import copying as _copying  # noqa: E402,F401
 from minibuild.cli import groups as _groups  # noqa: E402,F401 - last: it aliases the others
 
 
