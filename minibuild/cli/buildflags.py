@@ -13,7 +13,7 @@ import click
 from minibuild.errors import MinibuildError
 
 BUILDFILE_NAMES = ("Buildfile", "Dockerfile", "Containerfile")
-OUTPUT_TYPES = ("oci", "docker")  # the archives `save` writes; local and tar need a rootfs export
+OUTPUT_TYPES = ("oci", "docker", "local", "tar")
 
 
 def host_platform() -> str:
@@ -54,12 +54,8 @@ def parse_output(text: str | None) -> tuple[str, str] | None:
     else:
         fields = dict(part.partition("=")[::2] for part in text.split(","))
     kind, dest = fields.get("type", "local"), fields.get("dest", "")
-    if kind not in OUTPUT_TYPES + ("local", "tar"):
-        raise click.BadParameter(f"unknown output type {kind!r}", param_hint="--output")
     if kind not in OUTPUT_TYPES:
-        raise MinibuildError(f"--output type={kind} is not supported yet",
-                             hint="type=oci,dest=FILE or type=docker,dest=FILE write the image; "
-                                  "`minibuild run` or `save` reach its files")
+        raise click.BadParameter(f"unknown output type {kind!r}", param_hint="--output")
     if not dest:
         raise click.BadParameter(f"type={kind} needs dest=FILE", param_hint="--output")
     return kind, dest
@@ -70,6 +66,9 @@ def write_output(store, output: tuple[str, str], digest, tag: str | None) -> Non
     from minibuild.transfer import docker_archive, oci_archive
 
     kind, dest = output
+    if kind in ("local", "tar"):
+        write_rootfs(store, store.find(str(digest)).descriptor, kind, dest)
+        return
     writer = docker_archive.save if kind == "docker" else oci_archive.save
     chosen = [(tag, store.find(str(digest)).descriptor)]
     if dest == "-":
@@ -82,6 +81,56 @@ def write_output(store, output: tuple[str, str], digest, tag: str | None) -> Non
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_rootfs(store, descriptor, kind: str, dest: str) -> None:
+    """The image's files (its layers merged by an overlay mounted in a child) into a new or
+    empty host dir (local) or a tar file (tar; `-`: stdout)."""
+    from minibuild.containers.treecopy import copy_tree
+    from minibuild.sandbox.overlay import make_overlay_dirs
+    from minibuild.sandbox.sandbox import RootFS, Sandbox
+
+    dest = dest if dest == "-" else os.path.abspath(dest)
+    image = store.load_image(descriptor)
+    for layer in image.layers:
+        store.ensure_layer(layer)
+    lowers = tuple(store.layer_path(layer.diff_id) for layer in reversed(image.layers))
+    if kind == "local":
+        os.makedirs(dest, exist_ok=True)
+        if os.listdir(dest):
+            raise MinibuildError(f"--output dest={dest}: the directory is not empty")
+    upper, work, merged = make_overlay_dirs(store.scratch("output-"))
+
+    def copy() -> None:
+        source = os.open(merged, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if kind == "local":
+                target = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    copy_tree(source, target)
+                finally:
+                    os.close(target)
+            else:
+                _tar_tree(source, dest)
+        finally:
+            os.close(source)
+
+    Sandbox().call(RootFS(lowers, upper, work, merged), lambda: None, pre_chroot=copy)
+
+
+def _tar_tree(source: int, dest: str) -> None:
+    """A tar of dir fd `source`'s contents (entries lstat'ed, links kept) to dest or stdout."""
+    import tarfile
+
+    out = click.get_binary_stream("stdout") if dest == "-" else open(dest, "wb")
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(os.listdir(source)):
+                tar.add(f"/proc/self/fd/{source}/{name}", arcname=name)
+    finally:
+        out.flush()
+        if dest != "-":
+            out.close()
 
 
 def write_files(iidfile: str | None, metadata_file: str | None, result, tags) -> None:

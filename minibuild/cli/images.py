@@ -41,8 +41,7 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
 @docker_flags
-@click.argument("context", type=click.Path(exists=True, file_okay=False, allow_dash=True),
-                default=".")
+@click.argument("context", type=click.Path(exists=True, allow_dash=True), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
           no_cache, squash, source_date_epoch, secrets, security_opts, context, **docker) -> None:
@@ -57,6 +56,8 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     quiet = quiet or progress == "quiet"
     if context == "-":  # docker: the Buildfile on stdin, no context
         buildfile, context = "-", str(buildflags.stdin_context())
+    elif not os.path.isdir(context):
+        raise click.BadParameter(f"{context!r} is not a directory", param_hint="CONTEXT")
     request = BuildRequest(
         buildfile=Path(buildfile) if buildfile and buildfile != "-" else buildflags.default_buildfile(Path(context)),
         buildfile_text=sys.stdin.read() if buildfile == "-" else None,
