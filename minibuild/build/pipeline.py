@@ -43,6 +43,7 @@ class BuildRequest:
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
     pull: str = "missing"  # --pull: missing, always or never
+    labels: dict[str, str] = field(default_factory=dict)  # --label: set on the final image
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ class BuildResult:
     digest: Digest
     warnings: tuple[str, ...] = ()
     image_id: Digest | None = None
+
+
+def _labelled(image, labels: dict[str, str]):
+    """docker's `build --label`: labels set on the final image's config (no history entry)."""
+    config = image.config.config
+    for key, value in labels.items():
+        config = config.with_label(key, value)
+    return image.with_container_config(config) if labels else image
 
 
 def _stat_cache_path(store, context: Path) -> Path:
@@ -96,7 +105,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, runner, context, witness.reporter(reporter), options,
                     cache=witness.cache(Cache(store)))
-    image = engine.build(plan)
+    image = _labelled(engine.build(plan), request.labels)
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:

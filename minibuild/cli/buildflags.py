@@ -159,7 +159,7 @@ def docker_flags(command):
                      help="FROM host/repo: pull when missing, always (bare --pull), or never."),
         click.option("--platform", help="Only the host's platform is supported."),
         click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-                     help="Not supported yet: use LABEL in the Buildfile."),
+                     help="Set a label on the image (repeatable)."),
         click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
                      help="Not supported yet: RUN steps see the host's /etc/hosts."),
         click.option("--cache-from", "cache_from", multiple=True, help="Not supported yet."),

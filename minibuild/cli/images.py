@@ -74,6 +74,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         secrets=_secrets(secrets),
         security=parse_security_opts(security_opts),
         pull=docker["pull"],
+        labels=dict(_label(text) for text in docker["labels"]),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
@@ -106,7 +107,6 @@ def _check_docker_flags(docker: dict, progress: str):
     from minibuild.cli import buildflags
 
     buildflags.check_platform(docker["platform"])
-    buildflags.refuse("--label", docker["labels"], "use LABEL in the Buildfile")
     buildflags.refuse("--add-host", docker["add_hosts"], "RUN steps see the host's /etc/hosts")
     buildflags.refuse("--cache-from", docker["cache_from"], "the build cache is local only")
     buildflags.refuse("--cache-to", docker["cache_to"], "the build cache is local only")
@@ -120,6 +120,14 @@ def _key_value(text: str) -> tuple[str, str]:
         raise click.BadParameter(f"{text!r} (want KEY=VALUE)")
     # docker: `--build-arg KEY` takes KEY's value from the environment.
     return key, value if sep else os.environ.get(key, "")
+
+
+def _label(text: str) -> tuple[str, str]:
+    """`--label KEY=VALUE` (a bare KEY: an empty value, as docker)."""
+    key, _, value = text.partition("=")
+    if not key:
+        raise click.BadParameter(f"{text!r} (want KEY=VALUE)", param_hint="--label")
+    return key, value
 
 
 def _secrets(options: tuple[str, ...]) -> dict:

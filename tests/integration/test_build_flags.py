@@ -18,12 +18,14 @@ BUILDFILE = "FROM base:1.0\nRUN echo made > /made.txt\n"
 def test_iidfile_metadata_and_outputs(mb, tmp_path):
     context = write_context(tmp_path / "ctx", BUILDFILE)
     out = tmp_path / "out"
-    mb.run("build", "-q", "-t", "app:1", "--iidfile", str(tmp_path / "iid"),
+    mb.run("build", "-q", "-t", "app:1", "--label", "team=web", "--iidfile", str(tmp_path / "iid"),
            "--metadata-file", str(tmp_path / "meta.json"), "-o", str(out), str(context))
     image_id = (tmp_path / "iid").read_text()
     assert image_id == mb.run("images", "-q", "--no-trunc", "app:1").stdout.strip()
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["containerimage.config.digest"] == image_id and meta["image.name"] == "app:1"
+    labels = mb.run("inspect", "-f", "{{json .Config.Labels}}", "app:1").stdout
+    assert json.loads(labels) == {"team": "web"}
     assert (out / "made.txt").read_text() == "made\n" and (out / "bin" / "busybox").exists()
     mb.run("build", "-q", "--output", f"type=tar,dest={tmp_path / 'fs.tar'}", str(context))
     with tarfile.open(tmp_path / "fs.tar") as tar:
