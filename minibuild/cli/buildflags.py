@@ -152,8 +152,9 @@ def docker_flags(command):
         click.option("--iidfile", type=click.Path(dir_okay=False), help="Write the image ID here."),
         click.option("--metadata-file", type=click.Path(dir_okay=False),
                      help="Write the image ID and digest here as JSON (BuildKit's keys)."),
-        click.option("-o", "--output", metavar="type=oci|docker,dest=FILE",
-                     help="Also write the image as an archive (type=local, tar: not supported yet)."),
+        click.option("-o", "--output", metavar="type=local|tar|oci|docker,dest=D",
+                     help="Also write the image's files (local: a new or empty dir; tar: a "
+                          "file) or the image (oci, docker archives); `-o DIR`: type=local."),
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
                      is_flag=False, flag_value="always", show_default=True,
                      help="FROM host/repo: pull when missing, always (bare --pull), or never."),
