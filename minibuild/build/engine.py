@@ -44,6 +44,7 @@ class BuildOptions:
     squash: bool = False
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     allow_insecure: bool = False  # RUN --security=insecure permitted (--allow security.insecure)
+    pull: str = "missing"  # --pull: FROM host/repo pulled when missing, always, or never
 
 
 @dataclass
@@ -176,11 +177,13 @@ class Engine:
     def _find_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
         """An image for FROM, `COPY --from` or a RUN --mount's from=: one that names a registry
         (host[:port]/repo) is pulled when missing from the store, as FROM does."""
-        if not names_registry(text):
+        if not names_registry(text) or self.options.pull == "never":
             return self._resolve_image(text, instruction, what)
-        from minibuild.transfer.remote import pull_if_missing  # here: httpx only when a build needs it
+        from minibuild.transfer.remote import pull, pull_if_missing  # httpx only when needed
 
         try:
+            if self.options.pull == "always":
+                return pull(self.store, text)
             return pull_if_missing(self.store, text)
         except MinibuildError as exc:
             _locate(exc, instruction)

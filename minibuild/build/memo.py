@@ -109,12 +109,23 @@ def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: 
             root, args = args[0].removeprefix("--root="), args[1:]
         else:
             return None
-    if not args or args[0] != "build" or any(a in ("-h", "--help", "--no-cache") for a in args):
+    if not args or args[0] != "build" or any(_unmemoable(a) for a in args):
         return None
     env = sorted((k, v) for k, v in environ.items() if k not in _SHELL_BOOKKEEPING)
     material = json.dumps([FORMAT, version, _code_state(), os.getuid(), cwd, list(argv), env])
     store = Path(root or environ.get("MINIBUILD_ROOT") or default_root())
     return Command(Path(os.path.abspath(store)), sha256(material.encode()).hexdigest())
+
+
+# flags whose effect a replay would not repeat (files written, a pull, stdin read)
+_NO_MEMO = ("-h", "--help", "--no-cache", "-", "-o", "--iidfile", "--metadata-file", "--output",
+            "--pull")
+
+
+def _unmemoable(arg: str) -> bool:
+    """Whether a build argument keeps the command from being answered from a memo."""
+    return arg in _NO_MEMO or arg.startswith(tuple(f"{f}=" for f in _NO_MEMO if f.startswith("--"))
+                                             ) or (arg.startswith("-o") and len(arg) > 2)
 
 
 def _code_state() -> list:

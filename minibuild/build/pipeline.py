@@ -44,6 +44,8 @@ class BuildRequest:
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
     allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow
+    pull: str = "missing"  # --pull: missing, always or never
+    labels: dict[str, str] = field(default_factory=dict)  # --label: set on the final image
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,14 @@ class BuildResult:
     digest: Digest
     warnings: tuple[str, ...] = ()
     image_id: Digest | None = None
+
+
+def _labelled(image, labels: dict[str, str]):
+    """docker's `build --label`: labels set on the final image's config (no history entry)."""
+    config = image.config.config
+    for key, value in labels.items():
+        config = config.with_label(key, value)
+    return image.with_container_config(config) if labels else image
 
 
 def _stat_cache_path(store, context: Path) -> Path:
@@ -93,7 +103,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     options = BuildOptions(build_args=build_args, compression=request.compression,
                            network=request.network, source_date_epoch=epoch,
                            no_cache=request.no_cache, squash=request.squash,
-                           secrets=request.secrets,
+                           secrets=request.secrets, pull=request.pull,
                            allow_insecure="security.insecure" in request.allow)
     beside = None if request.buildfile_text is not None else request.buildfile  # its .dockerignore
     context = BuildContext(request.context.resolve(), sightings=witness.sightings, buildfile=beside)
@@ -101,7 +111,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, runner, context, witness.reporter(reporter), options,
                     cache=witness.cache(Cache(store)))
-    image = engine.build(plan)
+    image = _labelled(engine.build(plan), request.labels)
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:

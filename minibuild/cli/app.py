@@ -53,7 +53,22 @@ def report_error(exc: MinibuildError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """A click group whose "did you mean" never suggests a hidden (internal) command."""
+
+    group_class = type  # subgroups (volume, image, container, system) are Groups too
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """As click's, with the suggestions drawn from the visible commands only."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:
+            visible = [name for name, command in self.commands.items() if not command.hidden]
+            raise click.exceptions.NoSuchCommand(exc.command_name, possibilities=visible,
+                                                 ctx=ctx) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
               help="Store directory (default: /var/lib/minibuild as root).")
 @click.version_option(package_name="minibuild")
@@ -73,6 +88,9 @@ from minibuild.cli import containers as _containers  # noqa: E402,F401
 from minibuild.cli import run as _run  # noqa: E402,F401
 from minibuild.cli import volumes as _volumes  # noqa: E402,F401
 from minibuild.cli import unshare as _unshare  # noqa: E402,F401
+from minibuild.cli import lifecycle as _lifecycle  # noqa: E402,F401
+from minibuild.cli import copying as _copying  # noqa: E402,F401
+from minibuild.cli import groups as _groups  # noqa: E402,F401 - last: it aliases the others
 
 
 def _raise_interrupted(signum: int, _frame) -> None:

@@ -107,22 +107,39 @@ def stop(ctx, timeout, containers) -> None:
 
 
 @cli.command()
+@click.option("-a", "--attach", is_flag=True,
+              help="Print the container's output until it ends; exit with its code.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def start(ctx, containers) -> None:
+def start(ctx, attach, containers) -> None:
     """Start stopped containers again, in the background (their upper dir is kept)."""
     from minibuild.containers import runtime
     from minibuild.containers.records import ContainerError
 
     records = container_records(ctx)
     store = open_store(ctx)
+    if attach and len(containers) > 1:
+        raise click.UsageError("you cannot start and attach multiple containers at once")
     for text in containers:
         found = records.find(text)
         if records.status(found) == "running":
             raise ContainerError(f"container {found.name} is already running")
         image_layers(store, found.manifest)
+        offset = _log_size(records, found.id)
         runtime.run_detached(store.root, found)
-        click.echo(text)
+        if not attach:
+            click.echo(text)
+            continue
+        _follow(records, found, offset)
+        ctx.exit(records.load(found.id).exit_code or 0)
+
+
+def _log_size(records, container_id: str) -> int:
+    """How much the container's log holds so far (what `start -a` does not print again)."""
+    try:
+        return records.log_path(container_id).stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 @cli.command()
@@ -155,18 +172,52 @@ def rm(ctx, force, volumes, containers) -> None:
 
 @cli.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the container runs.")
+@click.option("-n", "--tail", default="all", show_default=True,
+              help="Only the last N lines (all: every line).")
+@click.option("-t", "--timestamps", is_flag=True,
+              help="Not supported yet: the log keeps no time per line.")
 @click.argument("container")
 @click.pass_context
-def logs(ctx, follow, container) -> None:
+def logs(ctx, follow, tail, timestamps, container) -> None:
     """The output of a detached container."""
+    from minibuild.errors import MinibuildError
+
+    if timestamps:
+        raise MinibuildError("logs --timestamps is not supported yet: the log keeps no time "
+                             "per line")
     records = container_records(ctx)
     found = records.find(container)
+    size = _log_size(records, found.id)
+    _follow(records, found, tail_offset(records.log_path(found.id), tail, size), follow=follow)
+
+
+def tail_offset(path, tail: str, size: int) -> int:
+    """Where the last `tail` lines of the log begin (0 for `all`)."""
+    if tail == "all" or size == 0:
+        return 0
+    try:
+        wanted = int(tail)
+    except ValueError:
+        raise click.BadParameter(f"{tail!r} (want a number or all)", param_hint="--tail") from None
+    if wanted < 0:
+        return 0
+    with open(path, "rb") as log:
+        data = log.read(size)
+    ends = [i for i, byte in enumerate(data) if byte == 0x0A]
+    if data.endswith(b"\n"):
+        ends.pop()  # the last line's own newline does not start a line
+    return 0 if wanted > len(ends) else (ends[-wanted] + 1 if wanted else size)
+
+
+def _follow(records, found, offset: int, *, follow: bool = True) -> None:
+    """Print the container's log from `offset`; with follow, until the container ends."""
     out = sys.stdout.buffer
     try:
         log = open(records.log_path(found.id), "rb")
     except FileNotFoundError:
         return
     with log:
+        log.seek(offset)
         while True:
             data = log.read(65536)
             if data:
@@ -175,6 +226,7 @@ def logs(ctx, follow, container) -> None:
                 continue
             if not follow or records.status(records.load(found.id)) != "running":
                 out.write(log.read())
+                out.flush()
                 return
             time.sleep(0.1)
 

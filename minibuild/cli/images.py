@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from minibuild.cli import lines
+from minibuild.cli.buildflags import docker_flags
 from minibuild.cli.app import cli, container_records, open_store, report_error
 
 
@@ -23,8 +24,9 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               help="Set a build-time variable (repeatable); a bare KEY takes its value from "
                    "the environment.")
 @click.option("--target", help="Build up to this stage.")
-@click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
-              show_default=True, help="Progress output.")
+@click.option("--progress", type=click.Choice(["auto", "plain", "tty", "quiet", "rawjson"]),
+              default="auto", show_default=True,
+              help="Progress output (quiet: as -q; rawjson: not supported yet).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression (gzip for old clients).")
@@ -44,16 +46,25 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
-@click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
+@docker_flags
+@click.argument("context", type=click.Path(exists=True, allow_dash=True), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          allow, no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
-    """Build an image from a Buildfile and a context directory."""
+          allow, no_cache, squash, source_date_epoch, secrets, security_opts, context,
+          **docker) -> None:
+    """Build an image from a Buildfile and a context directory (`-`: a Buildfile on stdin)."""
     from minibuild.build.pipeline import BuildRequest, run_build
+    from minibuild.cli import buildflags
     from minibuild.oci.reference import Reference
     from minibuild.layer.compression import Compression
     from minibuild.sandbox.confinement import parse_security_opts
 
+    output = _check_docker_flags(docker, progress)
+    quiet = quiet or progress == "quiet"
+    if context == "-":  # docker: the Buildfile on stdin, no context
+        buildfile, context = "-", str(buildflags.stdin_context())
+    elif not os.path.isdir(context):
+        raise click.BadParameter(f"{context!r} is not a directory", param_hint="CONTEXT")
     request = BuildRequest(
         buildfile=_buildfile_path(buildfile, Path(context)),
         buildfile_text=sys.stdin.read() if buildfile == "-" else None,
@@ -70,6 +81,8 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         secrets=_secrets(secrets),
         security=parse_security_opts(security_opts),
         allow=frozenset(allow),
+        pull=docker["pull"],
+        labels=dict(_label(text) for text in docker["labels"]),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
@@ -79,6 +92,10 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         close = getattr(reporter, "close", None)
         if close:
             close()
+    buildflags.write_files(docker["iidfile"], docker["metadata_file"], result, request.tags)
+    if output is not None:
+        buildflags.write_output(store, output, result.digest,
+                                str(request.tags[0]) if request.tags else None)
     if quiet:
         click.echo(str(result.image_id))  # docker's `build -q`: the image ID
         return
@@ -104,6 +121,18 @@ def _buildfile_path(option: str | None, context: Path) -> Path:
     return Path(default_buildfile(context))
 
 
+def _check_docker_flags(docker: dict, progress: str):
+    """Refuse what is not supported yet, before anything is built; the parsed --output."""
+    from minibuild.cli import buildflags
+
+    buildflags.check_platform(docker["platform"])
+    buildflags.refuse("--add-host", docker["add_hosts"], "RUN steps see the host's /etc/hosts")
+    buildflags.refuse("--cache-from", docker["cache_from"], "the build cache is local only")
+    buildflags.refuse("--cache-to", docker["cache_to"], "the build cache is local only")
+    buildflags.refuse("--progress=rawjson", progress == "rawjson", "use plain")
+    return buildflags.parse_output(docker["output"])
+
+
 def build_arg_values(options: tuple[str, ...], environ: Mapping[str, str]) -> dict[str, str]:
     """--build-arg KEY=VALUE options (the last of a key wins). A bare KEY takes KEY's value from
     the environment, as docker does; when the environment has no KEY it is left out, so the
@@ -118,6 +147,14 @@ def build_arg_values(options: tuple[str, ...], environ: Mapping[str, str]) -> di
         elif key in environ:
             found[key] = environ[key]
     return found
+
+
+def _label(text: str) -> tuple[str, str]:
+    """`--label KEY=VALUE` (a bare KEY: an empty value, as docker)."""
+    key, _, value = text.partition("=")
+    if not key:
+        raise click.BadParameter(f"{text!r} (want KEY=VALUE)", param_hint="--label")
+    return key, value
 
 
 def _secrets(options: tuple[str, ...]) -> dict:

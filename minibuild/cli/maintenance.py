@@ -136,19 +136,25 @@ class _DeepProgress:
               help="Also drop the build cache (every step key, and the layers only it kept).")
 @click.option("--volumes", "drop_volumes", is_flag=True,
               help="Also remove the anonymous volumes no container uses (volumes stay otherwise).")
+@click.option("-a", "--all", "everything", is_flag=True,
+              help="Every image no container uses, tagged or not (as `image prune -a`).")
+@click.option("-f", "--force", is_flag=True,
+              help="Accepted for docker's muscle memory: this prune never asks.")
 @click.pass_context
-def prune(ctx, drop_cache, drop_volumes) -> None:
-    """Delete dangling images (no tag, no container), then the blobs, unpacked layers and
-    summaries no image, container or cache entry needs."""
+def prune(ctx, drop_cache, drop_volumes, everything, force) -> None:
+    """Delete dangling images (no tag, no container; -a: every image no container uses), then
+    the blobs, unpacked layers and summaries no image, container or cache entry needs."""
     from minibuild.maintenance import gc
     from minibuild.cli.volumes import prune_volumes
     from minibuild.text import human_size
 
     store = open_store(ctx)
-    collected = gc.collect(store, drop_cache=drop_cache, dangling=True)
+    collected = gc.collect(store, drop_cache=drop_cache, dangling=True, unused=everything)
     removed = prune_volumes(store.root, everything=False) if drop_volumes else []
     if collected.images:
         click.echo("Deleted Images:")
+        for name in collected.untagged:
+            click.echo(f"untagged: {name}")
         for image_id in collected.images:
             click.echo(f"deleted: {image_id}")
         click.echo()

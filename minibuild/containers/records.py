@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -40,6 +41,9 @@ _NOUNS = ("otter", "heron", "lynx", "panda", "raven", "tapir", "wombat", "yak", 
 
 class ContainerError(MinibuildError):
     """No such container, a name in use, or a container in the wrong state."""
+
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # docker's container names
 
 
 def now() -> str:
@@ -199,6 +203,18 @@ class Containers:
             raise ContainerError(f"container id prefix {text!r} is ambiguous")
         raise ContainerError(f"no such container: {text}",
                              hint="`minibuild ps -a` lists the containers")
+
+    def rename(self, container: Container, name: str) -> Container:
+        """Give a container another name nobody else uses (its supervisor keeps it)."""
+        if not _NAME.fullmatch(name):
+            raise ContainerError(f"invalid container name {name!r}",
+                                 hint="only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        with self._names_lock():
+            if any(c.name == name and c.id != container.id for c in self.all()):
+                raise ContainerError(f"the container name {name!r} is already in use")
+            renamed = replace(self.load(container.id), name=name)
+            self.save(renamed)
+        return renamed
 
     def remove(self, container_id: str) -> None:
         """Delete the record and the container's dirs: its writes are gone."""

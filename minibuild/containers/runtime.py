@@ -96,7 +96,8 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
 
         def started(pid: int) -> None:
             nonlocal container
-            container = replace(container, state="running", pid=pid,
+            container = replace(container, name=_current_name(containers, container),
+                                state="running", pid=pid,
                                 pid_start=process_start_time(pid), started=now(),
                                 finished=None, exit_code=None)
             containers.save(container)
@@ -145,7 +146,16 @@ def _record_exit(root: Path, containers: Containers, container: Container, statu
         containers.remove(container.id)
         Volumes(root).drop_anonymous(container, containers.all())
         return
-    containers.save(replace(container, state="exited", exit_code=status, finished=now()))
+    containers.save(replace(container, name=_current_name(containers, container),
+                            state="exited", exit_code=status, finished=now()))
+
+
+def _current_name(containers: Containers, container: Container) -> str:
+    """The container's name as its record says now (`rename` may have changed it meanwhile)."""
+    try:
+        return containers.load(container.id).name
+    except ContainerError:
+        return container.name
 
 
 def _clear_work(work: Path) -> None:

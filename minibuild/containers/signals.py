@@ -48,6 +48,25 @@ def stop(containers: Containers, container: Container, timeout: float = 10.0) ->
     return True
 
 
+def send(container: Container, number: int) -> None:
+    """`kill -s`: SIGKILL ends the whole pid namespace (through a pidfd on its init); another
+    signal goes to the command (the init's children), as docker's goes to PID 1."""
+    try:
+        pidfd = os.pidfd_open(container.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if process_start_time(container.pid) != container.pid_start:
+            return  # the container ended and its pid was reused
+        if number == signal.SIGKILL:
+            linux.pidfd_kill(pidfd)
+            return
+        for child in children(container.pid):
+            linux.kill(child, number)
+    finally:
+        os.close(pidfd)
+
+
 def stop_signal(text: str) -> int:
     """A STOPSIGNAL value (`SIGUSR1`, `USR1`, `10`) as a number; SIGTERM when empty."""
     if not text:

@@ -39,6 +39,7 @@ class Collected:
     cache_entries: int
     freed: int
     images: tuple[str, ...] = ()  # IDs of the dangling images dropped (prune)
+    untagged: tuple[str, ...] = ()  # the tags those images had (prune -a)
 
 
 def roots(store: Store, *, with_cache: bool = True) -> Reachable:
@@ -54,29 +55,32 @@ def roots(store: Store, *, with_cache: bool = True) -> Reachable:
     return keep
 
 
-def drop_dangling(store: Store) -> tuple[str, ...]:
-    """Forget the images no tag names and no container uses; their IDs (config digests)."""
+def drop_dangling(store: Store, *, everything: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Forget the images no tag names (with `everything`: tagged ones too) and no container
+    uses; their IDs (config digests) and the tags they had."""
     used = {c.manifest.digest for c in Containers(store.root).all()}
-    dropped = []
+    dropped, untagged = [], []
     for image in store.images():
-        if image.dangling and image.descriptor.digest not in used:
+        if (everything or image.dangling) and image.descriptor.digest not in used:
             try:
                 dropped.append(str(store.image_id(image.descriptor)))
             except Exception:  # noqa: BLE001 - an unreadable manifest goes all the same
                 dropped.append(str(image.descriptor.digest))
-            store.forget_image(image.descriptor.digest)
-    return tuple(dropped)
+            untagged.extend(store.forget_image(image.descriptor.digest))
+    return tuple(dropped), tuple(untagged)
 
 
-def collect(store: Store, *, drop_cache: bool = False, dangling: bool = False) -> Collected:
+def collect(store: Store, *, drop_cache: bool = False, dangling: bool = False,
+            unused: bool = False) -> Collected:
     """Delete unneeded blobs, layer dirs, summaries (and with drop_cache, the cache entries;
-    with dangling, first the images no tag names and no container uses).
+    with dangling, first the images no tag names and no container uses; with unused, every
+    image no container uses, as `image prune -a`).
 
     Takes the store's gc lock exclusive (StoreError when another process uses the store) and
     refuses when some root could not be read: a GC that cannot see a root would delete it.
     """
     store.lock_exclusive()
-    images = drop_dangling(store) if dangling else ()
+    images, untagged = drop_dangling(store, everything=unused) if dangling or unused else ((), ())
     cache_removed = _drop_cache(store, everything=drop_cache)
     keep = roots(store, with_cache=not drop_cache)
     if keep.problems:
@@ -96,7 +100,7 @@ def collect(store: Store, *, drop_cache: bool = False, dangling: bool = False) -
         remove_tree(entry)
         dirs.append(entry.name)
     summaries = _drop_summaries(store, {d.hex for d in keep.diff_ids})
-    return Collected(tuple(blobs), tuple(dirs), summaries, cache_removed, freed, images)
+    return Collected(tuple(blobs), tuple(dirs), summaries, cache_removed, freed, images, untagged)
 
 
 def _unneeded_blobs(store: Store, keep: set[Digest]) -> Iterable[tuple[Digest, int]]:
