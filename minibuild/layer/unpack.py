@@ -7,12 +7,12 @@ members.py reads it (names checked, whiteouts decoded, the DiffID hashed); this 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from minibuild.fs.files import remove_tree
 from minibuild.layer import owners
 from minibuild.errors import LayerError
 from minibuild.layer.compression import CHUNK
@@ -96,7 +96,7 @@ class _Extractor:
         if stat.S_ISDIR(mode):
             if keep_dir:
                 return True
-            shutil.rmtree(path)
+            remove_tree(path)
             self.dirs = {d for d in self.dirs if d[: len(parts)] != parts}
             self.devices = {d for d in self.devices if d[: len(parts)] != parts}
         else:
