@@ -72,12 +72,17 @@ class _Extractor:
     def _real_dir(self, parts: tuple[str, ...], name: str, create: bool) -> None:
         """Move the cursor into `parts`, each component a real directory (never a symlink)."""
         names = self.names
-        if len(names) == len(parts) and names[-1:] == list(parts[-1:]) and tuple(names) == parts:
+        if len(names) + 1 == len(parts) and tuple(names) == parts[:-1]:  # one level down
+            self._enter(parts, name, create)
             return
-        common = 0
-        limit = min(len(names), len(parts))
-        while common < limit and names[common] == parts[common]:
-            common += 1
+        if len(names) == len(parts) and tuple(names) == parts:  # (C-level compares)
+            return
+        if len(parts) < len(names) and tuple(names[:len(parts)]) == parts:  # up: finish()
+            common = len(parts)
+        else:
+            common, limit = 0, min(len(names), len(parts))
+            while common < limit and names[common] == parts[common]:
+                common += 1
         while len(names) > common:
             self.here.pop()
             names.pop()
