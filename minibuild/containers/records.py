@@ -12,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from minibuild.oci.digest import Digest
 from minibuild.errors import MinibuildError
 from minibuild.oci.image import Descriptor, canonical_json
 from minibuild.containers.mountspec import MountSpec
-from minibuild.fs.files import write_atomic
+from minibuild.fs.files import remove_tree, write_atomic
 from minibuild.fs.lock import FileLock
 from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.sandbox.overlay import make_overlay_dirs, overlay_dirs
@@ -218,7 +217,6 @@ class Containers:
 
     def remove(self, container_id: str) -> None:
         """Delete the record and the container's dirs: its writes are gone."""
-        from minibuild.fs.files import remove_tree
 
         base = self.path(container_id)
         trash = self.dir / f".rm-{container_id}-{secrets.token_hex(4)}"
@@ -230,7 +228,6 @@ class Containers:
 
     def clean_leftovers(self) -> None:
         """Remove half-created and half-removed container dirs (a killed create or rm)."""
-        from minibuild.fs.files import remove_tree
 
         if not self.dir.is_dir():
             return
@@ -300,4 +297,4 @@ class Containers:
 def scrub_scaffolds(container_dir: Path) -> None:
     """Remove sandbox scaffold dirs a killed supervisor left in the container's dir."""
     for entry in container_dir.glob(".minibuild-scaffold-*"):
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_tree(entry, ignore_errors=True)

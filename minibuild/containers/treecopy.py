@@ -11,6 +11,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from minibuild.fs import dirstack
 from minibuild.layer import whiteout
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -30,13 +31,7 @@ def open_dir(path: str) -> int | None:
 
 def clear_dir(fd: int) -> None:
     """Delete everything in dir fd `fd` (links removed, never followed)."""
-    import shutil
-
-    for name in os.listdir(fd):
-        if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-            shutil.rmtree(name, dir_fd=fd)
-        else:
-            os.unlink(name, dir_fd=fd)
+    dirstack.clear_at(fd)
 
 
 def copy_tree(source: int, target: int) -> None:

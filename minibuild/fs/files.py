@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from pathlib import Path
+
+from minibuild.fs import dirstack
 
 
 def temp_name(path: Path) -> Path:
@@ -34,16 +35,11 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
         tmp.unlink(missing_ok=True)
 
 
-def remove_tree(path: Path) -> None:
-    """rm -rf that also copes with overlay's mode-000 work dirs."""
-    if not path.exists() and not path.is_symlink():
-        return
-
-    def fix_and_retry(func, p, exc_info):  # noqa: ANN001 - shutil's callback shape
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=fix_and_retry)
+def remove_tree(path: Path | str | bytes, *, ignore_errors: bool = False) -> None:
+    """rm -rf at any depth (fd-based, iterative) that also copes with overlay's mode-000 work
+    dirs; a missing path is fine. `ignore_errors` for best-effort cleanup in a finally."""
+    try:
+        dirstack.remove_at(None, os.fspath(path))
+    except OSError:
+        if not ignore_errors:
+            raise

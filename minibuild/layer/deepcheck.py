@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from minibuild.fs import dirstack
 from minibuild.layer import members, unpack, whiteout
 from minibuild.layer.compression import CHUNK
 from minibuild.layer.unpackmodel import WHITEOUT, Dir, Inode, Model, Node
@@ -125,26 +126,39 @@ class _Checker:
                      for path, what, key, nlink in self._kept)
 
     def compare_root(self, root: bytes) -> None:
-        """The layer root (only its opaque mark), then everything below it."""
+        """The layer root (only its opaque mark), then everything below it, by dir fd and with
+        an explicit stack (dirstack): any depth, no path longer than /proc/self/fd/N/NAME."""
         if self.privileged:
             self._opaque("/", layer_xattrs(root), self.model.root)
-        self._compare_dir(root, "", self.model.root)
+        with dirstack.DirStack.open(root) as fds:
+            frames = [self._frame(fds.fd, "", self.model.root)]
+            while frames:
+                names, rel, model = frames[-1]
+                if not names:
+                    frames.pop()
+                    if frames:
+                        fds.pop()
+                    continue
+                name, present = names.pop()
+                expected = model.children.get(name)
+                if not present:
+                    self.differ(rel + name, f"missing (the blob has {_describe(expected)})")
+                elif self._entry(fds.fd, name, rel + name, expected):
+                    fds.push(os.fsencode(name))
+                    frames.append(self._frame(fds.fd, rel + name + "/", expected))
 
-    def _compare_dir(self, directory: bytes, rel: str, model: Dir) -> None:
-        with os.scandir(directory) as it:
-            found = {os.fsdecode(entry.name): entry for entry in it}
-        for name in sorted(found.keys() | model.children.keys()):
-            path = f"{rel}{name}"
-            entry = found.get(name)
-            expected = model.children.get(name)
-            if entry is None:
-                self.differ(path, f"missing (the blob has {_describe(expected)})")
-            else:
-                self._entry(entry, path, expected)
+    @staticmethod
+    def _frame(fd: int, rel: str, model: Dir) -> tuple[list[tuple[str, bool]], str, Dir]:
+        """A dir to compare: (name, found here) for the names either side has, last first."""
+        found = set(os.listdir(fd))
+        names = sorted(found | model.children.keys(), reverse=True)
+        return [(name, name in found) for name in names], rel, model
 
-    def _entry(self, entry: os.DirEntry, path: str, expected: Node | None) -> None:
-        st = entry.stat(follow_symlinks=False)
-        xattrs = layer_xattrs(entry.path)
+    def _entry(self, dir_fd: int, name: str, path: str, expected: Node | None) -> bool:
+        """Compare one entry; True when it is a dir whose children are compared next."""
+        where = dirstack.at(dir_fd, os.fsencode(name))
+        st = os.lstat(where)
+        xattrs = layer_xattrs(where)
         fmt = stat.S_IFMT(st.st_mode)
         if st.st_nlink > 1 and fmt != stat.S_IFDIR:
             self._names_here[(st.st_dev, st.st_ino)] += 1
@@ -159,13 +173,14 @@ class _Checker:
         elif isinstance(expected, Dir):
             if fmt != stat.S_IFDIR:
                 self.differ(path, f"a directory in the blob, {here} here", st)
-                return
+                return False
             self._directory(path, st, xattrs, expected)
-            self._compare_dir(entry.path, path + "/", expected)
+            return True
         elif is_whiteout or fmt != expected.kind:
             self.differ(path, f"{_describe(expected)} in the blob, {here} here", st)
         else:
-            self._inode(entry, path, st, xattrs, expected)
+            self._inode(where, path, st, xattrs, expected)
+        return False
 
     def _directory(self, path: str, st: os.stat_result, xattrs: dict[str, bytes], model: Dir) -> None:
         problems = []
@@ -187,7 +202,7 @@ class _Checker:
             self.differ(path, f"opaque in the blob, not here ({name} lost): "
                               "lower layers' entries show through")
 
-    def _inode(self, entry: os.DirEntry, path: str, st: os.stat_result, xattrs: dict[str, bytes],
+    def _inode(self, entry: bytes, path: str, st: os.stat_result, xattrs: dict[str, bytes],
                model: Inode) -> None:
         """A non-dir of the right type: one inode per model inode, then its attributes once."""
         key = (st.st_dev, st.st_ino)
@@ -221,15 +236,15 @@ class _Checker:
             problems.append(f"owner {st.st_uid}:{st.st_gid}, the blob says {uid}:{gid}")
         return problems
 
-    def _body(self, entry: os.DirEntry, st: os.stat_result, model: Inode) -> list[str]:
+    def _body(self, entry: bytes, st: os.stat_result, model: Inode) -> list[str]:
         """Size and content, symlink target or device numbers: what the inode holds."""
         if model.kind == stat.S_IFREG:
             if st.st_size != model.size:
                 return [f"size {st.st_size}, the blob says {model.size}"]
-            if _sha256(entry.path, st.st_size) != model.sha256:
+            if _sha256(entry, st.st_size) != model.sha256:
                 return ["content differs (same size)"]
         elif model.kind == stat.S_IFLNK:
-            target = os.readlink(entry.path)
+            target = os.readlink(entry)
             if target != model.target:
                 return [f"symlink to {os.fsdecode(target)!r}, the blob says "
                         f"{os.fsdecode(model.target)!r}"]
@@ -286,7 +301,13 @@ def _describe(node: Node | None) -> str:
 
 
 def _count(node: Dir) -> int:
-    return sum(1 + (_count(c) if isinstance(c, Dir) else 0) for c in node.children.values())
+    """Entries below a model dir, at any depth (iterative)."""
+    total, pending = 0, [node]
+    while pending:
+        children = pending.pop().children.values()
+        total += len(children)
+        pending.extend(c for c in children if isinstance(c, Dir))
+    return total
 
 
 def _a(noun: str) -> str:

@@ -15,8 +15,9 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
+from minibuild.fs import dirstack
 from minibuild.layer import whiteout
 
 
@@ -66,54 +67,98 @@ def _is_opaque(path: str, st: os.stat_result) -> bool:
 
 # -- what the image's layers show -----------------------------------------------------------------
 
+# Where a dir path stands in one layer: ("dir", host path, opaque above) when the layer has it as
+# a real dir, ("absent", "", opaque above) when it lacks it (look further down), ("hidden", ...)
+# when the layer hides it (whiteout, opaque dir or non-dir above), ("other", ...) for a non-dir.
+_State = tuple[str, str, bool]
 
-def _in_layer(layer: Path, parts: Sequence[str]) -> tuple[str, os.stat_result | None]:
-    """("found", st), ("absent", None) = look further down, or ("hidden", None) = stop here."""
-    path, opaque_above = os.fspath(layer), False
-    for i, name in enumerate(parts):
-        path = os.path.join(path, name)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return ("hidden" if opaque_above else "absent"), None
-        if _is_whiteout(path, st):
-            return "hidden", None
-        if i == len(parts) - 1:
-            return "found", st
-        if not stat.S_ISDIR(st.st_mode):  # a file or symlink here hides everything below
-            return "hidden", None
-        opaque_above = opaque_above or _is_opaque(path, st)
-    return "found", os.lstat(layer)
+
+class LowerView:
+    """The image's layer dirs (top first) as the container sees them below its upper dir.
+
+    Each dir's states are computed from its parent's and kept, so a walk parents-first costs one
+    lstat per entry and layer however deep the tree (a path walk from each layer's root would
+    cost depth squared at 10,000 levels)."""
+
+    def __init__(self, lowers: Sequence[Path]) -> None:
+        self.lowers = [os.fspath(layer) for layer in lowers]
+        # keyed by the dir's path below the root ("" for the root, "a/b"): a string hashes
+        # fast where a 10,000-part tuple would not
+        self._dirs: dict[str, list[_State]] = {"": [("dir", p, False) for p in self.lowers]}
+
+    def _states(self, rel: str) -> list[_State]:
+        """The states of the dir `rel` in every layer (its parents filled in first)."""
+        missing = []
+        while rel not in self._dirs:
+            missing.append(rel)
+            rel = rel.rpartition("/")[0]
+        for rel in reversed(missing):
+            name = rel.rpartition("/")[2]
+            self._dirs[rel] = [_child(state, name)[0] for state in self._dirs[rel.rpartition("/")[0]]]
+        return self._dirs[rel]
+
+    def stat(self, parts: Sequence[str]) -> os.stat_result | None:
+        """lstat of a path as the layers show it; None when they do not."""
+        return self.stat_rel("/".join(parts))
+
+    def stat_rel(self, rel: str) -> os.stat_result | None:
+        """lstat of the path `a/b` as the layers show it; None when they do not."""
+        if not rel:
+            return os.lstat(self.lowers[0]) if self.lowers else None
+        parent, _, name = rel.rpartition("/")
+        for state in self._states(parent):
+            child, st = _child(state, name)
+            if st is not None:
+                return st
+            if child[0] != "absent":
+                return None
+        return None
+
+    def children(self, parts: Sequence[str]) -> list[str]:
+        """The names the layers show inside a directory."""
+        seen: dict[str, bool] = {}  # name -> visible (False: whited out by a higher layer)
+        for kind, directory, _ in self._states("/".join(parts)):
+            if kind == "absent":
+                continue
+            if kind != "dir":
+                break
+            with os.scandir(directory) as it:
+                for entry in it:
+                    st_child = entry.stat(follow_symlinks=False)
+                    seen.setdefault(entry.name, not _is_whiteout(entry.path, st_child))
+            if _is_opaque(directory, os.lstat(directory)):
+                break
+        return sorted(name for name, visible in seen.items() if visible)
+
+
+def _child(state: _State, name: str) -> tuple[_State, os.stat_result | None]:
+    """The state of `name` in a dir of the given state, and its lstat when the layer shows it."""
+    kind, path, opaque_above = state
+    if kind in ("hidden", "other"):
+        return ("hidden", "", True), None
+    missing = ("hidden" if opaque_above else "absent", "", opaque_above)
+    if kind == "absent":
+        return missing, None
+    child = os.path.join(path, name)
+    try:
+        st = os.lstat(child)
+    except (FileNotFoundError, NotADirectoryError):
+        return missing, None
+    if _is_whiteout(child, st):
+        return ("hidden", "", True), None
+    if not stat.S_ISDIR(st.st_mode):  # a file or symlink here hides everything below
+        return ("other", child, opaque_above), st
+    return ("dir", child, opaque_above or _is_opaque(child, st)), st
 
 
 def lower_stat(lowers: Sequence[Path], parts: Sequence[str]) -> os.stat_result | None:
     """lstat of a path as the image's layers (top first) show it; None when they do not."""
-    for layer in lowers:
-        state, st = _in_layer(layer, parts)
-        if state == "found":
-            return st
-        if state == "hidden":
-            return None
-    return None
+    return LowerView(lowers).stat(parts)
 
 
 def lower_children(lowers: Sequence[Path], parts: Sequence[str]) -> list[str]:
     """The names the image's layers show inside a directory."""
-    seen: dict[str, bool] = {}  # name -> visible (False: whited out by a higher layer)
-    for layer in lowers:
-        state, st = _in_layer(layer, parts)
-        if state == "hidden" or (state == "found" and not stat.S_ISDIR(st.st_mode)):
-            break
-        if state == "absent":
-            continue
-        directory = os.path.join(os.fspath(layer), *parts)
-        with os.scandir(directory) as it:
-            for entry in it:
-                st_child = entry.stat(follow_symlinks=False)
-                seen.setdefault(entry.name, not _is_whiteout(entry.path, st_child))
-        if _is_opaque(directory, st):
-            break
-    return sorted(name for name, visible in seen.items() if visible)
+    return LowerView(lowers).children(parts)
 
 
 # -- the walk -------------------------------------------------------------------------------------
@@ -125,21 +170,30 @@ def _same_dir(upper: os.stat_result, lower: os.stat_result) -> bool:
             and upper.st_mode == lower.st_mode and upper.st_mtime_ns == lower.st_mtime_ns)
 
 
-def _walk(directory: str, parts: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str, os.stat_result]]:
-    """Every entry below `directory`, parents before children, names sorted."""
-    with os.scandir(directory) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        st = entry.stat(follow_symlinks=False)
-        yield parts + (entry.name,), entry.path, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk(entry.path, parts + (entry.name,))
+def _names_at(entry: dirstack.Entry) -> set[str]:
+    """The names in the upper dir `entry`, opened by fd (empty when it changed meanwhile)."""
+    try:
+        fd = dirstack.open_dir_at(entry.name, entry.dir_fd)
+    except OSError as exc:
+        if exc.errno in dirstack.GONE:
+            return set()
+        raise
+    try:
+        if os.fstat(fd).st_ino != entry.st.st_ino:
+            return set()
+        return set(os.listdir(fd))
+    finally:
+        os.close(fd)
 
 
 def changes(upper: Path, lowers: Sequence[Path]) -> list[Change]:
-    """What a container changed, from its upper dir and its image's layer dirs (top first)."""
+    """What a container changed, from its upper dir and its image's layer dirs (top first).
+
+    The upper dir is walked by fd only (dirstack): a running container swapping a dir for a
+    symlink to a host dir never leads the walk out, and what vanishes meanwhile is left out."""
     found: dict[str, str] = {}
     changed_dirs: set[str] = set()
+    view = LowerView(lowers)
 
     def parent_changed(path: str) -> None:
         parent = path.rpartition("/")[0] or "/"
@@ -147,16 +201,17 @@ def changes(upper: Path, lowers: Sequence[Path]) -> list[Change]:
             found.setdefault(parent, "C")
             changed_dirs.add(parent)
 
-    for parts, host_path, st in _walk(os.fspath(upper), ()):
-        path = "/" + "/".join(parts)
+    for entry in dirstack.walk(upper):
+        st, path = entry.st, "/" + entry.rel
+        host_path = dirstack.at(entry.dir_fd, entry.name)
         if _is_whiteout(host_path, st):
             found[path] = "D"
             parent_changed(path)
             continue
-        below = lower_stat(lowers, parts)
+        below = view.stat_rel(entry.rel)
         if _is_opaque(host_path, st) and below is not None and stat.S_ISDIR(below.st_mode):
-            present = set(os.listdir(host_path))
-            for name in lower_children(lowers, parts):
+            present = _names_at(entry)
+            for name in view.children(entry.rel.split("/")):
                 if name not in present:
                     found[f"{path}/{name}"] = "D"
         elif below is not None and stat.S_ISDIR(st.st_mode) and _same_dir(st, below):

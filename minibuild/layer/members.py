@@ -65,7 +65,10 @@ def safe_parts(name: str, what: str = "entry") -> tuple[str, ...]:
         raise LayerError(f"layer {what} {name!r} is an absolute path")
     if "\0" in name:
         raise LayerError(f"layer {what} {name!r} contains a NUL byte")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    parts = name.split("/")
+    if "" in parts or "." in parts:  # (C-level checks: names may have 10,000 components)
+        parts = [p for p in parts if p not in ("", ".")]
+    parts = tuple(parts)
     if ".." in parts:
         raise LayerError(f"layer {what} {name!r} climbs out of the layer with '..'")
     return parts
@@ -73,7 +76,8 @@ def safe_parts(name: str, what: str = "entry") -> tuple[str, ...]:
 
 def _classify(parts: tuple[str, ...], name: str) -> TarWhiteout | None | bool:
     """The entry's whiteout meaning; False for aufs bookkeeping to skip; LayerError when invalid."""
-    if any(whiteout.skip_for_parent(name, part) for part in parts[:-1]):
+    if whiteout.WHITEOUT_PREFIX in name and any(  # a substring test first: deep names are long
+            whiteout.skip_for_parent(name, part) for part in parts[:-1]):
         return False
     wo = whiteout.parse_tar_path("/".join(parts))
     if wo is not None and wo.kind is WhiteoutKind.META:

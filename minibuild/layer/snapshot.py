@@ -7,6 +7,7 @@ uname/gname, integer (optionally clamped) mtimes.
 
 from __future__ import annotations
 
+import errno
 import operator
 import os
 import stat
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from minibuild.fs import dirstack
 from minibuild.layer import whiteout
 from minibuild.layer.compression import Compression, Compressor
 from minibuild.layer.tar import TarOut, header
@@ -92,46 +94,30 @@ class _Summary:
         )
 
 
-# Regular files are opened relative to their directory's descriptor and then examined through the
-# open fd (fstat, flistxattr, read): path-based lstat/listxattr would each walk the whole path again,
-# which costs about as much as the Python work per small file.
+# Every entry is reached relative to its directory's descriptor (dirstack), never by a path from
+# the upper dir: a tree 10,000 levels deep is far past PATH_MAX, and a running container (commit
+# --no-pause) may swap a dir for a symlink to a host dir mid-walk, which no open here follows.
+# Regular files are opened relative to that descriptor and then examined through the open fd
+# (fstat, flistxattr, read); other entries through /proc/self/fd/N/NAME (lstat, llistxattr,
+# readlink: the last component is never followed, and N pins the directory).
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_OPEN_DIRS = 32  # directory fds kept open along the walk's stack; deeper ancestors are reopened
 _WHITEOUT_PREFIX = whiteout.WHITEOUT_PREFIX.encode()
+_GONE = dirstack.GONE + (errno.EINVAL,)  # vanished or changed kind under a running container
 
 
 _name = operator.attrgetter("name")  # the sort key of DirEntry children (C-level: no Python call)
 
 
 class _Dir:
-    """A directory being walked: its children still to write, and a descriptor to open them by.
+    """A directory being walked: its children still to write, in reverse bytes order (DirEntry
+    objects: bytes names, d_type cached), popped from the end."""
 
-    Children are DirEntry objects (bytes names, d_type cached) in reverse bytes order, popped from
-    the end. The descriptor is opened on first use and may be released and reopened later, so a
-    deep tree never holds more than _OPEN_DIRS of them.
-    """
+    __slots__ = ("rel", "children")
 
-    __slots__ = ("path", "rel", "children", "fd")
-
-    def __init__(self, path: bytes, rel: bytes) -> None:
-        self.path = path
+    def __init__(self, fd: int, rel: bytes) -> None:
         self.rel = rel  # tar name prefix of the children: b"" or b"a/b/"
-        with os.scandir(path) as it:
+        with os.scandir(b"/proc/self/fd/%d" % fd) as it:
             self.children = sorted(it, key=_name, reverse=True)
-        self.fd = -1
-
-    def dir_fd(self) -> int:
-        """A descriptor on this directory (opened now if needed)."""
-        if self.fd < 0:
-            self.fd = os.open(self.path, _OPEN_DIR)
-        return self.fd
-
-    def release(self) -> None:
-        """Close the descriptor, if open."""
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
 
 
 class _Walker:
@@ -143,6 +129,7 @@ class _Walker:
         self.summary = _Summary()
         self.links: dict[tuple[int, int], bytes] = {}  # (st_dev, st_ino) -> first tar name
         self.entries = 0
+        self.skipped = 0  # entries that vanished or changed kind while walked
 
     def _mtime(self, st: os.stat_result) -> int:
         mtime = st[stat.ST_MTIME]  # whole seconds, rounded down like st_mtime_ns // 10**9
@@ -152,34 +139,48 @@ class _Walker:
 
     def walk(self, root: bytes) -> None:
         """Write every entry under root (not root itself), parents before children."""
-        stack = [_Dir(root, b"")]
-        try:
+        with dirstack.DirStack.open(root) as fds:
+            stack = [_Dir(fds.fd, b"")]
             while stack:
                 top = stack[-1]
                 if not top.children:
-                    stack.pop().release()
+                    stack.pop()
+                    if stack:
+                        fds.pop()
                     continue
                 entry = top.children.pop()
                 # d_type says "regular file" for most entries: take the descriptor-based path.
-                if entry.is_file(follow_symlinks=False) and self._file(top, entry):
+                if entry.is_file(follow_symlinks=False) and self._file(fds.fd, top, entry):
                     continue
                 rel = top.rel + entry.name
-                if self._entry(entry.path, rel, entry.name):
-                    if len(stack) >= _OPEN_DIRS:
-                        stack[-_OPEN_DIRS].release()
-                    stack.append(_Dir(entry.path, rel + b"/"))
-        finally:
-            for d in stack:
-                d.release()
+                st = self._entry(fds.fd, entry.name, rel)
+                if st is not None and self._enter(fds, entry.name, st):
+                    stack.append(_Dir(fds.fd, rel + b"/"))
 
-    def _file(self, top: _Dir, entry: os.DirEntry) -> bool:
+    def _enter(self, fds: dirstack.DirStack, name: bytes, st: os.stat_result) -> bool:
+        """Open the dir just written by fd; False (children skipped) when it is gone or is no
+        longer the dir whose header was written (swapped under a running container)."""
+        try:
+            now = fds.push(name)
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            self.skipped += 1
+            return False
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            fds.pop()
+            self.skipped += 1
+            return False
+        return True
+
+    def _file(self, dir_fd: int, top: _Dir, entry: os.DirEntry) -> bool:
         """Write a regular file examined through one open descriptor.
 
         False (nothing written) when it cannot be opened or is no longer a regular file: the
         path-based _entry then handles it exactly as it handles every other kind of entry.
         """
         try:
-            fd = os.open(entry.name, _OPEN_FILE, dir_fd=top.dir_fd())
+            fd = os.open(entry.name, _OPEN_FILE, dir_fd=dir_fd)
         except OSError:
             return False
         try:
@@ -199,29 +200,43 @@ class _Walker:
             os.close(fd)
         return True
 
-    def _entry(self, path: bytes, rel: bytes, name: bytes) -> bool:
-        """Write one entry by path; True when it is a directory whose children must follow."""
+    def _entry(self, dir_fd: int, name: bytes, rel: bytes) -> os.stat_result | None:
+        """Write one entry of the dir `dir_fd`; its lstat when it is a directory whose children
+        must follow. One that vanishes or changes kind meanwhile is skipped."""
+        path = dirstack.at(dir_fd, name)
+        try:
+            st = os.lstat(path)
+            xattrs = layer_xattrs(path)
+            link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else b""
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            self.skipped += 1
+            return None
         self.entries += 1
-        st = os.lstat(path)
-        xattrs = layer_xattrs(path)
         kept = self._checked(rel, name, st, xattrs)
         if kept is None:
-            return False
+            return None
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             self._directory(rel, st, kept, whiteout.is_overlay_opaque(st, xattrs))
-            return True
+            return st
         if stat.S_ISREG(mode):
-            self._regular(path, rel, st, kept)
+            try:
+                self._regular(path, rel, st, kept)
+            except OSError as exc:  # swapped for a link or a dir since the lstat: nothing written
+                if exc.errno not in _GONE + (errno.EISDIR,):
+                    raise
+                self.skipped += 1
         elif stat.S_ISLNK(mode):
-            self._simple(rel, st, b"2", kept, link=os.readlink(path))
+            self._simple(rel, st, b"2", kept, link=link)
         elif stat.S_ISFIFO(mode):
             self._simple(rel, st, b"6", kept)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             kind = b"3" if stat.S_ISCHR(mode) else b"4"
             self._simple(rel, st, kind, kept, os.major(st.st_rdev), os.minor(st.st_rdev))
         # sockets: a tar cannot hold them (GNU tar skips them too)
-        return False
+        return None
 
     def _checked(self, rel: bytes, name: bytes, st: os.stat_result,
                  xattrs: dict[str, bytes]) -> dict[str, bytes] | None:
@@ -290,9 +305,9 @@ class _Walker:
                       b"0", xattrs=kept)
         own = fd < 0
         if own:
-            fd = os.open(path, _OPEN_FILE)
+            fd = os.open(path, _OPEN_FILE)  # only after the fd fast path failed: rare
         try:
-            self.out.add_file(head, fd, path, size)
+            self.out.add_file(head, fd, rel, size)  # rel: messages name the layer path
         finally:
             if own:
                 os.close(fd)

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from minibuild.fs.files import remove_tree
 from minibuild.layer import whiteout
 from minibuild.layer.xattrs import TRUSTED_OPAQUE, layer_xattrs, opaque_xattr
 from minibuild.errors import LayerError
@@ -116,7 +116,7 @@ def _remove(path: bytes) -> os.stat_result | None:
     if st is None:
         return None
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        remove_tree(path)
     else:
         os.unlink(path)
     return st

@@ -6,13 +6,14 @@ members.py reads it (names checked, whiteouts decoded, the DiffID hashed); this 
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import stat
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from minibuild.fs import dirstack
 from minibuild.layer import owners
 from minibuild.errors import LayerError
 from minibuild.layer.compression import CHUNK
@@ -36,46 +37,77 @@ def unpack_layer(blob: BinaryIO, media_type: str, target: Path) -> tuple[Digest,
     if any(target.iterdir()):
         raise LayerError(f"unpack target {str(target)!r} is not empty")
     extractor = _Extractor(target)
-    result = walk_layer(blob, media_type, extractor.apply)
+    try:
+        result = walk_layer(blob, media_type, extractor.apply)
+    except BaseException:
+        extractor.close()
+        raise
     extractor.finish()
     return result
 
 
 class _Extractor:
-    """Applies members to the target with no path ever resolved through a symlink."""
+    """Applies members to the target with no path ever resolved through a symlink.
+
+    A cursor (a DirStack and the names it stands on) follows the archive, which is mostly in
+    walk order: each member's parent is reached from where the last one was by openat with
+    O_NOFOLLOW, never by a path from the root, so depth costs nothing per member (a 10,000-deep
+    layer is past PATH_MAX) and no component can be a link. Entries are then named as
+    /proc/self/fd/N/NAME, N pinning their verified parent."""
 
     def __init__(self, target: Path) -> None:
         self.root = os.fsencode(target)
         self.root_user = os.geteuid() == 0
         self.opaque = opaque_xattr()
-        self.dirs: set[tuple[str, ...]] = set()  # verified real directories
+        self.here = dirstack.DirStack.open(self.root)
+        self.names: list[str] = []  # the dirs the cursor stands in, below the root
         self.devices: set[tuple[str, ...]] = set()  # whiteout devices this layer made
-        self.dir_attrs: dict[tuple[str, ...], tuple[int, float]] = {}  # mode, mtime: set last
+        self.dir_attrs: dict[str, tuple[int, float]] = {}  # "a/b" -> mode, mtime: set last
+        self.current: tuple[str, ...] = ()  # the member being applied
 
     def _path(self, parts: tuple[str, ...]) -> bytes:
-        return b"/".join((self.root, *(p.encode("utf-8", "surrogateescape") for p in parts)))
+        """A short path for `parts`, whose parent the cursor must stand in."""
+        return dirstack.at(self.here.fd, parts[-1].encode("utf-8", "surrogateescape"))
 
     def _real_dir(self, parts: tuple[str, ...], name: str, create: bool) -> None:
-        """Make sure every prefix of `parts` is a real directory (never a symlink)."""
-        for i in range(1, len(parts) + 1):
-            sub = parts[:i]
-            if sub in self.dirs:
-                continue
-            path = self._path(sub)
-            try:
-                mode = os.lstat(path).st_mode
-            except FileNotFoundError:
-                if not create:
-                    raise LayerError(f"layer entry {name!r}: {'/'.join(sub)!r} does not exist")
-                os.mkdir(path, 0o755)
-                mode = stat.S_IFDIR
-            if sub in self.devices and create:
-                mode = self._whiteout_to_dir(sub)
-            if stat.S_ISLNK(mode):
+        """Move the cursor into `parts`, each component a real directory (never a symlink)."""
+        names = self.names
+        if len(names) + 1 == len(parts) and tuple(names) == parts[:-1]:  # one level down
+            self._enter(parts, name, create)
+            return
+        if len(names) == len(parts) and tuple(names) == parts:  # (C-level compares)
+            return
+        if len(parts) < len(names) and tuple(names[:len(parts)]) == parts:  # up: finish()
+            common = len(parts)
+        else:
+            common, limit = 0, min(len(names), len(parts))
+            while common < limit and names[common] == parts[common]:
+                common += 1
+        while len(names) > common:
+            self.here.pop()
+            names.pop()
+        for i in range(common, len(parts)):
+            self._enter(parts[:i + 1], name, create)
+
+    def _enter(self, sub: tuple[str, ...], name: str, create: bool) -> None:
+        """Step the cursor into its subdir sub[-1] (made when missing and `create`)."""
+        part = sub[-1].encode("utf-8", "surrogateescape")
+        if sub in self.devices and create:
+            self._whiteout_to_dir(sub)
+        try:
+            self.here.push(part)
+        except FileNotFoundError:
+            if not create:
+                raise LayerError(f"layer entry {name!r}: {'/'.join(sub)!r} does not exist")
+            os.mkdir(part, 0o755, dir_fd=self.here.fd)
+            self.here.push(part)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
                 raise LayerError(f"layer entry {name!r} goes through the symlink {'/'.join(sub)!r}")
-            if not stat.S_ISDIR(mode):
+            if exc.errno == errno.ENOTDIR:
                 raise LayerError(f"layer entry {name!r}: {'/'.join(sub)!r} is not a directory")
-            self.dirs.add(sub)
+            raise
+        self.names.append(sub[-1])
 
     def _whiteout_to_dir(self, parts: tuple[str, ...]) -> int:
         """`.wh.x` then `x/...` in one layer: x was deleted below and recreated, so opaque."""
@@ -96,9 +128,11 @@ class _Extractor:
         if stat.S_ISDIR(mode):
             if keep_dir:
                 return True
-            shutil.rmtree(path)
-            self.dirs = {d for d in self.dirs if d[: len(parts)] != parts}
+            dirstack.remove_at(self.here.fd, parts[-1].encode("utf-8", "surrogateescape"))
             self.devices = {d for d in self.devices if d[: len(parts)] != parts}
+            prefix = "/".join(parts)
+            self.dir_attrs = {k: v for k, v in self.dir_attrs.items()
+                              if k != prefix and not k.startswith(prefix + "/")}
         else:
             os.unlink(path)
         return False
@@ -106,6 +140,7 @@ class _Extractor:
     def apply(self, tf: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...],
               wo: TarWhiteout | None) -> None:
         """Apply one member (called in archive order)."""
+        self.current = parts
         self._real_dir(parts[:-1], member.name, create=True)
         if wo is not None:
             self._whiteout(parts, wo)
@@ -118,7 +153,7 @@ class _Extractor:
 
     def _whiteout(self, parts: tuple[str, ...], wo: TarWhiteout) -> None:
         if wo.kind is WhiteoutKind.OPAQUE:
-            os.setxattr(self._path(parts[:-1]) if len(parts) > 1 else self.root, self.opaque, b"y")
+            os.setxattr(self.here.fd, self.opaque, b"y")  # the cursor stands in the parent
             return
         hidden = parts[:-1] + (wo.hidden,)
         path = self._path(hidden)
@@ -137,11 +172,10 @@ class _Extractor:
             self._whiteout_to_dir(parts)
         elif not self._clear(parts, keep_dir=True):
             os.mkdir(self._path(parts), 0o700)
-        self.dirs.add(parts)
         path = self._path(parts)
         self._owner(path, member)
         _set_xattrs(path, member)
-        self.dir_attrs[parts] = (member.mode, member.mtime)
+        self.dir_attrs["/".join(parts)] = (member.mode, member.mtime)
 
     def _non_dir(self, tf: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         path = self._path(parts)
@@ -181,15 +215,26 @@ class _Extractor:
         source = safe_parts(member.linkname, f"hardlink {member.name!r}: target")
         if not source:
             raise LayerError(f"layer hardlink {member.name!r} points at the layer root")
+        target = self._target()
         self._real_dir(source[:-1], member.name, create=False)
-        src = self._path(source)
+        src_dir = os.dup(self.here.fd)
         try:
-            mode = os.lstat(src).st_mode
-        except FileNotFoundError:
-            raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: no such entry")
-        if stat.S_ISDIR(mode) or source in self.devices:
-            raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: not a file")
-        os.link(src, path, follow_symlinks=False)
+            src = self._path(source)
+            try:
+                mode = os.lstat(src).st_mode
+            except FileNotFoundError:
+                raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: no such entry")
+            if stat.S_ISDIR(mode) or source in self.devices:
+                raise LayerError(f"layer hardlink {member.name!r} -> {member.linkname!r}: not a file")
+            self._real_dir(target[:-1], member.name, create=False)
+            os.link(_raw(source[-1]), _raw(target[-1]), src_dir_fd=src_dir,
+                    dst_dir_fd=self.here.fd, follow_symlinks=False)
+        finally:
+            os.close(src_dir)
+
+    def _target(self) -> tuple[str, ...]:
+        """The parts of the member being applied (set by apply)."""
+        return self.current
 
     def _device(self, member: tarfile.TarInfo, path: bytes) -> None:
         if not self.root_user:
@@ -204,14 +249,29 @@ class _Extractor:
             owners.chown(path, member)
 
     def finish(self) -> None:
-        """Set directory modes and mtimes last, deepest first, so children do not disturb them."""
-        for parts in sorted(self.dir_attrs, key=len, reverse=True):
-            path = self._path(parts)
-            if parts not in self.dirs or not stat.S_ISDIR(os.lstat(path).st_mode):
-                continue
-            mode, mtime = self.dir_attrs[parts]
-            os.chmod(path, mode)
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        """Set directory modes and mtimes last, children before parents (reverse path order),
+        so children do not disturb them; then let go of the cursor."""
+        try:
+            for rel in sorted(self.dir_attrs, reverse=True):
+                parts = tuple(rel.split("/"))
+                self._real_dir(parts[:-1], rel, create=False)
+                path = self._path(parts)
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+                mode, mtime = self.dir_attrs[rel]
+                os.chmod(path, mode)
+                os.utime(path, (mtime, mtime), follow_symlinks=False)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the cursor's fds."""
+        self.here.close()
+
+
+def _raw(name: str) -> bytes:
+    """A member's name component as the bytes the file system holds."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 def _set_xattrs(where: int | bytes, member: tarfile.TarInfo) -> None:

@@ -90,27 +90,35 @@ class Model:
             parent.children[name] = self._non_dir(tf, member)
 
     def _parent(self, parts: Parts, name: str) -> Dir:
-        if self._last is not None and self._last[0] == parts:
-            return self._last[1]
-        found = self._dir_at(parts, name, create=True)
+        last = self._last
+        if last is not None and last[0] == parts:
+            return last[1]
+        if last is not None and len(parts) == len(last[0]) + 1 and parts[:-1] == last[0]:
+            found = self._child_dir(last[1], parts, len(parts) - 1, name, True)  # one level down
+        else:
+            found = self._dir_at(parts, name, create=True)
         self._last = (parts, found)
         return found
 
     def _dir_at(self, parts: Parts, name: str, create: bool) -> Dir:
         """The dir at `parts`, as unpack's _real_dir finds or makes it."""
         node = self.root
-        for i, part in enumerate(parts):
-            child = node.children.get(part)
-            if child is None:
-                if not create:
-                    raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} does not exist")
-                child = node.children[part] = Dir()
-            elif child is WHITEOUT and create:
-                child = node.children[part] = Dir(opaque=True)  # `.wh.x` then `x/...`: recreated
-            elif not isinstance(child, Dir):
-                raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} is not a directory")
-            node = child
+        for i in range(len(parts)):
+            node = self._child_dir(node, parts, i, name, create)
         return node
+
+    def _child_dir(self, node: Dir, parts: Parts, i: int, name: str, create: bool) -> Dir:
+        """The dir parts[i] inside `node` (the dir at parts[:i])."""
+        child = node.children.get(parts[i])
+        if child is None:
+            if not create:
+                raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} does not exist")
+            child = node.children[parts[i]] = Dir()
+        elif child is WHITEOUT and create:
+            child = node.children[parts[i]] = Dir(opaque=True)  # `.wh.x` then `x/...`: recreated
+        elif not isinstance(child, Dir):
+            raise LayerError(f"layer entry {name!r}: {'/'.join(parts[:i + 1])!r} is not a directory")
+        return child
 
     def _whiteout(self, parent: Dir, wo: TarWhiteout) -> None:
         if wo.kind is WhiteoutKind.OPAQUE:

@@ -9,6 +9,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from minibuild.fs import dirstack
+
 
 def tree_bytes(path: Path) -> int:
     """`du -sb PATH`: apparent bytes of every entry below and including path, hardlinks once."""
@@ -18,36 +20,27 @@ def tree_bytes(path: Path) -> int:
 def _walk_bytes(path: Path, links: dict[tuple[int, int], list], owner: str | None) -> int:
     """Bytes of a tree without its multi-linked files, which go into `links` instead:
     (dev, ino) -> [size, links seen, nlink, set of owners]."""
-    total = 0
-    stack = [os.fspath(path)]
     try:
-        st = os.lstat(stack[0])
+        st = os.lstat(path)
     except FileNotFoundError:
         return 0
     if not stat.S_ISDIR(st.st_mode):
         return st.st_size
-    total += st.st_size
-    while stack:
-        # a running container (or a build's cache mount) may delete what we are walking: what
-        # vanished meanwhile is simply not counted (df must not fail on a busy volume)
-        try:
-            it = os.scandir(stack.pop())
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with it:
-            for entry in it:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                    known = links.setdefault((st.st_dev, st.st_ino), [st.st_size, 0, st.st_nlink, set()])
-                    known[1] += 1
-                    known[3].add(owner)
-                    continue
-                total += st.st_size
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
+    total = st.st_size
+    # by dir fd (dirstack): any depth; a running container (or a build's cache mount) may
+    # delete what we are walking: what vanished meanwhile is simply not counted (df must not
+    # fail on a busy volume)
+    try:
+        for entry in dirstack.walk(path):
+            st = entry.st
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                known = links.setdefault((st.st_dev, st.st_ino), [st.st_size, 0, st.st_nlink, set()])
+                known[1] += 1
+                known[3].add(owner)
+                continue
+            total += st.st_size
+    except (FileNotFoundError, NotADirectoryError, dirstack.Moved):
+        pass  # the root itself went away, or a dir moved under the walk: a partial count
     if owner is None:  # a tree on its own: each linked file once
         total += sum(size for size, _, _, _ in links.values())
     return total

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import select
-import shutil
 import signal
 import stat
 import tempfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from minibuild.fs import idmap
+from minibuild.fs.files import remove_tree
 from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
 from minibuild.sandbox.confinement import UNCONFINED, SecurityOptions, prepare
@@ -323,7 +323,7 @@ class Sandbox:
                 step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)
                 return exit_status(_drive(step, process.stdin, on_output))
         finally:
-            shutil.rmtree(scaffold, ignore_errors=True)
+            remove_tree(scaffold, ignore_errors=True)
 
     def call(self, rootfs: RootFS, fn: Callable[[], None], *, cwd: Path | None = None,
              source: RootFS | None = None, pre_chroot: Callable[[], None] | None = None) -> None:
@@ -356,6 +356,6 @@ class Sandbox:
                 status = exit_status(_drive(step, None, lambda data: None))
         finally:
             if empty is not None:
-                shutil.rmtree(empty, ignore_errors=True)
+                remove_tree(empty, ignore_errors=True)
         if status != 0:
             raise SandboxError(f"sandbox helper ended with status {status} and no message")

@@ -9,9 +9,9 @@ and skopeo all read.
 
 from __future__ import annotations
 
-import shutil
 from typing import BinaryIO
 
+from minibuild.fs.files import remove_tree
 from minibuild.oci.digest import Digest
 from minibuild.errors import ReferenceError_
 from minibuild.layer import compression
@@ -154,5 +154,5 @@ def _add_plain_layer(tar: TarOut, store: Store, layer) -> int:
     size = scratch.stat().st_size
     with open(scratch, "rb") as plain:
         tar.add_file(f"blobs/sha256/{layer.diff_id.hex}", plain, size)
-    shutil.rmtree(scratch.parent)
+    remove_tree(scratch.parent)
     return size

@@ -22,6 +22,7 @@ from minibuild.oci.digest import Digest
 from minibuild.errors import LayerError
 from minibuild.layer.compression import Compression
 from minibuild.layer.snapshot import write_layer
+from tests.deeptree import DEEP, fast_tmp, make_deep  # noqa: F401 - fast_tmp is a fixture
 
 PLAIN = "application/vnd.oci.image.layer.v1.tar"
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -400,3 +401,22 @@ def test_a_damaged_inode_linked_into_two_layer_dirs_is_reported_in_each_with_a_n
     assert difference.path == "app/f"
     own = compare(tar, first).differences[1]
     assert own.outside_links == 0 and "outside" not in own.line()
+
+
+def test_10000_levels_deep(fast_tmp):
+    make_deep(fast_tmp / "upper", bottom=b"deep")
+    sink = io.BytesIO()
+    write_layer(fast_tmp / "upper", sink, compression=Compression.NONE)
+    tar = sink.getvalue()
+    layer = unpacked(fast_tmp, tar)
+    assert found(tar, layer) == []
+    fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # damage the bottom file, 10,000 dirs down
+        for _ in range(DEEP):
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.truncate(os.open("bottom", os.O_WRONLY, dir_fd=fd), 0)
+    finally:
+        os.close(fd)
+    assert [p for p, _ in found(tar, layer)] == ["/".join(["d"] * DEEP) + "/bottom"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.layer.diffview import Change, changes, lower_children, lower_stat
+from tests.deeptree import DEEP, fast_tmp, make_deep  # noqa: F401 - fast_tmp is a fixture
 from tests.conftest import user_xattrs_work
 
 
@@ -124,3 +125,22 @@ def test_opaque_lower_dir_hides_layers_below(dirs, tmp_path):
 def test_change_line_and_order():
     assert Change("/a", "A").line() == "A /a"
     assert sorted([Change("/b", "A"), Change("/a", "D")])[0].path == "/a"
+
+
+def test_10000_levels_deep_upper(fast_tmp):
+    upper, lower = fast_tmp / "upper", fast_tmp / "lower"
+    lower.mkdir()
+    make_deep(upper)
+    found = changes(upper, [lower])
+    assert len(found) == DEEP + 1
+    assert found[0] == Change("/d", "A")
+    assert found[-1].path.endswith("/d/bottom") and found[-1].path.count("/") == DEEP + 1
+
+
+def test_a_symlink_to_a_host_dir_is_listed_not_walked(dirs, tmp_path):
+    lower, upper = dirs
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "marker").write_text("secret")
+    (upper / "swap").symlink_to(host)
+    assert changes(upper, [lower]) == [Change("/swap", "A")]

@@ -19,6 +19,7 @@ from minibuild.errors import LayerError
 from minibuild.layer.compression import CHUNK, Compression
 from minibuild.layer.snapshot import LayerSummary, is_empty, write_layer
 from minibuild.layer.unpack import summarize_layer
+from tests.deeptree import DEEP, fast_tmp, make_deep  # noqa: F401 - fast_tmp is a fixture
 
 T0 = 1_600_000_000  # a fixed mtime for every fixture entry
 
@@ -202,3 +203,20 @@ def test_compression_parse():
     assert Compression.NONE.media_type == "application/vnd.oci.image.layer.v1.tar"
     with pytest.raises(LayerError):
         Compression.parse("lz4")
+
+
+def test_10000_levels_deep(fast_tmp):
+    make_deep(fast_tmp / "upper")
+    _, result = snap(fast_tmp / "upper")  # (tarfile takes seconds to read 10,000 PAX names)
+    assert result.summary.files == (("/".join(["d"] * DEEP) + "/bottom", 1),)
+    assert not result.empty
+
+
+def test_a_link_to_a_host_dir_is_stored_as_a_link(tmp_path):
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "marker").write_text("secret")
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "upper" / "swap").symlink_to(tmp_path / "host")
+    data, _ = snap(tmp_path / "upper")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        assert [(m.name, m.issym()) for m in tf.getmembers()] == [("swap", True)]

@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from minibuild.fs import dirstack
+
 from minibuild.maintenance.treesize import tree_bytes
 from minibuild.maintenance.usage import ContainerFigures, Inventory, account
 
@@ -97,23 +99,16 @@ def test_tree_bytes_skips_what_vanishes_while_it_walks(tmp_path, monkeypatch):
     (tmp_path / "gone" / "f").write_text("x" * 10)
     (tmp_path / "lost").write_text("z" * 5)
     (tmp_path / "kept").write_text("y" * 7)
-    real_scandir = os.scandir
+    real_names = dirstack.Walk._names
+    calls = []
 
-    class Listed(list):  # the entries as listed, then the tree changes before they are read
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-    def scandir_then_delete(path):
-        if not (isinstance(path, str) and path == str(tmp_path)):
-            return real_scandir(path)
-        with real_scandir(path) as it:
-            listed = Listed(it)
-        shutil.rmtree(tmp_path / "gone")
-        (tmp_path / "lost").unlink()
+    def names_then_delete(fd):  # the root as listed, then the tree changes before it is read
+        listed = real_names(fd)
+        if not calls:
+            calls.append(fd)
+            shutil.rmtree(tmp_path / "gone")
+            (tmp_path / "lost").unlink()
         return listed
 
-    monkeypatch.setattr(os, "scandir", scandir_then_delete)
+    monkeypatch.setattr(dirstack.Walk, "_names", staticmethod(names_then_delete))
     assert tree_bytes(tmp_path) == os.lstat(tmp_path).st_size + 7
