@@ -40,7 +40,7 @@ def _port(value: str, text: str) -> int:
 def _address(value: str, text: str) -> str:
     """The host address to listen on: IPv4 (slirp4netns forwards no IPv6 here)."""
     try:
-        ip = ipaddress.ip_address(value)
+        ip = ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))  # [::1] as docker
     except ValueError:
         raise RunFlagError(f"-p {text}: {value!r} is not an IPv4 address") from None
     if ip.version != 4:
