@@ -62,10 +62,8 @@ class Slirp:
                                f"{desc or reply}")
 
     def stop(self) -> None:
-        """Close its exit fd (it leaves by itself), and end it by pid if it lingers."""
-        if self.exit_fd is not None:
-            os.close(self.exit_fd)
-            self.exit_fd = None
+        """End it by pid (it has nothing to save; left alone after its exit fd closes it polls
+        for up to ~30 ms), close the exit fd, reap it, remove its dir."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -73,6 +71,9 @@ class Slirp:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+            self.exit_fd = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
