@@ -122,9 +122,12 @@ def _wait_ready(ready_fd: int, proc: subprocess.Popen, log: Path) -> None:
             if os.read(ready_fd, 1) == b"1":
                 return
             proc.wait()
-            text = log.read_text(errors="replace").strip().splitlines()
+            lines = [line for line in log.read_text(errors="replace").splitlines()
+                     if line.strip() and not line.startswith("WARNING:")]
+            hint = ("/dev/net/tun must be readable and writable (mode 0666, as Debian makes it)"
+                    if any("/dev/net/tun" in line for line in lines) else None)
             raise SandboxError(f"slirp4netns failed (exit status {proc.returncode}): "
-                               f"{text[-1] if text else 'no message'}")
+                               f"{'; '.join(lines[-3:]) or 'no message'}", hint=hint)
 
 
 def _ask(path: Path, request: dict) -> dict:
