@@ -189,11 +189,12 @@ def _allow_ping() -> None:
 
     Best effort: without it only ping needs NET_RAW; nothing else depends on it.
     """
-    try:
+    try:  # both ends must be mapped in our user namespace (rootless: only the mapped range)
         with open("/proc/self/gid_map") as f:
-            top = max(int(a) + int(n) - 1 for a, _, n in (line.split() for line in f))
+            ranges = [(int(a), int(a) + int(n) - 1) for a, _, n in (line.split() for line in f)]
+        low, high = min(r[0] for r in ranges), min(max(r[1] for r in ranges), _PING_TOP)
         with open("/proc/sys/net/ipv4/ping_group_range", "w") as f:
-            f.write(f"0 {min(top, _PING_TOP)}\n")
+            f.write(f"{low} {high}\n")
     except (OSError, ValueError):
         pass
 
