@@ -161,6 +161,8 @@ def test_containers_default_to_a_private_network_too(mb, web, abstract):
                  "|| echo refused").stdout
     assert "10.0.2.100/24" in out and "refused" in out
     assert "host-secret" not in out and abstract not in out
+    assert "host-secret" in mb.run("run", "--rm", "--network", "host", "base:1.0", "wget", "-q",
+                                   "-O-", f"http://127.0.0.1:{web}/").stdout  # the control
     for spelling in ("bridge", "slirp4netns"):
         assert "10.0.2.100" in mb.run("run", "--rm", "--network", spelling, "base:1.0",
                                       "ip", "-o", "addr").stdout
@@ -239,9 +241,12 @@ def test_publish_forwards_a_host_port_and_everything_ends_with_the_container(mb)
         sockets = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
         listening = {f[1] for f in sockets if f[3] == "0A" and f[1].endswith(f":{port:04X}")}
         assert listening == {f"0100007F:{port:04X}"}  # on 127.0.0.1 only
+        assert "10.0.2.100/24" in mb.run("exec", cid, "ip", "-o", "addr").stdout
         mb.run("stop", "-t", "1", cid)
         assert wait_for(lambda: not alive(helpers)), [comm(p) for p in alive(helpers)]
         assert _get(port) == ""
+        mb.run("start", cid)  # a new supervisor makes a new namespace with the same forwards
+        assert wait_for(lambda: _get(port) == "from-container\n"), "no forward after start"
     finally:
         mb.run("rm", "-f", cid, check=False)
 
