@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_bench import Minibuild, fresh_groups, run_measured, run_quiet, runs_buildfile, write  # noqa: E402
+from build_bench import (Minibuild, fresh_groups, run_measured, run_quiet,  # noqa: E402
+                         runs_buildfile, write)
 
 MODES = ("default", "host", "none")
 CASES = {"1-run": "FROM base:1.0\nRUN echo one > /one.txt\n", "60-runs": runs_buildfile(60)}
@@ -75,7 +76,8 @@ def report(times: dict[tuple[str, str], list[float]], spaces: dict[str, list[flo
     print("\nper extra RUN step: " + ", ".join(f"{m} {v:.1f} ms" for m, v in per_step.items()))
     print("\n| one namespace | median | min-max |\n|---|---|---|")
     for name, values in spaces.items():
-        print(f"| {name} | {statistics.median(values):.1f} ms | {min(values):.1f}-{max(values):.1f} |")
+        low, high = min(values), max(values)
+        print(f"| {name} | {statistics.median(values):.1f} ms | {low:.1f}-{high:.1f} |")
 
 
 def main() -> int:

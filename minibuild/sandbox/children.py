@@ -2,7 +2,7 @@
 
 The process tree of `Sandbox.run`:
 
-    P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts, hostname
+    P (caller) ── C: PDEATHSIG, setns(net), unshare(mnt,pid,uts,ipc), overlay, --mounts, hostname
                    └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 

@@ -181,7 +181,7 @@ def test_resolv_conf_names_a_nameserver_the_step_can_reach(mb, tmp_path):
     assert servers and not any(s.startswith("127.") or ":" in s for s in servers)
 
 
-# -- finding 4: RUN --network=host needs the user's permission ---------------------------------------
+# -- finding 4: RUN --network=host needs the user's permission -------------------------------------
 
 
 def test_run_network_host_does_not_override_build_network_none(mb, tmp_path):
@@ -256,7 +256,7 @@ def test_publish_with_host_network_is_ignored_with_a_warning(mb):
     assert "-p 8080:80 ignored" in result.stderr
 
 
-# -- no helper outlives minibuild --------------------------------------------------------------------
+# -- no helper outlives minibuild ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["build", "run"])
