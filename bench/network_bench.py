@@ -5,7 +5,8 @@ Usage (as root):  python3 bench/network_bench.py [--runs N] [--keep]
 Cold builds (a fresh copy of a store holding the busybox base, no cache hit) of a 1-RUN and a
 60-RUN Buildfile with `--network default` (a private netns held by a forked holder, with
 slirp4netns), `host` and `none` (a holder, no slirp4netns), modes interleaved within each run.
-Then the set-up and tear-down of one namespace alone (sandbox.network.Networks, in-process).
+Then, in-process: the set-up and tear-down of one namespace (sandbox.network.Networks), and one
+`busybox true` step through Sandbox.run in each mode (the namespaces already made).
 """
 
 from __future__ import annotations
@@ -62,6 +63,32 @@ def time_namespaces(runs: int) -> dict[str, list[float]]:
     return found
 
 
+def time_steps(work: Path, steps: int) -> dict[str, list[float]]:
+    """Milliseconds of one `busybox true` step through Sandbox.run, by mode, with the namespaces
+    of a build (made before the first timed step, as a build's first RUN makes them)."""
+    from minibuild.sandbox.network import Networks
+    from minibuild.sandbox.sandbox import Process, RootFS, Sandbox
+
+    layer = work / "steps" / "layer"
+    (layer / "bin").mkdir(parents=True)
+    shutil.copy2(shutil.which("busybox") or "/bin/busybox", layer / "bin" / "busybox")
+    found: dict[str, list[float]] = {}
+    with Networks() as networks:
+        sandbox = Sandbox(networks=networks)
+        for mode in MODES:
+            networks.netns(mode)
+        for i in range(steps):
+            for mode in MODES:
+                dirs = [work / "steps" / f"{mode}{i}" / d for d in ("upper", "work", "merged")]
+                for d in dirs:
+                    d.mkdir(parents=True)
+                start = time.perf_counter()
+                sandbox.run(RootFS((layer,), *dirs), Process(("/bin/busybox", "true"),
+                                                             network=mode), lambda b: None)
+                found.setdefault(f"step, {mode}", []).append((time.perf_counter() - start) * 1000)
+    return found
+
+
 def report(times: dict[tuple[str, str], list[float]], spaces: dict[str, list[float]]) -> None:
     """Medians (min-max) as markdown tables."""
     print("| case | " + " | ".join(f"--network {m}" for m in MODES) + " | default - host |")
@@ -74,7 +101,7 @@ def report(times: dict[tuple[str, str], list[float]], spaces: dict[str, list[flo
     per_step = {m: (statistics.median(times["60-runs", m]) - statistics.median(times["1-run", m]))
                 / 60 * 1000 for m in MODES}
     print("\nper extra RUN step: " + ", ".join(f"{m} {v:.1f} ms" for m, v in per_step.items()))
-    print("\n| one namespace | median | min-max |\n|---|---|---|")
+    print("\n| in-process | median | min-max |\n|---|---|---|")
     for name, values in spaces.items():
         low, high = min(values), max(values)
         print(f"| {name} | {statistics.median(values):.1f} ms | {low:.1f}-{high:.1f} |")
@@ -91,7 +118,7 @@ def main() -> int:
         mb = Minibuild(work, "zstd")
         mb.make_base()
         times = time_builds(mb, work, args.runs)
-        report(times, time_namespaces(max(args.runs, 10)))
+        report(times, {**time_namespaces(max(args.runs, 10)), **time_steps(work, 60)})
     finally:
         if args.keep:
             print(f"kept {work}")
