@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from minibuild.containers.runflags import RunFlagError
+from minibuild.containers.mountspec import RunFlagError
 from minibuild.sandbox.network import PortForward
 
 _PROTOCOLS = ("tcp", "udp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from minibuild.containers.ports import parse_publish
-from minibuild.containers.runflags import RunFlagError
+from minibuild.containers.mountspec import RunFlagError
 from minibuild.sandbox.network import PortForward
 
 
