@@ -62,7 +62,7 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
     """Run a command in a new container: the image's shared layers under its own upper dir."""
     from minibuild.containers import mountspec, runflags, runtime
     from minibuild.containers.records import Container, Containers, now
-    from minibuild.containers.ports import parse_publish
+    from minibuild.containers.publish import parse_publish
     from minibuild.sandbox.confinement import parse_security_opts, prepare
     from minibuild.sandbox.network import parse_mode
     from minibuild.sandbox.sandbox import check_support

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minibuild.containers.ports import parse_publish
+from minibuild.containers.publish import parse_publish
 from minibuild.containers.mountspec import RunFlagError
 from minibuild.sandbox.network import PortForward
 
