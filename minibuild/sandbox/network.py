@@ -19,17 +19,18 @@ import os
 import select
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NoReturn
 
 from minibuild.errors import SandboxError
 from minibuild.sandbox import linux
-from minibuild.sandbox.slirp import DNS_FORWARDER, Slirp, start_slirp
+from minibuild.sandbox.slirp import DNS_FORWARDER, PortForward, Slirp, start_slirp
 
 DEFAULT, HOST, NONE = "default", "host", "none"
 MODES = (DEFAULT, HOST, NONE)
 # docker's and podman's other names for the private network
 ALIASES = {"bridge": DEFAULT, "slirp4netns": DEFAULT, "private": DEFAULT}
+__all__ = ["DEFAULT", "HOST", "MODES", "NONE", "Holder", "Networks", "PortForward", "parse_mode",
+           "resolv_conf"]  # PortForward lives with slirp4netns, its only reader
 _PING_TOP = 2147483647  # the largest gid net.ipv4.ping_group_range takes
 _MAXFD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
 
@@ -40,27 +41,6 @@ def parse_mode(text: str) -> str:
     if mode not in MODES:
         raise ValueError(f"unknown network mode {text!r} (want default, host or none)")
     return mode
-
-
-@dataclass(frozen=True)
-class PortForward:
-    """`-p [ADDR:]HOST:CONTAINER[/PROTO]`: a host port forwarded into the private network."""
-
-    host_port: int
-    container_port: int
-    host_addr: str = "127.0.0.1"  # docker binds 0.0.0.0; we keep it local unless told
-    proto: str = "tcp"
-
-    def to_json(self) -> dict:
-        """As a container record stores it."""
-        return {"host_addr": self.host_addr, "host_port": self.host_port,
-                "container_port": self.container_port, "proto": self.proto}
-
-    @classmethod
-    def from_json(cls, d: dict) -> PortForward:
-        """Inverse of to_json."""
-        return cls(int(d["host_port"]), int(d["container_port"]), str(d["host_addr"]),
-                   str(d["proto"]))
 
 
 # -- /etc/resolv.conf ----------------------------------------------------------------------------
@@ -227,18 +207,10 @@ class Networks:
         if mode != DEFAULT:
             return holder
         try:
-            slirp = start_slirp(holder.pid, api=bool(self.forwards))
+            self._slirps.append(start_slirp(holder.pid, self.forwards))
         except BaseException:
             holder.close()
             raise
-        try:
-            for fwd in self.forwards:
-                slirp.add_forward(fwd.proto, fwd.host_addr, fwd.host_port, fwd.container_port)
-        except BaseException:
-            slirp.stop()
-            holder.close()
-            raise
-        self._slirps.append(slirp)
         return holder
 
     def close(self) -> None:

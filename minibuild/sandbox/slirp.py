@@ -19,6 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild.errors import SandboxError
@@ -36,34 +38,37 @@ READY_TIMEOUT = 10.0
 _MISSING_HINT = "apt-get install slirp4netns, or choose --network host or --network none"
 
 
+@dataclass(frozen=True)
+class PortForward:
+    """`-p [ADDR:]HOST:CONTAINER[/PROTO]`: a host port forwarded into the private network."""
+
+    host_port: int
+    container_port: int
+    host_addr: str = "127.0.0.1"  # docker binds 0.0.0.0; we keep it local unless told
+    proto: str = "tcp"
+
+    def to_json(self) -> dict:
+        """As a container record stores it."""
+        return {"host_addr": self.host_addr, "host_port": self.host_port,
+                "container_port": self.container_port, "proto": self.proto}
+
+    @classmethod
+    def from_json(cls, d: dict) -> PortForward:
+        """Inverse of to_json."""
+        return cls(int(d["host_port"]), int(d["container_port"]), str(d["host_addr"]),
+                   str(d["proto"]))
+
+
 class Slirp:
     """A running slirp4netns attached to one namespace; `stop` ends it."""
 
-    def __init__(self, proc: subprocess.Popen, exit_fd: int, workdir: Path) -> None:
+    def __init__(self, proc: subprocess.Popen, exit_fd: int) -> None:
         self.proc = proc
         self.exit_fd: int | None = exit_fd
-        self.workdir = workdir
-
-    @property
-    def api_socket(self) -> Path:
-        """Where its API listens (the dir is ours, 0700: only root may add forwards)."""
-        return self.workdir / "api.sock"
-
-    def add_forward(self, proto: str, host_addr: str, host_port: int, guest_port: int) -> None:
-        """Forward host_addr:host_port (on the host's side) to the namespace's guest_port."""
-        request = {"execute": "add_hostfwd",
-                   "arguments": {"proto": proto, "host_addr": host_addr, "host_port": host_port,
-                                 "guest_addr": GUEST_ADDRESS, "guest_port": guest_port}}
-        reply = _ask(self.api_socket, request)
-        if "error" in reply or "return" not in reply:
-            desc = reply.get("error", {}).get("desc") if isinstance(reply.get("error"), dict) \
-                else None
-            raise SandboxError(f"cannot publish {host_addr}:{host_port} -> {guest_port}/{proto}: "
-                               f"{desc or reply}")
 
     def stop(self) -> None:
         """End it by pid (it has nothing to save; left alone after its exit fd closes it polls
-        for up to ~30 ms), close the exit fd, reap it, remove its dir."""
+        for up to ~30 ms), reap it, close the exit fd."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -74,16 +79,35 @@ class Slirp:
         if self.exit_fd is not None:
             os.close(self.exit_fd)
             self.exit_fd = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_slirp(target_pid: int, *, api: bool = False) -> Slirp:
-    """Start slirp4netns on the namespace of `target_pid` and wait until tap0 is up."""
+def start_slirp(target_pid: int, forwards: Sequence[PortForward] = ()) -> Slirp:
+    """Start slirp4netns on the namespace of `target_pid`, wait until tap0 is up, add the forwards.
+
+    Its log and API socket live in a 0700 temp dir that is gone when this returns (slirp4netns
+    keeps its open log and listening socket): a minibuild killed later leaves nothing on disk,
+    and nobody can add forwards afterwards.
+    """
     binary = shutil.which("slirp4netns")
     if binary is None:
         raise SandboxError("the default (private) network needs slirp4netns, which is not "
                            "installed", hint=_MISSING_HINT)
-    workdir = Path(tempfile.mkdtemp(prefix="minibuild-slirp-"))  # 0700
+    workdir = Path(tempfile.mkdtemp(prefix="minibuild-slirp-"))
+    try:
+        slirp = _spawn(binary, target_pid, workdir, api=bool(forwards))
+        try:
+            for forward in forwards:
+                _add_forward(workdir / "api.sock", forward)
+        except BaseException:
+            slirp.stop()
+            raise
+        return slirp
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _spawn(binary: str, target_pid: int, workdir: Path, *, api: bool) -> Slirp:
+    """Run slirp4netns with its ready and exit fds; return once it is ready."""
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()
     argv = [binary, *_OPTIONS, *_CONFINED, f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
@@ -94,13 +118,13 @@ def start_slirp(target_pid: int, *, api: bool = False) -> Slirp:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     pass_fds=(ready_w, exit_r), start_new_session=True)
     except OSError as exc:
-        for fd in (ready_r, ready_w, exit_r, exit_w):
+        for fd in (ready_r, exit_w):
             os.close(fd)
-        shutil.rmtree(workdir, ignore_errors=True)
         raise SandboxError(f"cannot start slirp4netns: {exc.strerror}", hint=_MISSING_HINT) from exc
-    os.close(ready_w)
-    os.close(exit_r)
-    slirp = Slirp(proc, exit_w, workdir)
+    finally:
+        os.close(ready_w)
+        os.close(exit_r)
+    slirp = Slirp(proc, exit_w)
     try:
         _wait_ready(ready_r, proc, workdir / "log")
     except BaseException:
@@ -109,6 +133,20 @@ def start_slirp(target_pid: int, *, api: bool = False) -> Slirp:
     finally:
         os.close(ready_r)
     return slirp
+
+
+def _add_forward(api_socket: Path, forward: PortForward) -> None:
+    """Ask slirp4netns to listen on the host's side and forward into the namespace."""
+    request = {"execute": "add_hostfwd",
+               "arguments": {"proto": forward.proto, "host_addr": forward.host_addr,
+                             "host_port": forward.host_port, "guest_addr": GUEST_ADDRESS,
+                             "guest_port": forward.container_port}}
+    reply = _ask(api_socket, request)
+    if "error" in reply or "return" not in reply:
+        error = reply.get("error")
+        desc = error.get("desc") if isinstance(error, dict) else None
+        raise SandboxError(f"cannot publish {forward.host_addr}:{forward.host_port} -> "
+                           f"{forward.container_port}/{forward.proto}: {desc or reply}")
 
 
 def _wait_ready(ready_fd: int, proc: subprocess.Popen, log: Path) -> None:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -283,9 +284,12 @@ def test_killing_minibuild_ends_the_holder_and_slirp4netns(mb, tmp_path, how):
 def test_networks_end_their_helpers_by_pid_and_reap_them():
     from minibuild.sandbox.network import Networks
 
+    leftovers = set(Path(tempfile.gettempdir()).glob("minibuild-slirp-*"))
     networks = Networks()
     for mode in ("default", "none", "default"):
         networks.netns(mode)
+    # slirp4netns' log and API socket are gone once it runs: a SIGKILL leaves nothing on disk
+    assert set(Path(tempfile.gettempdir()).glob("minibuild-slirp-*")) == leftovers
     holders = {h.pid for h in networks._holders.values()}
     slirps = {s.proc.pid for s in networks._slirps}
     assert len(holders) == 2 and len(slirps) == 1

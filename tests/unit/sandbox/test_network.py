@@ -80,13 +80,9 @@ class _FakeApi:
                 conn.sendall(json.dumps(reply).encode())
 
 
-def _slirp(tmp_path):
-    return slirp.Slirp(proc=None, exit_fd=None, workdir=tmp_path)
-
-
 def test_add_forward_asks_for_a_hostfwd_to_the_guest(tmp_path):
     api = _FakeApi(tmp_path / "api.sock", [{"return": {"id": 1}}])
-    _slirp(tmp_path).add_forward("tcp", "127.0.0.1", 8080, 80)
+    slirp._add_forward(tmp_path / "api.sock", PortForward(8080, 80))
     api.thread.join(2)
     assert api.requests == [{"execute": "add_hostfwd", "arguments": {
         "proto": "tcp", "host_addr": "127.0.0.1", "host_port": 8080,
@@ -96,7 +92,7 @@ def test_add_forward_asks_for_a_hostfwd_to_the_guest(tmp_path):
 def test_a_refused_forward_says_why(tmp_path):
     _FakeApi(tmp_path / "api.sock", [{"error": {"desc": "bad request: add_hostfwd: failed"}}])
     with pytest.raises(SandboxError, match="cannot publish 127.0.0.1:8080 -> 80/tcp: bad request"):
-        _slirp(tmp_path).add_forward("tcp", "127.0.0.1", 8080, 80)
+        slirp._add_forward(tmp_path / "api.sock", PortForward(8080, 80))
 
 
 def test_no_slirp4netns_is_one_clear_error(monkeypatch):
