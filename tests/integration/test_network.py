@@ -118,12 +118,12 @@ def build_output(mb: Minibuild, tmp_path: Path, script: str, *args: str) -> str:
 
 
 def test_build_steps_get_a_private_network_with_slirp(mb, tmp_path):
-    out = build_output(mb, tmp_path, "ip -o addr; ip route; cat /proc/sys/net/ipv4/ping_group_range"
-                       "; ping -c1 -W2 127.0.0.1")
+    out = build_output(mb, tmp_path, "ip -o addr; ip route; cat /proc/sys/net/ipv4/ping_group_range")
     assert "tap0    inet 10.0.2.100/24" in out
     assert "default via 10.0.2.2 dev tap0" in out
-    assert "0\t2147483647" in out  # ping works without NET_RAW
-    assert "1 packets received" in out
+    # ICMP datagram sockets for every group: iputils' ping without NET_RAW (busybox's ping only
+    # knows raw sockets; test_network_debian.py opens one as nobody)
+    assert "0\t2147483647" in out
 
 
 def test_every_run_step_of_a_build_shares_one_namespace(mb, tmp_path):
