@@ -38,7 +38,8 @@ class BuildOptions:
 
     build_args: Mapping[str, str] = field(default_factory=dict)
     compression: Compression = Compression.ZSTD
-    network: str = "host"
+    network: str = "default"
+    allow_host_network: bool = False  # RUN --network=host permitted (--allow network.host)
     source_date_epoch: int | None = None
     no_cache: bool = False
     squash: bool = False
@@ -79,7 +80,8 @@ class Engine:
         self.cache: StepCache = cache if cache is not None else Cache(store)  # the memo wraps it
         self.steps = StepFactory(sandbox, context, reporter.output, store.scratch, options.network,
                                  cache_mounts=cache_mount_dir(store.root), secrets=options.secrets,
-                                 allow_insecure=options.allow_insecure)
+                                 allow_insecure=options.allow_insecure,
+                                 allow_host_network=options.allow_host_network)
         self.layers = LayerMaker(store, reporter, options.compression, options.source_date_epoch)
         self._number = 0
         self._total = 0

@@ -10,6 +10,7 @@ from minibuild.build import parsecache
 from minibuild.build.memo import Command as MemoCommand
 from minibuild.sandbox import sandbox
 from minibuild.sandbox.confinement import SecurityOptions
+from minibuild.sandbox.network import Networks
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
@@ -35,7 +36,7 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     compression: Compression = Compression.ZSTD
-    network: str = "host"
+    network: str = "default"  # of RUN steps: default (private, slirp4netns), host or none
     source_date_epoch: int | None = None
     no_cache: bool = False
     squash: bool = False
@@ -43,7 +44,8 @@ class BuildRequest:
     memo: MemoCommand | None = None  # the command line, to write its build memo
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
-    allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow
+    allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow: network.host,
+                                         # security.insecure
     pull: str = "missing"  # --pull: missing, always or never
     labels: dict[str, str] = field(default_factory=dict)  # --label: set on the final image
 
@@ -97,11 +99,14 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     build_args = buildargs.with_epoch(request.build_args, request.source_date_epoch)
     plan = make_plan(buildfile, build_args, request.target)
     epoch = buildargs.source_date_epoch(build_args, plan.global_values(), buildfile.file)
+    networks = Networks()  # one private network for the whole build, made on first use
     if runner is None:
         sandbox.check_support()
-        runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security)
+        runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security,
+                                 networks=networks)
     options = BuildOptions(build_args=build_args, compression=request.compression,
                            network=request.network, source_date_epoch=epoch,
+                           allow_host_network="network.host" in request.allow,
                            no_cache=request.no_cache, squash=request.squash,
                            secrets=request.secrets, pull=request.pull,
                            allow_insecure="security.insecure" in request.allow)
@@ -109,9 +114,10 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     context = BuildContext(request.context.resolve(), sightings=witness.sightings, buildfile=beside)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
-    engine = Engine(store, runner, context, witness.reporter(reporter), options,
-                    cache=witness.cache(Cache(store)))
-    image = _labelled(engine.build(plan), request.labels)
+    with networks:
+        engine = Engine(store, runner, context, witness.reporter(reporter), options,
+                        cache=witness.cache(Cache(store)))
+        image = _labelled(engine.build(plan), request.labels)
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:

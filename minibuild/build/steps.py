@@ -86,13 +86,14 @@ class StepFactory:
     def __init__(self, sandbox: Runner, context: BuildContext, output: Callable[[bytes], None],
                  scratch: Callable[[str], Path], network: str, *, cache_mounts: Path | None = None,
                  secrets: Mapping[str, SecretSource] | None = None,
-                 allow_insecure: bool = False) -> None:
+                 allow_insecure: bool = False, allow_host_network: bool = False) -> None:
         self.sandbox = sandbox
         self.allow_insecure = allow_insecure  # --allow security.insecure
         self.context = context
         self.output = output
         self.scratch = scratch
         self.network = network
+        self.allow_host_network = allow_host_network or network == "host"
         self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch)
 
     # -- RUN -----------------------------------------------------------------------------------
@@ -189,10 +190,17 @@ class StepFactory:
         return True
 
     def _network(self, run: Run) -> str:
-        value = flag_value(run, "network") or self.network
-        value = "host" if value == "default" else value
+        """RUN --network: default (the build's --network), none, or host, which only a build
+        that allows it may use (as BuildKit's entitlement): the Buildfile's author must not
+        lift what the user chose (`build --network none`)."""
+        value = flag_value(run, "network")
+        if value in (None, "default"):
+            return self.network
         if value not in ("host", "none"):
-            raise _fail(run, f"--network={value} is not supported (use host or none)")
+            raise _fail(run, f"--network={value} is not supported (use default, none or host)")
+        if value == "host" and not self.allow_host_network:
+            raise _fail(run, "RUN --network=host is not allowed: the build must be started with "
+                             "`--allow network.host` (or `--network host`)")
         return value
 
     # -- COPY / ADD ----------------------------------------------------------------------------

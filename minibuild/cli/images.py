@@ -30,11 +30,14 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
               show_default=True, help="Layer compression (gzip for old clients).")
-@click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
-              help="Network of RUN steps.")
+@click.option("--network", type=click.Choice(["default", "slirp4netns", "host", "none"]),
+              default="default", show_default=True,
+              help="Network of RUN steps: default, a private one with outbound access "
+                   "(slirp4netns) shared by the build; host, the host's; none, only loopback.")
 @click.option("--allow", "allow", multiple=True,
               type=click.Choice(["network.host", "security.insecure"]),
-              help="Grant an entitlement (repeatable), as BuildKit's: security.insecure lets "
+              help="Grant an entitlement (repeatable), as BuildKit's: network.host lets "
+                   "RUN --network=host use the host's network, security.insecure lets "
                    "RUN --security=insecure run with every capability.")
 @click.option("--no-cache", is_flag=True, help="Run every step; do not reuse cached layers.")
 @click.option("--squash", is_flag=True, help="Merge the layers this build adds into one.")
@@ -58,6 +61,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     from minibuild.oci.reference import Reference
     from minibuild.layer.compression import Compression
     from minibuild.sandbox.confinement import parse_security_opts
+    from minibuild.sandbox.network import parse_mode
 
     output = _check_docker_flags(docker, progress)
     quiet = quiet or progress == "quiet"
@@ -73,7 +77,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         build_args=build_arg_values(build_args, os.environ),
         target=target,
         compression=Compression.parse(compression),
-        network=network,
+        network=parse_mode(network),
         source_date_epoch=source_date_epoch,
         no_cache=no_cache,
         squash=squash,

@@ -33,11 +33,13 @@ _RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
 @click.option("-u", "--user", default=None, help="User: name, uid, name:group or uid:gid.")
 @click.option("-h", "--hostname", default=None, help="The container's hostname (default: its "
               "short id).")
-@click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
-              help="host: the host's network; none: only loopback.")
-@click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CONTAINER",
-              help="Accepted and ignored with a warning: containers use the host's network "
-                   "(or none), so there is nothing to map.")
+@click.option("--network", type=click.Choice(["default", "bridge", "slirp4netns", "host", "none"]),
+              default="default", show_default=True,
+              help="default (or bridge): a private network with outbound access (slirp4netns); "
+                   "host: the host's network; none: only loopback.")
+@click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CONTAINER[/PROTO]",
+              help="Publish a container port on the host (127.0.0.1 unless IP is given); "
+                   "default network only.")
 @click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:OPTS]",
               help="Bind a host path (absolute, or ./relative) or mount a named volume on DST; "
                    "`-v DST` makes an anonymous volume. OPTS: ro, rw, nocopy (z, Z ignored).")
@@ -60,7 +62,9 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
     """Run a command in a new container: the image's shared layers under its own upper dir."""
     from minibuild.containers import mountspec, runflags, runtime
     from minibuild.containers.records import Container, Containers, now
+    from minibuild.containers.publish import parse_publish
     from minibuild.sandbox.confinement import parse_security_opts, prepare
+    from minibuild.sandbox.network import parse_mode
     from minibuild.sandbox.sandbox import check_support
 
     check_support()
@@ -72,8 +76,11 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
     assignments = [*(line for path in env_files for line in _env_file(path)), *env]
     if hostname is not None:
         runflags.check_hostname(hostname)
-    for ports in publish:
-        click.echo(f"warning: -p {ports} ignored: {_NO_PORTS[network]}", err=True)
+    network = parse_mode(network)
+    ports = tuple(parse_publish(p) for p in publish) if network == "default" else ()
+    if network != "default":
+        for text in publish:
+            click.echo(f"warning: -p {text} ignored: {_NO_PORTS[network]}", err=True)
     store = open_store(ctx)
     ref, manifest = store.resolve(image)
     loaded = image_layers(store, manifest)
@@ -91,7 +98,8 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
         argv=argv, env=runtime.container_env(config, assignments, os.environ),
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
-        stop_signal=config.stop_signal, hostname=hostname or "", security=security)
+        stop_signal=config.stop_signal, hostname=hostname or "", security=security,
+        ports=ports)
     container = _create_with_volumes(records, template, specs)
     root = store.root
     store.close()  # the container's record keeps its layers; prune may run meanwhile
@@ -103,8 +111,8 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
 
 
 _NO_PORTS = {
-    "host": "minibuild containers share the host's network, so a port the command listens on "
-            "is already the host's port (no mapping is made)",
+    "host": "with --network host a port the command listens on is already the host's port "
+            "(no mapping is made)",
     "none": "with --network none the container has only loopback; no port can be reached",
 }
 

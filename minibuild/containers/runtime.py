@@ -27,6 +27,7 @@ from minibuild.containers.records import Container, ContainerError, Containers, 
 from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
 from minibuild.oci.image import ContainerConfig
+from minibuild.sandbox.network import Networks
 from minibuild.sandbox.process import Process
 from minibuild.sandbox.sandbox import RootFS, Sandbox
 
@@ -109,9 +110,12 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
         try:
             attached = attach(root, fs, container)
             _prepare_root(root, fs, container, attached)
-            status = Sandbox(image_lookup=layerpath.resolve, security=container.security).run(
-                fs, process(container, stdio, tty_), lambda data: None, on_start=started,
-                mounts=attached.mounts)
+            # its network lives as long as this supervisor runs it (and -p forwards into it)
+            with Networks(container.ports) as networks:
+                status = Sandbox(image_lookup=layerpath.resolve, security=container.security,
+                                 networks=networks).run(
+                    fs, process(container, stdio, tty_), lambda data: None, on_start=started,
+                    mounts=attached.mounts)
         finally:
             _record_exit(root, containers, container, status)
         return status

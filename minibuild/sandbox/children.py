@@ -2,7 +2,7 @@
 
 The process tree of `Sandbox.run`:
 
-    P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts, hostname
+    P (caller) ── C: PDEATHSIG, setns(net), unshare(mnt,pid,uts,ipc), overlay, --mounts, hostname
                    └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
@@ -54,6 +54,7 @@ class RunPlan:
     scaffold: str
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
     confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
+    netns: int | None = None  # fd on the network namespace to join (None: the host's)
 
 
 @dataclass(frozen=True)
@@ -91,18 +92,17 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     _die_with_parent(plan.parent_pid)
     _quiet_signals()
     pipes.close("out_r", "info_r", "stdin_w", "ack_w")
-    flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
-    _unshare(flags | (linux.CLONE_NEWNET if plan.process.network == "none" else 0))
+    if plan.netns is not None:
+        _join_network(plan.netns)
+    _unshare(linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC)
     _private_mounts()
     mount_overlay(plan.overlay, plan.merged, plan.new_api)
     if plan.mounts:
         mount_all(plan.mounts, plan.merged, plan.new_api)
     try:
         socket.sethostname(plan.process.hostname)
-        if plan.process.network == "none":
-            linux.loopback_up()
     except OSError as exc:
-        raise SandboxError(f"cannot set up hostname/network in the sandbox: {exc}") from exc
+        raise SandboxError(f"cannot set the hostname in the sandbox: {exc}") from exc
     lifeline, keep = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -156,6 +156,15 @@ def _quiet_signals() -> None:
     linux.set_disposition(handled, linux.SIG_IGN)
     linux.set_disposition((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT),
                           linux.SIG_IGN)
+
+
+def _join_network(fd: int) -> None:
+    """setns(2) into the build's or container's network namespace (see network.py)."""
+    try:
+        linux.setns(fd)
+    except OSError as exc:
+        raise SandboxError(f"cannot join the network namespace: {exc.strerror}") from exc
+    os.close(fd)
 
 
 def _unshare(flags: int) -> None:

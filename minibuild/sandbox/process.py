@@ -32,7 +32,9 @@ class Process:
     cwd: str = "/"  # must exist inside the root, unless make_cwd
     make_cwd: bool = False  # a missing cwd is made (mkdir -p) after the mounts, as runc does
     user: str | None = None  # name, uid, name:group, uid:gid (through the image's passwd/group)
-    network: str = "host"  # "host" or "none" (own net namespace with only lo, up)
+    # "host", "none" (a net namespace with only lo, up) or "default" (a private one with
+    # slirp4netns' way out); the namespaces are the Sandbox's `networks` (see network.py)
+    network: str = "host"
     hostname: str = "minibuild"
     stdin: bytes | None = None  # fed to the process, else /dev/null
     # caller's fds given to the process as 0, 1, 2 (a container's terminal or log) instead of
@@ -54,8 +56,9 @@ def check_process(process: Process) -> None:
     """Refuse what the helpers could only fail on later, less clearly."""
     if not process.argv or not process.argv[0]:
         raise SandboxError("nothing to run: empty command")
-    if process.network not in ("host", "none"):
-        raise SandboxError(f"unknown network mode {process.network!r} (want host or none)")
+    if process.network not in ("default", "host", "none"):
+        raise SandboxError(f"unknown network mode {process.network!r} "
+                           "(want default, host or none)")
     if not process.cwd.startswith("/"):
         raise SandboxError(f"working directory {process.cwd!r} is not absolute")
     if not 0 < len(process.hostname.encode()) <= 64:

@@ -11,6 +11,7 @@ of the parent may hold (logging handlers, rich consoles).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import select
@@ -26,7 +27,8 @@ from minibuild.fs import idmap
 from minibuild.fs.files import remove_tree
 from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
-from minibuild.sandbox.confinement import UNCONFINED, SecurityOptions, prepare
+from minibuild.sandbox.confinement import UNCONFINED, Confinement, SecurityOptions, prepare
+from minibuild.sandbox.network import Networks, resolv_conf
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
 from minibuild.fs.rootpath import ImagePath
@@ -256,16 +258,19 @@ class Sandbox:
     def __init__(self, *, mount_api: str = "auto",
                  resolv_conf: Path = Path("/etc/resolv.conf"),
                  image_lookup: ImageLookup | None = None,
-                 security: SecurityOptions = SecurityOptions()) -> None:
+                 security: SecurityOptions = SecurityOptions(),
+                 networks: Networks | None = None) -> None:
         """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
         a run with mounts needs it to make the mount points the image lacks. `security`:
-        docker's defaults unless told (its seccomp profile, no no_new_privs)."""
+        docker's defaults unless told (its seccomp profile, no no_new_privs). `networks`: the
+        build's or container's network namespaces (else each run makes its own)."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
         self.resolv_conf = resolv_conf
         self.image_lookup = image_lookup
         self.security = security
+        self.networks = networks
 
     def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
         """The image lookup bound to these layer dirs (top first)."""
@@ -283,12 +288,21 @@ class Sandbox:
                               os.path.abspath(rootfs.upper), os.path.abspath(rootfs.work),
                               mount_extra())
 
-    def _resolv(self) -> bytes:
-        """The host's resolv.conf, or nothing."""
+    def _resolv(self, network: str) -> bytes:
+        """The host's resolv.conf (or nothing), as the step's network can use it."""
         try:
-            return self.resolv_conf.read_bytes()
+            return resolv_conf(network, self.resolv_conf.read_bytes())
         except OSError:
-            return b""
+            return resolv_conf(network, b"")
+
+    @contextlib.contextmanager
+    def _netns(self, network: str):
+        """An fd on the network namespace a step of this mode joins (None: the host's)."""
+        if self.networks is not None:
+            yield self.networks.netns(network)
+            return
+        with Networks() as networks:
+            yield networks.netns(network)
 
     def run(self, rootfs: RootFS, process: Process, on_output: Callable[[bytes], None], *,
             on_start: Callable[[int], None] | None = None,
@@ -310,14 +324,21 @@ class Sandbox:
             security = replace(security, seccomp=UNCONFINED)
         confinement = prepare(security)
         _prepare_upper(rootfs)
+        with self._netns(process.network) as netns:
+            return self._run(rootfs, process, on_output, on_start, mounts, confinement, netns)
+
+    def _run(self, rootfs: RootFS, process: Process, on_output: Callable[[bytes], None],
+             on_start: Callable[[int], None] | None, mounts: Sequence[StepMount],
+             confinement: Confinement, netns: int | None) -> int:
+        """`run` once the network namespace (if any) is there."""
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
-                                 self._resolv())
+                                 self._resolv(process.network))
         try:
             if mounts:  # the upper too: a container's holds what it wrote in earlier runs
                 make_stubs(scaffold, self._lookup((rootfs.upper, *rootfs.lowers)), mounts)
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold), tuple(mounts), confinement)
+                            self._new_api(), str(scaffold), tuple(mounts), confinement, netns)
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
             with Pipes(*names) as pipes:
                 step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)

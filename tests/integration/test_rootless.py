@@ -274,12 +274,21 @@ def test_an_image_owned_by_ids_beyond_the_range_is_refused_by_name(rl):
     assert len(failed.stderr.strip().splitlines()) == 1
 
 
-def test_network_host_by_default_and_none_on_request(rl):
-    host = {line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]}
-    shown = rl.run("run", "--rm", "base:1.0", "cat", "/proc/net/dev").stdout.splitlines()[2:]
-    assert {line.split(":")[0].strip() for line in shown} == host
+def _interfaces(text: str) -> set[str]:
+    return {line.split(":")[0].strip() for line in text.splitlines()[2:]}
+
+
+def test_network_private_by_default_host_and_none_on_request(rl):
+    host = _interfaces(Path("/proc/net/dev").read_text())
+    shown = rl.run("run", "--rm", "base:1.0", "cat", "/proc/net/dev").stdout
+    assert _interfaces(shown) == {"lo", "tap0"}  # slirp4netns, as for root
+    assert "10.0.2.100/24" in rl.run("run", "--rm", "base:1.0", "ip", "-o", "addr").stdout
+    built = rl.build(_user_context(rl, "net", "FROM base:1.0\nRUN ip -o addr\n"), "--no-cache")
+    assert "10.0.2.100/24" in built.stdout + built.stderr  # RUN steps too
+    on_host = rl.run("run", "--rm", "--network", "host", "base:1.0", "cat", "/proc/net/dev")
+    assert _interfaces(on_host.stdout) == host
     alone = rl.run("run", "--rm", "--network", "none", "base:1.0", "cat", "/proc/net/dev")
-    assert [line.split(":")[0].strip() for line in alone.stdout.splitlines()[2:]] == ["lo"]
+    assert _interfaces(alone.stdout) == {"lo"}
 
 
 def test_a_user_without_a_range_gets_one_line_with_the_usermod_command(rl):
