@@ -25,12 +25,8 @@ for kind in uid gid; do
     fi
 done
 
-# The default network's slirp4netns opens /dev/net/tun as the user: Debian makes it 0666 (udev),
-# a container runtime often leaves it 0600 or out.
-if [ ! -c /dev/net/tun ]; then
-    mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200
-fi
-[ "$(stat -c %a /dev/net/tun)" = 666 ] || { echo "== chmod 0666 /dev/net/tun"; chmod 0666 /dev/net/tun; }
+# The host's /dev is left as it is: where /dev/net/tun is not 0666 (Debian's udev mode), rootless
+# RUN steps and containers use the host network, with a warning (tests/integration/test_rootless).
 
 echo "== venv $venv (minibuild for $user)"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"

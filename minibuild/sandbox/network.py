@@ -21,6 +21,7 @@ import signal
 from collections.abc import Sequence
 from typing import NoReturn
 
+from minibuild.fs.idmap import in_user_namespace
 from minibuild.errors import SandboxError
 from minibuild.sandbox import linux
 from minibuild.sandbox.slirp import DNS_FORWARDER, PortForward, Slirp, start_slirp
@@ -182,6 +183,25 @@ def _allow_ping() -> None:
 # -- the namespaces of one build or container ----------------------------------------------------
 
 
+def tun_usable() -> bool:
+    """Whether slirp4netns, started by us, can open /dev/net/tun: always as the host's root; a
+    rootless user needs it world read-write (Debian's 0666; some hosts keep it 0600)."""
+    return os.geteuid() == 0 and not in_user_namespace() or os.access("/dev/net/tun", os.R_OK | os.W_OK)
+
+
+_warned: list[bool] = []
+
+
+def _warn_host_fallback() -> None:
+    """Once per process: the default network falls back to the host's. Written here, not by the
+    CLI, because the choice is made deep in a build; it is a warning, never an error."""
+    if not _warned:
+        _warned.append(True)
+        os.write(2, b"warning: /dev/net/tun is not open to this user, so RUN steps and containers "
+                    b"use the host network (as --network host); chmod 0666 /dev/net/tun (Debian's "
+                    b"default) gives them a private one\n")
+
+
 class Networks:
     """The network namespaces of one build or one container, made on first use and shared by
     every step that asks for the same mode; `forwards` go to the private one."""
@@ -197,6 +217,9 @@ class Networks:
             return None
         if mode not in MODES:
             raise SandboxError(f"unknown network mode {mode!r}")
+        if mode == DEFAULT and not tun_usable():
+            _warn_host_fallback()
+            return None
         if mode not in self._holders:
             self._holders[mode] = self._make(mode)
         return self._holders[mode].fd
