@@ -37,7 +37,7 @@ class BuildOptions:
     the secrets RUN --mount=type=secret may use."""
 
     build_args: Mapping[str, str] = field(default_factory=dict)
-    compression: Compression = Compression.ZSTD
+    compression: Compression = Compression.GZIP
     network: str = "host"
     source_date_epoch: int | None = None
     no_cache: bool = False

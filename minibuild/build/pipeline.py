@@ -34,7 +34,7 @@ class BuildRequest:
     tags: tuple[Reference, ...] = ()
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
-    compression: Compression = Compression.ZSTD
+    compression: Compression = Compression.GZIP
     network: str = "host"
     source_date_epoch: int | None = None
     no_cache: bool = False

@@ -26,8 +26,8 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto",
               show_default=True, help="Progress output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
-@click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
-              show_default=True, help="Layer compression (gzip for old clients).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              show_default=True, help="Layer compression (zstd: smaller, newer clients only).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host", show_default=True,
               help="Network of RUN steps.")
 @click.option("--allow", "allow", multiple=True,

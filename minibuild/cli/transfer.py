@@ -15,16 +15,25 @@ from minibuild.cli.app import cli, open_store
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Archive file (default: stdout).")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
               help="oci: an OCI layout tar; docker: what `docker load` and `podman load` read.")
+@click.option("--compression", type=click.Choice(["gzip", "none"]), default=None,
+              help="Layers of a docker archive [default: gzip]; an OCI archive keeps the stored blobs.")
 @click.pass_context
-def save(ctx, images, output, fmt) -> None:
+def save(ctx, images, output, fmt, compression) -> None:
     """Write images to a tar archive."""
+    from functools import partial
+
+    from minibuild.layer.compression import Compression
     from minibuild.transfer import docker_archive, oci_archive
 
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
+    if compression is not None and fmt != "docker":
+        raise click.UsageError("--compression applies to --format docker (an OCI archive keeps the stored blobs)")
     store = open_store(ctx)
     chosen = [_saved_name(store, text) for text in images]
-    writer = docker_archive.save if fmt == "docker" else oci_archive.save
+    writer = oci_archive.save
+    if fmt == "docker":
+        writer = partial(docker_archive.save, layer_compression=Compression.parse(compression or "gzip"))
     if output is None:
         writer(store, chosen, sys.stdout.buffer)
         sys.stdout.buffer.flush()
@@ -81,23 +90,27 @@ def load(ctx, source, quiet) -> None:
 @click.argument("reference")
 @click.option("-c", "--change", "changes", multiple=True,
               help="A Buildfile instruction for the config, e.g. 'CMD [\"sh\"]' (repeatable).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              show_default=True, help="Layer compression (a tarball already in it is kept as it is).")
 @click.pass_context
-def import_(ctx, tarball, reference, changes) -> None:
+def import_(ctx, tarball, reference, changes, compression) -> None:
     """Make a one-layer image from a rootfs tarball (tar, .gz, .xz, .zst; - for stdin)."""
+    from minibuild.layer.compression import Compression
     from minibuild.transfer.importer import import_rootfs
     from minibuild.oci.reference import Reference
 
     ref = Reference.parse(reference)
+    wanted = Compression.parse(compression)
     store = open_store(ctx)
     if tarball == "-":
-        desc = import_rootfs(store, sys.stdin.buffer, "stdin", ref, tuple(changes))
+        desc = import_rootfs(store, sys.stdin.buffer, "stdin", ref, tuple(changes), wanted)
     else:
         try:
             source = open(tarball, "rb")
         except OSError as exc:
             raise click.BadParameter(f"cannot open {tarball}: {exc.strerror}") from None
         with source:
-            desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes))
+            desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes), wanted)
     click.echo(str(store.image_id(desc)))  # docker's `import`: the image ID
 
 
