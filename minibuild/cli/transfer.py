@@ -180,16 +180,21 @@ def pull(ctx, reference, insecure, quiet) -> None:
 @click.argument("image")
 @click.argument("destination", required=False)
 @click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd"]), default=None,
+              help="Convert layers stored otherwise to this (default: push them as stored).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
 @click.pass_context
-def push(ctx, image, destination, insecure, quiet) -> None:
+def push(ctx, image, destination, insecure, compression, quiet) -> None:
     """Push IMAGE to DESTINATION (default: IMAGE's own HOST/REPO:TAG name)."""
+    from minibuild.layer.compression import Compression
     from minibuild.transfer import remote as transfer
 
     store = open_store(ctx)
     bars = _Bars(quiet)
+    wanted = Compression.parse(compression) if compression else None
     try:
-        result = transfer.push(store, image, destination, insecure=insecure, progress=bars)
+        result = transfer.push(store, image, destination, insecure=insecure, progress=bars,
+                               layer_compression=wanted)
     finally:
         bars.close()
     if not quiet:

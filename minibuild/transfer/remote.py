@@ -3,22 +3,27 @@
 Pull fetches only blobs the store lacks, verifies each against its digest, resolves image
 indexes to this host's platform and keeps the registry's manifest bytes (same digest). Push
 HEADs each blob first, tries a cross-repository mount from another repository of the same host
-the store knows the blob from, and uploads the rest before the manifest.
+the store knows the blob from, and uploads the rest before the manifest; `--compression`
+converts layers stored in another compression on the way (the pushed manifest is then new).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import httpx
 
 from minibuild.oci.digest import Digest
 from minibuild.errors import ImageNotFound
-from minibuild.oci.image import Descriptor, Manifest
+from minibuild.layer.compression import Compression
+from minibuild.oci.image import Descriptor, Manifest, canonical_json
 from minibuild.oci.mediatypes import DOCKER_SCHEMA1_MEDIA_TYPES, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
+from minibuild.transfer.conversion import convert_layer, needs_conversion
 from minibuild.transfer.registry import Client, RegistryError, Remote, names_registry
 from minibuild.store.staging import IntakeError, StagedImage, Staging, choose_platform, parse_json
 from minibuild.store.layout import Store
@@ -172,30 +177,57 @@ def pull_if_missing(store: Store, ref_text: str, progress: Progress | None = Non
 
 def push(store: Store, source: str, destination: str | None = None, *, insecure: bool = False,
          progress: Progress | None = None, client: Client | None = None,
-         chunk_size: int | None = 64 << 20) -> PushResult:
-    """Push a stored image to `destination` (default: its own name, which must name a registry)."""
+         chunk_size: int | None = 64 << 20, layer_compression: Compression | None = None) -> PushResult:
+    """Push a stored image to `destination` (default: its own name, which must name a registry);
+    with `layer_compression`, layers stored otherwise are converted on the way (a new manifest)."""
     name, descriptor = store.resolve(source)
     remote = Remote.parse(destination or name)
     progress = progress or QuietProgress()
     own = client is None
     client = client or Client(remote.host, insecure=insecure)
     moved: dict[str, list[Digest]] = {"uploaded": [], "skipped": [], "mounted": []}
+    scratch = store.scratch("push")
     try:
         data = store.read_blob(descriptor.digest)
-        manifest = Manifest.from_json(json.loads(data))
-        for blob in (*manifest.layers, manifest.config):
-            note = _push_blob(store, client, remote, blob, progress, chunk_size)
-            moved[note].append(blob.digest)
         media_type = json.loads(data).get("mediaType") or descriptor.media_type
+        manifest = Manifest.from_json(json.loads(data))
+        paths = {blob.digest: store.blob_path(blob.digest) for blob in (*manifest.layers, manifest.config)}
+        if layer_compression is not None and _needs_conversion(store, descriptor, layer_compression):
+            data, manifest = _converted(store, descriptor, manifest, layer_compression, scratch, paths)
+            media_type = MANIFEST_MEDIA_TYPE
+        for blob in (*manifest.layers, manifest.config):
+            note = _push_blob(store, client, remote, blob, paths[blob.digest], progress, chunk_size)
+            moved[note].append(blob.digest)
         digest = client.put_manifest(remote.repository, remote.tag_or_digest, data, media_type)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if own:
             client.close()
     return PushResult(digest, *(tuple(moved[k]) for k in ("uploaded", "skipped", "mounted")))
 
 
-def _push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, progress: Progress,
-               chunk_size: int | None) -> str:
+def _needs_conversion(store: Store, descriptor: Descriptor, wanted: Compression) -> bool:
+    return any(needs_conversion(layer, wanted) for layer in store.load_image(descriptor).layers)
+
+
+def _converted(store: Store, descriptor: Descriptor, manifest: Manifest, wanted: Compression,
+               scratch: Path, paths: dict[Digest, Path]) -> tuple[bytes, Manifest]:
+    """A new manifest (bytes and value) with every layer in `wanted` compression; converted blobs
+    are added to `paths`."""
+    layers = []
+    for layer in store.load_image(descriptor).layers:
+        if not needs_conversion(layer, wanted):
+            layers.append(layer.descriptor)
+            continue
+        converted, path = convert_layer(store, layer, wanted, scratch)
+        paths[converted.digest] = path
+        layers.append(converted)
+    manifest = Manifest(manifest.config, tuple(layers))
+    return canonical_json(manifest.to_json()), manifest
+
+
+def _push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, path: Path,
+               progress: Progress, chunk_size: int | None) -> str:
     """HEAD, then mount, then upload; returns 'skipped', 'mounted' or 'uploaded'."""
     key = blob.digest.short
     if client.has_blob(remote.repository, blob.digest):
@@ -206,7 +238,6 @@ def _push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, p
             progress.end(key, f"mounted from {source}")
             return "mounted"
     progress.begin(key, f"{key} ", blob.size)
-    path = store.blob_path(blob.digest)
     client.upload_blob(remote.repository, blob.digest, blob.size, lambda: open(path, "rb"),
                        chunk_size, lambda n: progress.advance(key, n))
     progress.end(key, "pushed")
