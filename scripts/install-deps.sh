@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static skopeo umoci oci-image-tool zstd docker-registry apache2-utils podman buildah
+packages=(busybox-static skopeo umoci oci-image-tool zstd pigz docker-registry apache2-utils podman buildah
           uidmap python3-venv)
 missing=()
 for p in "${packages[@]}"; do
