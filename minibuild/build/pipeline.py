@@ -16,7 +16,7 @@ from minibuild.oci.digest import Digest
 from minibuild.build.engine import BuildOptions, Engine
 from minibuild.build.ports import Reporter, Runner
 from minibuild.build.witness import Witness
-from minibuild.errors import BuildfileError
+from minibuild.errors import ImageNotFound, BuildfileError
 from minibuild.dockerfile import buildargs
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
@@ -44,6 +44,7 @@ class BuildRequest:
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
     allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow
+    registries_conf: str | None = None  # --registries-conf: mirrors, search registries
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,21 @@ def _load_stat_cache(context: BuildContext, path: Path) -> None:
         context.hashes.load(json.loads(path.read_text()))
     except (OSError, ValueError, AttributeError):
         pass  # no cache yet, or a damaged one: hash everything
+
+
+def _puller(store, registries_conf: str | None):
+    """What fetches a FROM / COPY --from image the store lacks: transfer's pull, imported (with
+    httpx) and configured only when a build needs it; its RegistryError becomes ImageNotFound."""
+    def pull(text: str):
+        from minibuild.transfer import registryconf
+        from minibuild.transfer.registry import RegistryError
+        from minibuild.transfer.remote import pull_if_missing
+
+        try:
+            return pull_if_missing(store, text, registries=registryconf.load(registries_conf))
+        except RegistryError as exc:
+            raise ImageNotFound(exc.message, hint=exc.hint) from None
+    return pull
 
 
 def run_build(request: BuildRequest, store, reporter: Reporter,
@@ -100,7 +116,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
     engine = Engine(store, runner, context, witness.reporter(reporter), options,
-                    cache=witness.cache(Cache(store)))
+                    cache=witness.cache(Cache(store)), puller=_puller(store, request.registries_conf))
     image = engine.build(plan)
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from minibuild.cli import lines
-from minibuild.cli.app import cli, container_records, open_store, report_error
+from minibuild.cli.app import cli, container_records, open_store, registries_conf, report_error
 
 
 @cli.command()
@@ -70,6 +70,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         secrets=_secrets(secrets),
         security=parse_security_opts(security_opts),
         allow=frozenset(allow),
+        registries_conf=registries_conf(ctx),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from minibuild.cli.app import cli, open_store
+from minibuild.cli.app import cli, open_store, registries
 
 
 @cli.command()
@@ -158,17 +158,20 @@ class _Bars:
 
 @cli.command()
 @click.argument("reference")
-@click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
+@click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1; "
+              "per registry in registries.conf).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
 @click.pass_context
 def pull(ctx, reference, insecure, quiet) -> None:
-    """Pull HOST[:PORT]/REPO[:TAG|@DIGEST] from a registry (only missing layers)."""
+    """Pull [HOST[:PORT]/]REPO[:TAG|@DIGEST] (only missing layers; mirrors first; a short name
+    from docker.io or the search registries of registries.conf)."""
     from minibuild.transfer import remote as transfer
 
+    config = registries(ctx)
     store = open_store(ctx)
     bars = _Bars(quiet)
     try:
-        desc = transfer.pull(store, reference, insecure=insecure, progress=bars)
+        desc = transfer.pull(store, reference, insecure=insecure, progress=bars, registries=config)
     finally:
         bars.close()
     if not quiet:
@@ -189,12 +192,13 @@ def push(ctx, image, destination, insecure, compression, quiet) -> None:
     from minibuild.layer.compression import Compression
     from minibuild.transfer import remote as transfer
 
+    config = registries(ctx)
     store = open_store(ctx)
     bars = _Bars(quiet)
     wanted = Compression.parse(compression) if compression else None
     try:
         result = transfer.push(store, image, destination, insecure=insecure, progress=bars,
-                               layer_compression=wanted)
+                               layer_compression=wanted, registries=config)
     finally:
         bars.close()
     if not quiet:

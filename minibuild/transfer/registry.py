@@ -1,13 +1,15 @@
 """An OCI distribution (registry API v2) client on httpx: manifests, blobs, uploads, auth, retries.
 
-https by default; plain http for localhost/127.0.0.1/::1 or when asked (`insecure`). A 401 is
-answered once per request with the challenge's scheme: a bearer token from the realm (basic
-credentials sent to the token server when known), or basic auth. 5xx, 429 and dropped
-connections are retried with exponential backoff.
+https by default; plain http for localhost/127.0.0.1/::1 or when asked (`insecure`). Docker
+Hub (`docker.io`) answers at registry-1.docker.io. A 401 is answered once per request with the
+challenge's scheme: a bearer token from the realm (basic credentials sent to the token server when
+known), or basic auth. 5xx, 429 and dropped connections are retried with exponential backoff; a
+host name that does not resolve is not (it will not resolve in a second either).
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from minibuild.oci.digest import Digest
 from minibuild.oci.mediatypes import (DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
                                       INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE)
 from minibuild.errors import MinibuildError
-from minibuild.oci.reference import Reference, names_registry
+from minibuild.oci.reference import DOCKER_HUB, DOCKER_HUB_API, Reference, names_registry
 
 MANIFEST_ACCEPT = ", ".join((MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
                              DOCKER_MANIFEST_LIST_MEDIA_TYPE))
@@ -49,18 +51,35 @@ class Remote:
 
     @classmethod
     def parse(cls, text: str) -> Remote:
-        """`host[:port]/repo[:tag][@digest]`; RegistryError when no registry host is named."""
+        """A push destination: `host[:port]/repo[:tag][@digest]`, or `user/repo` on Docker Hub;
+        RegistryError for a one-part name (it would be Hub's official `docker.io/library/...`)."""
         ref = Reference.parse(text)
-        host, _, repository = ref.name.partition("/")
-        if not names_registry(ref.name) or not repository:
-            raise RegistryError(f"{text!r} names no registry: write HOST[:PORT]/REPOSITORY[:TAG]",
-                                hint="e.g. 127.0.0.1:5000/app:1.0")
-        return cls(host, repository, ref)
+        if not names_registry(ref.name) and "/" not in ref.name:
+            raise RegistryError(f"{text!r} names no registry (it would be Docker Hub's official "
+                                f"docker.io/library/{ref.name}): write HOST[:PORT]/REPOSITORY[:TAG]",
+                                hint="e.g. 127.0.0.1:5000/app:1.0, or USER/REPOSITORY for Docker Hub")
+        full = ref.normalized()
+        return cls(full.domain, full.path, full)
 
 
 def is_local(host: str) -> bool:
     """Hosts that get plain http without being asked."""
     return host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("[::1]")
+
+
+def api_host(host: str) -> str:
+    """Where a registry's API answers: registry-1.docker.io for docker.io, else the host."""
+    return DOCKER_HUB_API if host == DOCKER_HUB else host
+
+
+def _unresolved(exc: BaseException) -> bool:
+    """Whether a connection failed because the host name does not resolve."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Name or service not known" in str(exc) or "name resolution" in str(exc)
 
 
 class Client:
@@ -70,7 +89,7 @@ class Client:
                  transport: httpx.BaseTransport | None = None, retries: int = 4, backoff: float = 0.5) -> None:
         scheme = "http" if insecure or is_local(host) else "https"
         self.host = host
-        self.base = f"{scheme}://{host}/v2"
+        self.base = f"{scheme}://{api_host(host)}/v2"
         self.credentials = credentials if credentials is not None else auth.lookup(host)
         self.retries, self.backoff = retries, backoff
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -113,6 +132,9 @@ class Client:
             try:
                 response = self._once(method, url, content, headers, stream)
             except httpx.TransportError as exc:
+                if _unresolved(exc):
+                    raise RegistryError(f"cannot reach {self._label()}: the host name does not resolve "
+                                        f"({exc})") from None
                 if attempt == self.retries:
                     raise RegistryError(f"{method} {url}: {exc or type(exc).__name__}") from None
                 time.sleep(self.backoff * 2 ** attempt)
@@ -129,6 +151,11 @@ class Client:
                     continue
             return response
         raise AssertionError("unreachable")
+
+    def _label(self) -> str:
+        """`docker.io (registry-1.docker.io)`, or the host."""
+        api = api_host(self.host)
+        return f"{self.host} ({api})" if api != self.host else self.host
 
     def _once(self, method, url, content, headers, stream: bool) -> httpx.Response:
         all_headers = dict(headers or {})
