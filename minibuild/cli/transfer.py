@@ -208,38 +208,41 @@ def push(ctx, image, destination, insecure, compression, quiet) -> None:
 
 
 @cli.command()
-@click.argument("registry")
+@click.argument("registry", required=False, default="docker.io")
 @click.option("-u", "--username", prompt=True, help="User name.")
-@click.option("-p", "--password", help="Password (prefer --password-stdin).")
+@click.option("-p", "--password", help="Password (prefer --password-stdin: a -p stays in shell history).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@click.option("--insecure", is_flag=True, help="Plain http.")
-def login(registry, username, password, password_stdin, insecure) -> None:
-    """Check credentials against REGISTRY (HOST[:PORT]) and remember them."""
+@click.option("--insecure", is_flag=True, help="Plain http (also when registries.conf says so).")
+@click.pass_context
+def login(ctx, registry, username, password, password_stdin, insecure) -> None:
+    """Check credentials against REGISTRY (HOST[:PORT], default docker.io) and remember them:
+    with the credential helper docker's config names for it, else in minibuild's login file."""
     from minibuild.transfer import auth
     from minibuild.transfer.registry import Client
 
-    registry = _registry_host(registry)
+    registry = auth.canonical_host(_registry_host(registry))
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif password is None:
         password = click.prompt("Password", hide_input=True)
     credentials = auth.Credentials(username, password)
+    insecure = insecure or registries(ctx).is_insecure(registry)
     client = Client(registry, insecure=insecure, credentials=credentials)
     try:
         client.ping()
     finally:
         client.close()
-    path = auth.store(registry, credentials)
-    click.echo(f"Login succeeded (saved in {path})", err=True)
+    where = auth.store(registry, credentials)
+    click.echo(f"Login succeeded (saved in {where})", err=True)
 
 
 @cli.command()
-@click.argument("registry")
+@click.argument("registry", required=False, default="docker.io")
 def logout(registry) -> None:
-    """Forget the credentials minibuild saved for REGISTRY."""
+    """Forget the credentials for REGISTRY (minibuild's login file and docker's helper for it)."""
     from minibuild.transfer import auth
 
-    registry = _registry_host(registry)
+    registry = auth.canonical_host(_registry_host(registry))
     if not auth.forget(registry):
         raise click.UsageError(f"not logged in to {registry}")
     click.echo(f"Removed login credentials for {registry}", err=True)

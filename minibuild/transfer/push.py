@@ -54,6 +54,7 @@ def push(store: Store, source: str, destination: str | None = None, *, insecure:
         media_type = json.loads(data).get("mediaType") or descriptor.media_type
         manifest = Manifest.from_json(json.loads(data))
         paths = {blob.digest: store.blob_path(blob.digest) for blob in (*manifest.layers, manifest.config)}
+        _want_scopes(store, client, remote, manifest)
         if layer_compression is not None and _needs_conversion(store, descriptor, layer_compression):
             data, manifest = _converted(store, descriptor, manifest, layer_compression, scratch, paths)
             media_type = MANIFEST_MEDIA_TYPE
@@ -86,6 +87,16 @@ def _converted(store: Store, descriptor: Descriptor, manifest: Manifest, wanted:
         layers.append(converted)
     manifest = Manifest(manifest.config, tuple(layers))
     return canonical_json(manifest.to_json()), manifest
+
+
+def _want_scopes(store: Store, client: Client, remote: Remote, manifest: Manifest) -> None:
+    """One token for the whole push: pull,push here and pull on every repository a blob can be
+    mounted from (else each kind of request would earn its own 401 and token)."""
+    client.want(remote.repository, "pull,push")
+    sources = {source for blob in (*manifest.layers, manifest.config)
+               for source in _mount_sources(store, remote, blob.digest)}
+    for source in sorted(sources):
+        client.want(source, "pull")
 
 
 def _push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, path: Path,

@@ -93,6 +93,7 @@ class Client:
         self.credentials = credentials if credentials is not None else auth.lookup(host)
         self.retries, self.backoff = retries, backoff
         self.requests: Counter[tuple[str, str]] = Counter()
+        self.scopes: list[str] = []  # repository scopes every token request asks for (want())
         self._authorization: str | None = None
         self._http = httpx.Client(transport=transport, follow_redirects=True,
                                   timeout=httpx.Timeout(60.0, connect=15.0))
@@ -178,14 +179,30 @@ class Client:
         else:
             raise RegistryError(f"{url}: unsupported authentication challenge {challenge.scheme!r}")
 
+    def want(self, repository: str, actions: str) -> None:
+        """Ask for `repository:<repository>:<actions>` in every token from now on (a push wants
+        pull,push on its repository and pull on mount sources: one token serves every blob)."""
+        self.scopes.append(f"repository:{repository}:{actions}")
+
     def _token(self, challenge: auth.Challenge) -> str:
-        params = {k: v for k, v in (("service", challenge.get("service")),
-                                    ("scope", challenge.get("scope"))) if v}
-        headers = {"Authorization": f"Basic {self.credentials.encoded()}"} if self.credentials else {}
+        """A bearer token for the challenge's scope and the wanted ones: a GET with basic
+        credentials, or docker's OAuth2 refresh-token POST for an identity token."""
+        scopes = list(dict.fromkeys([*(challenge.get("scope") or "").split(" "), *self.scopes]))
+        scopes = [scope for scope in scopes if scope]
+        service, realm = challenge.get("service"), challenge.get("realm")
+        credentials = self.credentials
         try:
-            response = self._http.get(challenge.get("realm"), params=params, headers=headers)
+            if credentials is not None and credentials.identity_token:
+                form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
+                        "client_id": "minibuild", "scope": " ".join(scopes), **({"service": service} if service else {})}
+                response = self._http.post(realm, data=form)
+            else:
+                params = [("service", service)] if service else []
+                params += [("scope", scope) for scope in scopes]
+                headers = {"Authorization": f"Basic {credentials.encoded()}"} if credentials else {}
+                response = self._http.get(realm, params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise RegistryError(f"token server {challenge.get('realm')}: {exc}") from None
+            raise RegistryError(f"token server {realm}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise RegistryError(f"token server {challenge.get('realm')} answered {response.status_code}",
                                 hint=f"check the credentials: minibuild login {self.host}")
