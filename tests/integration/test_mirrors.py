@@ -33,21 +33,23 @@ def hub_mirror(mb, registry, tmp_path) -> Path:
     return conf
 
 
-def images(mb: Minibuild, conf: Path) -> list[dict]:
-    return json.loads(mb.run("--registries-conf", str(conf), "images", "--format", "json").stdout)
+def images(mb: Minibuild) -> set[tuple[str, str]]:
+    out = mb.run("images", "--format", "{{.Repository}} {{.Tag}}").stdout
+    return {tuple(line.split()) for line in out.splitlines()}
 
 
 def test_from_debian_is_served_by_the_docker_hub_mirror(mb, empty_mb, hub_mirror, registry, tmp_path):
     ctx = write_context(tmp_path / "ctx", "FROM debian:12\nRUN echo mirrored > /m\n")
     empty_mb.run("--registries-conf", str(hub_mirror), "build", "--progress", "plain", "-t", "app:1", str(ctx))
     assert registry.requests("GET", "/v2/library/debian/manifests/12") >= 1
-    names = {(i.get("repository"), i.get("tag")) for i in images(empty_mb, hub_mirror)}
+    names = images(empty_mb)
     assert ("debian", "12") in names and ("app", "1") in names  # the familiar form, as docker shows it
-    ours = json.loads(mb.run("inspect", "base:1.0").stdout)[0]["digest"]
+    ours = json.loads(mb.run("inspect", "base:1.0").stdout)[0]["Descriptor"]["digest"]
     for spelling in ("debian:12", "docker.io/library/debian:12", "index.docker.io/library/debian:12"):
-        assert json.loads(empty_mb.run("inspect", spelling).stdout)[0]["digest"] == ours
+        assert json.loads(empty_mb.run("inspect", spelling).stdout)[0]["Descriptor"]["digest"] == ours
     index = json.loads((empty_mb.root / "oci/index.json").read_text())
-    stored = sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"])
+    stored = sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]
+                    if "annotations" in m)
     assert stored == ["app:1", "debian:12"]
     again = empty_mb.run("--registries-conf", str(hub_mirror), "pull", "docker.io/library/debian:12")
     assert again.stdout.strip() == ours
@@ -58,7 +60,7 @@ def test_daemon_json_registry_mirrors(mb, empty_mb, registry, tmp_path):
     daemon = tmp_path / "daemon.json"
     daemon.write_text(json.dumps({"registry-mirrors": [f"http://{registry.host}"]}))
     pulled = empty_mb.run("--registries-conf", str(daemon), "pull", "-q", "busybox:1").stdout.strip()
-    assert pulled == json.loads(mb.run("inspect", "base:1.0").stdout)[0]["digest"]
+    assert pulled == json.loads(mb.run("inspect", "base:1.0").stdout)[0]["Descriptor"]["digest"]
 
 
 def test_a_name_nowhere_is_one_line_naming_each_registry_tried(empty_mb, hub_mirror, registry, tmp_path):

@@ -24,7 +24,7 @@ def inspect(mb: Minibuild, ref: str) -> dict:
 
 
 def layer_types(mb: Minibuild, ref: str) -> list[str]:
-    return [l["mediaType"] for l in inspect(mb, ref)["manifest"]["layers"]]
+    return [l["mediaType"] for l in inspect(mb, ref)["Manifest"]["layers"]]
 
 
 def remote_manifest(host: str, repo_tag: str) -> dict:
@@ -51,7 +51,7 @@ def test_push_converts_layers_when_asked_and_the_config_stays(mb, empty_mb, regi
     mb.run("push", "--compression", "gzip", "z:1", f"{registry.host}/conv:gzip")
     manifest = remote_manifest(registry.host, "conv:gzip")
     assert {l["mediaType"] for l in manifest["layers"]} == {GZIP}
-    assert manifest["config"]["digest"] == inspect(mb, "z:1")["manifest"]["config"]["digest"]
+    assert manifest["config"]["digest"] == inspect(mb, "z:1")["Manifest"]["config"]["digest"]
     again = mb.run("push", "--compression", "gzip", "z:1", f"{registry.host}/conv:gzip")
     assert "0 uploaded" in again.stderr  # the same machine converts to the same bytes
 
@@ -61,7 +61,7 @@ def test_push_converts_layers_when_asked_and_the_config_stays(mb, empty_mb, regi
     for tag in ("gzip", "zstd"):
         empty_mb.run("pull", f"{registry.host}/conv:{tag}")
     pulled = inspect(empty_mb, f"{registry.host}/conv:gzip")
-    assert pulled["config"]["rootfs"] == inspect(mb, "z:1")["config"]["rootfs"]
+    assert pulled["RootFS"] == inspect(mb, "z:1")["RootFS"]
     with_gzip = empty_mb.build(write_context(tmp_path / "child", f"FROM {registry.host}/conv:gzip\n"
                                              "RUN cat /z > /copy\n"), "-t", "child:1")
     assert with_gzip.returncode == 0
@@ -69,7 +69,7 @@ def test_push_converts_layers_when_asked_and_the_config_stays(mb, empty_mb, regi
 
 def test_push_without_compression_keeps_the_stored_manifest(mb, registry):
     pushed = mb.run("push", "-q", "base:1.0", f"{registry.host}/same:1").stdout.strip()
-    assert pushed == inspect(mb, "base:1.0")["digest"]
+    assert pushed == inspect(mb, "base:1.0")["Descriptor"]["digest"]
     converted = mb.run("push", "-q", "--compression", "gzip", "base:1.0", f"{registry.host}/same:2")
     assert converted.stdout.strip() == pushed  # already gzip: nothing to convert
 
@@ -79,7 +79,7 @@ def test_source_date_epoch_layers_are_zlib_output(mb, tmp_path):
     machine (another CPU, where ISA-L would choose other matches) gets the same digest."""
     ctx = write_context(tmp_path / "ctx", "FROM base:1.0\nCOPY a /a\nRUN echo x > /b\n", {"a": "a\n"})
     mb.build(ctx, "--source-date-epoch", "1700000000", "-t", "repro:1")
-    for layer in inspect(mb, "repro:1")["manifest"]["layers"][-2:]:
+    for layer in inspect(mb, "repro:1")["Manifest"]["layers"][-2:]:
         blob = (mb.root / "oci/blobs/sha256" / layer["digest"].split(":")[1]).read_bytes()
         deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
         assert deflate.compress(zlib.decompress(blob, 31)) + deflate.flush() == blob
