@@ -124,7 +124,7 @@ def test_external_validators_accept_the_image(empty_mb, tmp_path):
     mb = empty_mb
     mb.build(make_base_context(tmp_path / "base"), "-t", "base:1.0")
     mb.build(REPO / "sample_images/hello", "-t", "hello:1.0")
-    layers = inspect(mb, "hello:1.0")["manifest"]["layers"]
+    layers = inspect(mb, "hello:1.0")["Manifest"]["layers"]
     assert {l["mediaType"] for l in layers} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
     if shutil.which("skopeo"):
         out = subprocess.run(["skopeo", "inspect", f"oci:{mb.root}/oci:hello:1.0"],
