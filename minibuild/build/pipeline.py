@@ -13,6 +13,7 @@ from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
+from minibuild.build.remotecache import RemoteCache
 from minibuild.build.engine import BuildOptions, Engine
 from minibuild.build.ports import Reporter, Runner
 from minibuild.build.witness import Witness
@@ -45,6 +46,8 @@ class BuildRequest:
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
     allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow
     registries_conf: str | None = None  # --registries-conf: mirrors, search registries
+    cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=HOST/REPO (in order)
+    cache_to: str | None = None  # --cache-to type=registry,ref=HOST/REPO[,mode=min|max]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class BuildResult:
     digest: Digest
     warnings: tuple[str, ...] = ()
     image_id: Digest | None = None
+    cache_note: str | None = None  # what --cache-from / --cache-to did
 
 
 def _stat_cache_path(store, context: Path) -> Path:
@@ -115,9 +119,18 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     context = BuildContext(request.context.resolve(), sightings=witness.sightings, buildfile=beside)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
+    registry_cache = _registry_cache(store, request)
+    cache = witness.cache(Cache(store))
+    if registry_cache is not None:
+        cache = RemoteCache(cache, registry_cache if request.cache_from else None)
     engine = Engine(store, runner, context, witness.reporter(reporter), options,
-                    cache=witness.cache(Cache(store)), puller=_puller(store, request.registries_conf))
-    image = engine.build(plan)
+                    cache=cache, puller=_puller(store, request.registries_conf))
+    try:
+        image = engine.build(plan)
+        note = _export(registry_cache, cache, image) if registry_cache is not None else None
+    finally:
+        if registry_cache is not None:
+            registry_cache.close()
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:
@@ -128,4 +141,26 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     warnings = (f"build args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
     witness.finish(context_root=context.root, image=image, manifest=descriptor,
                    images_used=engine.images_used, warnings=warnings)
-    return BuildResult(descriptor.digest, warnings, Digest.of(image.config_bytes()))
+    return BuildResult(descriptor.digest, warnings, Digest.of(image.config_bytes()), note)
+
+
+def _registry_cache(store, request: BuildRequest):
+    """The registry cache the request names (transfer, and httpx, imported only then)."""
+    if not request.cache_from and request.cache_to is None:
+        return None
+    from minibuild.transfer import registryconf
+    from minibuild.transfer.registrycache import CacheSpec, RegistryCache
+
+    return RegistryCache(store, tuple(CacheSpec.parse(t) for t in request.cache_from),
+                         CacheSpec.parse(request.cache_to) if request.cache_to else None,
+                         registryconf.load(request.registries_conf))
+
+
+def _export(registry_cache, cache: RemoteCache, image) -> str:
+    """Export the build's steps when --cache-to asks; a line saying what moved."""
+    parts = [f"{len(cache.imported)} steps imported"] if registry_cache.sources else []
+    if registry_cache.target is not None:
+        added, present = registry_cache.export(cache.exportable(image, registry_cache.target.mode))
+        parts.append(f"{added} keys exported to {registry_cache.target.repository} "
+                     f"({present} already there)")
+    return "cache: " + ", ".join(parts)

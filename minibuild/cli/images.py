@@ -44,16 +44,26 @@ from minibuild.cli.app import cli, container_records, open_store, registries_con
               metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="type=registry,ref=HOST/REPO",
+              help="Reuse steps a registry cache holds (repeatable, tried in order).")
+@click.option("--cache-to", "cache_to", metavar="type=registry,ref=HOST/REPO[,mode=min|max]",
+              help="Export the build's steps to a registry cache (max: every stage's).")
+@click.option("--push", is_flag=True, help="Push every -t tag once the build succeeded.")
+@click.option("--output", "output", metavar="type=image,name=NAME[,push=true]",
+              help="BuildKit's spelling of -t NAME [--push].")
 @click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          allow, no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
+          allow, no_cache, squash, source_date_epoch, secrets, security_opts, cache_from, cache_to,
+          push, output, context) -> None:
     """Build an image from a Buildfile and a context directory."""
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.oci.reference import Reference
     from minibuild.layer.compression import Compression
     from minibuild.sandbox.confinement import parse_security_opts
 
+    if output:
+        tags, push = _output(output, tags, push)
     request = BuildRequest(
         buildfile=_buildfile_path(buildfile, Path(context)),
         buildfile_text=sys.stdin.read() if buildfile == "-" else None,
@@ -71,6 +81,8 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         security=parse_security_opts(security_opts),
         allow=frozenset(allow),
         registries_conf=registries_conf(ctx),
+        cache_from=tuple(cache_from),
+        cache_to=cache_to,
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
@@ -80,11 +92,39 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         close = getattr(reporter, "close", None)
         if close:
             close()
+    if result.cache_note and not quiet:
+        click.echo(result.cache_note, err=True)
+    if push:
+        _push_tags(ctx, store, request.tags, quiet)
     if quiet:
         click.echo(str(result.image_id))  # docker's `build -q`: the image ID
         return
     for line in lines.trailer(str(result.image_id), map(str, request.tags), result.warnings):
         click.echo(line, err=True)
+
+
+def _output(text: str, tags: tuple[str, ...], push: bool) -> tuple[tuple[str, ...], bool]:
+    """`--output type=image,name=A[,name=B],push=true` as tags and the push flag."""
+    fields = [part.split("=", 1) for part in text.split(",") if "=" in part]
+    if dict(fields).get("type", "image") != "image":
+        raise click.BadParameter("only type=image is supported", param_hint="--output")
+    names = tuple(n for k, v in fields if k == "name" for n in v.split(",") if n)
+    return tags + names, push or dict(fields).get("push", "false").lower() == "true"
+
+
+def _push_tags(ctx, store, tags, quiet: bool) -> None:
+    """`build --push`: each tag to the registry it names, as `push` would."""
+    from minibuild.cli.app import registries
+    from minibuild.transfer import push as transfer
+
+    if not tags:
+        raise click.UsageError("--push needs a -t HOST/REPO:TAG to push to")
+    config = registries(ctx)
+    for ref in tags:
+        result = transfer.push(store, ref.ref_name, registries=config)
+        if not quiet:
+            click.echo(f"Pushed {ref.ref_name}: {len(result.uploaded)} uploaded, {len(result.skipped)} "
+                       f"already there, {len(result.mounted)} mounted ({result.digest})", err=True)
 
 
 def _memo_command(ctx: click.Context, quiet: bool):

@@ -59,7 +59,7 @@ def push(store: Store, source: str, destination: str | None = None, *, insecure:
             data, manifest = _converted(store, descriptor, manifest, layer_compression, scratch, paths)
             media_type = MANIFEST_MEDIA_TYPE
         for blob in (*manifest.layers, manifest.config):
-            note = _push_blob(store, client, remote, blob, paths[blob.digest], progress, chunk_size)
+            note = push_blob(store, client, remote, blob, paths[blob.digest], progress, chunk_size)
             moved[note].append(blob.digest)
         digest = client.put_manifest(remote.repository, remote.tag_or_digest, data, media_type)
     finally:
@@ -99,8 +99,8 @@ def _want_scopes(store: Store, client: Client, remote: Remote, manifest: Manifes
         client.want(source, "pull")
 
 
-def _push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, path: Path,
-               progress: Progress, chunk_size: int | None) -> str:
+def push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, path: Path,
+              progress: Progress, chunk_size: int | None) -> str:
     """HEAD, then mount, then upload; returns 'skipped', 'mounted' or 'uploaded'."""
     key = blob.digest.short
     if client.has_blob(remote.repository, blob.digest):

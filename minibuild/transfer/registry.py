@@ -246,6 +246,12 @@ class Client:
                                 f"the registry says {claimed}")
         return data, media_type
 
+    def has_manifest(self, repository: str, reference: str) -> bool:
+        """HEAD a manifest by tag or digest."""
+        response = self.request("HEAD", f"/{repository}/manifests/{reference}", "manifest-head",
+                                headers={"Accept": MANIFEST_ACCEPT}, ok=(200, 404))
+        return response.status_code == 200
+
     def has_blob(self, repository: str, digest: Digest) -> bool:
         """HEAD the blob."""
         response = self.request("HEAD", f"/{repository}/blobs/{digest}", "blob-head", ok=(200, 404))

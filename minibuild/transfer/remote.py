@@ -47,7 +47,7 @@ def pull(store: Store, text: str, *, insecure: bool = False, progress: Progress 
         for endpoint in registries.pull_endpoints(candidate):
             remote = Remote(endpoint.host, endpoint.repository, candidate)
             try:
-                descriptor = _pull_from(store, remote, endpoint.insecure or insecure, progress, client)
+                descriptor = pull_untagged(store, remote, endpoint.insecure or insecure, progress, client)
             except RegistryError as exc:
                 tried.append(exc.message if exc.message.startswith("cannot reach")
                              else f"{endpoint.label}: {exc.message}")
@@ -57,8 +57,8 @@ def pull(store: Store, text: str, *, insecure: bool = False, progress: Progress 
     raise RegistryError(f"cannot pull {text}: {'; '.join(tried)}")
 
 
-def _pull_from(store: Store, remote: Remote, insecure: bool, progress: Progress,
-               client: Client | None) -> Descriptor:
+def pull_untagged(store: Store, remote: Remote, insecure: bool, progress: Progress,
+                client: Client | None) -> Descriptor:
     """Fetch the image from one place into the store (untagged); staged blobs go on failure."""
     own = client is None
     client = client or Client(remote.host, insecure=insecure)
