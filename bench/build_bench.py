@@ -1,7 +1,7 @@
 """Build benchmark: minibuild vs buildah on the same busybox base; prints figures, asserts nothing.
 
 Usage (as root):  python3 bench/build_bench.py [--runs N] [--cases NAME ...] [--modes cold warm warm-engine onefile]
-                  [--json out.json] [--compression zstd|gzip|none] [--no-snapshot] [--no-buildah] [--keep]
+                  [--json out.json] [--compression gzip|zstd|none] [--no-snapshot] [--no-buildah] [--keep]
 
 Everything lives in one temp dir that is removed at the end: the minibuild stores (`--root`), the
 buildah storage (`--root/--runroot`, overlay driver, so the user's default storage is never
@@ -125,7 +125,7 @@ class Minibuild:
         """The command line for `minibuild --root ROOT ARGS`."""
         return [sys.executable, "-m", "minibuild", "--root", str(root), *args]
 
-    def make_base(self, compression: str = "zstd") -> Path:
+    def make_base(self, compression: str = "gzip") -> Path:
         """Build the busybox base into the template store as BASE_REF; return the OCI dir."""
         busybox = BASE_CONTEXT / "rootfs" / "bin" / "busybox"
         if not busybox.exists():
@@ -576,8 +576,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     help=f"default: {' '.join(DEFAULT_CASES)}")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    ap.add_argument("--compression", default="zstd", choices=["zstd", "gzip", "none"],
-                    help="minibuild layer compression (default zstd, minibuild's default)")
+    ap.add_argument("--compression", default="gzip", choices=["gzip", "zstd", "none"],
+                    help="minibuild layer compression (default gzip, minibuild's default)")
     ap.add_argument("--no-snapshot", action="store_true", help="skip bench/snapshot_bench.py")
     ap.add_argument("--no-buildah", action="store_true", help="time minibuild only")
     ap.add_argument("--scratch", type=Path, default=None, help="parent of the temp dir (default $TMPDIR)")

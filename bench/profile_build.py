@@ -81,7 +81,7 @@ def main() -> int:
     ap.add_argument("case", choices=list(build_bench.CASES))
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
-    ap.add_argument("--compression", default="zstd", choices=["zstd", "gzip", "none"])
+    ap.add_argument("--compression", default="gzip", choices=["gzip", "zstd", "none"])
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (and its .prof files)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="profbuild-"))

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 # slirp4netns: the default (private) network of RUN steps and containers; uidmap and
 # python3-venv: rootless; debootstrap: the Debian base image of the apt-get tests.
-packages=(busybox-static skopeo umoci oci-image-tool zstd docker-registry apache2-utils podman buildah
+packages=(busybox-static skopeo umoci oci-image-tool zstd pigz docker-registry apache2-utils podman buildah
           slirp4netns uidmap python3-venv debootstrap)
 missing=()
 for p in "${packages[@]}"; do

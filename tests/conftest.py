@@ -57,7 +57,9 @@ class Minibuild:
             env: dict | None = None, input: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """`minibuild --root ROOT args...`; text output; raises with both streams if check fails."""
         inherited = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-        full_env = {**inherited, "MINIBUILD_ROOT": str(self.root), **(env or {})}
+        # No registries config unless a test names one: the machine's /etc/containers is not ours.
+        full_env = {"MINIBUILD_REGISTRIES_CONF": os.devnull, **inherited,
+                    "MINIBUILD_ROOT": str(self.root), **(env or {})}
         proc = subprocess.run([sys.executable, "-m", "minibuild", *args], cwd=cwd or REPO,
                               env=full_env, capture_output=True, input=input, timeout=timeout)
         out = subprocess.CompletedProcess(proc.args, proc.returncode,

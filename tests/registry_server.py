@@ -29,7 +29,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
+  addr: {address}:{port}
 """
 AUTH = """auth:
   htpasswd:
@@ -53,10 +53,10 @@ class Registry:
                    and path_part in line)
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -68,8 +68,10 @@ def write_htpasswd(path: Path, users: dict[str, str]) -> None:
 
 
 @contextmanager
-def registry_server(directory: Path, users: dict[str, str] | None = None) -> Iterator[Registry]:
-    """Start docker-registry on 127.0.0.1 with storage under `directory`; stop it by PID.
+def registry_server(directory: Path, users: dict[str, str] | None = None,
+                    address: str = "127.0.0.1") -> Iterator[Registry]:
+    """Start docker-registry on `address` (a loopback one: 127.0.0.1 gets plain http without
+    being asked, 127.0.0.2 does not) with storage under `directory`; stop it by PID.
 
     With `users` ({name: password}) every request needs basic auth, checked against an htpasswd
     file written under `directory`."""
@@ -82,10 +84,10 @@ def registry_server(directory: Path, users: dict[str, str] | None = None) -> Ite
         import pytest
 
         pytest.skip("needs htpasswd (apt-get install apache2-utils)")
-    port = free_port()
+    port = free_port(address)
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config.yml"
-    text = CONFIG.format(storage=directory / "storage", port=port)
+    text = CONFIG.format(storage=directory / "storage", port=port, address=address)
     if users:
         write_htpasswd(directory / "htpasswd", users)
         text += AUTH.format(htpasswd=directory / "htpasswd")
@@ -94,8 +96,8 @@ def registry_server(directory: Path, users: dict[str, str] | None = None) -> Ite
     with open(log, "wb") as out:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(port, proc, (200, 401) if users else (200,))
-        yield Registry(f"127.0.0.1:{port}", log, dict(users or {}))
+        _wait_ready(address, port, proc, (200, 401) if users else (200,))
+        yield Registry(f"{address}:{port}", log, dict(users or {}))
     finally:
         proc.terminate()
         try:
@@ -105,12 +107,12 @@ def registry_server(directory: Path, users: dict[str, str] | None = None) -> Ite
             proc.wait()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, ready: tuple[int, ...]) -> None:
+def _wait_ready(address: str, port: int, proc: subprocess.Popen, ready: tuple[int, ...]) -> None:
     for _ in range(100):
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited with {proc.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code in ready:
+            if httpx.get(f"http://{address}:{port}/v2/", timeout=1).status_code in ready:
                 return
         except httpx.TransportError:
             pass

@@ -12,7 +12,7 @@ import functools
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import Callable, Mapping
 
 from minibuild.dockerfile import metadata
 from minibuild.dockerfile.buildargs import is_builtin
@@ -25,7 +25,6 @@ from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir
 from minibuild.build.mountsetup import cache_mount_dir
 from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
 from minibuild.dockerfile.plan import Plan, Stage
-from minibuild.oci.reference import names_registry
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.layer.compression import Compression
 from minibuild.build.steps import CopySource, FsStep, StepFactory
@@ -37,7 +36,7 @@ class BuildOptions:
     the secrets RUN --mount=type=secret may use."""
 
     build_args: Mapping[str, str] = field(default_factory=dict)
-    compression: Compression = Compression.ZSTD
+    compression: Compression = Compression.GZIP
     network: str = "default"
     allow_host_network: bool = False  # RUN --network=host permitted (--allow network.host)
     source_date_epoch: int | None = None
@@ -73,8 +72,10 @@ class Engine:
     """Builds the stages a plan needs and returns the target's image."""
 
     def __init__(self, store: BuildStore, sandbox: Runner, context: BuildContext,
-                 reporter: Reporter, options: BuildOptions, cache: StepCache | None = None) -> None:
+                 reporter: Reporter, options: BuildOptions, cache: StepCache | None = None,
+                 puller: Callable[[str], Descriptor] | None = None) -> None:
         self.store = store
+        self.puller = puller  # fetches an image the store lacks (None: the store only)
         self.reporter = reporter
         self.options = options
         self.cache: StepCache = cache if cache is not None else Cache(store)  # the memo wraps it
@@ -177,16 +178,22 @@ class Engine:
         return self.store.load_image(descriptor), f"image:{descriptor.digest}"
 
     def _find_image(self, text: str, instruction, what: str | None = None) -> Descriptor:
-        """An image for FROM, `COPY --from` or a RUN --mount's from=: one that names a registry
-        (host[:port]/repo) is pulled when missing from the store, as FROM does."""
-        if not names_registry(text) or self.options.pull == "never":
+        """An image for FROM, `COPY --from` or a RUN --mount's from=: the store's, else pulled
+        by the engine's puller (a short name from docker.io or the search registries, as docker
+        does; `--pull=always` pulls even what the store has, `never` never pulls); without a
+        puller, or when the pull fails, an error at the instruction's line."""
+        if self.puller is None or self.options.pull == "never":
             return self._resolve_image(text, instruction, what)
-        from minibuild.transfer.remote import pull, pull_if_missing  # httpx only when needed
-
+        if self.options.pull != "always":
+            try:
+                return self.store.resolve(text)[1]
+            except ImageNotFound:
+                pass
         try:
-            if self.options.pull == "always":
-                return pull(self.store, text)
-            return pull_if_missing(self.store, text)
+            return self.puller(text)
+        except ImageNotFound as exc:  # the puller's: why the registries could not give it
+            what = what or f"{instruction.keyword} {text}: image not found in the store"
+            raise BuildError.at(instruction, f"{what}, and {exc.message}", hint=exc.hint) from None
         except MinibuildError as exc:
             _locate(exc, instruction)
             raise

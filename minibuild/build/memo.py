@@ -111,6 +111,8 @@ def command(argv: Sequence[str], cwd: str, environ: Mapping[str, str], version: 
             return None
     if not args or args[0] != "build" or any(_unmemoable(a) for a in args):
         return None
+    if any(a.startswith(("--push", "--cache-to", "--cache-from", "--output")) for a in args):
+        return None  # these reach a registry: a memo answer would skip the push or the export
     env = sorted((k, v) for k, v in environ.items() if k not in _SHELL_BOOKKEEPING)
     material = json.dumps([FORMAT, version, _code_state(), os.getuid(), cwd, list(argv), env])
     store = Path(root or environ.get("MINIBUILD_ROOT") or default_root())

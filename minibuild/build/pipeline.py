@@ -14,10 +14,11 @@ from minibuild.sandbox.network import Networks
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
+from minibuild.build.remotecache import RemoteCache
 from minibuild.build.engine import BuildOptions, Engine
 from minibuild.build.ports import Reporter, Runner
 from minibuild.build.witness import Witness
-from minibuild.errors import BuildfileError
+from minibuild.errors import ImageNotFound, BuildfileError
 from minibuild.dockerfile import buildargs
 from minibuild.dockerfile.plan import make_plan
 from minibuild.oci.reference import Reference
@@ -35,7 +36,7 @@ class BuildRequest:
     tags: tuple[Reference, ...] = ()
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
-    compression: Compression = Compression.ZSTD
+    compression: Compression = Compression.GZIP
     network: str = "default"  # of RUN steps: default (private, slirp4netns), host or none
     source_date_epoch: int | None = None
     no_cache: bool = False
@@ -48,6 +49,9 @@ class BuildRequest:
                                          # security.insecure
     pull: str = "missing"  # --pull: missing, always or never
     labels: dict[str, str] = field(default_factory=dict)  # --label: set on the final image
+    registries_conf: str | None = None  # --registries-conf: mirrors, search registries
+    cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=HOST/REPO (in order)
+    cache_to: str | None = None  # --cache-to type=registry,ref=HOST/REPO[,mode=min|max]
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class BuildResult:
     digest: Digest
     warnings: tuple[str, ...] = ()
     image_id: Digest | None = None
+    cache_note: str | None = None  # what --cache-from / --cache-to did
 
 
 def _labelled(image, labels: dict[str, str]):
@@ -80,6 +85,22 @@ def _load_stat_cache(context: BuildContext, path: Path) -> None:
         context.hashes.load(json.loads(path.read_text()))
     except (OSError, ValueError, AttributeError):
         pass  # no cache yet, or a damaged one: hash everything
+
+
+def _puller(store, registries_conf: str | None, *, always: bool = False):
+    """What fetches a FROM / COPY --from image the store lacks: transfer's pull, imported (with
+    httpx) and configured only when a build needs it; its RegistryError becomes ImageNotFound."""
+    def pull(text: str):
+        from minibuild.transfer import registryconf
+        from minibuild.transfer.registry import RegistryError
+        from minibuild.transfer.remote import pull, pull_if_missing
+
+        fetch = pull if always else pull_if_missing
+        try:
+            return fetch(store, text, registries=registryconf.load(registries_conf))
+        except RegistryError as exc:
+            raise ImageNotFound(exc.message, hint=exc.hint) from None
+    return pull
 
 
 def run_build(request: BuildRequest, store, reporter: Reporter,
@@ -114,10 +135,19 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     context = BuildContext(request.context.resolve(), sightings=witness.sightings, buildfile=beside)
     stat_cache = _stat_cache_path(store, context.root)
     _load_stat_cache(context, stat_cache)
-    with networks:
-        engine = Engine(store, runner, context, witness.reporter(reporter), options,
-                        cache=witness.cache(Cache(store)))
-        image = _labelled(engine.build(plan), request.labels)
+    registry_cache = _registry_cache(store, request)
+    cache = witness.cache(Cache(store))
+    if registry_cache is not None:
+        cache = RemoteCache(cache, registry_cache if request.cache_from else None)
+    engine = Engine(store, runner, context, witness.reporter(reporter), options, cache=cache,
+                    puller=_puller(store, request.registries_conf, always=request.pull == "always"))
+    try:
+        with networks:
+            image = _labelled(engine.build(plan), request.labels)
+        note = _export(registry_cache, cache, image) if registry_cache is not None else None
+    finally:
+        if registry_cache is not None:
+            registry_cache.close()
     store.write_file_atomic(stat_cache, json.dumps(context.hashes.to_json()).encode(), durable=False)
     descriptor = store.write_image(image)
     for ref in request.tags:
@@ -128,4 +158,26 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     warnings = (f"build args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
     witness.finish(context_root=context.root, image=image, manifest=descriptor,
                    images_used=engine.images_used, warnings=warnings)
-    return BuildResult(descriptor.digest, warnings, Digest.of(image.config_bytes()))
+    return BuildResult(descriptor.digest, warnings, Digest.of(image.config_bytes()), note)
+
+
+def _registry_cache(store, request: BuildRequest):
+    """The registry cache the request names (transfer, and httpx, imported only then)."""
+    if not request.cache_from and request.cache_to is None:
+        return None
+    from minibuild.transfer import registryconf
+    from minibuild.transfer.registrycache import CacheSpec, RegistryCache
+
+    return RegistryCache(store, tuple(CacheSpec.parse(t) for t in request.cache_from),
+                         CacheSpec.parse(request.cache_to) if request.cache_to else None,
+                         registryconf.load(request.registries_conf))
+
+
+def _export(registry_cache, cache: RemoteCache, image) -> str:
+    """Export the build's steps when --cache-to asks; a line saying what moved."""
+    parts = [f"{len(cache.imported)} steps imported"] if registry_cache.sources else []
+    if registry_cache.target is not None:
+        added, present = registry_cache.export(cache.exportable(image, registry_cache.target.mode))
+        parts.append(f"{added} keys exported to {registry_cache.target.repository} "
+                     f"({present} already there)")
+    return "cache: " + ", ".join(parts)

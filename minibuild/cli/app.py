@@ -53,6 +53,20 @@ def report_error(exc: MinibuildError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
+def registries_conf(ctx: click.Context) -> str | None:
+    """The file --registries-conf / MINIBUILD_REGISTRIES_CONF names (None: the usual places)."""
+    return ctx.find_root().obj.get("registries_conf")
+
+
+def registries(ctx: click.Context):
+    """The registries config (mirrors, insecure, blocked, search registries) for this command."""
+    from minibuild.transfer import registryconf
+
+    return registryconf.load(registries_conf(ctx))
+
+
+
+
 class Group(click.Group):
     """A click group whose "did you mean" never suggests a hidden (internal) command."""
 
@@ -71,12 +85,16 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
               help="Store directory (default: /var/lib/minibuild as root).")
+@click.option("--registries-conf", type=click.Path(dir_okay=False), envvar="MINIBUILD_REGISTRIES_CONF",
+              help="registries.conf (TOML) or daemon.json to read instead of "
+                   "~/.config/containers/registries.conf, /etc/containers/registries.conf, daemon.json.")
 @click.version_option(package_name="minibuild")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None) -> None:
+def cli(ctx: click.Context, root: str | None, registries_conf: str | None) -> None:
     """minibuild: build OCI images from a Buildfile (Dockerfile syntax), without a daemon."""
     ctx.ensure_object(dict)
     ctx.obj["root"] = root
+    ctx.obj["registries_conf"] = registries_conf
 
 
 # Importing a command module registers its commands on `cli`.

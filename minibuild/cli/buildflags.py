@@ -155,8 +155,11 @@ def docker_flags(command):
                      help="Set a label on the image (repeatable)."),
         click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
                      help="Not supported yet: RUN steps see the host's /etc/hosts."),
-        click.option("--cache-from", "cache_from", multiple=True, help="Not supported yet."),
-        click.option("--cache-to", "cache_to", multiple=True, help="Not supported yet."),
+        click.option("--cache-from", "cache_from", multiple=True, metavar="type=registry,ref=HOST/REPO",
+                     help="Reuse steps a registry cache holds (repeatable, tried in order)."),
+        click.option("--cache-to", "cache_to", multiple=True,
+                     metavar="type=registry,ref=HOST/REPO[,mode=min|max]",
+                     help="Export the build's steps to a registry cache (max: every stage's)."),
     ]
     for flag in reversed(flags):
         command = flag(command)

@@ -255,8 +255,8 @@ def diff(ctx, container) -> None:
 @click.option("-a", "--author", default=None, help="Author (history and config).")
 @click.option("--pause/--no-pause", "-p", "pause", default=True, show_default=True,
               help="Stop the container's processes while its upper dir is read.")
-@click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
-              show_default=True, help="Layer compression.")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              show_default=True, help="Layer compression (zstd: smaller, newer clients only).")
 @click.argument("container")
 @click.argument("reference", required=False)
 @click.pass_context

@@ -12,7 +12,7 @@ import click
 
 from minibuild.cli import lines
 from minibuild.cli.buildflags import docker_flags
-from minibuild.cli.app import cli, container_records, open_store, report_error
+from minibuild.cli.app import cli, container_records, open_store, registries_conf, report_error
 
 
 @cli.command()
@@ -28,8 +28,8 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               default="auto", show_default=True,
               help="Progress output (quiet: as -q; rawjson: not supported yet).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
-@click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
-              show_default=True, help="Layer compression (gzip for old clients).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              show_default=True, help="Layer compression (zstd: smaller, newer clients only).")
 @click.option("--network", type=click.Choice(["default", "slirp4netns", "host", "none"]),
               default="default", show_default=True,
               help="Network of RUN steps: default, a private one with outbound access "
@@ -49,11 +49,12 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
+@click.option("--push", is_flag=True, help="Push every -t tag once the build succeeded.")
 @docker_flags
 @click.argument("context", type=click.Path(exists=True, allow_dash=True), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          allow, no_cache, squash, source_date_epoch, secrets, security_opts, context,
+          allow, no_cache, squash, source_date_epoch, secrets, security_opts, push, context,
           **docker) -> None:
     """Build an image from a Buildfile and a context directory (`-`: a Buildfile on stdin)."""
     from minibuild.build.pipeline import BuildRequest, run_build
@@ -63,6 +64,9 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     from minibuild.sandbox.confinement import parse_security_opts
     from minibuild.sandbox.network import parse_mode
 
+    if docker["output"] and docker["output"].startswith("type=image"):  # BuildKit's -t [--push]
+        tags, push = _output(docker["output"], tags, push)
+        docker = {**docker, "output": None}
     output = _check_docker_flags(docker, progress)
     quiet = quiet or progress == "quiet"
     if context == "-":  # docker: the Buildfile on stdin, no context
@@ -87,6 +91,9 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         allow=frozenset(allow),
         pull=docker["pull"],
         labels=dict(_label(text) for text in docker["labels"]),
+        registries_conf=registries_conf(ctx),
+        cache_from=tuple(docker["cache_from"]),
+        cache_to=docker["cache_to"][-1] if docker["cache_to"] else None,
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
@@ -100,11 +107,39 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     if output is not None:
         buildflags.write_output(store, output, result.digest,
                                 str(request.tags[0]) if request.tags else None)
+    if result.cache_note and not quiet:
+        click.echo(result.cache_note, err=True)
+    if push:
+        _push_tags(ctx, store, request.tags, quiet)
     if quiet:
         click.echo(str(result.image_id))  # docker's `build -q`: the image ID
         return
     for line in lines.trailer(str(result.image_id), map(str, request.tags), result.warnings):
         click.echo(line, err=True)
+
+
+def _output(text: str, tags: tuple[str, ...], push: bool) -> tuple[tuple[str, ...], bool]:
+    """`--output type=image,name=A[,name=B],push=true` as tags and the push flag."""
+    fields = [part.split("=", 1) for part in text.split(",") if "=" in part]
+    if dict(fields).get("type", "image") != "image":
+        raise click.BadParameter("only type=image is supported", param_hint="--output")
+    names = tuple(n for k, v in fields if k == "name" for n in v.split(",") if n)
+    return tags + names, push or dict(fields).get("push", "false").lower() == "true"
+
+
+def _push_tags(ctx, store, tags, quiet: bool) -> None:
+    """`build --push`: each tag to the registry it names, as `push` would."""
+    from minibuild.cli.app import registries
+    from minibuild.transfer import push as transfer
+
+    if not tags:
+        raise click.UsageError("--push needs a -t HOST/REPO:TAG to push to")
+    config = registries(ctx)
+    for ref in tags:
+        result = transfer.push(store, ref.ref_name, registries=config)
+        if not quiet:
+            click.echo(f"Pushed {ref.ref_name}: {len(result.uploaded)} uploaded, {len(result.skipped)} "
+                       f"already there, {len(result.mounted)} mounted ({result.digest})", err=True)
 
 
 def _memo_command(ctx: click.Context, quiet: bool):
@@ -131,8 +166,6 @@ def _check_docker_flags(docker: dict, progress: str):
 
     buildflags.check_platform(docker["platform"])
     buildflags.refuse("--add-host", docker["add_hosts"], "RUN steps see the host's /etc/hosts")
-    buildflags.refuse("--cache-from", docker["cache_from"], "the build cache is local only")
-    buildflags.refuse("--cache-to", docker["cache_to"], "the build cache is local only")
     buildflags.refuse("--progress=rawjson", progress == "rawjson", "use plain")
     return buildflags.parse_output(docker["output"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from minibuild.cli.app import cli, open_store
+from minibuild.cli.app import cli, open_store, registries
 
 
 @cli.command()
@@ -15,16 +15,25 @@ from minibuild.cli.app import cli, open_store
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Archive file (default: stdout).")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
               help="oci: an OCI layout tar; docker: what `docker load` and `podman load` read.")
+@click.option("--compression", type=click.Choice(["gzip", "none"]), default=None,
+              help="Layers of a docker archive [default: gzip]; an OCI archive keeps the stored blobs.")
 @click.pass_context
-def save(ctx, images, output, fmt) -> None:
+def save(ctx, images, output, fmt, compression) -> None:
     """Write images to a tar archive."""
+    from functools import partial
+
+    from minibuild.layer.compression import Compression
     from minibuild.transfer import docker_archive, oci_archive
 
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
+    if compression is not None and fmt != "docker":
+        raise click.UsageError("--compression applies to --format docker (an OCI archive keeps the stored blobs)")
     store = open_store(ctx)
     chosen = [_saved_name(store, text) for text in images]
-    writer = docker_archive.save if fmt == "docker" else oci_archive.save
+    writer = oci_archive.save
+    if fmt == "docker":
+        writer = partial(docker_archive.save, layer_compression=Compression.parse(compression or "gzip"))
     if output is None:
         writer(store, chosen, sys.stdout.buffer)
         sys.stdout.buffer.flush()
@@ -81,23 +90,27 @@ def load(ctx, source, quiet) -> None:
 @click.argument("reference")
 @click.option("-c", "--change", "changes", multiple=True,
               help="A Buildfile instruction for the config, e.g. 'CMD [\"sh\"]' (repeatable).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              show_default=True, help="Layer compression (a tarball already in it is kept as it is).")
 @click.pass_context
-def import_(ctx, tarball, reference, changes) -> None:
+def import_(ctx, tarball, reference, changes, compression) -> None:
     """Make a one-layer image from a rootfs tarball (tar, .gz, .xz, .zst; - for stdin)."""
+    from minibuild.layer.compression import Compression
     from minibuild.transfer.importer import import_rootfs
     from minibuild.oci.reference import Reference
 
     ref = Reference.parse(reference)
+    wanted = Compression.parse(compression)
     store = open_store(ctx)
     if tarball == "-":
-        desc = import_rootfs(store, sys.stdin.buffer, "stdin", ref, tuple(changes))
+        desc = import_rootfs(store, sys.stdin.buffer, "stdin", ref, tuple(changes), wanted)
     else:
         try:
             source = open(tarball, "rb")
         except OSError as exc:
             raise click.BadParameter(f"cannot open {tarball}: {exc.strerror}") from None
         with source:
-            desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes))
+            desc = import_rootfs(store, source, Path(tarball).name, ref, tuple(changes), wanted)
     click.echo(str(store.image_id(desc)))  # docker's `import`: the image ID
 
 
@@ -145,17 +158,20 @@ class _Bars:
 
 @cli.command()
 @click.argument("reference")
-@click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
+@click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1; "
+              "per registry in registries.conf).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
 @click.pass_context
 def pull(ctx, reference, insecure, quiet) -> None:
-    """Pull HOST[:PORT]/REPO[:TAG|@DIGEST] from a registry (only missing layers)."""
+    """Pull [HOST[:PORT]/]REPO[:TAG|@DIGEST] (only missing layers; mirrors first; a short name
+    from docker.io or the search registries of registries.conf)."""
     from minibuild.transfer import remote as transfer
 
+    config = registries(ctx)
     store = open_store(ctx)
     bars = _Bars(quiet)
     try:
-        desc = transfer.pull(store, reference, insecure=insecure, progress=bars)
+        desc = transfer.pull(store, reference, insecure=insecure, progress=bars, registries=config)
     finally:
         bars.close()
     if not quiet:
@@ -167,16 +183,22 @@ def pull(ctx, reference, insecure, quiet) -> None:
 @click.argument("image")
 @click.argument("destination", required=False)
 @click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd"]), default=None,
+              help="Convert layers stored otherwise to this (default: push them as stored).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
 @click.pass_context
-def push(ctx, image, destination, insecure, quiet) -> None:
+def push(ctx, image, destination, insecure, compression, quiet) -> None:
     """Push IMAGE to DESTINATION (default: IMAGE's own HOST/REPO:TAG name)."""
+    from minibuild.layer.compression import Compression
     from minibuild.transfer import remote as transfer
 
+    config = registries(ctx)
     store = open_store(ctx)
     bars = _Bars(quiet)
+    wanted = Compression.parse(compression) if compression else None
     try:
-        result = transfer.push(store, image, destination, insecure=insecure, progress=bars)
+        result = transfer.push(store, image, destination, insecure=insecure, progress=bars,
+                               layer_compression=wanted, registries=config)
     finally:
         bars.close()
     if not quiet:
@@ -186,38 +208,41 @@ def push(ctx, image, destination, insecure, quiet) -> None:
 
 
 @cli.command()
-@click.argument("registry")
+@click.argument("registry", required=False, default="docker.io")
 @click.option("-u", "--username", prompt=True, help="User name.")
-@click.option("-p", "--password", help="Password (prefer --password-stdin).")
+@click.option("-p", "--password", help="Password (prefer --password-stdin: a -p stays in shell history).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@click.option("--insecure", is_flag=True, help="Plain http.")
-def login(registry, username, password, password_stdin, insecure) -> None:
-    """Check credentials against REGISTRY (HOST[:PORT]) and remember them."""
+@click.option("--insecure", is_flag=True, help="Plain http (also when registries.conf says so).")
+@click.pass_context
+def login(ctx, registry, username, password, password_stdin, insecure) -> None:
+    """Check credentials against REGISTRY (HOST[:PORT], default docker.io) and remember them:
+    with the credential helper docker's config names for it, else in minibuild's login file."""
     from minibuild.transfer import auth
     from minibuild.transfer.registry import Client
 
-    registry = _registry_host(registry)
+    registry = auth.canonical_host(_registry_host(registry))
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif password is None:
         password = click.prompt("Password", hide_input=True)
     credentials = auth.Credentials(username, password)
+    insecure = insecure or registries(ctx).is_insecure(registry)
     client = Client(registry, insecure=insecure, credentials=credentials)
     try:
         client.ping()
     finally:
         client.close()
-    path = auth.store(registry, credentials)
-    click.echo(f"Login succeeded (saved in {path})", err=True)
+    where = auth.store(registry, credentials)
+    click.echo(f"Login succeeded (saved in {where})", err=True)
 
 
 @cli.command()
-@click.argument("registry")
+@click.argument("registry", required=False, default="docker.io")
 def logout(registry) -> None:
-    """Forget the credentials minibuild saved for REGISTRY."""
+    """Forget the credentials for REGISTRY (minibuild's login file and docker's helper for it)."""
     from minibuild.transfer import auth
 
-    registry = _registry_host(registry)
+    registry = auth.canonical_host(_registry_host(registry))
     if not auth.forget(registry):
         raise click.UsageError(f"not logged in to {registry}")
     click.echo(f"Removed login credentials for {registry}", err=True)

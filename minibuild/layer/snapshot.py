@@ -319,13 +319,13 @@ def _text(path: bytes) -> str:
     return path.decode("utf-8", "surrogateescape")
 
 
-def write_layer(upper: Path, sink: BinaryIO, *, compression: Compression = Compression.ZSTD,
+def write_layer(upper: Path, sink: BinaryIO, *, compression: Compression = Compression.GZIP,
                 clamp_mtime: int | None = None) -> LayerWrite:
     """Stream the upper dir as a layer tar into `sink` (compressed); return its DiffID and summary.
 
     `sink` only needs write(bytes); it hashes what it receives for the blob Digest and stays open.
     """
-    out = TarOut(Compressor(sink, compression))
+    out = TarOut(Compressor(sink, compression, reproducible=clamp_mtime is not None))
     walker = _Walker(out, clamp_mtime)
     try:
         walker.walk(os.fsencode(upper))

@@ -1,4 +1,11 @@
-"""Image references (`name[:tag][@digest]`), parsed once at the edge."""
+"""Image references (`name[:tag][@digest]`), parsed once at the edge, with Docker's name
+normalisation: `debian` is `docker.io/library/debian:latest`, `user/app` is `docker.io/user/app`,
+`index.docker.io/...` is `docker.io/...`. A first component is a registry host when it has a
+`.` or a `:`, is `localhost`, or has an upper-case letter (docker/distribution `ParseNormalizedNamed`).
+
+Tags are stored and shown in the familiar (shortest) form, as docker shows them: `debian:12`,
+`user/app:1`, `127.0.0.1:5000/app:1`; two spellings of one image compare by `normalized()`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,11 @@ _NAME = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 DEFAULT_TAG = "latest"
+DOCKER_HUB = "docker.io"  # the registry of names that name none
+DOCKER_HUB_API = "registry-1.docker.io"  # where Docker Hub's distribution API answers
+DOCKER_HUB_AUTH = "auth.docker.io"  # Docker Hub's token service
+_LEGACY_HUB = "index.docker.io"
+_OFFICIAL = "library/"  # Docker Hub's namespace of one-component names
 
 
 @dataclass(frozen=True)
@@ -43,9 +55,33 @@ class Reference:
         return cls(name=name, tag=tag, digest=digest)
 
     @property
+    def domain(self) -> str:
+        """The registry the name lives in (`docker.io` when it names none)."""
+        return split_name(self.name)[0]
+
+    @property
+    def path(self) -> str:
+        """The repository inside its registry (`library/debian` for `debian`)."""
+        return split_name(self.name)[1]
+
+    def normalized(self) -> Reference:
+        """The fully qualified spelling: `docker.io/library/debian:latest` for `debian`."""
+        return Reference(f"{self.domain}/{self.path}", self.tag, self.digest)
+
+    @property
+    def familiar_name(self) -> str:
+        """The shortest name docker shows: `debian` for `docker.io/library/debian`."""
+        domain, path = split_name(self.name)
+        if domain != DOCKER_HUB:
+            return f"{domain}/{path}"
+        if path.startswith(_OFFICIAL) and "/" not in path[len(_OFFICIAL):]:
+            return path[len(_OFFICIAL):]
+        return path
+
+    @property
     def ref_name(self) -> str:
-        """The string stored as `org.opencontainers.image.ref.name` (`name:tag`)."""
-        return str(self)
+        """The string stored as `org.opencontainers.image.ref.name`: the familiar `name:tag`."""
+        return str(Reference(self.familiar_name, self.tag, self.digest))
 
     def __str__(self) -> str:
         text = self.name
@@ -57,9 +93,32 @@ class Reference:
 
 
 def names_registry(name: str) -> bool:
-    """Whether the first component of a name is a registry host ('.' or ':' in it, or localhost)."""
+    """Whether the first component of a name is a registry host ('.' or ':' in it, localhost,
+    or an upper-case letter)."""
     first, slash, _ = name.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost" or first != first.lower())
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(registry, repository) of a name, Docker Hub's rules applied: `debian` →
+    (`docker.io`, `library/debian`), `index.docker.io/x` → (`docker.io`, `library/x`)."""
+    if names_registry(name):
+        domain, _, path = name.partition("/")
+    else:
+        domain, path = DOCKER_HUB, name
+    if domain == _LEGACY_HUB:
+        domain = DOCKER_HUB
+    if domain == DOCKER_HUB and "/" not in path:
+        path = _OFFICIAL + path
+    return domain, path
+
+
+def same_image_name(a: str, b: str) -> bool:
+    """Whether two stored or typed references (`name:tag`) name the same image, spelling aside."""
+    try:
+        return Reference.parse(a).normalized() == Reference.parse(b).normalized()
+    except ReferenceError_:
+        return a == b
 
 
 def _split_tag(text: str) -> tuple[str, str | None]:

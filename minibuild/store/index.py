@@ -6,6 +6,10 @@ index.json is rewritten whole (temp + rename) under the `index` lock, so two pro
 tag at once both land and a reader never sees half a file. Every image an entry names is a
 manifest blob in the content store. No image is dropped by a tag moving away or being removed:
 it stays as an entry without a name until `forget` (rmi, prune) drops it.
+
+Names are written in docker's familiar form (`debian:12`, not `docker.io/library/debian:12`) and
+compared normalised, so a store written before (where a pull could leave the long form) reads the
+same: its entries show familiar and are replaced, not duplicated, by a new tag of the same image.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from minibuild.fs.lock import FileLock
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Manifest, canonical_json
 from minibuild.oci.mediatypes import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
-from minibuild.oci.reference import Reference
+from minibuild.oci.reference import Reference, same_image_name
 from minibuild.store.paths import StorePaths
 from minibuild.store.ports import BlobStore
 
@@ -31,6 +35,20 @@ MIN_ID_PREFIX = 4  # hex digits: shorter prefixes are names, never IDs
 def _ref_name(entry: dict[str, Any]) -> str | None:
     """The `name:tag` an index.json entry carries, if any."""
     return (entry.get("annotations") or {}).get(REF_NAME_ANNOTATION)
+
+
+def _familiar(name: str) -> str:
+    """A stored name as docker shows it (names minibuild cannot parse are shown as they are)."""
+    try:
+        return Reference.parse(name).ref_name
+    except Exception:
+        return name
+
+
+def _names(entry: dict[str, Any], ref_name: str) -> bool:
+    """Whether an index.json entry carries `ref_name`, however it spells it."""
+    name = _ref_name(entry)
+    return name is not None and same_image_name(name, ref_name)
 
 
 def _plain(manifest: Descriptor) -> dict[str, Any]:
@@ -81,7 +99,8 @@ class TagIndex:
         out = []
         for entry in self._read():
             desc = Descriptor.from_json(entry)
-            out.append((desc.annotation(REF_NAME_ANNOTATION), desc))
+            name = desc.annotation(REF_NAME_ANNOTATION)
+            out.append((_familiar(name) if name else None, desc))
         return out
 
     def tags(self) -> list[tuple[str, Descriptor]]:
@@ -119,8 +138,8 @@ class TagIndex:
                            ((REF_NAME_ANNOTATION, ref_name),)).to_json()
         with self._lock():
             entries = self._read()
-            old = next((e for e in entries if _ref_name(e) == ref_name), None)
-            kept = [e for e in entries if _ref_name(e) != ref_name
+            old = next((e for e in entries if _names(e, ref_name)), None)
+            kept = [e for e in entries if not _names(e, ref_name)
                     and not (e.get("digest") == entry["digest"] and not _ref_name(e))]
             kept.append(entry)
             if old is not None and old.get("digest") != entry["digest"]:
@@ -135,10 +154,10 @@ class TagIndex:
         False when it was not there."""
         with self._lock():
             entries = self._read()
-            old = next((e for e in entries if _ref_name(e) == ref_name), None)
+            old = next((e for e in entries if _names(e, ref_name)), None)
             if old is None:
                 return False
-            kept = self._keep_orphan([e for e in entries if e is not old], old)
+            kept = self._keep_orphan([e for e in entries if not _names(e, ref_name)], old)
             self._write(self._sorted(kept))
         return True
 
@@ -184,7 +203,7 @@ class TagIndex:
             ref = None
         if ref is not None and ref.digest is None:
             for name, desc in self.tags():
-                if name == ref.ref_name:
+                if same_image_name(name, ref.ref_name):
                     return Found(desc, name)
         if ref is not None and ref.digest is not None:
             found = self._manifest_descriptor(ref.digest)

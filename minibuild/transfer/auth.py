@@ -1,7 +1,16 @@
-"""Registry credentials: minibuild's own login file, then docker's `config.json`; auth challenges.
+"""Registry credentials: where they are read and written, and auth challenges.
 
-Both files use docker's shape, `{"auths": {"HOST": {"auth": base64("user:password")}}}`, so a
-`docker login` is seen by minibuild and the other way round. Credential helpers are not run.
+Read, first match wins: minibuild's own login file; podman's auth.json (`$REGISTRY_AUTH_FILE`,
+else `${XDG_RUNTIME_DIR}/containers/auth.json`, then `$XDG_CONFIG_HOME/containers/auth.json`);
+docker's config.json (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). Every file has
+docker's shape: `credHelpers` (per host) and `credsStore` (all hosts) name a credential helper
+that is run (credhelper.py); else `auths` entries give `auth` (base64 "user:password"),
+`identitytoken` (an OAuth2 refresh token), or podman-style `username`/`password`.
+
+`login` hands the password to the helper docker's config names for the host, when it names one
+(and drops any copy in minibuild's file); else it writes minibuild's file (mode 0600). `logout`
+erases both. Docker Hub is `docker.io` here and `https://index.docker.io/v1/` in the files and
+helpers, as docker writes it. No secret is ever put in a message.
 """
 
 from __future__ import annotations
@@ -15,6 +24,11 @@ from pathlib import Path
 
 from minibuild.errors import MinibuildError
 from minibuild.fs.files import write_atomic
+from minibuild.oci.reference import DOCKER_HUB, DOCKER_HUB_API
+from minibuild.transfer import credhelper
+
+DOCKER_HUB_SERVER = "https://index.docker.io/v1/"  # Docker Hub's key in docker's files and helpers
+_HUB_ALIASES = ("index.docker.io", DOCKER_HUB_API, DOCKER_HUB)
 
 
 class AuthError(MinibuildError):
@@ -23,17 +37,28 @@ class AuthError(MinibuildError):
 
 @dataclass(frozen=True)
 class Credentials:
-    """A user name and password (or token) for one registry."""
+    """A user name and password for one registry, or an identity token (OAuth2 refresh token)."""
 
     username: str
     password: str
+    identity_token: str | None = None
 
     def encoded(self) -> str:
         """base64("user:password"), as config.json and HTTP basic auth carry it."""
         return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
-    def __repr__(self) -> str:  # never print a password by accident
+    def __repr__(self) -> str:  # never print a password or token by accident
         return f"Credentials(username={self.username!r}, password=***)"
+
+
+def canonical_host(host: str) -> str:
+    """Docker Hub's spellings (`index.docker.io`, the API host) are `docker.io`."""
+    return DOCKER_HUB if host in _HUB_ALIASES else host
+
+
+def server_url(host: str) -> str:
+    """The key docker writes for a host: `https://index.docker.io/v1/` for Docker Hub."""
+    return DOCKER_HUB_SERVER if canonical_host(host) == DOCKER_HUB else host
 
 
 def login_file() -> Path:
@@ -41,8 +66,16 @@ def login_file() -> Path:
     env = os.environ.get("MINIBUILD_AUTH_FILE")
     if env:
         return Path(env)
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "minibuild" / "auth.json"
+    return _config_home() / "minibuild" / "auth.json"
+
+
+def podman_auth_files() -> list[Path]:
+    """$REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json; then
+    $XDG_CONFIG_HOME/containers/auth.json (containers/image's order)."""
+    env = os.environ.get("REGISTRY_AUTH_FILE")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    first = [Path(env)] if env else [Path(runtime) / "containers" / "auth.json"] if runtime else []
+    return first + [_config_home() / "containers" / "auth.json"]
 
 
 def docker_config_file() -> Path:
@@ -50,32 +83,104 @@ def docker_config_file() -> Path:
     return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
 
 
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
 def lookup(host: str) -> Credentials | None:
-    """Credentials for a registry host from our login file, else docker's config, else None."""
-    for path in (login_file(), docker_config_file()):
-        auths = _read(path).get("auths") or {}
-        for key, entry in auths.items():
-            if _host_of(key) == host and isinstance(entry, dict) and entry.get("auth"):
-                return _decode(entry["auth"], path)
+    """Credentials for a registry host: our login file, podman's, docker's; else None."""
+    host = canonical_host(host)
+    for path in (login_file(), *podman_auth_files(), docker_config_file()):
+        found = _from_file(path, host)
+        if found is not None:
+            return found
     return None
 
 
-def store(host: str, credentials: Credentials) -> Path:
-    """Remember credentials for a host in our login file (mode 0600); return the file."""
+def _from_file(path: Path, host: str) -> Credentials | None:
+    """A docker-shaped file's credentials for `host`: its helper's, else its `auths` entry."""
+    data = _read(path)
+    helper = helper_for(data, host)
+    if helper:
+        held = credhelper.get(helper, server_url(host))
+        if held is not None:
+            return _from_helper(held)
+    for key, entry in (data.get("auths") or {}).items():
+        if canonical_host(_host_of(key)) == host and isinstance(entry, dict):
+            found = _from_entry(entry, path)
+            if found is not None:
+                return found
+    return None
+
+
+def helper_for(data: dict, host: str) -> str | None:
+    """The helper a docker config names for `host`: `credHelpers`, else `credsStore`."""
+    for key, name in (data.get("credHelpers") or {}).items():
+        if canonical_host(_host_of(key)) == host and name:
+            return str(name)
+    store_name = data.get("credsStore")
+    return str(store_name) if store_name else None
+
+
+def _from_helper(held: credhelper.HelperCredentials) -> Credentials:
+    if held.username == credhelper.TOKEN_USER:
+        return Credentials("", "", identity_token=held.secret)
+    return Credentials(held.username, held.secret)
+
+
+def _from_entry(entry: dict, path: Path) -> Credentials | None:
+    """`auth` (with an `identitytoken` beside it, or alone), or `username` + `password`."""
+    user, password = "", ""
+    if entry.get("auth"):
+        user, password = _decode(entry["auth"], path)
+    elif entry.get("username") and entry.get("password") is not None:
+        user, password = str(entry["username"]), str(entry["password"])
+    token = entry.get("identitytoken")
+    if token:
+        return Credentials(user, "", identity_token=str(token))
+    return Credentials(user, password) if user else None
+
+
+# -- writing (login, logout) -----------------------------------------------------------------
+
+
+def store(host: str, credentials: Credentials) -> str:
+    """Remember credentials for a host: with the helper docker's config names for it, else in
+    our login file (mode 0600); return where they went."""
+    host = canonical_host(host)
+    helper = helper_for(_read(docker_config_file()), host)
+    if helper:
+        credhelper.store(helper, server_url(host), credentials.username, credentials.password)
+        _drop(login_file(), host)  # a stale copy there would win over the helper
+        return credhelper.program(helper)
     path = login_file()
     data = _read(path)
-    data.setdefault("auths", {})[host] = {"auth": credentials.encoded()}
+    data.setdefault("auths", {})[server_url(host)] = {"auth": credentials.encoded()}
     _write(path, data)
-    return path
+    return str(path)
 
 
 def forget(host: str) -> bool:
-    """Drop a host from our login file; False when it was not there."""
-    path = login_file()
+    """Drop a host from our login file and from docker's helper for it; False when neither had it."""
+    host = canonical_host(host)
+    dropped = _drop(login_file(), host)
+    helper = helper_for(_read(docker_config_file()), host)
+    if helper:
+        dropped = credhelper.erase(helper, server_url(host)) or dropped
+    return dropped
+
+
+def _drop(path: Path, host: str) -> bool:
     data = _read(path)
-    if host not in (data.get("auths") or {}):
+    auths = data.get("auths") or {}
+    keys = [k for k in auths if canonical_host(_host_of(k)) == host]
+    if not keys:
         return False
-    del data["auths"][host]
+    for key in keys:
+        del auths[key]
     _write(path, data)
     return True
 
@@ -85,14 +190,14 @@ def _host_of(key: str) -> str:
     return re.sub(r"^[a-z]+://", "", key).split("/", 1)[0]
 
 
-def _decode(text: str, path: Path) -> Credentials:
+def _decode(text: str, path: Path) -> tuple[str, str]:
     try:
         user, sep, password = base64.b64decode(text).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         sep = ""
     if not sep:
         raise AuthError(f"{path}: an `auth` entry is not base64 of user:password")
-    return Credentials(user, password)
+    return user, password
 
 
 def _read(path: Path) -> dict:

@@ -3,28 +3,31 @@
 Old `docker save` puts each layer at `<id>/layer.tar` (duplicates as symlinks) and the config at
 `<hex>.json`; Docker 25+ writes an OCI layout plus `manifest.json` pointing into `blobs/sha256/`.
 Layers there are usually plain tars; some tools gzip or zstd them, so the type is sniffed.
-`save --format docker` writes the Docker 25+ shape with uncompressed layers, which docker, podman
-and skopeo all read.
+`save --format docker` writes the Docker 25+ shape with gzip layers (stored gzip blobs go in as
+they are, zstd ones are converted) or, when asked, plain ones: docker (20.10 too), podman and
+skopeo read both, and none of them reads zstd there.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import BinaryIO
 
 from minibuild.fs.files import remove_tree
 from minibuild.oci.digest import Digest
 from minibuild.errors import ReferenceError_
 from minibuild.layer import compression
-from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Manifest, canonical_json
-from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR, MANIFEST_MEDIA_TYPE
+from minibuild.layer.compression import Compression
+from minibuild.oci.image import REF_NAME_ANNOTATION, Descriptor, Layer, Manifest, canonical_json
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import Staging
 from minibuild.store.layout import Store
 from minibuild.transfer import oci_archive
 from minibuild.transfer.archivetar import ArchiveError, Members, TarOut, add_blob
+from minibuild.transfer.conversion import convert_layer, needs_conversion
 from minibuild.transfer.oci_archive import CONTAINERD_NAME_ANNOTATION, familiar, index_json
 
-_CHUNK = 1 << 20
 
 
 def images(members: Members, staging: Staging) -> list[tuple[Descriptor, tuple[Reference, ...]]]:
@@ -98,61 +101,63 @@ def _tags(texts: list, what: str) -> list[Reference]:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def save(store: Store, images_: list[tuple[str | None, Descriptor]], out: BinaryIO) -> None:
-    """Write a docker archive (Docker 25+ shape) with uncompressed layers named by DiffID."""
+def save(store: Store, images_: list[tuple[str | None, Descriptor]], out: BinaryIO,
+         layer_compression: Compression = Compression.GZIP) -> None:
+    """Write a docker archive (Docker 25+ shape), layers in `layer_compression` (gzip or none)."""
+    if layer_compression is Compression.ZSTD:
+        raise ArchiveError("a docker archive cannot hold zstd layers (docker and podman refuse them)")
     tar = TarOut(out)
     tar.add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
     tar.add_dir("blobs")
     tar.add_dir("blobs/sha256")
     entries: dict[Digest, dict] = {}
     index: list[dict] = []
-    for name, desc in images_:
-        manifest, config, diff_ids = _write_image(tar, store, desc)
-        entry = entries.setdefault(manifest.digest, {
-            "Config": f"blobs/sha256/{config.hex}", "RepoTags": [],
-            "Layers": [f"blobs/sha256/{d.hex}" for d in diff_ids]})
-        if name is None:  # named by ID: no tag, as `docker save ID` writes it
-            index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size).to_json())
-            continue
-        entry["RepoTags"].append(name)
-        tag = Reference.parse(name).tag or "latest"
-        index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size, (
-            (CONTAINERD_NAME_ANNOTATION, name), (REF_NAME_ANNOTATION, tag))).to_json())
+    scratch = store.scratch("save")
+    try:
+        for name, desc in images_:
+            manifest, config, layers = _write_image(tar, store, desc, layer_compression, scratch)
+            entry = entries.setdefault(manifest.digest, {
+                "Config": f"blobs/sha256/{config.hex}", "RepoTags": [],
+                "Layers": [f"blobs/sha256/{d.hex}" for d in layers]})
+            if name is None:  # named by ID: no tag, as `docker save ID` writes it
+                index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size).to_json())
+                continue
+            entry["RepoTags"].append(name)
+            tag = Reference.parse(name).tag or "latest"
+            index.append(Descriptor(MANIFEST_MEDIA_TYPE, manifest.digest, manifest.size, (
+                (CONTAINERD_NAME_ANNOTATION, name), (REF_NAME_ANNOTATION, tag))).to_json())
+    finally:
+        remove_tree(scratch)
     tar.add_bytes("index.json", index_json(index))
     tar.add_bytes("manifest.json", canonical_json(list(entries.values())))
     tar.close()
 
 
-def _write_image(tar: TarOut, store: Store, desc: Descriptor) -> tuple[Descriptor, Digest, list[Digest]]:
-    """Add an image's uncompressed layers, config and a matching OCI manifest to the archive."""
+def _write_image(tar: TarOut, store: Store, desc: Descriptor, wanted: Compression,
+                 scratch: Path) -> tuple[Descriptor, Digest, list[Digest]]:
+    """Add an image's layers (in `wanted` compression), config and manifest to the archive: the
+    stored manifest when no layer changed, else a matching new one."""
     image = store.load_image(desc)
     config = Manifest.from_json(store.read_json(desc.digest)).config
-    layers = [Descriptor(LAYER_TAR, layer.diff_id, _add_plain_layer(tar, store, layer)) for layer in image.layers]
+    layers = [_add_layer(tar, store, layer, wanted, scratch) for layer in image.layers]
     add_blob(tar, store, config.digest)
+    if all(new == layer.descriptor for new, layer in zip(layers, image.layers)):
+        add_blob(tar, store, desc.digest)
+        return Descriptor(desc.media_type, desc.digest, desc.size), config.digest, [l.digest for l in layers]
     data = canonical_json(Manifest(config, tuple(layers)).to_json())
     manifest = Descriptor(MANIFEST_MEDIA_TYPE, Digest.of(data), len(data))
     tar.add_bytes(f"blobs/sha256/{manifest.digest.hex}", data)
-    return manifest, config.digest, list(image.config.diff_ids)
+    return manifest, config.digest, [l.digest for l in layers]
 
 
-def _add_plain_layer(tar: TarOut, store: Store, layer) -> int:
-    """Decompress a layer to scratch (a tar header needs the size first), check its DiffID, add it."""
-    import hashlib
-
-    from minibuild.errors import StoreError
-
-    scratch = store.scratch("save") / "layer.tar"
-    sha = hashlib.sha256()
-    with open(store.blob_path(layer.descriptor.digest), "rb") as blob, open(scratch, "wb") as plain:
-        reader = compression.open_uncompressed(blob, layer.descriptor.media_type)
-        while chunk := reader.read(_CHUNK):
-            sha.update(chunk)
-            plain.write(chunk)
-    if Digest.from_hash(sha) != layer.diff_id:
-        raise StoreError(f"layer {layer.descriptor.digest} decompresses to DiffID "
-                         f"{Digest.from_hash(sha)}, not {layer.diff_id}: the store is corrupt")
-    size = scratch.stat().st_size
-    with open(scratch, "rb") as plain:
-        tar.add_file(f"blobs/sha256/{layer.diff_id.hex}", plain, size)
-    remove_tree(scratch.parent)
-    return size
+def _add_layer(tar: TarOut, store: Store, layer: Layer, wanted: Compression, scratch: Path) -> Descriptor:
+    """Add one layer: its stored blob when already in `wanted`, else a converted copy (a tar
+    header needs the size first, hence the scratch file), checked against its DiffID."""
+    if not needs_conversion(layer, wanted):
+        add_blob(tar, store, layer.descriptor.digest)
+        return layer.descriptor
+    converted, path = convert_layer(store, layer, wanted, scratch)
+    with open(path, "rb") as f:
+        tar.add_file(f"blobs/sha256/{converted.digest.hex}", f, converted.size)
+    path.unlink()
+    return converted

@@ -1,7 +1,8 @@
 """`import`: a plain rootfs tarball (tar, gzip, bzip2, xz or zstd) becomes a one-layer image.
 
-gzip and zstd tarballs are stored as they are; plain, bzip2 and xz ones are compressed with zstd
-(OCI has no bzip2 or xz layer type). `--change` lines are Buildfile metadata instructions.
+A tarball that already comes in the chosen compression (gzip unless asked otherwise) is stored as
+it is; any other (plain, bzip2, xz: OCI has no layer type for the last two) is decompressed and
+compressed again. `--change` lines are Buildfile metadata instructions.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from minibuild.errors import BuildfileError
 from minibuild.layer import compression
 from minibuild.oci.image import (Config, ContainerConfig, Descriptor, History, Image, Layer,
                                  canonical_json)
-from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, LAYER_TAR_ZSTD, MANIFEST_MEDIA_TYPE
+from minibuild.oci.mediatypes import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
 from minibuild.store.staging import StagedImage, Staging
 from minibuild.store.layout import Store
 
 
 def import_rootfs(store: Store, source: BinaryIO, name: str, ref: Reference,
-                  changes: tuple[str, ...] = ()) -> Descriptor:
+                  changes: tuple[str, ...] = (),
+                  layer_compression: compression.Compression = compression.Compression.GZIP) -> Descriptor:
     """Store the tarball as one layer plus a config; tag it `ref`; return the manifest descriptor."""
     container = apply_changes(changes)
     staging = Staging(store)
     try:
-        media_type, chunks = _layer_stream(source)
+        media_type, chunks = _layer_stream(source, layer_compression)
         digest, size = staging.stage(chunks, f"{name}")
         layer = Descriptor(media_type, digest, size)
         diff_id = staging.take_layer(layer)
@@ -46,13 +48,13 @@ def import_rootfs(store: Store, source: BinaryIO, name: str, ref: Reference,
     return manifest
 
 
-def _layer_stream(source: BinaryIO) -> tuple[str, Iterator[bytes]]:
-    """The layer media type and its blob bytes, sniffed from the first bytes of the tarball."""
+def _layer_stream(source: BinaryIO, wanted: compression.Compression) -> tuple[str, Iterator[bytes]]:
+    """The layer media type and its blob bytes: the tarball as it is when its first bytes show
+    the wanted compression, else decompressed and compressed as wanted."""
     kind, reader = compression.sniff_stream(source)
-    if kind in (compression.GZIP, compression.ZSTD):
-        stored = compression.Compression(kind).media_type
-        return stored, iter(lambda: reader.read(compression.CHUNK), b"")
-    return LAYER_TAR_ZSTD, compression.zstd_chunks(compression.decompressing(reader, kind))
+    if (kind or compression.Compression.NONE.value) == wanted.value:
+        return wanted.media_type, iter(lambda: reader.read(compression.CHUNK), b"")
+    return wanted.media_type, compression.compressed_chunks(compression.decompressing(reader, kind), wanted)
 
 
 def apply_changes(changes: tuple[str, ...]) -> ContainerConfig:

@@ -1,13 +1,15 @@
 """An OCI distribution (registry API v2) client on httpx: manifests, blobs, uploads, auth, retries.
 
-https by default; plain http for localhost/127.0.0.1/::1 or when asked (`insecure`). A 401 is
-answered once per request with the challenge's scheme: a bearer token from the realm (basic
-credentials sent to the token server when known), or basic auth. 5xx, 429 and dropped
-connections are retried with exponential backoff.
+https by default; plain http for localhost/127.0.0.1/::1 or when asked (`insecure`). Docker
+Hub (`docker.io`) answers at registry-1.docker.io. A 401 is answered once per request with the
+challenge's scheme: a bearer token from the realm (basic credentials sent to the token server when
+known), or basic auth. 5xx, 429 and dropped connections are retried with exponential backoff; a
+host name that does not resolve is not (it will not resolve in a second either).
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from minibuild.oci.digest import Digest
 from minibuild.oci.mediatypes import (DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
                                       INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE)
 from minibuild.errors import MinibuildError
-from minibuild.oci.reference import Reference, names_registry
+from minibuild.oci.reference import DOCKER_HUB, DOCKER_HUB_API, Reference, names_registry
 
 MANIFEST_ACCEPT = ", ".join((MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
                              DOCKER_MANIFEST_LIST_MEDIA_TYPE))
@@ -49,18 +51,35 @@ class Remote:
 
     @classmethod
     def parse(cls, text: str) -> Remote:
-        """`host[:port]/repo[:tag][@digest]`; RegistryError when no registry host is named."""
+        """A push destination: `host[:port]/repo[:tag][@digest]`, or `user/repo` on Docker Hub;
+        RegistryError for a one-part name (it would be Hub's official `docker.io/library/...`)."""
         ref = Reference.parse(text)
-        host, _, repository = ref.name.partition("/")
-        if not names_registry(ref.name) or not repository:
-            raise RegistryError(f"{text!r} names no registry: write HOST[:PORT]/REPOSITORY[:TAG]",
-                                hint="e.g. 127.0.0.1:5000/app:1.0")
-        return cls(host, repository, ref)
+        if not names_registry(ref.name) and "/" not in ref.name:
+            raise RegistryError(f"{text!r} names no registry (it would be Docker Hub's official "
+                                f"docker.io/library/{ref.name}): write HOST[:PORT]/REPOSITORY[:TAG]",
+                                hint="e.g. 127.0.0.1:5000/app:1.0, or USER/REPOSITORY for Docker Hub")
+        full = ref.normalized()
+        return cls(full.domain, full.path, full)
 
 
 def is_local(host: str) -> bool:
     """Hosts that get plain http without being asked."""
     return host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("[::1]")
+
+
+def api_host(host: str) -> str:
+    """Where a registry's API answers: registry-1.docker.io for docker.io, else the host."""
+    return DOCKER_HUB_API if host == DOCKER_HUB else host
+
+
+def _unresolved(exc: BaseException) -> bool:
+    """Whether a connection failed because the host name does not resolve."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Name or service not known" in str(exc) or "name resolution" in str(exc)
 
 
 class Client:
@@ -70,10 +89,11 @@ class Client:
                  transport: httpx.BaseTransport | None = None, retries: int = 4, backoff: float = 0.5) -> None:
         scheme = "http" if insecure or is_local(host) else "https"
         self.host = host
-        self.base = f"{scheme}://{host}/v2"
+        self.base = f"{scheme}://{api_host(host)}/v2"
         self.credentials = credentials if credentials is not None else auth.lookup(host)
         self.retries, self.backoff = retries, backoff
         self.requests: Counter[tuple[str, str]] = Counter()
+        self.scopes: list[str] = []  # repository scopes every token request asks for (want())
         self._authorization: str | None = None
         self._http = httpx.Client(transport=transport, follow_redirects=True,
                                   timeout=httpx.Timeout(60.0, connect=15.0))
@@ -113,6 +133,9 @@ class Client:
             try:
                 response = self._once(method, url, content, headers, stream)
             except httpx.TransportError as exc:
+                if _unresolved(exc):
+                    raise RegistryError(f"cannot reach {self._label()}: the host name does not resolve "
+                                        f"({exc})") from None
                 if attempt == self.retries:
                     raise RegistryError(f"{method} {url}: {exc or type(exc).__name__}") from None
                 time.sleep(self.backoff * 2 ** attempt)
@@ -129,6 +152,11 @@ class Client:
                     continue
             return response
         raise AssertionError("unreachable")
+
+    def _label(self) -> str:
+        """`docker.io (registry-1.docker.io)`, or the host."""
+        api = api_host(self.host)
+        return f"{self.host} ({api})" if api != self.host else self.host
 
     def _once(self, method, url, content, headers, stream: bool) -> httpx.Response:
         all_headers = dict(headers or {})
@@ -151,14 +179,30 @@ class Client:
         else:
             raise RegistryError(f"{url}: unsupported authentication challenge {challenge.scheme!r}")
 
+    def want(self, repository: str, actions: str) -> None:
+        """Ask for `repository:<repository>:<actions>` in every token from now on (a push wants
+        pull,push on its repository and pull on mount sources: one token serves every blob)."""
+        self.scopes.append(f"repository:{repository}:{actions}")
+
     def _token(self, challenge: auth.Challenge) -> str:
-        params = {k: v for k, v in (("service", challenge.get("service")),
-                                    ("scope", challenge.get("scope"))) if v}
-        headers = {"Authorization": f"Basic {self.credentials.encoded()}"} if self.credentials else {}
+        """A bearer token for the challenge's scope and the wanted ones: a GET with basic
+        credentials, or docker's OAuth2 refresh-token POST for an identity token."""
+        scopes = list(dict.fromkeys([*(challenge.get("scope") or "").split(" "), *self.scopes]))
+        scopes = [scope for scope in scopes if scope]
+        service, realm = challenge.get("service"), challenge.get("realm")
+        credentials = self.credentials
         try:
-            response = self._http.get(challenge.get("realm"), params=params, headers=headers)
+            if credentials is not None and credentials.identity_token:
+                form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
+                        "client_id": "minibuild", "scope": " ".join(scopes), **({"service": service} if service else {})}
+                response = self._http.post(realm, data=form)
+            else:
+                params = [("service", service)] if service else []
+                params += [("scope", scope) for scope in scopes]
+                headers = {"Authorization": f"Basic {credentials.encoded()}"} if credentials else {}
+                response = self._http.get(realm, params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise RegistryError(f"token server {challenge.get('realm')}: {exc}") from None
+            raise RegistryError(f"token server {realm}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise RegistryError(f"token server {challenge.get('realm')} answered {response.status_code}",
                                 hint=f"check the credentials: minibuild login {self.host}")
@@ -201,6 +245,12 @@ class Client:
             raise RegistryError(f"manifest {repository}:{reference}: body hashes to {Digest.of(data)}, "
                                 f"the registry says {claimed}")
         return data, media_type
+
+    def has_manifest(self, repository: str, reference: str) -> bool:
+        """HEAD a manifest by tag or digest."""
+        response = self.request("HEAD", f"/{repository}/manifests/{reference}", "manifest-head",
+                                headers={"Accept": MANIFEST_ACCEPT}, ok=(200, 404))
+        return response.status_code == 200
 
     def has_blob(self, repository: str, digest: Digest) -> bool:
         """HEAD the blob."""

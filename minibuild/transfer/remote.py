@@ -1,75 +1,65 @@
-"""pull and push: move images between the store and an OCI registry, one layer at a time.
+"""pull: an image from a registry (through the mirrors the registries config names) into the
+store, one layer at a time; `push` lives in push.py and is re-exported here.
 
 Pull fetches only blobs the store lacks, verifies each against its digest, resolves image
-indexes to this host's platform and keeps the registry's manifest bytes (same digest). Push
-HEADs each blob first, tries a cross-repository mount from another repository of the same host
-the store knows the blob from, and uploads the rest before the manifest.
+indexes to this host's platform and keeps the registry's manifest bytes (same digest). A short
+name (`debian:12`) is tried in each search registry (docker.io by default), each through its
+mirrors first; the image is tagged with its familiar name (`debian:12`) whichever place served it.
+When every place fails, one error names each one tried and why.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 
-from minibuild.oci.digest import Digest
 from minibuild.errors import ImageNotFound
+from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor, Manifest
 from minibuild.oci.mediatypes import DOCKER_SCHEMA1_MEDIA_TYPES, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPE
 from minibuild.oci.reference import Reference
-from minibuild.transfer.registry import Client, RegistryError, Remote, names_registry
-from minibuild.store.staging import IntakeError, StagedImage, Staging, choose_platform, parse_json
 from minibuild.store.layout import Store
+from minibuild.store.staging import IntakeError, StagedImage, Staging, choose_platform, parse_json
+from minibuild.transfer.progress import Progress, QuietProgress
+from minibuild.transfer.push import PushResult, push  # noqa: F401 - the module's other half
+from minibuild.transfer.registry import Client, RegistryError, Remote
+from minibuild.transfer.registryconf import RegistryConfig
 
 _BLOB_ATTEMPTS = 3
-
-
-class Progress(Protocol):
-    """What a pull or push reports: one bar per blob."""
-
-    def begin(self, key: str, label: str, total: int) -> None:
-        """A blob transfer starts."""
-
-    def advance(self, key: str, amount: int) -> None:
-        """Bytes moved."""
-
-    def end(self, key: str, note: str) -> None:
-        """The blob is done (note: 'done', 'exists', 'mounted', ...)."""
-
-
-class QuietProgress:
-    """Reports nothing."""
-
-    def begin(self, key: str, label: str, total: int) -> None:
-        """Ignored."""
-
-    def advance(self, key: str, amount: int) -> None:
-        """Ignored."""
-
-    def end(self, key: str, note: str) -> None:
-        """Ignored."""
-
-
-@dataclass(frozen=True)
-class PushResult:
-    """What a push did: the manifest digest and, per blob, whether it moved."""
-
-    digest: Digest
-    uploaded: tuple[Digest, ...]
-    skipped: tuple[Digest, ...]
-    mounted: tuple[Digest, ...]
 
 
 # -- pull ------------------------------------------------------------------------------------
 
 
 def pull(store: Store, text: str, *, insecure: bool = False, progress: Progress | None = None,
-         client: Client | None = None) -> Descriptor:
-    """Pull `host/repo[:tag|@digest]` into the store, tag it, return the manifest descriptor."""
-    remote = Remote.parse(text)
+         client: Client | None = None, registries: RegistryConfig | None = None) -> Descriptor:
+    """Pull `text` (`debian:12`, `host/repo[:tag|@digest]`) into the store, tag it with its
+    familiar name, return the manifest descriptor; RegistryError naming every place tried."""
+    ref = Reference.parse(text)
+    registries = registries or RegistryConfig()
     progress = progress or QuietProgress()
+    tried: list[str] = []
+    for candidate in registries.candidates(ref):
+        if registries.blocked(candidate):
+            tried.append(f"{candidate.domain}: blocked by {', '.join(registries.sources)}")
+            continue
+        for endpoint in registries.pull_endpoints(candidate):
+            remote = Remote(endpoint.host, endpoint.repository, candidate)
+            try:
+                descriptor = pull_untagged(store, remote, endpoint.insecure or insecure, progress, client)
+            except RegistryError as exc:
+                tried.append(exc.message if exc.message.startswith("cannot reach")
+                             else f"{endpoint.label}: {exc.message}")
+                continue
+            store.tag(candidate, descriptor)
+            return descriptor
+    raise RegistryError(f"cannot pull {text}: {'; '.join(tried)}")
+
+
+def pull_untagged(store: Store, remote: Remote, insecure: bool, progress: Progress,
+                client: Client | None) -> Descriptor:
+    """Fetch the image from one place into the store (untagged); staged blobs go on failure."""
     own = client is None
     client = client or Client(remote.host, insecure=insecure)
     staging = Staging(store)
@@ -83,7 +73,6 @@ def pull(store: Store, text: str, *, insecure: bool = False, progress: Progress 
     finally:
         if own:
             client.close()
-    store.tag(remote.reference, descriptor)
     return descriptor
 
 
@@ -153,81 +142,11 @@ def _counted(chunks, key: str, progress: Progress):
         yield chunk
 
 
-def pull_if_missing(store: Store, ref_text: str, progress: Progress | None = None) -> Descriptor:
-    """The manifest descriptor of `ref_text` in the store, pulled from its registry when missing."""
-    ref = Reference.parse(ref_text)
-    for name, desc in store.tags():
-        if name == ref.ref_name:
-            return desc
-    if ref.digest is not None and store.has_blob(ref.digest):
-        _, desc = store.resolve(ref_text)
-        return desc
-    if not names_registry(ref.name):
-        raise ImageNotFound(f"image not found: {ref_text}")
-    return pull(store, ref_text, progress=progress)
-
-
-# -- push ------------------------------------------------------------------------------------
-
-
-def push(store: Store, source: str, destination: str | None = None, *, insecure: bool = False,
-         progress: Progress | None = None, client: Client | None = None,
-         chunk_size: int | None = 64 << 20) -> PushResult:
-    """Push a stored image to `destination` (default: its own name, which must name a registry)."""
-    name, descriptor = store.resolve(source)
-    remote = Remote.parse(destination or name)
-    progress = progress or QuietProgress()
-    own = client is None
-    client = client or Client(remote.host, insecure=insecure)
-    moved: dict[str, list[Digest]] = {"uploaded": [], "skipped": [], "mounted": []}
+def pull_if_missing(store: Store, ref_text: str, progress: Progress | None = None,
+                    registries: RegistryConfig | None = None) -> Descriptor:
+    """The manifest descriptor of `ref_text` in the store, pulled when missing (a short name from
+    the search registries, docker.io by default, as docker does); RegistryError when it cannot be."""
     try:
-        data = store.read_blob(descriptor.digest)
-        manifest = Manifest.from_json(json.loads(data))
-        for blob in (*manifest.layers, manifest.config):
-            note = _push_blob(store, client, remote, blob, progress, chunk_size)
-            moved[note].append(blob.digest)
-        media_type = json.loads(data).get("mediaType") or descriptor.media_type
-        digest = client.put_manifest(remote.repository, remote.tag_or_digest, data, media_type)
-    finally:
-        if own:
-            client.close()
-    return PushResult(digest, *(tuple(moved[k]) for k in ("uploaded", "skipped", "mounted")))
-
-
-def _push_blob(store: Store, client: Client, remote: Remote, blob: Descriptor, progress: Progress,
-               chunk_size: int | None) -> str:
-    """HEAD, then mount, then upload; returns 'skipped', 'mounted' or 'uploaded'."""
-    key = blob.digest.short
-    if client.has_blob(remote.repository, blob.digest):
-        progress.end(key, "exists")
-        return "skipped"
-    for source in _mount_sources(store, remote, blob.digest):
-        if client.mount_blob(remote.repository, blob.digest, source):
-            progress.end(key, f"mounted from {source}")
-            return "mounted"
-    progress.begin(key, f"{key} ", blob.size)
-    path = store.blob_path(blob.digest)
-    client.upload_blob(remote.repository, blob.digest, blob.size, lambda: open(path, "rb"),
-                       chunk_size, lambda n: progress.advance(key, n))
-    progress.end(key, "pushed")
-    return "uploaded"
-
-
-def _mount_sources(store: Store, remote: Remote, digest: Digest) -> list[str]:
-    """Other repositories of the same registry whose stored images (by tag) hold this blob."""
-    out = []
-    for name, desc in store.tags():
-        try:
-            ref = Reference.parse(name)
-        except Exception:
-            continue
-        host, _, repository = ref.name.partition("/")
-        if host != remote.host or repository == remote.repository or repository in out:
-            continue
-        try:
-            manifest = Manifest.from_json(store.read_json(desc.digest))
-        except Exception:
-            continue
-        if digest in (manifest.config.digest, *(l.digest for l in manifest.layers)):
-            out.append(repository)
-    return out
+        return store.resolve(ref_text)[1]
+    except ImageNotFound:
+        return pull(store, ref_text, progress=progress, registries=registries)

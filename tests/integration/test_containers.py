@@ -226,8 +226,7 @@ def test_commit_makes_a_layer_others_can_read(cmb, tmp_path):
     cmb.run("exec", "myapp", "sh", "-c", "echo data > /tmp/file.txt && rm /etc/group")
     upper = cmb.root / "containers" / ps(cmb)["myapp"]["id"] / "upper"
     upper_before = tree_digest(upper)
-    digest = cmb.run("commit", "-m", "add data", "--compression", "gzip", "myapp",
-                     "app:1.1").stdout.strip()
+    digest = cmb.run("commit", "-m", "add data", "myapp", "app:1.1").stdout.strip()
     assert digest.startswith("sha256:")
     assert tree_digest(upper) == upper_before  # the live container's upper dir is untouched
     assert ps(cmb)["myapp"]["status"] == "running"  # paused, then resumed

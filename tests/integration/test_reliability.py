@@ -97,8 +97,8 @@ def test_four_builds_at_once_into_one_store(mb, tmp_path):
     two = write_context(tmp_path / "two", shared + "RUN echo two > /app/two\nCMD [\"sh\"]\n")
     jobs = [(one, "app:1"), (one, "app:1"), (one, "app:2"), (two, "other:1")]
     env = {**os.environ, "MINIBUILD_ROOT": str(mb.root), "SOURCE_DATE_EPOCH": EPOCH}
-    procs = [subprocess.Popen([sys.executable, "-m", "minibuild", "build", "-q", "--compression",
-                               "gzip", "-t", tag, str(ctx)], cwd=REPO, env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "minibuild", "build", "-q", "-t", tag, str(ctx)],
+                              cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for ctx, tag in jobs]
     results = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, results):
@@ -115,16 +115,13 @@ def test_four_builds_at_once_into_one_store(mb, tmp_path):
            for tag in ("app:1", "app:2", "other:1")}
     assert ids == {"app:1": digests[0], "app:2": digests[0], "other:1": digests[3]}
     for tag in ("app:1", "app:2", "other:1"):
-        # umoci checks every layer against its DiffID; Debian's knows gzip only (base is zstd)
-        layout, bundle = tmp_path / f"gzip-{tag}", tmp_path / f"bundle-{tag}"
-        subprocess.run(["skopeo", "copy", "--dest-compress", "--dest-compress-format", "gzip",
-                        f"oci:{mb.root}/oci:{tag}", f"oci:{layout}:{tag}"], check=True,
-                       capture_output=True)
-        unpack = subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
+        # umoci checks every layer against its DiffID; the layers are gzip, which it reads
+        bundle = tmp_path / f"bundle-{tag}"
+        unpack = subprocess.run(["umoci", "unpack", "--image", f"{mb.root}/oci:{tag}", str(bundle)],
                                 capture_output=True, text=True)
         assert unpack.returncode == 0, unpack.stderr
         assert (bundle / "rootfs/app/s").read_text() == "shared\n"
-        subprocess.run(["rm", "-rf", str(bundle), str(layout)], check=True)
+        subprocess.run(["rm", "-rf", str(bundle)], check=True)
 
 
 # -- disk full ---------------------------------------------------------------------------------

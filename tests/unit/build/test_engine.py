@@ -247,3 +247,38 @@ def test_flags_of_instructions_that_take_none_are_ignored(store, context):
     # README's "Differences from docker build": BuildKit refuses these
     _, image, _, _ = build(store, context, "FROM scratch\nWORKDIR --weird=1 /x\nENV --a=b C=d\n")
     assert image.config.config.working_dir == "/x" and "C=d" in image.config.config.env
+
+
+def _engine_with_puller(store, context, puller):
+    plan_text = "FROM debian:12\nRUN make a\n"
+    engine = Engine(store, FakeRunner(script), BuildContext(context), Reporter(), BuildOptions(),
+                    puller=puller)
+    return engine, make_plan(parser.parse(plan_text), {})
+
+
+def test_a_base_the_store_lacks_comes_from_the_puller(store, context):
+    asked = []
+
+    def puller(text):
+        asked.append(text)
+        return store.add_image("debian:12", {"etc/debian_version": "12"})
+
+    engine, plan = _engine_with_puller(store, context, puller)
+    image = engine.build(plan)
+    assert asked == ["debian:12"] and len(image.layers) == 2
+
+
+def test_a_failed_pull_is_one_line_at_the_from(store, context):
+    from minibuild.errors import ImageNotFound
+
+    def puller(text):
+        raise ImageNotFound("cannot pull debian:12: cannot reach docker.io (registry-1.docker.io): "
+                            "the host name does not resolve")
+
+    engine, plan = _engine_with_puller(store, context, puller)
+    with pytest.raises(BuildError) as info:
+        engine.build(plan)
+    assert info.value.line == 1
+    assert info.value.message == ("FROM debian:12: image not found in the store, and cannot pull "
+                                  "debian:12: cannot reach docker.io (registry-1.docker.io): the host "
+                                  "name does not resolve")

@@ -6,7 +6,7 @@ import pytest
 
 from minibuild.errors import ReferenceError_
 from minibuild.oci.digest import Digest
-from minibuild.oci.reference import Reference, names_registry
+from minibuild.oci.reference import Reference, names_registry, same_image_name, split_name
 
 
 @pytest.mark.parametrize("text,name,tag", [
@@ -35,3 +35,34 @@ def test_a_digest_reference_has_no_default_tag_and_prints_back():
                                            ("host:5000/a", True), ("team/app", False), ("app", False)])
 def test_names_registry(name, registry):
     assert names_registry(name) is registry
+
+
+@pytest.mark.parametrize("text,normalized,familiar", [
+    ("debian", "docker.io/library/debian:latest", "debian:latest"),
+    ("debian:12", "docker.io/library/debian:12", "debian:12"),
+    ("user/app", "docker.io/user/app:latest", "user/app:latest"),
+    ("docker.io/debian:12", "docker.io/library/debian:12", "debian:12"),
+    ("index.docker.io/library/debian:12", "docker.io/library/debian:12", "debian:12"),
+    ("docker.io/library/a/b:1", "docker.io/library/a/b:1", "library/a/b:1"),
+    ("localhost/app:1", "localhost/app:1", "localhost/app:1"),
+    ("127.0.0.1:5000/app:1.0", "127.0.0.1:5000/app:1.0", "127.0.0.1:5000/app:1.0"),
+    ("quay.io/team/tool", "quay.io/team/tool:latest", "quay.io/team/tool:latest"),
+])
+def test_docker_name_normalisation(text, normalized, familiar):
+    ref = Reference.parse(text)
+    assert str(ref.normalized()) == normalized
+    assert ref.ref_name == familiar
+    assert Reference.parse(ref.ref_name).normalized() == ref.normalized()
+
+
+def test_docker_hub_names_split_into_registry_and_repository():
+    assert (Reference.parse("debian").domain, Reference.parse("debian").path) == ("docker.io", "library/debian")
+    assert split_name("Registry/app") == ("Registry", "app")  # an upper-case first part is a host
+    assert split_name("index.docker.io/user/app") == ("docker.io", "user/app")
+
+
+def test_same_image_name_ignores_spelling_only():
+    assert same_image_name("debian:12", "docker.io/library/debian:12")
+    assert same_image_name("index.docker.io/user/app", "user/app:latest")
+    assert not same_image_name("debian:12", "debian:11")
+    assert not same_image_name("quay.io/debian:12", "debian:12")

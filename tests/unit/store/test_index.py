@@ -72,6 +72,27 @@ def test_untag_removes_only_the_name(index):
     assert index.blobs.has_blob(desc.digest)  # blobs stay for gc to judge
 
 
+def test_docker_hub_names_are_stored_familiar_and_found_by_any_spelling(index, paths):
+    desc = image_with(index.blobs, "ENV a=b")
+    index.tag(Reference.parse("docker.io/library/debian:12"), desc)
+    entry = json.loads(paths.index.read_text())["manifests"][0]
+    assert entry["annotations"] == {"org.opencontainers.image.ref.name": "debian:12"}
+    for spelling in ("debian:12", "docker.io/debian:12", "index.docker.io/library/debian:12"):
+        name, found = index.resolve(spelling)
+        assert (name, found.digest) == ("debian:12", desc.digest)
+
+
+def test_a_long_name_an_older_store_wrote_reads_familiar_and_is_replaced(index, paths):
+    old, new = image_with(index.blobs, "ENV a=b"), image_with(index.blobs, "ENV a=c")
+    entry = old.to_json() | {"annotations": {"org.opencontainers.image.ref.name": "docker.io/user/app:1"}}
+    paths.index.write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    assert [name for name, _ in index.tags()] == ["user/app:1"]
+    assert index.resolve("user/app:1")[1].digest == old.digest
+    index.tag(Reference.parse("user/app:1"), new)
+    assert [(name, d.digest) for name, d in index.tags()] == [("user/app:1", new.digest)]
+    assert index.untag("docker.io/user/app:1") and index.tags() == []
+
+
 def test_resolve_by_name_digest_and_id_prefix(index):
     first, second = image_with(index.blobs, "ENV a=b"), image_with(index.blobs, "CMD x")
     index.tag(Reference.parse("app"), first)

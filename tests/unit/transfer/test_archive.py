@@ -7,12 +7,15 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
+from minibuild.layer.compression import Compression
 from minibuild.transfer import archive, archivetar, docker_archive
 from minibuild.transfer.archivetar import ArchiveError
 from minibuild.transfer.oci_archive import save as save_oci
@@ -140,6 +143,42 @@ def test_save_then_load_round_trips_both_formats(store, tmp_path):
     assert {"oci-layout", "index.json", "manifest.json"} <= set(names)
 
 
+def _docker_layers(data: bytes) -> tuple[list[bytes], str]:
+    """The layer files a docker archive's manifest.json lists, and its OCI manifest's digest hex."""
+    tf = tarfile.open(fileobj=io.BytesIO(data))
+    entry = json.loads(tf.extractfile("manifest.json").read())[0]
+    index = json.loads(tf.extractfile("index.json").read())
+    return [tf.extractfile(path).read() for path in entry["Layers"]], index["manifests"][0]["digest"]
+
+
+@pytest.mark.parametrize("layer_compression", ["gzip", "none"])
+def test_docker_save_writes_gzip_layers_by_default_or_plain_when_asked(store, layer_compression):
+    blobs, manifest_hex, _ = image_blobs(GOOD_LAYER)
+    load(store, oci_archive(blobs, manifest_hex))
+    out = io.BytesIO()
+    docker_archive.save(store, [store.resolve("app:1.0")], out, Compression.parse(layer_compression))
+    (layer,), manifest = _docker_layers(out.getvalue())
+    if layer_compression == "gzip":  # stored gzip goes in as it is, under the stored manifest
+        assert layer in blobs.values() and manifest == f"sha256:{manifest_hex}"
+    else:
+        assert layer == tar_bytes(GOOD_LAYER) and manifest != f"sha256:{manifest_hex}"
+
+
+def test_docker_save_converts_zstd_layers_to_gzip(store, tmp_path):
+    layer_tar = tar_bytes(GOOD_LAYER)
+    desc = import_rootfs(store, io.BytesIO(zstandard.ZstdCompressor().compress(layer_tar)), "z",
+                         Reference.parse("z:1"), layer_compression=Compression.ZSTD)
+    out = io.BytesIO()
+    docker_archive.save(store, [("z:1", desc)], out)
+    (layer,), _ = _docker_layers(out.getvalue())
+    assert gzip.decompress(layer) == layer_tar
+    with Store.open(tmp_path / "other") as other:
+        archive.load(other, io.BytesIO(out.getvalue()), "saved.tar")
+        image = other.load_image(other.resolve("z:1")[1])
+        assert image.layers[0].descriptor.media_type.endswith("+gzip")
+        assert image.config == store.load_image(desc).config
+
+
 def hostile_cases():
     blobs, manifest_hex, _ = image_blobs(GOOD_LAYER)
     good = oci_archive(blobs, manifest_hex)
@@ -207,6 +246,23 @@ def test_import_rootfs_tarball_with_change(store, tmp_path):
     assert image.config.config.working_dir == "/srv"
     assert image.layers[0].descriptor.media_type.endswith("+gzip")
     assert (store.layer_path(image.layers[0].diff_id) / "bin" / "sh").read_bytes() == b"fake"
+
+
+@pytest.mark.parametrize("wrap, wanted, kept", [
+    (lambda tar: tar, "gzip", False),  # plain: compressed as wanted
+    (gzip.compress, "gzip", True),  # already gzip: the blob is the tarball itself
+    (lambda tar: zstandard.ZstdCompressor().compress(tar), "gzip", False),
+    (lzma.compress, "zstd", False),
+    (gzip.compress, "none", False),
+])
+def test_import_stores_the_layer_in_the_chosen_compression(store, wrap, wanted, kept):
+    tarball = wrap(tar_bytes([file_entry("./etc/os-release", b"ID=test\n")]))
+    desc = import_rootfs(store, io.BytesIO(tarball), "rootfs", Reference.parse("imp:2"),
+                         layer_compression=Compression.parse(wanted))
+    layer = store.load_image(desc).layers[0]
+    assert layer.descriptor.media_type == Compression.parse(wanted).media_type
+    assert (store.read_blob(layer.descriptor.digest) == tarball) is kept
+    assert (store.layer_path(layer.diff_id) / "etc" / "os-release").read_bytes() == b"ID=test\n"
 
 
 def test_import_refuses_hostile_rootfs(store):

@@ -125,3 +125,61 @@ def test_challenge_parse():
     c = auth.Challenge.parse('Bearer realm="https://a/t",service="r s",scope="repository:x:pull,push"')
     assert (c.scheme, c.get("realm"), c.get("service"), c.get("scope")) == \
         ("bearer", "https://a/t", "r s", "repository:x:pull,push")
+
+
+class TokenRegistry:
+    """A registry behind a token server: tokens carry a number; `expire()` makes the current one
+    stale, as a token running out mid-push does."""
+
+    def __init__(self) -> None:
+        self.issued: list[dict] = []
+        self.valid: set[str] = set()
+
+    def expire(self) -> None:
+        self.valid.clear()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example":
+            form = dict(httpx.QueryParams(request.content.decode())) if request.method == "POST" else {}
+            self.issued.append({"method": request.method, "scopes": request.url.params.get_list("scope"),
+                                "form": form, "authorization": request.headers.get("authorization")})
+            token = f"T{len(self.issued)}"
+            self.valid.add(token)
+            return httpx.Response(200, json={"access_token": token})
+        if (request.headers.get("authorization") or "").removeprefix("Bearer ") not in self.valid:
+            return httpx.Response(401, headers={"www-authenticate":
+                'Bearer realm="https://auth.example/token",service="reg",scope="repository:app:pull"'})
+        if request.method == "HEAD":
+            return httpx.Response(404)
+        return httpx.Response(200)
+
+
+def test_one_token_with_pull_push_serves_every_blob_and_a_401_refreshes_it():
+    registry = TokenRegistry()
+    c = client(registry, credentials=auth.Credentials("u", "p"))
+    c.want("app", "pull,push")
+    c.want("other", "pull")
+    for n in range(5):
+        assert not c.has_blob("app", Digest(f"{n:064x}"))
+    assert len(registry.issued) == 1  # reused across blobs
+    assert registry.issued[0]["scopes"] == ["repository:app:pull", "repository:app:pull,push",
+                                            "repository:other:pull"]
+    registry.expire()
+    assert not c.has_blob("app", Digest("f" * 64))  # 401 → a fresh token → the request again
+    assert len(registry.issued) == 2
+
+
+def test_an_identity_token_is_exchanged_with_docker_refresh_token_grant():
+    registry = TokenRegistry()
+    c = client(registry, credentials=auth.Credentials("", "", identity_token="refresh-me"))
+    c.ping()
+    issued = registry.issued[0]
+    assert issued["method"] == "POST" and issued["authorization"] is None
+    assert issued["form"]["grant_type"] == "refresh_token" and issued["form"]["refresh_token"] == "refresh-me"
+    assert issued["form"]["service"] == "reg" and issued["form"]["scope"] == "repository:app:pull"
+
+
+def test_docker_hub_is_asked_at_its_api_host():
+    c = Client("docker.io", credentials=auth.Credentials("u", "p"))  # given: no file is read
+    assert c.base == "https://registry-1.docker.io/v2"
+    c.close()
