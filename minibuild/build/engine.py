@@ -192,7 +192,8 @@ class Engine:
         try:
             return self.puller(text)
         except ImageNotFound as exc:  # the puller's: why the registries could not give it
-            what = what or f"{instruction.keyword} {text}: image not found in the store"
+            what = (what or f"{instruction.keyword} {text}: image not found in the store") \
+                + self._plan.did_you_mean(text)
             raise BuildError.at(instruction, f"{what}, and {exc.message}", hint=exc.hint) from None
         except MinibuildError as exc:
             _locate(exc, instruction)
