@@ -109,15 +109,10 @@ def _collect(ctx, **how):
 
 def _report_images(collected) -> None:
     """docker's `image prune` output."""
+    from minibuild.cli.maintenance import echo_deleted_images
     from minibuild.text import human_size
 
-    if collected.images:
-        click.echo("Deleted Images:")
-        for name in collected.untagged:
-            click.echo(f"untagged: {name}")
-        for image_id in collected.images:
-            click.echo(f"deleted: {image_id}")
-        click.echo()
+    echo_deleted_images(collected)
     click.echo(f"Total reclaimed space: {human_size(collected.freed)}")
 
 

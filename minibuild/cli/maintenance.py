@@ -151,13 +151,7 @@ def prune(ctx, drop_cache, drop_volumes, everything, force) -> None:
     store = open_store(ctx)
     collected = gc.collect(store, drop_cache=drop_cache, dangling=True, unused=everything)
     removed = prune_volumes(store.root, everything=False) if drop_volumes else []
-    if collected.images:
-        click.echo("Deleted Images:")
-        for name in collected.untagged:
-            click.echo(f"untagged: {name}")
-        for image_id in collected.images:
-            click.echo(f"deleted: {image_id}")
-        click.echo()
+    echo_deleted_images(collected)
     click.echo(f"Deleted {len(collected.blobs)} blobs, {len(collected.layer_dirs)} layer dirs, "
                f"{collected.summaries} layer summaries, {collected.cache_entries} cache entries"
                + (f", {len(removed)} volumes" if drop_volumes else ""))
@@ -221,3 +215,14 @@ def _df_verbose(figures) -> str:
         table(("LAYER", "SIZE", "IMAGES", "CONTAINERS", "CACHED", "REFERENCED"), layers),
         "\nRUN cache mounts space usage (ROOT/cache/mounts):\n",
         table(("CACHE DIR", "SIZE", "IN USE"), mounts)])
+
+
+def echo_deleted_images(collected) -> None:
+    """docker's "Deleted Images:" block of a prune (nothing when no image went)."""
+    if collected.images:
+        click.echo("Deleted Images:")
+        for name in collected.untagged:
+            click.echo(f"untagged: {name}")
+        for image_id in collected.images:
+            click.echo(f"deleted: {image_id}")
+        click.echo()
