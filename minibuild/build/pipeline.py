@@ -10,6 +10,7 @@ from minibuild.build import parsecache
 from minibuild.build.memo import Command as MemoCommand
 from minibuild.sandbox import sandbox
 from minibuild.sandbox.confinement import SecurityOptions
+from minibuild.sandbox.limits import Limits
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
 from minibuild.oci.digest import Digest
@@ -44,6 +45,7 @@ class BuildRequest:
     secrets: dict[str, SecretSource] = field(default_factory=dict)  # --secret, by id
     security: SecurityOptions = SecurityOptions()  # --security-opt: RUN steps' seccomp, NNP
     allow: frozenset[str] = frozenset()  # entitlements, as BuildKit's --allow
+    limits: Limits = Limits()  # --memory, --pids-limit, --cpus of every RUN step
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     epoch = buildargs.source_date_epoch(build_args, plan.global_values(), buildfile.file)
     if runner is None:
         sandbox.check_support()
-        runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security)
+        runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security,
+                                 limits=request.limits.with_default_pids())
     options = BuildOptions(build_args=build_args, compression=request.compression,
                            network=request.network, source_date_epoch=epoch,
                            no_cache=request.no_cache, squash=request.squash,

@@ -12,6 +12,7 @@ import click
 
 from minibuild.cli import lines
 from minibuild.cli.app import cli, container_records, open_store, report_error
+from minibuild.cli.limits import limit_options, limits_of
 
 
 @cli.command()
@@ -44,11 +45,16 @@ from minibuild.cli.app import cli, container_records, open_store, report_error
               metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
+@limit_options
 @click.argument("context", type=click.Path(exists=True, file_okay=False), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          allow, no_cache, squash, source_date_epoch, secrets, security_opts, context) -> None:
-    """Build an image from a Buildfile and a context directory."""
+          allow, no_cache, squash, source_date_epoch, secrets, security_opts, memory, pids_limit,
+          cpus, context) -> None:
+    """Build an image from a Buildfile and a context directory.
+
+    Every RUN step runs in a cgroup of its own, limited to 4096 processes unless --pids-limit
+    says otherwise."""
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.oci.reference import Reference
     from minibuild.layer.compression import Compression
@@ -70,6 +76,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         secrets=_secrets(secrets),
         security=parse_security_opts(security_opts),
         allow=frozenset(allow),
+        limits=limits_of(memory, pids_limit, cpus),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

@@ -29,6 +29,7 @@ from minibuild.fs.files import write_atomic
 from minibuild.fs.lock import FileLock
 from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.sandbox.overlay import make_overlay_dirs, overlay_dirs
+from minibuild.sandbox.limits import Limits
 
 ID_BYTES = 32
 SHORT_ID = 12
@@ -68,6 +69,7 @@ class Container:
     mounts: tuple[MountSpec, ...] = ()  # binds, volumes (named once created) and tmpfs mounts
     hostname: str = ""  # -h; empty: the short id, as docker does
     security: SecurityOptions = SecurityOptions()  # --security-opt (exec uses it too)
+    limits: Limits = Limits()  # --memory, --pids-limit, --cpus
     state: str = "created"  # created | running | exited
     exit_code: int | None = None
     pid: int | None = None  # host pid of the sandbox's init (pid 1 inside)
@@ -90,6 +92,7 @@ class Container:
                 "stop_signal": self.stop_signal,
                 "mounts": [m.to_json() for m in self.mounts], "hostname": self.hostname,
                 "security": self.security.to_json(),
+                "host_config": self.limits.to_json(),
                 "state": self.state, "exit_code": self.exit_code, "pid": self.pid,
                 "pid_start": self.pid_start, "started": self.started, "finished": self.finished}
 
@@ -106,7 +109,8 @@ class Container:
                    stop_signal=d.get("stop_signal") or "",
                    mounts=tuple(MountSpec.from_json(m) for m in d.get("mounts") or ()),
                    hostname=d.get("hostname") or "",
-                   security=SecurityOptions.from_json(d.get("security")), state=d["state"],
+                   security=SecurityOptions.from_json(d.get("security")),
+                   limits=Limits.from_json(d.get("host_config")), state=d["state"],
                    exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
                    started=d.get("started"), finished=d.get("finished"))
 

@@ -27,6 +27,7 @@ from minibuild.containers.records import Container, ContainerError, Containers, 
 from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
 from minibuild.oci.image import ContainerConfig
+from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.process import Process
 from minibuild.sandbox.sandbox import RootFS, Sandbox
 
@@ -82,6 +83,13 @@ def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Pr
                    hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_)
 
 
+def limits(container: Container) -> Limits:
+    """The container's cgroup: its limits, and the freezer `pause` and `commit` use (where the
+    host has one: without it the container runs, and `pause` says why it cannot)."""
+    given = container.limits
+    return replace(given, freezer=True, optional=given.optional | {"freezer"})
+
+
 # -- supervising ---------------------------------------------------------------------------------
 
 
@@ -108,7 +116,8 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
         try:
             attached = attach(root, fs, container)
             _prepare_root(root, fs, container, attached)
-            status = Sandbox(image_lookup=layerpath.resolve, security=container.security).run(
+            status = Sandbox(image_lookup=layerpath.resolve, security=container.security,
+                             limits=limits(container)).run(
                 fs, process(container, stdio, tty_), lambda data: None, on_start=started,
                 mounts=attached.mounts)
         finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minibuild.sandbox import linux
+from minibuild.sandbox import cgroups, linux
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -54,6 +54,7 @@ class RunPlan:
     scaffold: str
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
     confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
+    cgroups: tuple[str, ...] = ()  # the step's cgroup dirs, joined before anything forks
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ def child_main(pipes: Pipes, body: Callable[[], int]) -> NoReturn:
 
 
 def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
-    """C: namespaces + overlay, then fork I and relay its exit status."""
+    """C: cgroup, namespaces + overlay, then fork I and relay its exit status."""
     _die_with_parent(plan.parent_pid)
+    cgroups.enter(plan.cgroups)
     _quiet_signals()
     pipes.close("out_r", "info_r", "stdin_w", "ack_w")
     flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from minibuild.fs import idmap
 from minibuild.sandbox import linux
+from minibuild.sandbox.cgroups import Cgroup
 from minibuild.sandbox.channel import Messages, Pipes
 from minibuild.sandbox.confinement import UNCONFINED, SecurityOptions, prepare
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
@@ -34,6 +35,7 @@ from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_ov
     new_mount_api, overlay_extra_options
 from minibuild.sandbox.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
     process_environment
+from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.scaffold import make_scaffold
 from minibuild.sandbox.stepmounts import ImageLookup, StepMount, make_stubs
 
@@ -256,16 +258,20 @@ class Sandbox:
     def __init__(self, *, mount_api: str = "auto",
                  resolv_conf: Path = Path("/etc/resolv.conf"),
                  image_lookup: ImageLookup | None = None,
-                 security: SecurityOptions = SecurityOptions()) -> None:
+                 security: SecurityOptions = SecurityOptions(),
+                 limits: Limits | None = None) -> None:
         """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
         a run with mounts needs it to make the mount points the image lacks. `security`:
-        docker's defaults unless told (its seccomp profile, no no_new_privs)."""
+        docker's defaults unless told (its seccomp profile, no no_new_privs). Each `run` gets a
+        cgroup of its own enforcing `limits`."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
         self.resolv_conf = resolv_conf
         self.image_lookup = image_lookup
         self.security = security
+        self.limits = limits
+        self.oom_killed = False  # whether the last `run` lost a process to its memory limit
 
     def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
         """The image lookup bound to these layer dirs (top first)."""
@@ -309,20 +315,28 @@ class Sandbox:
         if process.privileged:
             security = replace(security, seccomp=UNCONFINED)
         confinement = prepare(security)
+        self.oom_killed = False
         _prepare_upper(rootfs)
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
                                  self._resolv())
+        group = None
         try:
             if mounts:  # the upper too: a container's holds what it wrote in earlier runs
                 make_stubs(scaffold, self._lookup((rootfs.upper, *rootfs.lowers)), mounts)
+            group = Cgroup.create(self.limits) if self.limits is not None else None
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold), tuple(mounts), confinement)
+                            self._new_api(), str(scaffold), tuple(mounts), confinement,
+                            group.paths if group is not None else ())
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
             with Pipes(*names) as pipes:
                 step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)
-                return exit_status(_drive(step, process.stdin, on_output))
+                status = exit_status(_drive(step, process.stdin, on_output))
+            self.oom_killed = group is not None and group.oom_kills() > 0
+            return status
         finally:
+            if group is not None:
+                group.remove()
             shutil.rmtree(scaffold, ignore_errors=True)
 
     def call(self, rootfs: RootFS, fn: Callable[[], None], *, cwd: Path | None = None,
