@@ -2,8 +2,10 @@
 
 The process tree of `Sandbox.run`:
 
-    P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts, hostname
-                   └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
+    P (caller) ── C: PDEATHSIG, cgroup, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts,
+                   │  hostname
+                   └─ I: pid 1 of the new pid ns: chroot, /proc, /dev, pivot_root (pivot.py),
+                       │ resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
 `Sandbox.call` has only C, which mounts, chroots and runs a Python callable. Every mount lives
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minibuild.sandbox import cgroups, linux
+from minibuild.sandbox import cgroups, linux, pivot
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -105,6 +107,7 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
             linux.loopback_up()
     except OSError as exc:
         raise SandboxError(f"cannot set up hostname/network in the sandbox: {exc}") from exc
+    os.chdir("/")  # I's pivot_root moves a cwd on the old root along; any other would pin it
     lifeline, keep = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -186,10 +189,12 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     pipes.close("ack_r")
     etc_files = open_etc_files(plan.scaffold)
     devices = open_host_devices()
+    host_root = pivot.hold_host_root()
     os.chroot(plan.merged)
     os.chdir("/")
     mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged)
     bind_etc_files(etc_files)
+    pivot.pivot_into(plan.merged, host_root)  # no host mount stays in the namespace
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
     pid = os.fork()
