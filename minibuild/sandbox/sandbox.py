@@ -1,4 +1,5 @@
-"""Run a build step (or a Python callable) inside an image: overlayfs + chroot + namespaces.
+"""Run a build step (or a Python callable) inside an image: overlayfs, namespaces, a cgroup, and
+pivot_root (RUN, containers) or chroot (call).
 
 Every mount lives only in a forked child's private mount namespace, so when minibuild dies, even
 by SIGKILL, the kernel tears the mounts down with the child (the process tree and the children's
