@@ -8,8 +8,10 @@ caller (a systemd unit, a CI job) keep holding for its builds. On cgroup v2 a co
 only be enabled below a cgroup without processes; when ours has some, the parent is the
 hierarchy's root `minibuild/` instead (docker's and podman's cgroupfs place).
 
-The sandbox's helper C writes itself into the cgroup (`enter`) before it forks the step, so
-everything the step starts is counted from its first fork. A name is `PID-START-RANDOM` of the
+The sandbox's parent moves its helper C into the cgroup while C mounts the root (a move waits
+for an RCU grace period, ~10 ms, unless another happened just before: done in parallel it costs
+the step almost nothing), and C forks the step only once it is in, so everything the step
+starts is counted from its first fork; `exec` moves itself in (`enter`). A name is `PID-START-RANDOM` of the
 process that made it: after a SIGKILL of minibuild its empty cgroups stay behind, and the next
 minibuild that makes a cgroup removes every empty one whose maker is gone (`sweep`).
 """
@@ -268,6 +270,18 @@ class Cgroup:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)
         return 0
+
+    def add(self, pid: int) -> None:
+        """Move a process into the cgroup (a process that is gone already is fine: the step
+        then reports its own end)."""
+        for path in self.paths:
+            try:
+                _write(Path(path) / "cgroup.procs", str(pid))
+            except ProcessLookupError:
+                return
+            except OSError as exc:
+                raise LimitError(f"cannot move the step into its cgroup {path}: "
+                                 f"{exc.strerror}") from exc
 
     def remove(self, seconds: float = 2.0) -> None:
         """rmdir every dir (its last processes may take a moment to leave it)."""

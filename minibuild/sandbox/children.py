@@ -2,8 +2,8 @@
 
 The process tree of `Sandbox.run`:
 
-    P (caller) ── C: PDEATHSIG, cgroup, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts,
-                   │  hostname
+    P (caller) ── C: PDEATHSIG, unshare(mnt,pid,uts,ipc[,net]), mount overlay + --mounts,
+                   │  hostname (P moves C, then I, into the step's cgroup meanwhile)
                    └─ I: pid 1 of the new pid ns: chroot, /proc, /dev, pivot_root (pivot.py),
                        │ resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minibuild.sandbox import cgroups, linux, pivot
+from minibuild.sandbox import linux, pivot
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -56,7 +56,6 @@ class RunPlan:
     scaffold: str
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
     confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
-    cgroups: tuple[str, ...] = ()  # the step's cgroup dirs, joined before anything forks
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,8 @@ def child_main(pipes: Pipes, body: Callable[[], int]) -> NoReturn:
 def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     """C: cgroup, namespaces + overlay, then fork I and relay its exit status."""
     _die_with_parent(plan.parent_pid)
-    cgroups.enter(plan.cgroups)
     _quiet_signals()
-    pipes.close("out_r", "info_r", "stdin_w", "ack_w")
+    pipes.close("out_r", "info_r", "stdin_w", "ack_w", "joined_w")
     flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
     _unshare(flags | (linux.CLONE_NEWNET if plan.process.network == "none" else 0))
     _private_mounts()
@@ -115,7 +113,7 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
         child_main(pipes, lambda: _init(plan, pipes, lifeline))
     os.close(lifeline)
     send_pid(pipes.fds["info_w"], pid)
-    pipes.close("out_w", "info_w", "stdin_r")
+    pipes.close("out_w", "info_w", "stdin_r", "joined_r")
     os.read(pipes.fds["ack_r"], 1)  # reap I only once P holds a pidfd on it: no pid reuse race
     return exit_status(os.waitpid(pid, 0)[1])
 
@@ -139,6 +137,17 @@ def call_child(plan: CallPlan, pipes: Pipes, fn: Callable[[], None]) -> int:
         os.chdir("/")
     fn()
     return 0
+
+
+def _wait_joined(pipes: Pipes) -> None:
+    """With a cgroup, P moves C, then I, into it while they set up (a move can wait ~10 ms
+    for an RCU grace period): I forks the command only once P says both are in."""
+    joined = pipes.get("joined_r")
+    if joined is None:
+        return
+    if os.read(joined, 1) != b"j":
+        raise SandboxError("the step could not be moved into its cgroup")
+    pipes.close("joined_r")
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -197,6 +206,7 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     pivot.pivot_into(plan.merged, host_root)  # no host mount stays in the namespace
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
+    _wait_joined(pipes)
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan, user, env, pipes))

@@ -129,13 +129,14 @@ class _Feeder:
 class _Step:
     """The parent's handle on a helper tree: streams its pipes, stops and reaps it."""
 
-    def __init__(self, pid: int, pipes: Pipes,
-                 on_start: Callable[[int], None] | None = None) -> None:
+    def __init__(self, pid: int, pipes: Pipes, on_start: Callable[[int], None] | None = None,
+                 group: Cgroup | None = None) -> None:
         self.pid: int | None = pid
         self.pipes = pipes
         self.messages = Messages()
         self.init_fd: int | None = None
         self.on_start = on_start
+        self.group = group
 
     def pump(self, stdin: bytes | None, on_output: Callable[[bytes], None]) -> None:
         """Relay output and info until both pipes reach EOF, feeding stdin meanwhile."""
@@ -169,6 +170,10 @@ class _Step:
         self.messages.feed(data)
         if self.messages.init_pid is not None and self.init_fd is None:
             self.init_fd = os.pidfd_open(self.messages.init_pid)
+            if self.group is not None:  # I may have forked before C was moved: move it too
+                self.group.add(self.messages.init_pid)
+                os.write(self.pipes.fds["joined_w"], b"j")
+                self.pipes.close("joined_w")
             if self.on_start is not None:  # before the ack: I cannot be reaped (pid reused) yet
                 self.on_start(self.messages.init_pid)
             os.write(self.pipes.fds["ack_w"], b"k")
@@ -229,13 +234,21 @@ def _reap(pid: int) -> None:
 
 
 def _start(pipes: Pipes, body: Callable[[], int],
-           on_start: Callable[[int], None] | None = None) -> _Step:
-    """Fork a helper running `body`; close the child's pipe ends in the parent."""
+           on_start: Callable[[int], None] | None = None, group: Cgroup | None = None) -> _Step:
+    """Fork a helper running `body`; close the child's pipe ends in the parent; with a
+    cgroup, move the helper into it (it mounts meanwhile: the move's wait is mostly hidden)."""
     pid = os.fork()
     if pid == 0:
         child_main(pipes, body)
-    step = _Step(pid, pipes, on_start)
-    pipes.close("out_w", "info_w", "stdin_r", "ack_r")
+    step = _Step(pid, pipes, on_start, group)
+    pipes.close("out_w", "info_w", "stdin_r", "ack_r", "joined_r")
+    if group is not None:
+        try:
+            group.add(pid)
+        except BaseException:
+            step.stop()
+            step.close()
+            raise
     return step
 
 
@@ -327,11 +340,11 @@ class Sandbox:
             group = Cgroup.create(self.limits) if self.limits is not None else None
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold), tuple(mounts), confinement,
-                            group.paths if group is not None else ())
-            names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
+                            self._new_api(), str(scaffold), tuple(mounts), confinement)
+            names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ()) \
+                + (("joined",) if group is not None else ())
             with Pipes(*names) as pipes:
-                step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)
+                step = _start(pipes, lambda: namespace_child(plan, pipes), on_start, group)
                 status = exit_status(_drive(step, process.stdin, on_output))
             self.oom_killed = group is not None and group.oom_kills() > 0
             return status
