@@ -170,13 +170,21 @@ class _Step:
         self.messages.feed(data)
         if self.messages.init_pid is not None and self.init_fd is None:
             self.init_fd = os.pidfd_open(self.messages.init_pid)
-            if self.group is not None:  # I may have forked before C was moved: move it too
-                self.group.add(self.messages.init_pid)
-                os.write(self.pipes.fds["joined_w"], b"j")
-                self.pipes.close("joined_w")
+            if self.group is not None:
+                self._admit(self.group, self.messages.init_pid)
             if self.on_start is not None:  # before the ack: I cannot be reaped (pid reused) yet
                 self.on_start(self.messages.init_pid)
             os.write(self.pipes.fds["ack_w"], b"k")
+
+    def _admit(self, group: Cgroup, init_pid: int) -> None:
+        """Move I into the cgroup too (it may have forked before C was moved), then let it
+        fork the command."""
+        group.add(init_pid)
+        try:
+            os.write(self.pipes.fds["joined_w"], b"j")
+        except BrokenPipeError:
+            pass  # I is gone already: its error, if any, is on the info pipe
+        self.pipes.close("joined_w")
 
     def wait(self) -> int:
         """Reap C; its raw wait status."""
