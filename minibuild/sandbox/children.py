@@ -145,7 +145,7 @@ def _wait_joined(pipes: Pipes) -> None:
     joined = pipes.get("joined_r")
     if joined is None:
         return
-    if os.read(joined, 1) != b"j":
+    if not os.read(joined, 1):
         raise SandboxError("the step could not be moved into its cgroup")
     pipes.close("joined_r")
 

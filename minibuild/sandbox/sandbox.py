@@ -27,7 +27,7 @@ from pathlib import Path
 from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.sandbox.cgroups import Cgroup
-from minibuild.sandbox.channel import Messages, Pipes
+from minibuild.sandbox.channel import Messages, Pipes, release
 from minibuild.sandbox.confinement import UNCONFINED, SecurityOptions, prepare
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
@@ -140,6 +140,8 @@ class _Step:
 
     def pump(self, stdin: bytes | None, on_output: Callable[[bytes], None]) -> None:
         """Relay output and info until both pipes reach EOF, feeding stdin meanwhile."""
+        if self.group is not None:  # C mounts meanwhile: the move's wait is mostly hidden
+            self.group.add(self.pid)
         poller = select.poll()
         ends = (self.pipes.get("out_r"), self.pipes.get("info_r"))
         readers = {fd for fd in ends if fd is not None}
@@ -170,21 +172,12 @@ class _Step:
         self.messages.feed(data)
         if self.messages.init_pid is not None and self.init_fd is None:
             self.init_fd = os.pidfd_open(self.messages.init_pid)
-            if self.group is not None:
-                self._admit(self.group, self.messages.init_pid)
+            if self.group is not None:  # I may have forked before C was moved: move it too
+                self.group.add(self.messages.init_pid)
+                release(self.pipes, "joined_w")  # now I may fork the command
             if self.on_start is not None:  # before the ack: I cannot be reaped (pid reused) yet
                 self.on_start(self.messages.init_pid)
             os.write(self.pipes.fds["ack_w"], b"k")
-
-    def _admit(self, group: Cgroup, init_pid: int) -> None:
-        """Move I into the cgroup too (it may have forked before C was moved), then let it
-        fork the command."""
-        group.add(init_pid)
-        try:
-            os.write(self.pipes.fds["joined_w"], b"j")
-        except BrokenPipeError:
-            pass  # I is gone already: its error, if any, is on the info pipe
-        self.pipes.close("joined_w")
 
     def wait(self) -> int:
         """Reap C; its raw wait status."""
@@ -243,20 +236,12 @@ def _reap(pid: int) -> None:
 
 def _start(pipes: Pipes, body: Callable[[], int],
            on_start: Callable[[int], None] | None = None, group: Cgroup | None = None) -> _Step:
-    """Fork a helper running `body`; close the child's pipe ends in the parent; with a
-    cgroup, move the helper into it (it mounts meanwhile: the move's wait is mostly hidden)."""
+    """Fork a helper running `body`; close the child's pipe ends in the parent."""
     pid = os.fork()
     if pid == 0:
         child_main(pipes, body)
     step = _Step(pid, pipes, on_start, group)
     pipes.close("out_w", "info_w", "stdin_r", "ack_r", "joined_r")
-    if group is not None:
-        try:
-            group.add(pid)
-        except BaseException:
-            step.stop()
-            step.close()
-            raise
     return step
 
 
