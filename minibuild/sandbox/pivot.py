@@ -13,6 +13,7 @@ the host root (no process of the step exists yet) and pivots from there.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from minibuild.errors import SandboxError
@@ -30,12 +31,39 @@ def pivot_into(root: str, host_root: int) -> None:
         os.fchdir(host_root)
         os.chroot(".")
         os.chdir(root)
-        # new and old root on the same dir: the old root ends up mounted over the new one,
-        # and umount2(".") takes it off (pivot_root(2), "NOTES"; runc does the same)
-        linux.pivot_root(".", ".")
-        linux.umount2(".", linux.MNT_DETACH)
+        if _pivot_here():
+            linux.umount2(".", linux.MNT_DETACH)
+        else:
+            os.chroot(".")  # an initramfs host root cannot be pivoted away: chroot, as before
         os.chdir("/")
     except OSError as exc:
         raise SandboxError(f"cannot pivot the sandbox into its root: {exc}") from exc
     finally:
         os.close(host_root)
+
+
+def _pivot_here() -> bool:
+    """pivot_root to the cwd; False when the host's root is the initramfs (EINVAL: runc's
+    --no-pivot case), whose mounts then stay in the namespace."""
+    try:
+        # new and old root on the same dir: the old root ends up mounted over the new one,
+        # and umount2(".") takes it off (pivot_root(2), "NOTES"; runc does the same)
+        linux.pivot_root(".", ".")
+    except OSError as exc:
+        if exc.errno == errno.EINVAL and _root_is_ramfs():
+            return False
+        raise
+    return True
+
+
+def _root_is_ramfs() -> bool:
+    """Whether the host's root is the kernel's initial rootfs (ramfs or tmpfs, not a mount
+    pivot_root can move)."""
+    try:
+        for line in open("/proc/self/mountinfo"):
+            fields = line.split()
+            if fields[4] == "/":
+                return line.split(" - ", 1)[1].split()[0] in ("rootfs", "ramfs")
+    except (OSError, IndexError):
+        pass
+    return False
