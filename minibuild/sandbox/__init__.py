@@ -1,6 +1,7 @@
 """Namespaces, overlay mounts and processes: where RUN steps and containers execute.
 
 sandbox (RootFS, run, call) over children (the forked helpers), overlay, scaffold (/proc, /dev,
-/etc files), stepmounts, pivot (pivot_root into the root), limits and cgroups (docker's limit
-flags, one cgroup per step or container), freezer (pause), process, channel, linux (ctypes).
+/etc files), stepmounts, pivot (pivot_root into the root), limits, hierarchy and cgroups
+(docker's limit flags, the mounted cgroup hierarchies, one cgroup per step or container),
+freezer (pause), process, channel, linux (ctypes).
 """

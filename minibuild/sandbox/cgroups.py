@@ -8,112 +8,31 @@ caller (a systemd unit, a CI job) keep holding for its builds. On cgroup v2 a co
 only be enabled below a cgroup without processes; when ours has some, the parent is the
 hierarchy's root `minibuild/` instead (docker's and podman's cgroupfs place).
 
-The sandbox's parent moves its helper C into the cgroup while C mounts the root (a move waits
-for an RCU grace period, ~10 ms, unless another happened just before: done in parallel it costs
-the step almost nothing), and C forks the step only once it is in, so everything the step
-starts is counted from its first fork; `exec` moves itself in (`enter`). A name is `PID-START-RANDOM` of the
-process that made it: after a SIGKILL of minibuild its empty cgroups stay behind, and the next
-minibuild that makes a cgroup removes every empty one whose maker is gone (`sweep`).
+The sandbox's parent moves its helpers C and I into the cgroup while they set up the root (a
+move waits for an RCU grace period, ~10 ms, unless another happened just before: done in
+parallel it costs the step almost nothing), and I forks the command only once both are in, so
+everything the step starts is counted from its first fork; `exec` moves itself in (`enter`).
+A cgroup's name is `PID-START-RANDOM` of the process that made it, and the `minibuild/` parent
+goes when its last cgroup does. After a SIGKILL of minibuild its empty cgroups stay behind; the
+next minibuild that makes a cgroup removes every empty one whose maker is gone (`sweep`).
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import re
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from minibuild.sandbox.hierarchy import Hierarchy, hierarchies
 from minibuild.sandbox.limits import CPU_PERIOD, LimitError, Limits
 
 PARENT = "minibuild"
 _NAME = re.compile(r"(\d+)-(\d+)-[0-9a-f]+")
 _V2_CORE = frozenset({"freezer"})  # v2 files every cgroup has: nothing to enable
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy and where minibuild's own process sits in it."""
-
-    mount: Path
-    version: int  # 1 or 2
-    controllers: frozenset[str]  # v1: bound to it; v2: offered by its root
-    own: str | None  # our cgroup's path inside the mount, or None when not under it
-    root: str = "/"  # the cgroup the mount shows at its top (a bind of a sub-tree)
-
-    def dir(self, path: str) -> Path:
-        """The directory of a cgroup path inside the mount."""
-        return self.mount / path.lstrip("/")
-
-    def locate(self, path: str) -> Path | None:
-        """The directory of a cgroup path as /proc/PID/cgroup gives it; None if not mounted."""
-        inside = _inside(path, self.root)
-        return None if inside is None else self.dir(inside)
-
-    def member(self, names: str) -> bool:
-        """Whether a /proc/PID/cgroup line's controller field names this hierarchy."""
-        if self.version == 2:
-            return names == ""
-        bound = frozenset(n for n in names.split(",") if not n.startswith("name="))
-        return bool(bound) and bound == self.controllers
-
-
-def _unescape(text: str) -> str:
-    """A mountinfo field: space, tab, newline and backslash come as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def parse_hierarchies(mountinfo: str, proc_cgroup: str,
-                      v2_controllers: Iterable[str] = ()) -> list[Hierarchy]:
-    """The cgroup hierarchies of a mount table, with our place in each (pure: tests feed it)."""
-    memberships = [line.split(":", 2) for line in proc_cgroup.splitlines() if line.count(":") >= 2]
-    v1_lines = [(frozenset(names.split(",")), path) for _, names, path in memberships if names]
-    found = []
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if " - " not in line or len(fields) < 6:
-            continue
-        tail = line.split(" - ", 1)[1].split()
-        fstype, options = tail[0], set(tail[2].split(",")) if len(tail) > 2 else set()
-        root, mount = _unescape(fields[3]), Path(_unescape(fields[4]))
-        if fstype == "cgroup2":
-            path = next((p for _, names, p in memberships if not names), None)
-            found.append(Hierarchy(mount, 2, frozenset(v2_controllers), _inside(path, root), root))
-        elif fstype == "cgroup":
-            names, path = next(((n, p) for n, p in v1_lines if n <= options), (frozenset(), None))
-            bound = frozenset(n for n in names if not n.startswith("name="))
-            found.append(Hierarchy(mount, 1, bound, _inside(path, root), root))
-    return found
-
-
-def _inside(path: str | None, root: str) -> str | None:
-    """Our cgroup path relative to the mount's root (a bind of a sub-tree, a cgroup ns)."""
-    if path is None:
-        return None
-    if root == "/":
-        return path
-    if path == root or path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")):] or "/"
-    return None
-
-
-@functools.cache
-def hierarchies() -> tuple[Hierarchy, ...]:
-    """This machine's cgroup hierarchies (read once per process)."""
-    try:
-        mountinfo = Path("/proc/self/mountinfo").read_text()
-        membership = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return ()
-    v2 = []
-    for h in parse_hierarchies(mountinfo, membership):
-        if h.version == 2:
-            v2 = _read(h.mount / "cgroup.controllers").split()
-    return tuple(parse_hierarchies(mountinfo, membership, v2))
 
 
 def _read(path: Path) -> str:
@@ -220,20 +139,27 @@ class Cgroup:
     def create(cls, limits: Limits, found: Iterable[Hierarchy] | None = None) -> Cgroup | None:
         """Make the cgroup and write its limits; None when the limits need no controller."""
         found = hierarchies() if found is None else tuple(found)
-        placed = place(limits, found)
-        if not placed:
-            return None
         sweep(p for h in found for p in _parents(h))
         name = f"{os.getpid()}-{start_time(os.getpid()) or 0}-{secrets.token_hex(4)}"
-        group = cls({c: (h.version, parent / name) for c, (h, parent) in placed.items()})
-        try:
-            for path in group.paths:
-                os.mkdir(path, 0o755)
-            group._write_limits(limits)
-        except OSError as exc:
-            group.remove()
-            raise LimitError(f"cannot set up the step's cgroup: {exc}") from exc
-        return group
+        for attempt in range(3):
+            placed = place(limits, found)
+            if not placed:
+                return None
+            group = cls({c: (h.version, parent / name) for c, (h, parent) in placed.items()})
+            try:
+                group._make(limits)
+                return group
+            except FileNotFoundError:
+                group.remove()  # another minibuild removed an empty parent meanwhile: again
+            except OSError as exc:
+                group.remove()
+                raise LimitError(f"cannot set up the step's cgroup: {exc}") from exc
+        raise LimitError("cannot set up the step's cgroup: its parent keeps disappearing")
+
+    def _make(self, limits: Limits) -> None:
+        for path in self.paths:
+            os.mkdir(path, 0o755)
+        self._write_limits(limits)
 
     def _write_limits(self, limits: Limits) -> None:
         for controller, (version, path) in self.dirs.items():
@@ -284,9 +210,12 @@ class Cgroup:
                                  f"{exc.strerror}") from exc
 
     def remove(self, seconds: float = 2.0) -> None:
-        """rmdir every dir (its last processes may take a moment to leave it)."""
+        """rmdir every dir (its last processes may take a moment to leave it), and the
+        `minibuild/` parent when no other step uses it: nothing is left in a cgroup that is not
+        ours (one a CI job or systemd unit wants to remove when it ends)."""
         for path in self.paths:
             _rmdir(Path(path), seconds)
+            _rmdir(Path(path).parent, 0)
 
 
 def _rmdir(path: Path, seconds: float) -> None:
@@ -299,7 +228,7 @@ def _rmdir(path: Path, seconds: float) -> None:
             return
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                return  # left for the next sweep
+                return  # left for the next sweep (a parent: in use by another step)
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 
@@ -339,8 +268,13 @@ def is_ours(path: str) -> bool:
     return parent.rpartition("/")[2] == PARENT and _NAME.fullmatch(name) is not None
 
 
+def parents(found: Iterable[Hierarchy] | None = None) -> list[Path]:
+    """The `minibuild/` parent dirs that exist now, in every hierarchy (for checks)."""
+    found = hierarchies() if found is None else found
+    return [parent for h in found for parent in _parents(h) if parent.is_dir()]
+
+
 def present(found: Iterable[Hierarchy] | None = None) -> list[Path]:
     """Every step or container cgroup that exists now, in every hierarchy (for checks)."""
-    found = hierarchies() if found is None else found
-    return [parent / name for h in found for parent in _parents(h) if parent.is_dir()
-            for name in os.listdir(parent) if _NAME.fullmatch(name)]
+    return [parent / name for parent in parents(found) for name in os.listdir(parent)
+            if _NAME.fullmatch(name)]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild.errors import SandboxError
-from minibuild.sandbox.cgroups import Hierarchy, hierarchies, is_ours
+from minibuild.sandbox.cgroups import is_ours
+from minibuild.sandbox.hierarchy import Hierarchy, hierarchies
 
 
 def cgroups_of(pid: int, found: Iterable[Hierarchy] | None = None) -> list[tuple[Hierarchy, Path]]:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.sandbox import cgroups
+from minibuild.sandbox import cgroups, hierarchy
 from tests.conftest import REPO, Minibuild, write_context
 
 pytestmark = pytest.mark.integration
 
 
 def _mounted(controller: str) -> bool:
-    return any(controller in h.controllers for h in cgroups.hierarchies())
+    return any(controller in h.controllers for h in hierarchy.hierarchies())
 
 
 needs_cgroups = pytest.mark.skipif(
@@ -38,6 +38,8 @@ def lmb(mb):
     while set(cgroups.present()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert set(cgroups.present()) - before == set()
+    if not before:  # nobody else's: the parents went with the last cgroup
+        assert cgroups.parents() == []
 
 
 def _popen_build(mb: Minibuild, context: Path, *flags: str) -> subprocess.Popen:
@@ -62,7 +64,7 @@ def _cgroup_lines(proc: subprocess.Popen) -> dict[str, str]:
 
 def _dir_of(controller: str, lines: dict[str, str]) -> tuple[int, Path]:
     """The host dir of the step's cgroup of one controller, and the hierarchy's version."""
-    for h in cgroups.hierarchies():
+    for h in hierarchy.hierarchies():
         if controller in h.controllers:
             names = next(n for n in lines if h.member(n))
             return h.version, h.locate(lines[names])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.containers.signals import namespace_pids
-from minibuild.sandbox import cgroups
+from minibuild.sandbox import cgroups, hierarchy
 from minibuild.sandbox.freezer import freezer_of
 from tests.conftest import Minibuild
 
@@ -21,7 +21,7 @@ FORKER = "while true; do (sleep 1 &); sleep 0.01; done"
 
 
 def _has_freezer() -> bool:
-    return any(h.version == 2 or "freezer" in h.controllers for h in cgroups.hierarchies())
+    return any(h.version == 2 or "freezer" in h.controllers for h in hierarchy.hierarchies())
 
 
 pytestmark = [pytest.mark.integration,

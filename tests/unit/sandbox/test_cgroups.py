@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from minibuild.sandbox import cgroups
-from minibuild.sandbox.cgroups import Hierarchy, is_ours, parse_hierarchies, place, start_time
+from minibuild.sandbox.cgroups import is_ours, place, start_time
+from minibuild.sandbox.hierarchy import Hierarchy, parse_hierarchies
 from minibuild.sandbox.limits import LimitError, Limits
 
 HYBRID = """\
@@ -122,3 +123,14 @@ def test_is_ours():
     assert is_ours("/job/42/minibuild/12-345-abcdef01/")
     assert not is_ours("/minibuild") and not is_ours("/other/12-345-ab")
     assert not is_ours("/minibuild/12-345-abcdef01/nested")
+
+
+def test_remove_takes_the_parent_along_unless_another_step_uses_it(tmp_path):
+    parent = tmp_path / "pids" / "minibuild"
+    mine, other = parent / "1-2-aa", parent / "1-2-bb"
+    for path in (mine, other):
+        path.mkdir(parents=True)
+    cgroups.Cgroup({"pids": (1, mine)}).remove()
+    assert not mine.exists() and other.is_dir()
+    cgroups.Cgroup({"pids": (1, other)}).remove()
+    assert not parent.exists() and parent.parent.is_dir()
