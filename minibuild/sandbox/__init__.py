@@ -3,5 +3,5 @@
 sandbox (RootFS, run, call) over children (the forked helpers), overlay, scaffold (/proc, /dev,
 /etc files), stepmounts, pivot (pivot_root into the root), limits, hierarchy and cgroups
 (docker's limit flags, the mounted cgroup hierarchies, one cgroup per step or container),
-freezer (pause), process, channel, linux (ctypes).
+freezer (pause), process, channel, linux (ctypes), userns (rootless).
 """
