@@ -3,5 +3,6 @@
 sandbox (RootFS, run, call) over children (the forked helpers), overlay, scaffold (/proc, /dev,
 /etc files), stepmounts, pivot (pivot_root into the root), limits, hierarchy and cgroups
 (docker's limit flags, the mounted cgroup hierarchies, one cgroup per step or container),
-freezer (pause), process, channel, linux (ctypes), userns (rootless).
+freezer (pause), confinement + seccomp + landlock (what the command may do), process, channel,
+linux (ctypes), userns (rootless).
 """
