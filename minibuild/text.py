@@ -1,8 +1,12 @@
-"""Human-readable sizes, ages and shortened text, as docker prints them (imports nothing of ours)."""
+"""Human-readable sizes, ages and shortened text, as docker prints and reads them (imports nothing
+of ours)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
 
 
 def human_size(size: int) -> str:
@@ -13,6 +17,15 @@ def human_size(size: int) -> str:
             return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+def parse_size(text: str) -> int:
+    """`1024`, `64k`, `1.5g`, `512MiB`... as bytes (binary multiples, like Docker); ValueError."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise ValueError(f"invalid size {text!r} (want bytes, or a number with k, m, g, t or p)")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"))
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -83,11 +83,22 @@ def processes_rooted_in(root: Path) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (os.readlink(entry / "root") + "/").startswith(prefix):
+                if (os.readlink(entry / "root") + "/").startswith(prefix) or \
+                        _pivoted_into(entry, prefix):
                     found.append(int(entry.name))
             except OSError:
                 continue
     return found
+
+
+def _pivoted_into(proc: Path, prefix: str) -> bool:
+    """Whether a process's root is a step's overlay with its upper dir in the store: after
+    pivot_root its root shows as `/` (of its own mount namespace), so look at the mount."""
+    for line in (proc / "mountinfo").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/":
+            return fields[3] == "/" and f"upperdir={prefix}" in line
+    return False
 
 
 def mounts_under(root: Path) -> list[str]:

@@ -10,6 +10,7 @@ from minibuild.build import parsecache
 from minibuild.build.memo import Command as MemoCommand
 from minibuild.sandbox import sandbox
 from minibuild.sandbox.confinement import SecurityOptions
+from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.network import Networks
 from minibuild.build.cache import Cache
 from minibuild.build.context import BuildContext
@@ -52,6 +53,7 @@ class BuildRequest:
     registries_conf: str | None = None  # --registries-conf: mirrors, search registries
     cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=HOST/REPO (in order)
     cache_to: str | None = None  # --cache-to type=registry,ref=HOST/REPO[,mode=min|max]
+    limits: Limits = Limits()  # --memory, --pids-limit, --cpus of every RUN step
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     if runner is None:
         sandbox.check_support()
         runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security,
-                                 networks=networks)
+                                 networks=networks, limits=request.limits.with_default_pids())
     options = BuildOptions(build_args=build_args, compression=request.compression,
                            network=request.network, source_date_epoch=epoch,
                            allow_host_network="network.host" in request.allow,

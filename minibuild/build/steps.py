@@ -117,9 +117,11 @@ class StepFactory:
                 status = self.sandbox.run(rootfs, replace(process, secret_env=unkeyed + secret_env),
                                           self.output, mounts=step_mounts)
             if status != 0:
+                oom = ": out of memory (over its --memory limit)" \
+                    if getattr(self.sandbox, "oom_killed", False) else ""
                 raise BuildError.at(
-                    run, f"{label} `{shorten(run.original, 60)}` failed with exit code {status}",
-                    exit_status=status)
+                    run, f"{label} `{shorten(run.original, 60)}` failed with exit code {status}"
+                         f"{oom}", exit_status=status)
 
         description = {"run": list(command.argv), "env": [list(e) for e in process.env],
                        "cwd": process.cwd, "user": process.user, "network": process.network}

@@ -1,5 +1,5 @@
-"""Commands about containers once they exist: ps, stop, start, rm, logs, diff, commit
-(docker's names, flags and output shapes); `run` and `exec` are in run.py."""
+"""Commands about containers once they exist: ps, stop, pause, unpause, start, rm, logs, diff,
+commit (docker's names, flags and output shapes); `run` and `exec` are in run.py."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ def image_layers(store, manifest):
 
 def _status_text(records, container) -> str:
     """docker's STATUS column."""
+    from minibuild.containers.signals import is_paused
     from minibuild.text import human_age
 
     state = records.status(container)
     if state == "running":
-        return "Up " + human_age(container.started).removesuffix(" ago")
+        up = "Up " + human_age(container.started).removesuffix(" ago")
+        return up + " (Paused)" if is_paused(records, container) else up
     if state == "exited":
         return f"Exited ({container.exit_code}) {human_age(container.finished)}"
     return state.capitalize()
@@ -63,7 +65,7 @@ def ps(ctx, show_all, filters, quiet, no_trunc, fmt) -> None:
                                   or "status" in wanted or "exited" in wanted)
              and container_filters.container_passes(c, states[c.id], wanted, ancestry.test)]
     if fmt == "json" and not quiet:
-        click.echo(json.dumps([{**c.to_json(), "status": states[c.id]} for c in shown],
+        click.echo(json.dumps([{**c.to_json(), "status": _status(records, c)} for c in shown],
                               indent=2))
         return
     made = [rows.ContainerRow(c, states[c.id], _status_text(records, c), no_trunc=no_trunc)
@@ -91,6 +93,14 @@ class _Ancestry:
         return self.tests[text]
 
 
+def _status(records, container) -> str:
+    """created, running, paused, exited or dead (docker's State.Status)."""
+    from minibuild.containers.signals import is_paused
+
+    state = records.status(container)
+    return "paused" if state == "running" and is_paused(records, container) else state
+
+
 @cli.command()
 @click.option("-t", "--time", "timeout", type=float, default=10.0, show_default=True,
               help="Seconds to wait after SIGTERM before SIGKILL.")
@@ -103,6 +113,32 @@ def stop(ctx, timeout, containers) -> None:
     records = container_records(ctx)
     for text in containers:
         signals.stop(records, records.find(text), timeout)
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def pause(ctx, containers) -> None:
+    """Freeze every process of running containers (their cgroup's freezer)."""
+    from minibuild.containers import signals
+
+    records = container_records(ctx)
+    for text in containers:
+        signals.pause(records, records.find(text))
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def unpause(ctx, containers) -> None:
+    """Thaw paused containers."""
+    from minibuild.containers import signals
+
+    records = container_records(ctx)
+    for text in containers:
+        signals.unpause(records, records.find(text))
         click.echo(text)
 
 
@@ -254,7 +290,7 @@ def diff(ctx, container) -> None:
 @click.option("-m", "--message", default=None, help="Commit message (history comment).")
 @click.option("-a", "--author", default=None, help="Author (history and config).")
 @click.option("--pause/--no-pause", "-p", "pause", default=True, show_default=True,
-              help="Stop the container's processes while its upper dir is read.")
+              help="Freeze the container's processes while its upper dir is read.")
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
               show_default=True, help="Layer compression (zstd: smaller, newer clients only).")
 @click.argument("container")

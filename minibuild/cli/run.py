@@ -11,6 +11,7 @@ import click
 
 from minibuild.cli.app import cli, container_records, open_store, store_root
 from minibuild.cli.containers import image_layers
+from minibuild.cli.limits import limit_options, limits_of
 
 _PASS_THROUGH = {"allow_interspersed_args": False}  # `run IMAGE sh -c ...`: -c is the command's
 
@@ -53,12 +54,13 @@ _RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
               metavar="seccomp=unconfined|PROFILE.json|no-new-privileges",
               help="As docker: another seccomp profile (default: docker's), or none; "
                    "no_new_privs for the command (exec uses the container's).")
+@limit_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workdir, user,
-        hostname, network, publish, volumes, mounts, tmpfs, entrypoint, security_opts, image,
-        command) -> None:
+        hostname, network, publish, volumes, mounts, tmpfs, entrypoint, security_opts, memory,
+        pids_limit, cpus, image, command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
     from minibuild.containers import mountspec, runflags, runtime
     from minibuild.containers.records import Container, Containers, now
@@ -70,6 +72,7 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
     check_support()
     security = parse_security_opts(security_opts)
     prepare(security)  # a profile that does not compile fails here, before any container
+    limits = limits_of(memory, pids_limit, cpus)
     specs = ([runflags.parse_volume(v, os.getcwd()) for v in volumes]
              + [runflags.parse_mount(m, os.getcwd()) for m in mounts]
              + [runflags.parse_tmpfs(t) for t in tmpfs])
@@ -99,7 +102,7 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
         stop_signal=config.stop_signal, hostname=hostname or "", security=security,
-        ports=ports)
+        ports=ports, limits=limits)
     container = _create_with_volumes(records, template, specs)
     root = store.root
     store.close()  # the container's record keeps its layers; prune may run meanwhile

@@ -1,8 +1,9 @@
 """`exec`: a running container's namespaces and root held as fds, and a command run inside them.
 
 The fds are opened while the container's init is verified (its start time matches the record),
-so a recycled pid is never entered; the command then setns(2)es into each namespace, chroots
-to the container's root and is forked again (the pid namespace applies to children only).
+so a recycled pid is never entered; the command then joins the container's cgroups (its limits
+and freezer), setns(2)es into each namespace, chroots to the container's root and is forked
+again (the pid namespace applies to children only).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from minibuild.containers.records import Container, ContainerError, Containers, \
     process_start_time
 from minibuild.errors import SandboxError
-from minibuild.sandbox import linux
+from minibuild.containers.signals import is_paused
+from minibuild.sandbox import cgroups, linux
 from minibuild.sandbox.confinement import Confinement
+from minibuild.sandbox.freezer import cgroups_of
 from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
     process_environment
 
@@ -31,6 +34,7 @@ class ExecTarget:
 
     namespaces: tuple[tuple[str, int], ...]
     root: int
+    cgroups: tuple[str, ...] = ()  # the container's cgroup dirs: what exec starts joins them
 
     def close(self) -> None:
         """Release the fds."""
@@ -53,10 +57,14 @@ def open_target(containers: Containers, container: Container) -> ExecTarget:
         for _, fd in fds:
             os.close(fd)
         raise ContainerError(f"container {container.name} is not running ({exc.strerror})") from exc
-    target = ExecTarget(tuple(fds), root)
+    target = ExecTarget(tuple(fds), root, tuple(str(path) for _, path in cgroups_of(pid)))
     if process_start_time(pid) != container.pid_start:  # the pid was recycled meanwhile
         target.close()
         raise ContainerError(f"container {container.name} is not running")
+    if is_paused(containers, container):
+        target.close()
+        raise ContainerError(f"container {container.name} is paused",
+                             hint=f"`minibuild unpause {container.name}` first")
     return target
 
 
@@ -88,6 +96,7 @@ def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | No
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
     linux.die_with_parent()
     linux.not_dumpable()  # the command's child inherits it: no container process opens its exe
+    cgroups.enter(target.cgroups)  # host paths: before setns(mnt)
     for name, fd in target.namespaces:
         if _same_namespace(name, fd):
             continue  # e.g. the host's network: rootless, setns into it is refused (EPERM)

@@ -29,6 +29,7 @@ from minibuild.fs.files import remove_tree, write_atomic
 from minibuild.fs.lock import FileLock
 from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.sandbox.overlay import make_overlay_dirs, overlay_dirs
+from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.network import PortForward
 
 ID_BYTES = 32
@@ -73,6 +74,7 @@ class Container:
     hostname: str = ""  # -h; empty: the short id, as docker does
     security: SecurityOptions = SecurityOptions()  # --security-opt (exec uses it too)
     ports: tuple[PortForward, ...] = ()  # -p, forwarded into its private network
+    limits: Limits = Limits()  # --memory, --pids-limit, --cpus
     state: str = "created"  # created | running | exited
     exit_code: int | None = None
     pid: int | None = None  # host pid of the sandbox's init (pid 1 inside)
@@ -96,6 +98,7 @@ class Container:
                 "mounts": [m.to_json() for m in self.mounts], "hostname": self.hostname,
                 "security": self.security.to_json(),
                 "ports": [p.to_json() for p in self.ports],
+                "host_config": self.limits.to_json(),
                 "state": self.state, "exit_code": self.exit_code, "pid": self.pid,
                 "pid_start": self.pid_start, "started": self.started, "finished": self.finished}
 
@@ -114,7 +117,7 @@ class Container:
                    hostname=d.get("hostname") or "",
                    security=SecurityOptions.from_json(d.get("security")),
                    ports=tuple(PortForward.from_json(p) for p in d.get("ports") or ()),
-                   state=d["state"],
+                   limits=Limits.from_json(d.get("host_config")), state=d["state"],
                    exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
                    started=d.get("started"), finished=d.get("finished"))
 

@@ -27,6 +27,7 @@ from minibuild.containers.records import Container, ContainerError, Containers, 
 from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
 from minibuild.oci.image import ContainerConfig
+from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.network import Networks
 from minibuild.sandbox.process import Process
 from minibuild.sandbox.sandbox import RootFS, Sandbox
@@ -83,6 +84,13 @@ def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Pr
                    hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_)
 
 
+def limits(container: Container) -> Limits:
+    """The container's cgroup: its limits, and the freezer `pause` and `commit` use (where the
+    host has one: without it the container runs, and `pause` says why it cannot)."""
+    given = container.limits
+    return replace(given, freezer=True, optional=given.optional | {"freezer"})
+
+
 # -- supervising ---------------------------------------------------------------------------------
 
 
@@ -113,7 +121,7 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
             # its network lives as long as this supervisor runs it (and -p forwards into it)
             with Networks(container.ports) as networks:
                 status = Sandbox(image_lookup=layerpath.resolve, security=container.security,
-                                 networks=networks).run(
+                                 networks=networks, limits=limits(container)).run(
                     fs, process(container, stdio, tty_), lambda data: None, on_start=started,
                     mounts=attached.mounts)
         finally:

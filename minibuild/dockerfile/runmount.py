@@ -17,6 +17,7 @@ from typing import Any, Union
 
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.instructions import Location
+from minibuild.text import parse_size  # re-exported: one size syntax for RUN --mount, run and limits
 
 TYPES = ("bind", "cache", "tmpfs", "secret")
 SHARING = ("shared", "private", "locked")
@@ -33,7 +34,6 @@ _FLAGS = {"ro", "readonly", "rw", "readwrite", "required"}  # may stand without 
 _KNOWN = set().union(*_OPTIONS.values()) | {"type"}
 # The sandbox mounts /proc and /dev itself, over anything mounted there before.
 _RESERVED = ("/proc", "/dev")
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
 # uid/gid are 32 bits, and (uid_t)-1 tells chown "leave it": the highest one a file can have.
 _MAX_ID = 2**32 - 2
 _TRUE = ("1", "t", "true")
@@ -156,15 +156,6 @@ def mount_from_refs(values: Iterable[str],
         if expand(fields.get("type", "bind")).lower() == "bind" and fields.get("from"):
             refs.append(expand(fields["from"]))
     return refs
-
-
-def parse_size(text: str) -> int:
-    """`1024`, `64k`, `1.5g`, `512MiB`... as bytes (binary multiples, like Docker); ValueError."""
-    match = _SIZE.match(text.strip())
-    if match is None:
-        raise ValueError(f"invalid size {text!r} (want bytes, or a number with k, m, g, t or p)")
-    number, unit = match.groups()
-    return int(float(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"))
 
 
 # -- one spec ----------------------------------------------------------------------------------

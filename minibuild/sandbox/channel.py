@@ -45,6 +45,16 @@ class Pipes:
         self.close(*list(self.fds))
 
 
+def release(pipes: Pipes, end: str) -> None:
+    """Write one byte on a pipe a child waits on, then close it (a reader gone already is
+    fine: its own error is what the step reports)."""
+    try:
+        os.write(pipes.fds[end], b"j")
+    except BrokenPipeError:
+        pass
+    pipes.close(end)
+
+
 def send(fd: int, kind: bytes, payload: bytes) -> None:
     """Write one framed message; a single write keeps small frames atomic."""
     data = memoryview(kind + struct.pack("<I", len(payload)) + payload)

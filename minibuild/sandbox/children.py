@@ -2,8 +2,10 @@
 
 The process tree of `Sandbox.run`:
 
-    P (caller) ── C: PDEATHSIG, setns(net), unshare(mnt,pid,uts,ipc), overlay, --mounts, hostname
-                   └─ I: pid 1 of the new pid ns: /proc, /dev, chroot, resolve user, reap
+    P (caller) ── C: PDEATHSIG, setns(net), unshare(mnt,pid,uts,ipc), overlay, --mounts,
+                   │  hostname (P moves C, then I, into the step's cgroup meanwhile)
+                   └─ I: pid 1 of the new pid ns: chroot, /proc, /dev, pivot_root (pivot.py),
+                       │ resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
 `Sandbox.call` has only C, which mounts, chroots and runs a Python callable. Every mount lives
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minibuild.sandbox import linux
+from minibuild.sandbox import linux, pivot
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -88,10 +90,10 @@ def child_main(pipes: Pipes, body: Callable[[], int]) -> NoReturn:
 
 
 def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
-    """C: namespaces + overlay, then fork I and relay its exit status."""
+    """C: cgroup, namespaces + overlay, then fork I and relay its exit status."""
     _die_with_parent(plan.parent_pid)
     _quiet_signals()
-    pipes.close("out_r", "info_r", "stdin_w", "ack_w")
+    pipes.close("out_r", "info_r", "stdin_w", "ack_w", "joined_w")
     if plan.netns is not None:
         _join_network(plan.netns)
     _unshare(linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC)
@@ -103,6 +105,7 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
         socket.sethostname(plan.process.hostname)
     except OSError as exc:
         raise SandboxError(f"cannot set the hostname in the sandbox: {exc}") from exc
+    os.chdir("/")  # I's pivot_root moves a cwd on the old root along; any other would pin it
     lifeline, keep = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -110,7 +113,7 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
         child_main(pipes, lambda: _init(plan, pipes, lifeline))
     os.close(lifeline)
     send_pid(pipes.fds["info_w"], pid)
-    pipes.close("out_w", "info_w", "stdin_r")
+    pipes.close("out_w", "info_w", "stdin_r", "joined_r")
     os.read(pipes.fds["ack_r"], 1)  # reap I only once P holds a pidfd on it: no pid reuse race
     return exit_status(os.waitpid(pid, 0)[1])
 
@@ -134,6 +137,17 @@ def call_child(plan: CallPlan, pipes: Pipes, fn: Callable[[], None]) -> int:
         os.chdir("/")
     fn()
     return 0
+
+
+def _wait_joined(pipes: Pipes) -> None:
+    """With a cgroup, P moves C, then I, into it while they set up (a move can wait ~10 ms
+    for an RCU grace period): I forks the command only once P says both are in."""
+    joined = pipes.get("joined_r")
+    if joined is None:
+        return
+    if not os.read(joined, 1):
+        raise SandboxError("the step could not be moved into its cgroup")
+    pipes.close("joined_r")
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -193,12 +207,15 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     pipes.close("ack_r")
     etc_files = open_etc_files(plan.scaffold)
     devices = open_host_devices()
+    host_root = pivot.hold_host_root()
     os.chroot(plan.merged)
     os.chdir("/")
     mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged)
     bind_etc_files(etc_files)
+    pivot.pivot_into(plan.merged, host_root)  # no host mount stays in the namespace
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
+    _wait_joined(pipes)
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan, user, env, pipes))

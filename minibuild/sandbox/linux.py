@@ -23,6 +23,7 @@ except OSError:  # not glibc: the running program's symbols include its libc
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p)
 _libc.unshare.argtypes = (ctypes.c_int,)
+_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
 _libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong)
@@ -45,6 +46,11 @@ SYS_CLOSE_RANGE = 436
 FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
 FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 AT_FDCWD = -100
+MNT_DETACH = 2
+# pivot_root(2) has no libc wrapper, and its number differs per architecture
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "i686": 217,
+                  "i386": 217, "armv7l": 218, "armv6l": 218, "ppc64le": 203, "ppc64": 203,
+                  "s390x": 217, "mips64": 5151}.get(os.uname().machine)
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
 
 
@@ -68,6 +74,19 @@ def mount(source: str, target: str, fstype: str, flags: int, data: str | None) -
     if _libc.mount(source.encode(), os.fsencode(target), fstype.encode(), flags,
                    None if data is None else os.fsencode(data)) != 0:
         raise os_error(f"mount {fstype} on {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2); raises OSError (ENOSYS on an architecture we have no number for)."""
+    if SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {os.uname().machine}")
+    syscall(SYS_PIVOT_ROOT, os.fsencode(new_root), os.fsencode(put_old))
+
+
+def umount2(target: str, flags: int) -> None:
+    """umount2(2); raises OSError."""
+    if _libc.umount2(os.fsencode(target), flags) != 0:
+        raise os_error(f"umount {target}")
 
 
 def unshare(flags: int) -> None:

@@ -1,9 +1,11 @@
-"""Run a build step (or a Python callable) inside an image: overlayfs + chroot + namespaces.
+"""Run a build step (or a Python callable) inside an image: overlayfs, namespaces, a cgroup, and
+pivot_root (RUN, containers) or chroot (call).
 
 Every mount lives only in a forked child's private mount namespace, so when minibuild dies, even
 by SIGKILL, the kernel tears the mounts down with the child (the process tree and the children's
-fork-safety rules are in minibuild/children.py). This module is the parent's side: it checks
-and prepares the dirs, starts the helper tree, streams its pipes, and stops and reaps it.
+fork-safety rules are in sandbox/children.py). This module is the parent's side: it checks
+and prepares the dirs and the step's cgroup, and starts the helper tree (helpertree.py streams
+its pipes, and stops and reaps it).
 Caveats for callers: PDEATHSIG fires when the *thread* that forked exits (a caller blocked in
 run/call is fine), and `call`'s fn runs in a fork, so it must not take locks that other threads
 of the parent may hold (logging handlers, rich consoles).
@@ -14,28 +16,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import select
-import signal
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from minibuild.fs import idmap
 from minibuild.fs.files import remove_tree
-from minibuild.sandbox import linux
-from minibuild.sandbox.channel import Messages, Pipes
+from minibuild.sandbox.cgroups import Cgroup
+from minibuild.sandbox.channel import Pipes
 from minibuild.sandbox.confinement import UNCONFINED, Confinement, SecurityOptions, prepare
 from minibuild.sandbox.network import Networks, resolv_conf
-from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
+from minibuild.sandbox.children import CallPlan, RunPlan, call_child, namespace_child
+from minibuild.sandbox.helpertree import drive, start
 from minibuild.errors import SandboxError
 from minibuild.fs.rootpath import ImagePath
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, kernel_overlay_params, mount_extra, \
     new_mount_api, overlay_extra_options
 from minibuild.sandbox.process import DEFAULT_PATH, Process, check_process, exec_failure, exit_status, \
     process_environment
+from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.scaffold import make_scaffold
 from minibuild.sandbox.stepmounts import ImageLookup, StepMount, make_stubs
 
@@ -104,154 +105,6 @@ def _check_rootfs(rootfs: RootFS) -> None:
         raise SandboxError(f"too many layers ({len(rootfs.lowers)}): overlayfs stacks at most 500")
 
 
-# -- the parent's handle on a helper tree -----------------------------------------------------
-
-
-class _Feeder:
-    """Writes the step's stdin without blocking, so a chatty process cannot deadlock us."""
-
-    def __init__(self, fd: int, data: bytes) -> None:
-        os.set_blocking(fd, False)
-        self.fd, self.data, self.pos = fd, memoryview(data), 0
-
-    def step(self) -> bool:
-        """Write what the pipe takes; True when everything is written or the reader is gone."""
-        try:
-            self.pos += os.write(self.fd, self.data[self.pos:self.pos + 65536])
-        except BlockingIOError:
-            return False
-        except (BrokenPipeError, ConnectionResetError):
-            return True
-        return self.pos >= len(self.data)
-
-
-class _Step:
-    """The parent's handle on a helper tree: streams its pipes, stops and reaps it."""
-
-    def __init__(self, pid: int, pipes: Pipes,
-                 on_start: Callable[[int], None] | None = None) -> None:
-        self.pid: int | None = pid
-        self.pipes = pipes
-        self.messages = Messages()
-        self.init_fd: int | None = None
-        self.on_start = on_start
-
-    def pump(self, stdin: bytes | None, on_output: Callable[[bytes], None]) -> None:
-        """Relay output and info until both pipes reach EOF, feeding stdin meanwhile."""
-        poller = select.poll()
-        ends = (self.pipes.get("out_r"), self.pipes.get("info_r"))
-        readers = {fd for fd in ends if fd is not None}
-        for fd in readers:
-            poller.register(fd, select.POLLIN)
-        feeder = _Feeder(self.pipes.fds["stdin_w"], stdin) if stdin is not None else None
-        if feeder is not None:
-            poller.register(feeder.fd, select.POLLOUT)
-        while readers:
-            for fd, _ in poller.poll():
-                if feeder is not None and fd == feeder.fd:
-                    if feeder.step():
-                        poller.unregister(fd)
-                        self.pipes.close("stdin_w")
-                        feeder = None
-                    continue
-                data = os.read(fd, 65536)
-                if not data:
-                    poller.unregister(fd)
-                    readers.discard(fd)
-                elif fd == self.pipes.get("out_r"):
-                    on_output(data)
-                else:
-                    self._on_info(data)
-
-    def _on_info(self, data: bytes) -> None:
-        """Decode messages; hold I by a pidfd before letting C reap it (ack)."""
-        self.messages.feed(data)
-        if self.messages.init_pid is not None and self.init_fd is None:
-            self.init_fd = os.pidfd_open(self.messages.init_pid)
-            if self.on_start is not None:  # before the ack: I cannot be reaped (pid reused) yet
-                self.on_start(self.messages.init_pid)
-            os.write(self.pipes.fds["ack_w"], b"k")
-
-    def wait(self) -> int:
-        """Reap C; its raw wait status."""
-        assert self.pid is not None
-        status = os.waitpid(self.pid, 0)[1]
-        self.pid = None
-        return status
-
-    def stop(self) -> None:
-        """Kill the step's pid-ns init (the kernel kills the rest) or C, and reap C."""
-        if self.pid is None:
-            return
-        if self.init_fd is not None:
-            linux.pidfd_kill(self.init_fd)
-            if _reaped_within(self.pid, 2.0):
-                self.pid = None
-                return
-        linux.kill(self.pid, signal.SIGKILL)
-        _reap(self.pid)
-        self.pid = None
-
-    def close(self) -> None:
-        """Release every fd the parent holds."""
-        self.pipes.close(*list(self.pipes.fds))
-        if self.init_fd is not None:
-            os.close(self.init_fd)
-            self.init_fd = None
-
-    def raise_reported(self) -> None:
-        """Re-raise the first error a child reported."""
-        if self.messages.errors:
-            raise self.messages.errors[0]
-
-
-def _reaped_within(pid: int, seconds: float) -> bool:
-    """Poll-reap a child for a while; True once it is reaped."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-        time.sleep(0.002)
-    return False
-
-
-def _reap(pid: int) -> None:
-    """Reap a SIGKILLed child even if another Ctrl-C arrives meanwhile."""
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except ChildProcessError:
-            return
-        except KeyboardInterrupt:
-            continue
-
-
-def _start(pipes: Pipes, body: Callable[[], int],
-           on_start: Callable[[int], None] | None = None) -> _Step:
-    """Fork a helper running `body`; close the child's pipe ends in the parent."""
-    pid = os.fork()
-    if pid == 0:
-        child_main(pipes, body)
-    step = _Step(pid, pipes, on_start)
-    pipes.close("out_w", "info_w", "stdin_r", "ack_r")
-    return step
-
-
-def _drive(step: _Step, stdin: bytes | None, on_output: Callable[[bytes], None]) -> int:
-    """Pump a started helper to its end; on any exception (Ctrl-C too) stop it first."""
-    try:
-        step.pump(stdin, on_output)
-        status = step.wait()
-    except BaseException:
-        step.stop()
-        raise
-    finally:
-        step.close()
-    step.raise_reported()
-    return status
-
-
 class Sandbox:
     """Runs commands and Python callables inside an image's root; no daemon, no mount left."""
 
@@ -259,11 +112,12 @@ class Sandbox:
                  resolv_conf: Path = Path("/etc/resolv.conf"),
                  image_lookup: ImageLookup | None = None,
                  security: SecurityOptions = SecurityOptions(),
-                 networks: Networks | None = None) -> None:
+                 networks: Networks | None = None, limits: Limits | None = None) -> None:
         """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
         a run with mounts needs it to make the mount points the image lacks. `security`:
         docker's defaults unless told (its seccomp profile, no no_new_privs). `networks`: the
-        build's or container's network namespaces (else each run makes its own)."""
+        build's or container's network namespaces (else each run makes its own). Each `run`
+        gets a cgroup of its own enforcing `limits`."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
@@ -271,6 +125,8 @@ class Sandbox:
         self.image_lookup = image_lookup
         self.security = security
         self.networks = networks
+        self.limits = limits
+        self.oom_killed = False  # whether the last `run` lost a process to its memory limit
 
     def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
         """The image lookup bound to these layer dirs (top first)."""
@@ -323,6 +179,7 @@ class Sandbox:
         if process.privileged:
             security = replace(security, seccomp=UNCONFINED)
         confinement = prepare(security)
+        self.oom_killed = False
         _prepare_upper(rootfs)
         with self._netns(process.network) as netns:
             return self._run(rootfs, process, on_output, on_start, mounts, confinement, netns)
@@ -333,17 +190,24 @@ class Sandbox:
         """`run` once the network namespace (if any) is there."""
         scaffold = make_scaffold(rootfs.work.parent, rootfs.lowers, process.hostname,
                                  self._resolv(process.network))
+        group = None
         try:
             if mounts:  # the upper too: a container's holds what it wrote in earlier runs
                 make_stubs(scaffold, self._lookup((rootfs.upper, *rootfs.lowers)), mounts)
+            group = Cgroup.create(self.limits) if self.limits is not None else None
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
                             self._new_api(), str(scaffold), tuple(mounts), confinement, netns)
-            names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
+            names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ()) \
+                + (("joined",) if group is not None else ())
             with Pipes(*names) as pipes:
-                step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)
-                return exit_status(_drive(step, process.stdin, on_output))
+                step = start(pipes, lambda: namespace_child(plan, pipes), on_start, group)
+                status = exit_status(drive(step, process.stdin, on_output))
+            self.oom_killed = group is not None and group.oom_kills() > 0
+            return status
         finally:
+            if group is not None:
+                group.remove()
             remove_tree(scaffold, ignore_errors=True)
 
     def call(self, rootfs: RootFS, fn: Callable[[], None], *, cwd: Path | None = None,
@@ -373,8 +237,8 @@ class Sandbox:
                              None if cwd is None else os.path.abspath(cwd), os.getpid(),
                              self._new_api(), mounted_source, pre_chroot)
             with Pipes("info") as pipes:
-                step = _start(pipes, lambda: call_child(plan, pipes, fn))
-                status = exit_status(_drive(step, None, lambda data: None))
+                step = start(pipes, lambda: call_child(plan, pipes, fn))
+                status = exit_status(drive(step, None, lambda data: None))
         finally:
             if empty is not None:
                 remove_tree(empty, ignore_errors=True)

@@ -11,7 +11,9 @@ from dataclasses import replace
 import pytest
 
 from minibuild.containers.records import Container, ContainerError, Containers
-from minibuild.containers.signals import Paused, children, namespace_pids, stop, stop_signal
+from minibuild.containers import signals
+from minibuild.containers.signals import Paused, children, namespace_pids, pause, stop, \
+    stop_signal, unpause
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor
 
@@ -64,3 +66,62 @@ def test_stopping_a_container_that_does_not_run_is_a_no_op(tmp_path):
     records, created = record(tmp_path)
     assert stop(records, created, timeout=0) is False
     assert stop(records, replace(created, state="exited"), timeout=0) is False
+
+
+class FakeFreezer:
+    """A freezer cgroup that records what it was asked."""
+
+    def __init__(self, frozen: bool = False) -> None:
+        self.state, self.calls = frozen, []
+
+    def frozen(self) -> bool:
+        return self.state
+
+    def freeze(self) -> None:
+        self.calls.append("freeze")
+        self.state = True
+
+    def thaw(self) -> None:
+        self.calls.append("thaw")
+        self.state = False
+
+
+def running_with(monkeypatch, tmp_path, freezer):
+    records, created = record(tmp_path)
+    monkeypatch.setattr(records, "status", lambda c: "running")
+    monkeypatch.setattr(signals, "freezer_of", lambda pid: freezer)
+    return records, replace(created, state="running", pid=os.getpid())
+
+
+def test_commit_freezes_the_cgroup_instead_of_stopping_pids(monkeypatch, tmp_path):
+    fake = FakeFreezer()
+    records, running = running_with(monkeypatch, tmp_path, fake)
+    with Paused(records, running) as paused:
+        assert fake.calls == ["freeze"] and paused.pids == []  # no SIGSTOP list to escape
+    assert fake.calls == ["freeze", "thaw"]
+
+
+def test_commit_leaves_a_paused_container_paused(monkeypatch, tmp_path):
+    fake = FakeFreezer(frozen=True)
+    records, running = running_with(monkeypatch, tmp_path, fake)
+    with Paused(records, running):
+        pass
+    assert fake.calls == [] and fake.frozen()
+
+
+def test_pause_and_unpause_refuse_the_wrong_state(monkeypatch, tmp_path):
+    fake = FakeFreezer()
+    records, running = running_with(monkeypatch, tmp_path, fake)
+    with pytest.raises(ContainerError, match="is not paused"):
+        unpause(records, running)
+    pause(records, running)
+    with pytest.raises(ContainerError, match="is already paused"):
+        pause(records, running)
+    unpause(records, running)
+    assert fake.calls == ["freeze", "thaw"]
+
+
+def test_pause_without_a_freezer_cgroup_says_why(monkeypatch, tmp_path):
+    records, running = running_with(monkeypatch, tmp_path, None)
+    with pytest.raises(ContainerError, match="has no freezer cgroup"):
+        pause(records, running)
