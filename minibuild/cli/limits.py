@@ -23,8 +23,24 @@ def limit_options(command: Callable) -> Callable:
     return command
 
 
+_FLAGS = {"memory": "--memory", "pids": "--pids-limit", "cpu": "--cpus"}
+
+
 def limits_of(memory: str | None, pids_limit: int | None, cpus: str | None):
-    """The Limits the flags give (LimitError names a bad one)."""
+    """The Limits the flags give (LimitError names a bad one). Rootless, a flag no cgroup can
+    apply (no delegated cgroup v2 subtree with its controller) is ignored with one warning
+    line, as rootless podman ignores limits on cgroup v1, instead of failing every step."""
+    from minibuild.fs import idmap
     from minibuild.sandbox.limits import parse_limits
 
-    return parse_limits(memory, pids_limit, cpus)
+    limits = parse_limits(memory, pids_limit, cpus)
+    if idmap.rootless():
+        from minibuild.sandbox.cgroups import unavailable
+
+        ignored = [flag for name, flag in _FLAGS.items() if name in unavailable(limits)]
+        if ignored:
+            click.echo(f"warning: {', '.join(ignored)} ignored: rootless minibuild has no "
+                       "delegated cgroup to apply {} in (run as root, or delegate a cgroup v2 "
+                       "subtree with the controller)".format("it" if len(ignored) == 1 else "them"),
+                       err=True)
+    return limits

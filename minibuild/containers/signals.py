@@ -14,6 +14,7 @@ from pathlib import Path
 
 from minibuild.containers.records import Container, ContainerError, Containers, \
     process_start_time
+from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.sandbox.freezer import Freezer, freezer_of
 
@@ -136,9 +137,10 @@ def _running_freezer(containers: Containers, container: Container) -> Freezer:
         raise ContainerError(f"container {container.name} is not running")
     freezer = _freezer(container)
     if freezer is None:
-        raise ContainerError(f"container {container.name} has no freezer cgroup",
-                             hint="it was started by an older minibuild, or this host mounts "
-                                  "neither cgroup v2 nor the v1 freezer; restart it")
+        raise ContainerError(f"container {container.name} has no freezer cgroup", hint=(
+            "rootless minibuild makes none without a delegated cgroup v2 subtree"
+            if idmap.rootless() else "it was started by an older minibuild, or this host mounts "
+            "neither cgroup v2 nor the v1 freezer; restart it"))
     return freezer
 
 

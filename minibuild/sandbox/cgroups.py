@@ -15,6 +15,11 @@ everything the step starts is counted from its first fork; `exec` moves itself i
 A cgroup's name is `PID-START-RANDOM` of the process that made it, and the `minibuild/` parent
 goes when its last cgroup does. After a SIGKILL of minibuild its empty cgroups stay behind; the
 next minibuild that makes a cgroup removes every empty one whose maker is gone (`sweep`).
+
+Rootless, the hierarchies belong to the host's root unless a cgroup v2 subtree was delegated to
+the user (our own cgroup writable): there every controller is optional, so a step runs with what
+can be made (often nothing) instead of failing; the CLI warns once about flags it cannot apply
+(`unavailable`), as rootless podman does on cgroup v1.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
+from minibuild.fs import idmap
 from minibuild.sandbox.hierarchy import Hierarchy, hierarchies
 from minibuild.sandbox.limits import CPU_PERIOD, LimitError, Limits
 
@@ -139,6 +146,8 @@ class Cgroup:
     def create(cls, limits: Limits, found: Iterable[Hierarchy] | None = None) -> Cgroup | None:
         """Make the cgroup and write its limits; None when the limits need no controller."""
         found = hierarchies() if found is None else tuple(found)
+        if idmap.rootless():  # no delegation is the rule there: what can be made, never an error
+            limits = replace(limits, optional=limits.controllers)
         sweep(p for h in found for p in _parents(h))
         name = f"{os.getpid()}-{start_time(os.getpid()) or 0}-{secrets.token_hex(4)}"
         for attempt in range(3):
@@ -153,6 +162,8 @@ class Cgroup:
                 group.remove()  # another minibuild removed an empty parent meanwhile: again
             except OSError as exc:
                 group.remove()
+                if idmap.rootless():  # a delegated subtree may refuse a limit file: none then
+                    return None
                 raise LimitError(f"cannot set up the step's cgroup: {exc}") from exc
         raise LimitError("cannot set up the step's cgroup: its parent keeps disappearing")
 
@@ -216,6 +227,19 @@ class Cgroup:
         for path in self.paths:
             _rmdir(Path(path), seconds)
             _rmdir(Path(path).parent, 0)
+
+
+def unavailable(limits: Limits, found: Iterable[Hierarchy] | None = None) -> frozenset[str]:
+    """The controllers `limits` asks for (not optional) that no cgroup here can apply: a probe
+    that makes the cgroup and removes it again (for the CLI's rootless warning)."""
+    wanted = limits.controllers - limits.optional
+    if not wanted:
+        return frozenset()
+    group = Cgroup.create(replace(limits, optional=limits.controllers), found)
+    if group is None:
+        return wanted
+    group.remove(0.5)
+    return wanted - frozenset(group.dirs)
 
 
 def _rmdir(path: Path, seconds: float) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from minibuild.fs import idmap
 from minibuild.sandbox import cgroups
 from minibuild.sandbox.cgroups import is_ours, place, start_time
 from minibuild.sandbox.hierarchy import Hierarchy, parse_hierarchies
@@ -134,3 +135,25 @@ def test_remove_takes_the_parent_along_unless_another_step_uses_it(tmp_path):
     assert not mine.exists() and other.is_dir()
     cgroups.Cgroup({"pids": (1, other)}).remove()
     assert not parent.exists() and parent.parent.is_dir()
+
+
+def test_rootless_a_limit_no_cgroup_can_apply_is_skipped_not_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv(idmap.USERNS_ENV, "1000:1000")
+    found = [Hierarchy(tmp_path / "absent", 1, frozenset({"pids"}), "/")]  # as not writable
+    limits = Limits(memory=64 << 20, pids=10)
+    assert cgroups.Cgroup.create(limits, found) is None
+    assert cgroups.unavailable(limits, found) == {"memory", "pids"}
+    monkeypatch.delenv(idmap.USERNS_ENV)
+    with pytest.raises(LimitError):
+        cgroups.Cgroup.create(limits, found)
+
+
+def test_rootless_a_delegated_v2_subtree_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv(idmap.USERNS_ENV, "1000:1000")
+    v2 = _v2(tmp_path, set(), "/user@1000.service/app.scope")
+    (v2.dir(v2.own) / "minibuild" / "cgroup.freeze").write_text("0")  # our own cgroup: writable
+    group = cgroups.Cgroup.create(Limits(memory=64 << 20, freezer=True), [v2])
+    assert group is not None and set(group.dirs) == {"freezer"}
+    assert group.dirs["freezer"][1].parent == v2.dir(v2.own) / "minibuild"
+    assert cgroups.unavailable(Limits(memory=64 << 20, freezer=True), [v2]) == {"memory"}
+    group.remove(0)
