@@ -355,3 +355,37 @@ def test_a_debian_build_with_apt_get_from_the_mirror(rl):
     built = rl.build(context, "-t", "apt:1")
     assert "Hello, world!" in built.stderr + built.stdout
     assert "\n42\n" in built.stderr + built.stdout  # apt's sandbox user _apt, uid 42 inside
+
+
+def _users_cgroups() -> list[Path]:
+    """minibuild cgroups the test user made (root's tests may run alongside)."""
+    from minibuild.sandbox import cgroups
+
+    uid = pwd.getpwnam(USER).pw_uid
+    return [p for p in cgroups.parents() + cgroups.present() if p.stat().st_uid == uid]
+
+
+def test_limits_without_a_delegated_cgroup_warn_once_and_pause_says_why(rl):
+    """No delegation (the usual rootless case): a build's default pids limit is skipped without
+    a word, a flag given is ignored with one warning line (rootless podman on cgroup v1), the
+    steps still run, `pause` is one clear error and `commit` still pauses (SIGSTOP)."""
+    context = _user_context(rl, "limits", "FROM base:1.0\nRUN echo one > /one\n")
+    out = rl.build(context, "--no-cache", "-t", "lim:1")
+    assert "cgroup" not in out.stderr and "limit" not in out.stderr  # (a tun warning may be)
+    out = rl.build(context, "--no-cache", "--memory", "64m", "--pids-limit", "50", "-t", "lim:2")
+    warned = [line for line in out.stderr.splitlines() if "cgroup" in line]
+    assert warned == ["warning: --memory, --pids-limit ignored: rootless minibuild has no "
+                      "delegated cgroup to apply them in (run as root, or delegate a cgroup v2 "
+                      "subtree with the controller)"]
+    assert rl.run("run", "--rm", "--cpus", "0.5", "lim:2", "cat", "/one").stdout == "one\n"
+    rl.run("run", "-d", "--name", "lim", "base:1.0", "sleep", "600")
+    try:
+        out = rl.run("pause", "lim", check=False)
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        assert out.stderr.splitlines() == [
+            "error: container lim has no freezer cgroup",
+            "hint: rootless minibuild makes none without a delegated cgroup v2 subtree"]
+        rl.run("commit", "lim", "lim:3")
+    finally:
+        rl.run("rm", "-f", "lim")
+    assert _users_cgroups() == []
