@@ -67,22 +67,66 @@ def registries(ctx: click.Context):
 
 
 
+# Where each top-level command lives. A module registers its commands on `cli` when imported,
+# and only the module a command line names is imported: all of them would cost ~40 ms of
+# start-up (tests/unit/cli/test_app.py checks this table against the modules).
+COMMAND_MODULES = {
+    "images": ("build", "history", "images", "tag", "parse", "rmi", "layers"),
+    "inspection": ("inspect",),
+    "transfer": ("save", "load", "import", "pull", "push", "login", "logout"),
+    "maintenance": ("fsck", "prune", "df"),
+    "containers": ("ps", "stop", "start", "rm", "logs", "diff", "commit"),
+    "run": ("run", "container-supervise", "exec"),
+    "volumes": ("volume",),
+    "unshare": ("unshare",),
+    "lifecycle": ("kill", "wait", "rename", "top"),
+    "copying": ("cp",),
+    "groups": ("image", "container", "system"),
+}
+
+
+def load_commands(name: str | None = None) -> None:
+    """Import the module of command `name` (every command module when None)."""
+    import importlib
+
+    for module, names in COMMAND_MODULES.items():
+        if name is None or name in names:
+            importlib.import_module(f"minibuild.cli.{module}")
+
+
 class Group(click.Group):
     """A click group whose "did you mean" never suggests a hidden (internal) command."""
-
-    group_class = type  # subgroups (volume, image, container, system) are Groups too
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         """As click's, with the suggestions drawn from the visible commands only."""
         try:
             return super().resolve_command(ctx, args)
         except click.exceptions.NoSuchCommand as exc:
-            visible = [name for name, command in self.commands.items() if not command.hidden]
+            visible = [name for name in self.list_commands(ctx)
+                       if not self.commands[name].hidden]
             raise click.exceptions.NoSuchCommand(exc.command_name, possibilities=visible,
                                                  ctx=ctx) from None
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+Group.group_class = Group  # subgroups (volume, image, container, system) are Groups too
+
+
+class TopGroup(Group):
+    """The top-level group: a command's module is imported when the command is named."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The command `name`, its module imported first."""
+        if name not in self.commands:
+            load_commands(name)
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command (all modules imported: `--help` lists them)."""
+        load_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=TopGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False), envvar="MINIBUILD_ROOT",
               help="Store directory (default: /var/lib/minibuild as root).")
 @click.option("--registries-conf", type=click.Path(dir_okay=False), envvar="MINIBUILD_REGISTRIES_CONF",
@@ -95,20 +139,6 @@ def cli(ctx: click.Context, root: str | None, registries_conf: str | None) -> No
     ctx.ensure_object(dict)
     ctx.obj["root"] = root
     ctx.obj["registries_conf"] = registries_conf
-
-
-# Importing a command module registers its commands on `cli`.
-from minibuild.cli import images as _images  # noqa: E402,F401
-from minibuild.cli import inspection as _inspection  # noqa: E402,F401
-from minibuild.cli import transfer as _transfer  # noqa: E402,F401
-from minibuild.cli import maintenance as _maintenance  # noqa: E402,F401
-from minibuild.cli import containers as _containers  # noqa: E402,F401
-from minibuild.cli import run as _run  # noqa: E402,F401
-from minibuild.cli import volumes as _volumes  # noqa: E402,F401
-from minibuild.cli import unshare as _unshare  # noqa: E402,F401
-from minibuild.cli import lifecycle as _lifecycle  # noqa: E402,F401
-from minibuild.cli import copying as _copying  # noqa: E402,F401
-from minibuild.cli import groups as _groups  # noqa: E402,F401 - last: it aliases the others
 
 
 def _raise_interrupted(signum: int, _frame) -> None:

@@ -9,9 +9,10 @@ once per row with a newline after it; `json` is `{{json .}}`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from minibuild.cli import gotemplate
+if TYPE_CHECKING:  # the template engine is imported only when a --format asks for it
+    from minibuild.cli import gotemplate
 
 MIN_WIDTH = 10  # tabwriter.NewWriter(out, 10, 1, 3, ' ', 0), as docker's formatter
 PADDING = 3
@@ -29,6 +30,8 @@ def prepare(fmt: str) -> tuple[bool, str]:
 def render(fmt: str, rows: Iterable[Any], headers: Mapping[str, str]) -> str:
     """The rows through a --format value; the text to print (each line ends with a newline)."""
     table, text = prepare(fmt)
+    from minibuild.cli import gotemplate
+
     template = gotemplate.compile(text)
     lines = [template.render(row) for row in rows]
     if not table:
@@ -40,6 +43,8 @@ def render(fmt: str, rows: Iterable[Any], headers: Mapping[str, str]) -> str:
 def render_one(fmt: str, value: Any) -> str:
     """One object (inspect's) through a template, without a table: its text and a newline."""
     _, text = prepare(fmt)
+    from minibuild.cli import gotemplate
+
     return gotemplate.compile(text).render(value) + "\n"
 
 
@@ -58,6 +63,8 @@ def tabwrite(lines: list[str]) -> str:
 
 def _header_template(template: gotemplate.Template) -> gotemplate.Template:
     """The same template with docker's header functions: each gives back its first argument."""
+    from minibuild.cli import gotemplate
+
     functions = dict(template.functions)
     for name in _HEADER_FUNCTIONS:
         functions[name] = lambda value="", *_: gotemplate.FUNCTIONS["print"](value)

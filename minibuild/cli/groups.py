@@ -30,11 +30,12 @@ class AliasGroup(click.Group):
         """The group's own command, else the top-level command the alias names."""
         own = super().get_command(ctx, name)
         target = self.aliases.get(name)
-        return own if own is not None or target is None else cli.commands.get(target)
+        return own if own is not None or target is None else cli.get_command(ctx, target)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Own commands and the aliases whose targets exist."""
-        present = {name for name, target in self.aliases.items() if target in cli.commands}
+        targets = set(cli.list_commands(ctx))
+        present = {name for name, target in self.aliases.items() if target in targets}
         return sorted(set(super().list_commands(ctx)) | present)
 
 
