@@ -167,6 +167,9 @@ def start(ctx, attach, containers) -> None:
             click.echo(text)
             continue
         _follow(records, found, offset)
+        # the command's end is seen before its supervisor records the exit code (it still
+        # removes the cgroup and the mounts): wait for that record
+        records.wait_unsupervised(found.id, 10.0)
         ctx.exit(records.load(found.id).exit_code or 0)
 
 
