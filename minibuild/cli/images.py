@@ -12,6 +12,7 @@ import click
 
 from minibuild.cli import lines
 from minibuild.cli.buildflags import docker_flags
+from minibuild.cli.usernsflag import userns_mode, userns_option
 from minibuild.cli.app import cli, container_records, open_store, registries_conf, report_error
 
 
@@ -50,12 +51,13 @@ from minibuild.cli.app import cli, container_records, open_store, registries_con
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
 @click.option("--push", is_flag=True, help="Push every -t tag once the build succeeded.")
+@userns_option
 @docker_flags
 @click.argument("context", type=click.Path(exists=True, allow_dash=True), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
-          allow, no_cache, squash, source_date_epoch, secrets, security_opts, push, context,
-          **docker) -> None:
+          allow, no_cache, squash, source_date_epoch, secrets, security_opts, push, userns,
+          context, **docker) -> None:
     """Build an image from a Buildfile and a context directory (`-`: a Buildfile on stdin)."""
     from minibuild.build.pipeline import BuildRequest, run_build
     from minibuild.cli import buildflags
@@ -94,6 +96,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         registries_conf=registries_conf(ctx),
         cache_from=tuple(docker["cache_from"]),
         cache_to=docker["cache_to"][-1] if docker["cache_to"] else None,
+        userns=userns_mode(userns),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

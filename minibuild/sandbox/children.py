@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minibuild.sandbox import linux
+from minibuild.sandbox import idmapped, linux
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -55,6 +55,7 @@ class RunPlan:
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
     confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
     netns: int | None = None  # fd on the network namespace to join (None: the host's)
+    userns: idmapped.Mapping | None = None  # --userns=auto: the step's own user namespace
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,11 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     pipes.close("out_r", "info_r", "stdin_w", "ack_w")
     if plan.netns is not None:
         _join_network(plan.netns)
+        if plan.userns is not None:
+            idmapped.open_privileged_ports()
     _unshare(linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC)
     _private_mounts()
-    mount_overlay(plan.overlay, plan.merged, plan.new_api)
+    _mount_root(plan)
     if plan.mounts:
         mount_all(plan.mounts, plan.merged, plan.new_api)
     try:
@@ -113,6 +116,16 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     pipes.close("out_w", "info_w", "stdin_r")
     os.read(pipes.fds["ack_r"], 1)  # reap I only once P holds a pidfd on it: no pid reuse race
     return exit_status(os.waitpid(pid, 0)[1])
+
+
+def _mount_root(plan: RunPlan) -> None:
+    """The root overlay; with --userns=auto over idmapped layers, mounted as the ns's root."""
+    if plan.userns is None:
+        mount_overlay(plan.overlay, plan.merged, plan.new_api)
+        return
+    idmapped.idmap_dirs(idmapped.mapped_dirs(plan.overlay), plan.userns.fd)
+    with idmapped.acting_as(plan.userns.start):
+        mount_overlay(plan.overlay, plan.merged, plan.new_api)
 
 
 def call_child(plan: CallPlan, pipes: Pipes, fn: Callable[[], None]) -> int:
@@ -228,6 +241,8 @@ def _reap_until(pid: int) -> int:
 def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes: Pipes) -> int:
     """X: wire fds, drop to the user, chdir, execve; returns only when execve failed."""
     process = plan.process
+    if plan.userns is not None:
+        idmapped.enter(plan.userns)
     _wire_stdio(pipes, process.stdio)
     _default_signals()
     if process.tty:

@@ -29,6 +29,7 @@ from minibuild.sandbox import linux
 from minibuild.sandbox.channel import Messages, Pipes
 from minibuild.sandbox.confinement import UNCONFINED, Confinement, SecurityOptions, prepare
 from minibuild.sandbox.network import Networks, resolv_conf
+from minibuild.sandbox.idranges import IdNamespace, mapping
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, child_main, namespace_child
 from minibuild.errors import SandboxError
 from minibuild.fs.rootpath import ImagePath
@@ -259,11 +260,13 @@ class Sandbox:
                  resolv_conf: Path = Path("/etc/resolv.conf"),
                  image_lookup: ImageLookup | None = None,
                  security: SecurityOptions = SecurityOptions(),
-                 networks: Networks | None = None) -> None:
+                 networks: Networks | None = None,
+                 userns: IdNamespace | None = None) -> None:
         """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
         a run with mounts needs it to make the mount points the image lacks. `security`:
         docker's defaults unless told (its seccomp profile, no no_new_privs). `networks`: the
-        build's or container's network namespaces (else each run makes its own)."""
+        build's or container's network namespaces (else each run makes its own). `userns`
+        (--userns=auto): every `run` executes as root of that user namespace (idmapped.py)."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
@@ -271,6 +274,7 @@ class Sandbox:
         self.image_lookup = image_lookup
         self.security = security
         self.networks = networks
+        self.userns = userns
 
     def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
         """The image lookup bound to these layer dirs (top first)."""
@@ -338,7 +342,8 @@ class Sandbox:
                 make_stubs(scaffold, self._lookup((rootfs.upper, *rootfs.lowers)), mounts)
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold), tuple(mounts), confinement, netns)
+                            self._new_api(), str(scaffold), tuple(mounts), confinement, netns,
+                            mapping(self.userns))
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ())
             with Pipes(*names) as pipes:
                 step = _start(pipes, lambda: namespace_child(plan, pipes), on_start)
