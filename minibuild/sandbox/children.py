@@ -212,6 +212,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
+    if plan.userns is not None:  # root of it from here on (and so X, and `exec` joins it)
+        idmapped.enter(plan.userns)
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan, user, env, pipes))
@@ -241,8 +243,6 @@ def _reap_until(pid: int) -> int:
 def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes: Pipes) -> int:
     """X: wire fds, drop to the user, chdir, execve; returns only when execve failed."""
     process = plan.process
-    if plan.userns is not None:
-        idmapped.enter(plan.userns)
     _wire_stdio(pipes, process.stdio)
     _default_signals()
     if process.tty:

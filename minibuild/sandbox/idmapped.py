@@ -6,10 +6,11 @@ builds. In C's private mount namespace each lower dir, and the dir holding upper
 replaced by an idmapped clone of itself (open_tree + mount_setattr(MOUNT_ATTR_IDMAP)) that
 shows on-disk id N as host id start+N. The overlay over them is mounted with fsuid/fsgid =
 start, the namespace's root: overlay does its own work (work dir, copy-up) with the mounter's
-ids, which must be mapped by the idmapped upper (EOVERFLOW otherwise). The command's process
-then setns(2)es into the user namespace as its uid 0, i.e. host uid `start`: root inside,
-nobody special outside. The mount, pid, uts, ipc and network namespaces stay owned by the
-host's user namespace, so the step's root cannot mount or configure the network either.
+ids, which must be mapped by the idmapped upper (EOVERFLOW otherwise). The step's init (pid 1),
+once /proc and /dev are mounted, setns(2)es into the user namespace as its uid 0, i.e. host uid
+`start`, and forks the command there (`exec` joins the init's): root inside, nobody outside.
+The mount, pid, uts, ipc and network namespaces stay owned by the host's user namespace, so
+the step's root cannot mount or configure the network either.
 """
 
 from __future__ import annotations
