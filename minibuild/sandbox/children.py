@@ -101,7 +101,8 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     _private_mounts()
     _mount_root(plan)
     if plan.mounts:
-        mount_all(plan.mounts, plan.merged, plan.new_api)
+        mount_all(plan.mounts, plan.merged, plan.new_api,
+                  None if plan.userns is None else plan.userns.fd)
     try:
         socket.sethostname(plan.process.hostname)
     except OSError as exc:

@@ -42,7 +42,7 @@ SIG_DFL, SIG_IGN = 0, 1
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
 SYS_CLOSE_RANGE = 436
-FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
+FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 1, 1, 4, 0x40
 FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 AT_FDCWD = -100
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
@@ -218,3 +218,8 @@ def set_fsids(uid: int, gid: int) -> None:
     """setfsgid + setfsuid: the ids file operations (and an overlay being mounted) act as."""
     _libc.setfsgid(gid)
     _libc.setfsuid(uid)
+
+
+def move_mount_to_fd(mnt: int, target_fd: int) -> None:
+    """move_mount(2) a detached mount onto the file an (O_PATH) fd names."""
+    syscall(SYS_MOVE_MOUNT, mnt, b"", target_fd, b"", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
