@@ -34,6 +34,8 @@ def test_subordinate_range_by_name_or_uid_first_usable_line():
 def test_free_range_is_above_every_range_of_both_files():
     assert userns.free_range(["", ""]) == "100000-165535"
     assert userns.free_range([SUBUID, "x:400000:10\n"]) == "400010-465545"
+    assert userns.free_range([SUBUID + "containers:2147483647:2147483648\n", ""]) \
+        == "301000-366535"
 
 
 def test_map_arguments_root_is_the_caller_then_the_range():
