@@ -118,3 +118,15 @@ def test_default_root_rootless_uses_xdg_data_home(monkeypatch, tmp_path):
 
 def test_store_paths_spells_the_marker_as_idmap_does():
     assert paths.USERNS_ENV == idmap.USERNS_ENV
+
+
+def test_an_overlay_refused_in_a_user_namespace_says_there_is_no_fuse_fallback(monkeypatch):
+    from minibuild.sandbox import overlay
+
+    options = OverlayOptions(("/l",), "/u", "/w")
+    refused = OSError(1, "Operation not permitted")
+    monkeypatch.setattr(idmap, "in_user_namespace", lambda: True)  # detection faked
+    message = str(overlay._mount_error(options, "/m", refused, ""))
+    assert "refuses overlayfs in a user namespace" in message and "fuse-overlayfs" in message
+    monkeypatch.setattr(idmap, "in_user_namespace", lambda: False)
+    assert "fuse-overlayfs" not in str(overlay._mount_error(options, "/m", refused, ""))
