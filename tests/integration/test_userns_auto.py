@@ -126,3 +126,15 @@ def test_an_escaped_root_cannot_write_a_root_only_host_dir(umb, tmp_path):
 def test_an_unknown_mode_is_refused(umb):
     out = umb.run("run", "--rm", "--userns=bogus", "owners:1", "true", check=False)
     assert out.returncode != 0 and "--userns" in out.stderr
+
+
+def test_cache_and_secret_mounts_belong_to_the_steps_root(umb, tmp_path):
+    (tmp_path / "s").write_text("sekrit\n")
+    buildfile = """FROM owners:1
+RUN --mount=type=cache,target=/cache echo x >> /cache/f && stat -c %u /cache/f > /w/cache
+RUN --mount=type=secret,id=s cat /run/secrets/s > /w/secret
+"""
+    umb.build(write_context(tmp_path / "ctx", buildfile), "-t", "mounts:auto", "--userns=auto",
+              "--secret", f"id=s,src={tmp_path / 's'}")
+    assert _file(umb, "mounts:auto", "/w/cache") == "0\n"
+    assert _file(umb, "mounts:auto", "/w/secret") == "sekrit\n"
