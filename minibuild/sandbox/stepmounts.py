@@ -15,6 +15,7 @@ make, out of the root.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -279,7 +280,11 @@ def _idmapped_bind(fd: int, point: int, userns_fd: int) -> None:
     """A clone of the mount at the O_PATH fd `fd`, idmapped, moved onto the O_PATH fd `point`."""
     tree = linux.open_tree_clone(f"/proc/self/fd/{fd}")
     try:
-        linux.idmap_mount(tree, userns_fd)
+        try:
+            linux.idmap_mount(tree, userns_fd)
+        except OSError as exc:  # inside the step's idmapped dir already (/etc/hostname): a
+            if exc.errno != errno.EPERM:  # clone keeps that mapping, which is the same one
+                raise
         linux.move_mount_to_fd(tree, point)
     finally:
         os.close(tree)

@@ -138,3 +138,10 @@ RUN --mount=type=secret,id=s cat /run/secrets/s > /w/secret
               "--secret", f"id=s,src={tmp_path / 's'}")
     assert _file(umb, "mounts:auto", "/w/cache") == "0\n"
     assert _file(umb, "mounts:auto", "/w/secret") == "sekrit\n"
+
+
+def test_a_container_listens_below_1024_in_its_private_network(umb):
+    cmd = "(nc -l -p 80 &) ; sleep 1; netstat -ltn; cat /etc/hostname"
+    out = umb.run("run", "--rm", "--userns=auto", "--network", "none", "-h", "web", "owners:1",
+                  "sh", "-c", cmd).stdout
+    assert ":80 " in out and out.endswith("web\n")
