@@ -101,8 +101,7 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     _private_mounts()
     _mount_root(plan)
     if plan.mounts:
-        mount_all(plan.mounts, plan.merged, plan.new_api,
-                  None if plan.userns is None else plan.userns.fd)
+        _mount_steps(plan)
     try:
         socket.sethostname(plan.process.hostname)
     except OSError as exc:
@@ -127,6 +126,16 @@ def _mount_root(plan: RunPlan) -> None:
     idmapped.idmap_dirs(idmapped.mapped_dirs(plan.overlay), plan.userns.fd)
     with idmapped.acting_as(plan.userns.start):
         mount_overlay(plan.overlay, plan.merged, plan.new_api)
+
+
+def _mount_steps(plan: RunPlan) -> None:
+    """The --mounts; with --userns=auto idmapped, and their mount points made (inside
+    idmapped volumes too) as the namespace's root, whose ids the idmapped mounts map."""
+    if plan.userns is None:
+        mount_all(plan.mounts, plan.merged, plan.new_api)
+        return
+    with idmapped.acting_as(plan.userns.start):
+        mount_all(plan.mounts, plan.merged, plan.new_api, plan.userns.fd)
 
 
 def call_child(plan: CallPlan, pipes: Pipes, fn: Callable[[], None]) -> int:

@@ -145,3 +145,9 @@ def test_a_container_listens_below_1024_in_its_private_network(umb):
     out = umb.run("run", "--rm", "--userns=auto", "--network", "none", "-h", "web", "owners:1",
                   "sh", "-c", cmd).stdout
     assert ":80 " in out and out.endswith("web\n")
+
+
+def test_a_named_volume_is_the_containers_root_own(umb):
+    out = umb.run("run", "--rm", "--userns=auto", "-v", "etcvol:/etc", "owners:1", "sh", "-c",
+                  "touch /etc/new && stat -c '%u %n' /etc/new /etc/hostname").stdout
+    assert out.splitlines() == ["0 /etc/new", "0 /etc/hostname"]
