@@ -12,16 +12,25 @@ count=65536
 
 id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 
-# A range above every range already given out in either file, so it overlaps none.
+# A range above every range already given out in either file, so it overlaps none (but the
+# 'containers' pool of --userns=auto, which takes the upper half of the id space).
 next_free() {
     cat /etc/subuid /etc/subgid 2>/dev/null |
-        awk -F: 'BEGIN { m = 100000 } NF >= 3 { e = $2 + $3; if (e > m) m = e } END { print m }'
+        awk -F: 'BEGIN { m = 100000 } NF >= 3 && $1 != "containers" { e = $2 + $3; if (e > m) m = e } END { print m }'
 }
 for kind in uid gid; do
     if ! grep -q "^$user:" "/etc/sub$kind" 2>/dev/null; then
         start=$(next_free)
         echo "== usermod --add-sub${kind}s $start-$((start + count - 1)) $user"
         usermod "--add-sub${kind}s" "$start-$((start + count - 1))" "$user"
+    fi
+done
+
+# The pool root's `--userns=auto` builds and containers take 65536 ids each from (as podman's).
+for kind in uid gid; do
+    if ! grep -q "^containers:" "/etc/sub$kind" 2>/dev/null; then
+        echo "== containers:2147483647:2147483648 >> /etc/sub$kind (--userns=auto)"
+        echo "containers:2147483647:2147483648" >> "/etc/sub$kind"
     fi
 done
 

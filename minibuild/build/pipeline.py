@@ -8,7 +8,7 @@ from pathlib import Path
 
 from minibuild.build import parsecache
 from minibuild.build.memo import Command as MemoCommand
-from minibuild.sandbox import sandbox
+from minibuild.sandbox import idranges, sandbox
 from minibuild.sandbox.confinement import SecurityOptions
 from minibuild.sandbox.limits import Limits
 from minibuild.sandbox.network import Networks
@@ -54,6 +54,7 @@ class BuildRequest:
     cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=HOST/REPO (in order)
     cache_to: str | None = None  # --cache-to type=registry,ref=HOST/REPO[,mode=min|max]
     limits: Limits = Limits()  # --memory, --pids-limit, --cpus of every RUN step
+    userns: str = "host"  # --userns: host (steps run as host root) or auto (a range of ids)
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,24 @@ def run_build(request: BuildRequest, store, reporter: Reporter,
     plan = make_plan(buildfile, build_args, request.target)
     epoch = buildargs.source_date_epoch(build_args, plan.global_values(), buildfile.file)
     networks = Networks()  # one private network for the whole build, made on first use
+    userns = None
     if runner is None:
         sandbox.check_support()
+        userns = idranges.for_mode(request.userns)  # one user namespace for the whole build
         runner = sandbox.Sandbox(image_lookup=layerpath.resolve, security=request.security,
-                                 networks=networks, limits=request.limits.with_default_pids())
+                                 networks=networks, limits=request.limits.with_default_pids(),
+                                 userns=userns)
+    try:
+        return _build(request, store, reporter, runner, witness, plan, epoch, build_args,
+                      networks)
+    finally:
+        if userns is not None:
+            userns.close()
+
+
+def _build(request: BuildRequest, store, reporter: Reporter, runner: Runner, witness: Witness,
+           plan, epoch: int | None, build_args: dict[str, str], networks: Networks) -> BuildResult:
+    """run_build once the runner is there."""
     options = BuildOptions(build_args=build_args, compression=request.compression,
                            network=request.network, source_date_epoch=epoch,
                            allow_host_network="network.host" in request.allow,

@@ -12,6 +12,7 @@ import click
 
 from minibuild.cli import lines
 from minibuild.cli.buildflags import docker_flags
+from minibuild.cli.usernsflag import userns_mode, userns_option
 from minibuild.cli.app import cli, container_records, open_store, registries_conf, report_error
 from minibuild.cli.limits import limit_options, limits_of
 
@@ -51,13 +52,14 @@ from minibuild.cli.limits import limit_options, limits_of
               help="For RUN steps, as docker: another seccomp profile (default: docker's), or "
                    "none; no_new_privs.")
 @click.option("--push", is_flag=True, help="Push every -t tag once the build succeeded.")
+@userns_option
 @docker_flags
 @limit_options
 @click.argument("context", type=click.Path(exists=True, allow_dash=True), default=".")
 @click.pass_context
 def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression, network,
           allow, no_cache, squash, source_date_epoch, secrets, security_opts, push, memory,
-          pids_limit, cpus, context, **docker) -> None:
+          pids_limit, cpus, userns, context, **docker) -> None:
     """Build an image from a Buildfile and a context directory (`-`: a Buildfile on stdin).
 
     Every RUN step runs in a cgroup of its own, limited to 4096 processes unless --pids-limit
@@ -100,6 +102,7 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
         cache_from=tuple(docker["cache_from"]),
         cache_to=docker["cache_to"][-1] if docker["cache_to"] else None,
         limits=limits_of(memory, pids_limit, cpus),
+        userns=userns_mode(userns),
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)

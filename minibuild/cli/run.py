@@ -12,6 +12,7 @@ import click
 from minibuild.cli.app import cli, container_records, open_store, store_root
 from minibuild.cli.containers import image_layers
 from minibuild.cli.limits import limit_options, limits_of
+from minibuild.cli.usernsflag import userns_mode, userns_option
 
 _PASS_THROUGH = {"allow_interspersed_args": False}  # `run IMAGE sh -c ...`: -c is the command's
 
@@ -55,12 +56,13 @@ _RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
               help="As docker: another seccomp profile (default: docker's), or none; "
                    "no_new_privs for the command (exec uses the container's).")
 @limit_options
+@userns_option
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workdir, user,
         hostname, network, publish, volumes, mounts, tmpfs, entrypoint, security_opts, memory,
-        pids_limit, cpus, image, command) -> None:
+        pids_limit, cpus, userns, image, command) -> None:
     """Run a command in a new container: the image's shared layers under its own upper dir."""
     from minibuild.containers import mountspec, runflags, runtime
     from minibuild.containers.records import Container, Containers, now
@@ -102,7 +104,7 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
         stop_signal=config.stop_signal, hostname=hostname or "", security=security,
-        ports=ports, limits=limits)
+        ports=ports, limits=limits, userns=userns_mode(userns))
     container = _create_with_volumes(records, template, specs)
     root = store.root
     store.close()  # the container's record keeps its layers; prune may run meanwhile

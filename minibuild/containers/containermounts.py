@@ -45,7 +45,7 @@ def attach(root: Path, fs: RootFS, container: Container) -> Attached:
         elif spec.type == "bind":
             source = _bind_source(spec, (fs.upper, *fs.lowers))
             mounts.append(Bind(spec.target, source, spec.readonly, not os.path.isdir(source),
-                               name=f"bind {spec.source}"))
+                               name=f"bind {spec.source}", host=True))
         else:
             data = volumes.data(spec.source)
             if not data.is_dir():  # its dir went away behind our back: docker makes it again

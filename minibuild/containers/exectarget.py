@@ -24,8 +24,9 @@ from minibuild.sandbox.freezer import cgroups_of
 from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
     process_environment
 
-# setns order: the pid ns applies to our children only, mnt last (it changes our root)
-_NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+# setns order: the pid ns applies to our children only, mnt (it changes our root) then user
+# (--userns=auto: once in it we hold no capability over the other namespaces)
+_NAMESPACES = ("ipc", "uts", "net", "pid", "mnt", "user")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | No
         except OSError as exc:
             raise SandboxError(f"cannot enter the container's {name} namespace: "
                                f"{os.strerror(exc.errno)}") from exc
+        if name == "user":  # become its root (host uid: the range's start), not host root
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
     os.fchdir(target.root)
     os.chroot(".")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status

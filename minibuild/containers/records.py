@@ -75,6 +75,7 @@ class Container:
     security: SecurityOptions = SecurityOptions()  # --security-opt (exec uses it too)
     ports: tuple[PortForward, ...] = ()  # -p, forwarded into its private network
     limits: Limits = Limits()  # --memory, --pids-limit, --cpus
+    userns: str = "host"  # --userns: host, or auto (its own range of ids, while it runs)
     state: str = "created"  # created | running | exited
     exit_code: int | None = None
     pid: int | None = None  # host pid of the sandbox's init (pid 1 inside)
@@ -97,7 +98,7 @@ class Container:
                 "stop_signal": self.stop_signal,
                 "mounts": [m.to_json() for m in self.mounts], "hostname": self.hostname,
                 "security": self.security.to_json(),
-                "ports": [p.to_json() for p in self.ports],
+                "ports": [p.to_json() for p in self.ports], "userns": self.userns,
                 "host_config": self.limits.to_json(),
                 "state": self.state, "exit_code": self.exit_code, "pid": self.pid,
                 "pid_start": self.pid_start, "started": self.started, "finished": self.finished}
@@ -117,8 +118,8 @@ class Container:
                    hostname=d.get("hostname") or "",
                    security=SecurityOptions.from_json(d.get("security")),
                    ports=tuple(PortForward.from_json(p) for p in d.get("ports") or ()),
-                   limits=Limits.from_json(d.get("host_config")), state=d["state"],
-                   exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
+                   limits=Limits.from_json(d.get("host_config")), userns=d.get("userns") or "host",
+                   state=d["state"], exit_code=d.get("exit_code"), pid=d.get("pid"), pid_start=d.get("pid_start"),
                    started=d.get("started"), finished=d.get("finished"))
 
 

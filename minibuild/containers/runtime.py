@@ -28,6 +28,7 @@ from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
 from minibuild.oci.image import ContainerConfig
 from minibuild.sandbox.limits import Limits
+from minibuild.sandbox import idranges
 from minibuild.sandbox.network import Networks
 from minibuild.sandbox.process import Process
 from minibuild.sandbox.sandbox import RootFS, Sandbox
@@ -119,9 +120,10 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
             attached = attach(root, fs, container)
             _prepare_root(root, fs, container, attached)
             # its network lives as long as this supervisor runs it (and -p forwards into it)
-            with Networks(container.ports) as networks:
+            with Networks(container.ports) as networks, \
+                    idranges.for_mode(container.userns) or contextlib.nullcontext() as userns:
                 status = Sandbox(image_lookup=layerpath.resolve, security=container.security,
-                                 networks=networks, limits=limits(container)).run(
+                                 networks=networks, limits=limits(container), userns=userns).run(
                     fs, process(container, stdio, tty_), lambda data: None, on_start=started,
                     mounts=attached.mounts)
         finally:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minibuild.sandbox import linux, pivot
+from minibuild.sandbox import idmapped, linux, pivot
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -57,6 +57,7 @@ class RunPlan:
     mounts: tuple[StepMount, ...] = ()  # a RUN's --mount, made after the root overlay
     confinement: Confinement | None = None  # Landlock, seccomp, no_new_privs for X
     netns: int | None = None  # fd on the network namespace to join (None: the host's)
+    userns: idmapped.Mapping | None = None  # --userns=auto: the step's own user namespace
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,13 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     pipes.close("out_r", "info_r", "stdin_w", "ack_w", "joined_w")
     if plan.netns is not None:
         _join_network(plan.netns)
+        if plan.userns is not None:
+            idmapped.open_privileged_ports()
     _unshare(linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC)
     _private_mounts()
-    mount_overlay(plan.overlay, plan.merged, plan.new_api)
+    _mount_root(plan)
     if plan.mounts:
-        mount_all(plan.mounts, plan.merged, plan.new_api)
+        _mount_steps(plan)
     try:
         socket.sethostname(plan.process.hostname)
     except OSError as exc:
@@ -116,6 +119,26 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     pipes.close("out_w", "info_w", "stdin_r", "joined_r")
     os.read(pipes.fds["ack_r"], 1)  # reap I only once P holds a pidfd on it: no pid reuse race
     return exit_status(os.waitpid(pid, 0)[1])
+
+
+def _mount_root(plan: RunPlan) -> None:
+    """The root overlay; with --userns=auto over idmapped layers, mounted as the ns's root."""
+    if plan.userns is None:
+        mount_overlay(plan.overlay, plan.merged, plan.new_api)
+        return
+    idmapped.idmap_dirs(idmapped.mapped_dirs(plan.overlay), plan.userns.fd)
+    with idmapped.acting_as(plan.userns.start):
+        mount_overlay(plan.overlay, plan.merged, plan.new_api)
+
+
+def _mount_steps(plan: RunPlan) -> None:
+    """The --mounts; with --userns=auto idmapped, and their mount points made (inside
+    idmapped volumes too) as the namespace's root, whose ids the idmapped mounts map."""
+    if plan.userns is None:
+        mount_all(plan.mounts, plan.merged, plan.new_api)
+        return
+    with idmapped.acting_as(plan.userns.start):
+        mount_all(plan.mounts, plan.merged, plan.new_api, plan.userns.fd)
 
 
 def call_child(plan: CallPlan, pipes: Pipes, fn: Callable[[], None]) -> int:
@@ -216,6 +239,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
     _wait_joined(pipes)
+    if plan.userns is not None:  # root of it from here on (and so X, and `exec` joins it)
+        idmapped.enter(plan.userns)
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan, user, env, pipes))

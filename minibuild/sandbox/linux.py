@@ -43,7 +43,7 @@ SIG_DFL, SIG_IGN = 0, 1
 # The new mount API has the same syscall numbers on every architecture.
 SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
 SYS_CLOSE_RANGE = 436
-FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
+FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 1, 1, 4, 0x40
 FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 AT_FDCWD = -100
 MNT_DETACH = 2
@@ -196,3 +196,49 @@ def pidfd_kill(fd: int) -> None:
         signal.pidfd_send_signal(fd, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+# -- idmapped mounts (--userns=auto) ------------------------------------------------------------
+
+SYS_OPEN_TREE, SYS_MOUNT_SETATTR = 428, 442
+OPEN_TREE_CLONE, AT_EMPTY_PATH, MOUNT_ATTR_IDMAP = 1, 0x1000, 0x00100000
+PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP = 28, 1 << 2
+_libc.setfsuid.argtypes = (ctypes.c_uint,)
+_libc.setfsgid.argtypes = (ctypes.c_uint,)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree_clone(path: str) -> int:
+    """open_tree(OPEN_TREE_CLONE): a detached copy of the mount at `path` (not its submounts)."""
+    return syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(path), OPEN_TREE_CLONE | os.O_CLOEXEC)
+
+
+def idmap_mount(fd: int, userns_fd: int) -> None:
+    """mount_setattr(MOUNT_ATTR_IDMAP): ids on disk read through `userns_fd`'s map on `fd`."""
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    ret = _libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_long(fd), ctypes.c_char_p(b""),
+                        ctypes.c_long(AT_EMPTY_PATH), ctypes.byref(attr),
+                        ctypes.c_long(ctypes.sizeof(attr)))
+    if ret < 0:
+        raise os_error("mount_setattr")
+
+
+def set_securebits(bits: int) -> None:
+    """PR_SET_SECUREBITS (e.g. keep capabilities across a change of fsuid)."""
+    if _libc.prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0:
+        raise os_error("cannot set securebits")
+
+
+def set_fsids(uid: int, gid: int) -> None:
+    """setfsgid + setfsuid: the ids file operations (and an overlay being mounted) act as."""
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+
+
+def move_mount_to_fd(mnt: int, target_fd: int) -> None:
+    """move_mount(2) a detached mount onto the file an (O_PATH) fd names."""
+    syscall(SYS_MOVE_MOUNT, mnt, b"", target_fd, b"", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)

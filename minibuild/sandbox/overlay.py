@@ -7,6 +7,7 @@ relative to their common parent, or as /proc/self/fd/N when that is still too lo
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,10 @@ from minibuild.fs import idmap
 from minibuild.sandbox import linux
 from minibuild.errors import SandboxError
 
+# Rootless, where the kernel refuses overlayfs in a user namespace (before 5.11, or disabled by
+# the distribution): podman falls back to fuse-overlayfs; minibuild does not (yet).
+USERNS_REFUSED = (" (this kernel refuses overlayfs in a user namespace; rootless minibuild has "
+                  "no fuse-overlayfs fallback: run it as root)")
 PAGE_LIMIT = 4096  # mount(2) copies at most one page of option data
 OVERLAY_PARAMS = Path("/sys/module/overlay/parameters")
 # (module parameter that proves the kernel knows the option, option, value)
@@ -212,4 +217,6 @@ def _mount_overlay_legacy(options: OverlayOptions, merged: str) -> None:
 def _mount_error(options: OverlayOptions, merged: str, exc: OSError, log: str) -> SandboxError:
     """A SandboxError naming the mount point, the kernel's reason and the options."""
     why = f"{os.strerror(exc.errno)}" + (f" ({log})" if log else "")
+    if exc.errno == errno.EPERM and idmap.in_user_namespace():
+        why += USERNS_REFUSED
     return SandboxError(f"cannot mount overlay on {merged}: {why}; options: {options.describe()}")

@@ -28,6 +28,7 @@ from minibuild.sandbox.cgroups import Cgroup
 from minibuild.sandbox.channel import Pipes
 from minibuild.sandbox.confinement import UNCONFINED, Confinement, SecurityOptions, prepare
 from minibuild.sandbox.network import Networks, resolv_conf
+from minibuild.sandbox.idranges import IdNamespace, mapping
 from minibuild.sandbox.children import CallPlan, RunPlan, call_child, namespace_child
 from minibuild.sandbox.helpertree import drive, start
 from minibuild.errors import SandboxError
@@ -112,12 +113,14 @@ class Sandbox:
                  resolv_conf: Path = Path("/etc/resolv.conf"),
                  image_lookup: ImageLookup | None = None,
                  security: SecurityOptions = SecurityOptions(),
-                 networks: Networks | None = None, limits: Limits | None = None) -> None:
+                 networks: Networks | None = None, limits: Limits | None = None,
+                 userns: IdNamespace | None = None) -> None:
         """`image_lookup` finds a path in an image from its layer dirs (layer/layerpath.resolve):
         a run with mounts needs it to make the mount points the image lacks. `security`:
         docker's defaults unless told (its seccomp profile, no no_new_privs). `networks`: the
         build's or container's network namespaces (else each run makes its own). Each `run`
-        gets a cgroup of its own enforcing `limits`."""
+        gets a cgroup of its own enforcing `limits`. `userns` (--userns=auto): every `run`
+        executes as root of that user namespace (idmapped.py)."""
         if mount_api not in ("auto", "new", "legacy"):
             raise ValueError(f"mount_api must be auto, new or legacy, not {mount_api!r}")
         self.mount_api = mount_api
@@ -127,6 +130,7 @@ class Sandbox:
         self.networks = networks
         self.limits = limits
         self.oom_killed = False  # whether the last `run` lost a process to its memory limit
+        self.userns = userns
 
     def _lookup(self, layers: Sequence[Path]) -> Callable[[str], ImagePath]:
         """The image lookup bound to these layer dirs (top first)."""
@@ -197,7 +201,8 @@ class Sandbox:
             group = Cgroup.create(self.limits) if self.limits is not None else None
             plan = RunPlan(self._overlay(rootfs, (scaffold, *rootfs.lowers)),
                             os.path.abspath(rootfs.merged), process, os.getpid(),
-                            self._new_api(), str(scaffold), tuple(mounts), confinement, netns)
+                            self._new_api(), str(scaffold), tuple(mounts), confinement, netns,
+                            mapping(self.userns))
             names = ("out", "info", "ack") + (("stdin",) if process.stdin is not None else ()) \
                 + (("joined",) if group is not None else ())
             with Pipes(*names) as pipes:

@@ -15,6 +15,7 @@ make, out of the root.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ class Bind:
     view: OverlayOptions | None = None  # mounted on `view_at` first (the context, a stage)
     view_at: str | None = None
     name: str = ""  # what it is, for messages
+    host: bool = False  # a host path the user named (-v /dir): never idmapped (--userns=auto)
 
     @property
     def flags(self) -> int:
@@ -154,13 +156,15 @@ def _check_kind(mount: StepMount, is_dir: bool) -> None:
 # -- in the child C: the mounts themselves ------------------------------------------------------
 
 
-def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool) -> None:
+def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool,
+              userns_fd: int | None = None) -> None:
     """Mount everything on the root mounted at `merged`, outer targets first; binds are made
     read-write, then remounted with their final flags once the nested mount points exist.
     Every target is walked from an fd on the root (never by path), so a component another
     process swaps for a symlink meanwhile (a container sharing a volume, the owner of a bind's
     host dir) can neither make us create a mount point outside the root nor move a mount or
-    its read-only remount elsewhere."""
+    its read-only remount elsewhere. With `userns_fd` (--userns=auto) every bind but a host
+    path's is idmapped through it, so the step's root owns what host root owns there."""
     root = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         staged: set[str] = set()
@@ -172,9 +176,13 @@ def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool) -> None:
                     if isinstance(mount, Tmpfs):
                         _mount_on(point, "tmpfs", "tmpfs", mount.flags, mount.data)
                     elif isinstance(mount, Bind):
-                        made.append((mount, _bind(_bind_source(mount, new_api), point, mount)))
+                        # overlayfs (a view) cannot be idmapped: its files show unmapped ids as 65534
+                        idmap = None if mount.host or mount.view else userns_fd
+                        made.append((mount, _bind(_bind_source(mount, new_api), point, mount,
+                                                  idmap)))
                     else:
-                        made.append((mount, _bind(_stage_secret(mount, staged), point, mount)))
+                        made.append((mount, _bind(_stage_secret(mount, staged), point, mount,
+                                                  userns_fd)))
                 finally:
                     os.close(point)
             except OSError as exc:
@@ -245,9 +253,10 @@ def _stage_secret(mount: SecretFile, staged: set[str]) -> str:
     return path
 
 
-def _bind(source: str, point: int, mount: StepMount) -> tuple[int, int]:
-    """Bind `source` (its last component not followed) on the O_PATH fd `point`; the kinds
-    must match. The source's (dev, inode): the bind's root, found again to remount it."""
+def _bind(source: str, point: int, mount: StepMount, userns_fd: int | None) -> tuple[int, int]:
+    """Bind `source` (its last component not followed) on the O_PATH fd `point`, idmapped
+    through `userns_fd` if given; the kinds must match. The source's (dev, inode): the bind's
+    root, found again to remount it."""
     fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -258,7 +267,24 @@ def _bind(source: str, point: int, mount: StepMount) -> tuple[int, int]:
             what = "directory" if is_dir else "file"
             raise BuildError(f"cannot mount {_name(mount)} ({'a ' + what}) on {mount.target}: "
                              f"the target is {'not ' if is_dir else ''}a directory")
-        _mount_on(point, f"/proc/self/fd/{fd}", "", linux.MS_BIND, None)
+        if userns_fd is None:
+            _mount_on(point, f"/proc/self/fd/{fd}", "", linux.MS_BIND, None)
+        else:
+            _idmapped_bind(fd, point, userns_fd)
         return st.st_dev, st.st_ino
     finally:
         os.close(fd)
+
+
+def _idmapped_bind(fd: int, point: int, userns_fd: int) -> None:
+    """A clone of the mount at the O_PATH fd `fd`, idmapped, moved onto the O_PATH fd `point`."""
+    tree = linux.open_tree_clone(f"/proc/self/fd/{fd}")
+    try:
+        try:
+            linux.idmap_mount(tree, userns_fd)
+        except OSError as exc:  # inside the step's idmapped dir already (/etc/hostname): a
+            if exc.errno != errno.EPERM:  # clone keeps that mapping, which is the same one
+                raise
+        linux.move_mount_to_fd(tree, point)
+    finally:
+        os.close(tree)

@@ -100,11 +100,13 @@ def identity() -> Identity:
 
 
 def free_range(texts: Sequence[str], count: int = 65536) -> str:
-    """`START-END`: `count` ids from 100000 up, above every range the files give out."""
+    """`START-END`: `count` ids from 100000 up, above every range the files give out (but the
+    'containers' pool of --userns=auto, the upper half of the id space)."""
     start = 100000
     for line in "\n".join(texts).splitlines():
         fields = line.strip().split(":")
-        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+        if len(fields) == 3 and fields[0] != "containers" and fields[1].isdigit() \
+                and fields[2].isdigit():
             start = max(start, int(fields[1]) + int(fields[2]))
     return f"{start}-{start + count - 1}"
 

@@ -100,8 +100,9 @@ def test_a_bind_follows_host_symlinks_and_knows_files_from_dirs(setup, tmp_path)
     mounts = setup.attach(MountSpec("bind", "/a", str(tmp_path / "link"), readonly=True),
                           MountSpec("bind", "/b.conf", str(tmp_path / "conf"))).mounts
     assert mounts[0] == Bind("/a", str(tmp_path / "real"), True, False,
-                             name=f"bind {tmp_path / 'link'}")
+                             name=f"bind {tmp_path / 'link'}", host=True)
     assert mounts[1].source == str(tmp_path / "conf") and mounts[1].file
+    assert mounts[1].host  # a host path: never idmapped under --userns=auto
 
 
 def test_a_missing_bind_source_is_made_only_for_v(setup, tmp_path):

@@ -34,6 +34,8 @@ def test_subordinate_range_by_name_or_uid_first_usable_line():
 def test_free_range_is_above_every_range_of_both_files():
     assert userns.free_range(["", ""]) == "100000-165535"
     assert userns.free_range([SUBUID, "x:400000:10\n"]) == "400010-465545"
+    assert userns.free_range([SUBUID + "containers:2147483647:2147483648\n", ""]) \
+        == "301000-366535"
 
 
 def test_map_arguments_root_is_the_caller_then_the_range():
@@ -116,3 +118,15 @@ def test_default_root_rootless_uses_xdg_data_home(monkeypatch, tmp_path):
 
 def test_store_paths_spells_the_marker_as_idmap_does():
     assert paths.USERNS_ENV == idmap.USERNS_ENV
+
+
+def test_an_overlay_refused_in_a_user_namespace_says_there_is_no_fuse_fallback(monkeypatch):
+    from minibuild.sandbox import overlay
+
+    options = OverlayOptions(("/l",), "/u", "/w")
+    refused = OSError(1, "Operation not permitted")
+    monkeypatch.setattr(idmap, "in_user_namespace", lambda: True)  # detection faked
+    message = str(overlay._mount_error(options, "/m", refused, ""))
+    assert "refuses overlayfs in a user namespace" in message and "fuse-overlayfs" in message
+    monkeypatch.setattr(idmap, "in_user_namespace", lambda: False)
+    assert "fuse-overlayfs" not in str(overlay._mount_error(options, "/m", refused, ""))
