@@ -98,9 +98,10 @@ def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | No
     linux.die_with_parent()
     linux.not_dumpable()  # the command's child inherits it: no container process opens its exe
     cgroups.enter(target.cgroups)  # host paths: before setns(mnt)
-    for name, fd in target.namespaces:
-        if _same_namespace(name, fd):
-            continue  # e.g. the host's network: rootless, setns into it is refused (EPERM)
+    # compared before any setns: once in the container's mnt ns, /proc is its pid ns's, where we
+    # are not, and /proc/self does not exist
+    joining = [(name, fd) for name, fd in target.namespaces if not _same_namespace(name, fd)]
+    for name, fd in joining:  # not: e.g. the host's network: rootless, setns into it is EPERM
         try:
             linux.setns(fd)
         except OSError as exc:
