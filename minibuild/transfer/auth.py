@@ -232,3 +232,26 @@ class Challenge:
         scheme, _, rest = header.strip().partition(" ")
         params = re.findall(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))', rest)
         return cls(scheme.lower(), tuple((k.lower(), quoted or bare) for k, quoted, bare in params))
+
+
+_ACTION_ORDER = {"pull": 0, "push": 1}
+
+
+def merge_scopes(scopes: list[str]) -> list[str]:
+    """One scope per resource with the union of its actions, in first-seen order:
+    `repository:a:pull` and `repository:a:pull,push` are `repository:a:pull,push` (a token server
+    asked for both would issue the same token, and the request would look like two scopes)."""
+    merged: dict[str, list[str] | None] = {}
+    for scope in (one for text in scopes for one in text.split(" ") if one):
+        resource, _, actions = scope.rpartition(":")
+        if ":" not in resource:  # not TYPE:NAME:ACTIONS: pass it on as it came
+            merged.setdefault(scope, None)
+            continue
+        known = merged.setdefault(resource, [])
+        known.extend(a for a in actions.split(",") if a and a not in known)
+    return [resource if actions is None else f"{resource}:{','.join(sorted(actions, key=_action_rank))}"
+            for resource, actions in merged.items()]
+
+
+def _action_rank(action: str) -> tuple[int, str]:
+    return _ACTION_ORDER.get(action, 2), action
