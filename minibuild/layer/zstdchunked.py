@@ -21,6 +21,7 @@ import base64
 import datetime
 import hashlib
 import json
+import struct
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
@@ -40,25 +41,35 @@ _TYPES = {tarfile.REGTYPE: "reg", tarfile.AREGTYPE: "reg", tarfile.LNKTYPE: "har
 _XATTR = "SCHILY.xattr."
 
 
-def _crc64_table() -> list[int]:
-    poly, table = 0xD800000000000000, []  # Go's crc64.ISO, as tar-split uses it
+def _crc64_tables() -> list[list[int]]:
+    """Go's crc64.ISO table (as tar-split uses it) and the 7 more that slicing-by-8 needs."""
+    poly, first = 0xD800000000000000, []
     for n in range(256):
         crc = n
         for _ in range(8):
             crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
+        first.append(crc)
+    tables = [first]
+    for _ in range(7):
+        tables.append([(crc >> 8) ^ first[crc & 0xFF] for crc in tables[-1]])
+    return tables
 
 
-_CRC64 = _crc64_table()
+_CRC64 = _crc64_tables()
 
 
 def crc64_update(crc: int, data: bytes) -> int:
-    """Go's crc64.Update with the ISO table (pure Python: a few MB/s, the format's real cost)."""
+    """Go's crc64.Update with the ISO table, 8 bytes a step (pure Python: 3-8 MB/s here, the
+    format's real cost)."""
+    t0, t1, t2, t3, t4, t5, t6, t7 = _CRC64
     crc ^= 0xFFFFFFFFFFFFFFFF
-    table = _CRC64
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    whole = len(data) & ~7
+    for (word,) in struct.iter_unpack("<Q", memoryview(data)[:whole]):
+        x = crc ^ word
+        crc = (t7[x & 0xFF] ^ t6[(x >> 8) & 0xFF] ^ t5[(x >> 16) & 0xFF] ^ t4[(x >> 24) & 0xFF]
+               ^ t3[(x >> 32) & 0xFF] ^ t2[(x >> 40) & 0xFF] ^ t1[(x >> 48) & 0xFF] ^ t0[x >> 56])
+    for byte in data[whole:]:
+        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFFFFFFFFFF
 
 

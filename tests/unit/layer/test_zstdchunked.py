@@ -105,3 +105,16 @@ def test_a_tar_entry_the_format_cannot_name_is_refused(tmp_path):
     (tmp_path / "odd.tar").write_bytes(buf.getvalue())
     with pytest.raises(LayerError, match="zstd:chunked"):
         zstdchunked.write(tmp_path / "odd.tar", io.BytesIO())
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 8, 9, 1000])
+def test_crc64_in_pieces_of_any_length(cut):
+    data = bytes(range(256)) * 5 + b"tail"
+    whole = zstdchunked.crc64_update(0, data)
+    assert zstdchunked.crc64_update(zstdchunked.crc64_update(0, data[:cut]), data[cut:]) == whole
+    crc = 0  # the byte-at-a-time definition agrees
+    table = zstdchunked._CRC64[0]
+    crc ^= 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    assert crc ^ 0xFFFFFFFFFFFFFFFF == whole
