@@ -109,8 +109,9 @@ def write(tar_path: Path, sink: BinaryIO) -> tuple[Digest, tuple[tuple[str, str]
     out = _Writer(sink)
     with open(tar_path, "rb") as tar:
         for member in members:
-            out.between(_read(tar, out.done, member.offset_data - out.done))
-            out.entry(tar, member)
+            raw = _read(tar, out.done, member.offset_data - out.done)
+            out.between(raw)
+            out.entry(tar, member, _raw_name(member, raw[-512:]))
         tar.seek(out.done)
         while rest := tar.read(CHUNK):
             out.between(rest)
@@ -133,16 +134,16 @@ class _Writer:
         self.split.segment(raw)
         self.done += len(raw)
 
-    def entry(self, tar: BinaryIO, member: tarfile.TarInfo) -> None:
+    def entry(self, tar: BinaryIO, member: tarfile.TarInfo, name: str) -> None:
         """One tar entry: a regular file's contents in frames of their own, located in the TOC."""
-        entry, crc, size = _toc_entry(member), None, member.size if member.isreg() else 0
+        entry, crc, size = _toc_entry(member, name), None, member.size if member.isreg() else 0
         if size:
             self.frames.end_frame()
             entry["offset"] = self.frames.offset
             entry["digest"], crc = self._contents(tar, size)
             self.frames.end_frame()
             entry["endOffset"] = self.frames.offset
-        self.split.file(_raw_name(member), size, crc)
+        self.split.file(name, size, crc)
         self.entries.append(entry)
         self.done += size
 
@@ -179,14 +180,22 @@ def _read(tar: BinaryIO, offset: int, size: int) -> bytes:
     return tar.read(size)
 
 
-def _raw_name(member: tarfile.TarInfo) -> str:
-    """The name as the tar spells it (tarfile drops a directory's trailing slash)."""
-    return member.name + "/" if member.isdir() else member.name
+def _raw_name(member: tarfile.TarInfo, header: bytes) -> str:
+    """The name as the tar spells it, as Go's reader returns it (tarfile drops a directory's
+    trailing slash): the PAX path, else the ustar header's prefix and name (`header` is the
+    512-byte block just before the entry's data)."""
+    if not member.isdir():
+        return member.name
+    raw = member.pax_headers.get("path")
+    if raw is None:
+        name, prefix = header[:100].split(b"\0", 1)[0], header[345:500].split(b"\0", 1)[0]
+        raw = (prefix + b"/" + name if prefix else name).decode("utf-8", "surrogateescape")
+    return raw if raw.rstrip("/") == member.name else member.name + "/"
 
 
-def _toc_entry(member: tarfile.TarInfo) -> dict:
+def _toc_entry(member: tarfile.TarInfo, name: str) -> dict:
     """containers/storage's FileMetadata for one tar entry, empty fields left out as Go does."""
-    entry = {"type": _TYPES[member.type], "name": _raw_name(member), "linkName": member.linkname,
+    entry = {"type": _TYPES[member.type], "name": name, "linkName": member.linkname,
              "mode": member.mode, "size": member.size if member.isreg() else 0,
              "uid": member.uid, "gid": member.gid, "modtime": _time(member.mtime),
              "devMajor": member.devmajor if member.ischr() or member.isblk() else 0,

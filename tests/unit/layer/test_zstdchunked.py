@@ -118,3 +118,23 @@ def test_crc64_in_pieces_of_any_length(cut):
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     assert crc ^ 0xFFFFFFFFFFFFFFFF == whole
+
+
+def test_directory_names_keep_their_spelling(tmp_path):
+    """tarfile strips a directory's trailing slash; the TOC and tar-split keep what the tar says."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name in ("a", "b/"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tf.addfile(info)
+    data = bytearray(buf.getvalue())
+    data[0:100] = b"a".ljust(100, b"\0")  # tarfile wrote "a/": make it slash-less, as some tools do
+    data[148:156] = b"        "
+    data[148:155] = f"{sum(data[0:512]):06o}\0".encode()
+    (tmp_path / "dirs.tar").write_bytes(bytes(data))
+    out = io.BytesIO()
+    _, annotations = zstdchunked.write(tmp_path / "dirs.tar", out)
+    offset, length, _, _ = map(int, dict(annotations)[zstdchunked.MANIFEST_KEY].split(":"))
+    toc = json.loads(zstandard.ZstdDecompressor().decompress(out.getvalue()[offset:offset + length]))
+    assert [e["name"] for e in toc["entries"]] == ["a", "b/"]
