@@ -1,4 +1,4 @@
-"""Registry credentials: where they are read and written, and auth challenges.
+"""Registry credentials: where they are read and written, auth challenges, token requests.
 
 Read, first match wins: minibuild's own login file; podman's auth.json (`$REGISTRY_AUTH_FILE`,
 else `${XDG_RUNTIME_DIR}/containers/auth.json`, then `$XDG_CONFIG_HOME/containers/auth.json`);
@@ -21,6 +21,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from minibuild.errors import MinibuildError
 from minibuild.fs.files import write_atomic
@@ -235,6 +237,20 @@ class Challenge:
 
 
 _ACTION_ORDER = {"pull": 0, "push": 1}
+
+
+def request_token(http: httpx.Client, realm: str, service: str | None, scopes: list[str],
+                  credentials: Credentials | None) -> httpx.Response:
+    """Ask a token server: a GET with basic credentials (or none: anonymous), or docker's OAuth2
+    refresh-token POST for an identity token. Transport errors are the caller's to word."""
+    if credentials is not None and credentials.identity_token:
+        form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
+                "client_id": "minibuild", "scope": " ".join(scopes), **({"service": service} if service else {})}
+        return http.post(realm, data=form)
+    params = [("service", service)] if service else []
+    params += [("scope", scope) for scope in scopes]
+    headers = {"Authorization": f"Basic {credentials.encoded()}"} if credentials else {}
+    return http.get(realm, params=params, headers=headers)
 
 
 def merge_scopes(scopes: list[str]) -> list[str]:

@@ -188,7 +188,10 @@ class Client:
         """A bearer token for the challenge's scope and the wanted ones, merged per repository."""
         scopes = auth.merge_scopes([challenge.get("scope") or "", *self.scopes])
         realm = challenge.get("realm") or ""
-        response = self._ask_token_server(realm, challenge.get("service"), scopes)
+        try:
+            response = auth.request_token(self._http, realm, challenge.get("service"), scopes, self.credentials)
+        except httpx.TransportError as exc:
+            raise RegistryError(f"token server {realm}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise self._token_refused(realm, response)
         try:
@@ -199,22 +202,6 @@ class Client:
         if not token:
             raise RegistryError(f"token server {realm} sent no token")
         return token
-
-    def _ask_token_server(self, realm: str, service: str | None, scopes: list[str]) -> httpx.Response:
-        """A GET with basic credentials (or none: anonymous), or docker's OAuth2 refresh-token
-        POST for an identity token."""
-        credentials = self.credentials
-        try:
-            if credentials is not None and credentials.identity_token:
-                form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
-                        "client_id": "minibuild", "scope": " ".join(scopes), **({"service": service} if service else {})}
-                return self._http.post(realm, data=form)
-            params = [("service", service)] if service else []
-            params += [("scope", scope) for scope in scopes]
-            headers = {"Authorization": f"Basic {credentials.encoded()}"} if credentials else {}
-            return self._http.get(realm, params=params, headers=headers)
-        except httpx.TransportError as exc:
-            raise RegistryError(f"token server {realm}: {type(exc).__name__}: {exc}") from None
 
     def _token_refused(self, realm: str, response: httpx.Response) -> RegistryError:
         """One line naming the token server and the user (never the secret), with the login hint."""
