@@ -31,6 +31,13 @@ storage:
 http:
   addr: {address}:{port}
 """
+TOKEN_AUTH = """auth:
+  token:
+    realm: {realm}
+    service: {service}
+    issuer: {issuer}
+    rootcertbundle: {cert}
+"""
 AUTH = """auth:
   htpasswd:
     realm: minibuild-test
@@ -69,12 +76,13 @@ def write_htpasswd(path: Path, users: dict[str, str]) -> None:
 
 @contextmanager
 def registry_server(directory: Path, users: dict[str, str] | None = None,
-                    address: str = "127.0.0.1") -> Iterator[Registry]:
+                    address: str = "127.0.0.1", token=None) -> Iterator[Registry]:
     """Start docker-registry on `address` (a loopback one: 127.0.0.1 gets plain http without
     being asked, 127.0.0.2 does not) with storage under `directory`; stop it by PID.
 
     With `users` ({name: password}) every request needs basic auth, checked against an htpasswd
-    file written under `directory`."""
+    file written under `directory`. With `token` (a tests.token_server.TokenServer, already
+    serving) the registry wants bearer tokens from it instead."""
     binary = shutil.which("docker-registry")
     if binary is None:
         import pytest
@@ -91,12 +99,16 @@ def registry_server(directory: Path, users: dict[str, str] | None = None,
     if users:
         write_htpasswd(directory / "htpasswd", users)
         text += AUTH.format(htpasswd=directory / "htpasswd")
+    elif token is not None:
+        from tests.token_server import ISSUER, SERVICE
+
+        text += TOKEN_AUTH.format(realm=token.realm, service=SERVICE, issuer=ISSUER, cert=token.cert)
     config.write_text(text)
     log = directory / "registry.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(address, port, proc, (200, 401) if users else (200,))
+        _wait_ready(address, port, proc, (200, 401) if users or token else (200,))
         yield Registry(f"{address}:{port}", log, dict(users or {}))
     finally:
         proc.terminate()

@@ -183,8 +183,9 @@ def pull(ctx, reference, insecure, quiet) -> None:
 @click.argument("image")
 @click.argument("destination", required=False)
 @click.option("--insecure", is_flag=True, help="Plain http (always used for localhost/127.0.0.1).")
-@click.option("--compression", type=click.Choice(["gzip", "zstd"]), default=None,
-              help="Convert layers stored otherwise to this (default: push them as stored).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "zstd:chunked"]), default=None,
+              help="Convert layers stored otherwise to this (default: push them as stored); zstd:chunked "
+                   "adds containers/storage's table of contents for podman's partial pulls.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the manifest digest.")
 @click.pass_context
 def push(ctx, image, destination, insecure, compression, quiet) -> None:

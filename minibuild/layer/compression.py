@@ -49,6 +49,7 @@ class Compression(enum.Enum):
     """How a layer tar is compressed in the store."""
 
     ZSTD = "zstd"
+    ZSTD_CHUNKED = "zstd:chunked"  # zstd plus a table of contents (zstdchunked.py); push only
     GZIP = "gzip"
     NONE = "none"
 
@@ -63,11 +64,11 @@ class Compression(enum.Enum):
         try:
             return cls(text.strip().lower())
         except ValueError:
-            raise LayerError(f"unknown compression {text!r} (want zstd, gzip or none)") from None
+            raise LayerError(f"unknown compression {text!r} (want zstd, zstd:chunked, gzip or none)") from None
 
 
-_MEDIA_TYPES = {Compression.ZSTD: mediatypes.LAYER_TAR_ZSTD, Compression.GZIP: mediatypes.LAYER_TAR_GZIP,
-                Compression.NONE: mediatypes.LAYER_TAR}
+_MEDIA_TYPES = {Compression.ZSTD: mediatypes.LAYER_TAR_ZSTD, Compression.ZSTD_CHUNKED: mediatypes.LAYER_TAR_ZSTD,
+                Compression.GZIP: mediatypes.LAYER_TAR_GZIP, Compression.NONE: mediatypes.LAYER_TAR}
 # The layer media types minibuild reads, and how each is compressed.
 _LAYER_COMPRESSION = {
     mediatypes.LAYER_TAR: Compression.NONE,
@@ -148,6 +149,8 @@ class Compressor:
         self._zstd = None
         self._deflate = None
         self._pending: bytearray | None = None  # ISA-L's input, cut into CHUNK-sized pieces
+        if compression is Compression.ZSTD_CHUNKED:
+            raise LayerError("zstd:chunked needs the whole tar (layer/zstdchunked.py), not a stream")
         if compression is Compression.ZSTD:
             cctx = zstandard.ZstdCompressor(level=3, threads=-1)
             self._zstd = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)
@@ -196,6 +199,48 @@ class Compressor:
             self._pending = bytearray()
         if self._deflate is not None:
             self._emit(self._deflate.flush())
+
+
+class ZstdFrames:
+    """Independent zstd frames and skippable frames, one after another, to a sink; `offset` is
+    how many bytes went out so far. Their concatenation decompresses like one zstd stream (a
+    skippable frame decompresses to nothing): zstd:chunked's layout."""
+
+    SKIPPABLE_MAGIC = b"\x50\x2a\x4d\x18"
+
+    def __init__(self, sink: BinaryIO, level: int = 3) -> None:
+        self._sink = sink
+        self._cctx = zstandard.ZstdCompressor(level=level)
+        self._frame = None
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        """Compress into the current frame (begun on the first write after end_frame)."""
+        if not data:
+            return
+        if self._frame is None:
+            self._frame = self._cctx.compressobj()
+        self._emit(self._frame.compress(data))
+
+    def end_frame(self) -> None:
+        """Close the current frame, if one is open: what follows starts at `offset`."""
+        if self._frame is not None:
+            self._emit(self._frame.flush())
+            self._frame = None
+
+    def skippable(self, data: bytes) -> None:
+        """A skippable frame holding `data` (decoders skip it)."""
+        self.end_frame()
+        self._emit(self.SKIPPABLE_MAGIC + len(data).to_bytes(4, "little") + data)
+
+    def compressed(self, data: bytes) -> bytes:
+        """`data` as one stand-alone zstd frame (for a skippable frame's contents)."""
+        return self._cctx.compress(data)
+
+    def _emit(self, out: bytes) -> None:
+        if out:
+            self._sink.write(out)
+            self.offset += len(out)
 
 
 class _ChunkList:

@@ -1,4 +1,4 @@
-"""Registry credentials: where they are read and written, and auth challenges.
+"""Registry credentials: where they are read and written, auth challenges, token requests.
 
 Read, first match wins: minibuild's own login file; podman's auth.json (`$REGISTRY_AUTH_FILE`,
 else `${XDG_RUNTIME_DIR}/containers/auth.json`, then `$XDG_CONFIG_HOME/containers/auth.json`);
@@ -21,6 +21,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from minibuild.errors import MinibuildError
 from minibuild.fs.files import write_atomic
@@ -232,3 +234,40 @@ class Challenge:
         scheme, _, rest = header.strip().partition(" ")
         params = re.findall(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))', rest)
         return cls(scheme.lower(), tuple((k.lower(), quoted or bare) for k, quoted, bare in params))
+
+
+_ACTION_ORDER = {"pull": 0, "push": 1}
+
+
+def request_token(http: httpx.Client, realm: str, service: str | None, scopes: list[str],
+                  credentials: Credentials | None) -> httpx.Response:
+    """Ask a token server: a GET with basic credentials (or none: anonymous), or docker's OAuth2
+    refresh-token POST for an identity token. Transport errors are the caller's to word."""
+    if credentials is not None and credentials.identity_token:
+        form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
+                "client_id": "minibuild", "scope": " ".join(scopes), **({"service": service} if service else {})}
+        return http.post(realm, data=form)
+    params = [("service", service)] if service else []
+    params += [("scope", scope) for scope in scopes]
+    headers = {"Authorization": f"Basic {credentials.encoded()}"} if credentials else {}
+    return http.get(realm, params=params, headers=headers)
+
+
+def merge_scopes(scopes: list[str]) -> list[str]:
+    """One scope per resource with the union of its actions, in first-seen order:
+    `repository:a:pull` and `repository:a:pull,push` are `repository:a:pull,push` (a token server
+    asked for both would issue the same token, and the request would look like two scopes)."""
+    merged: dict[str, list[str] | None] = {}
+    for scope in (one for text in scopes for one in text.split(" ") if one):
+        resource, _, actions = scope.rpartition(":")
+        if ":" not in resource:  # not TYPE:NAME:ACTIONS: pass it on as it came
+            merged.setdefault(scope, None)
+            continue
+        known = merged.setdefault(resource, [])
+        known.extend(a for a in actions.split(",") if a and a not in known)
+    return [resource if actions is None else f"{resource}:{','.join(sorted(actions, key=_action_rank))}"
+            for resource, actions in merged.items()]
+
+
+def _action_rank(action: str) -> tuple[int, str]:
+    return _ACTION_ORDER.get(action, 2), action

@@ -185,35 +185,34 @@ class Client:
         self.scopes.append(f"repository:{repository}:{actions}")
 
     def _token(self, challenge: auth.Challenge) -> str:
-        """A bearer token for the challenge's scope and the wanted ones: a GET with basic
-        credentials, or docker's OAuth2 refresh-token POST for an identity token."""
-        scopes = list(dict.fromkeys([*(challenge.get("scope") or "").split(" "), *self.scopes]))
-        scopes = [scope for scope in scopes if scope]
-        service, realm = challenge.get("service"), challenge.get("realm")
-        credentials = self.credentials
+        """A bearer token for the challenge's scope and the wanted ones, merged per repository."""
+        scopes = auth.merge_scopes([challenge.get("scope") or "", *self.scopes])
+        realm = challenge.get("realm") or ""
         try:
-            if credentials is not None and credentials.identity_token:
-                form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
-                        "client_id": "minibuild", "scope": " ".join(scopes), **({"service": service} if service else {})}
-                response = self._http.post(realm, data=form)
-            else:
-                params = [("service", service)] if service else []
-                params += [("scope", scope) for scope in scopes]
-                headers = {"Authorization": f"Basic {credentials.encoded()}"} if credentials else {}
-                response = self._http.get(realm, params=params, headers=headers)
+            response = auth.request_token(self._http, realm, challenge.get("service"), scopes, self.credentials)
         except httpx.TransportError as exc:
             raise RegistryError(f"token server {realm}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            raise RegistryError(f"token server {challenge.get('realm')} answered {response.status_code}",
-                                hint=f"check the credentials: minibuild login {self.host}")
+            raise self._token_refused(realm, response)
         try:
             body = response.json()
             token = body.get("token") or body.get("access_token")
         except (ValueError, AttributeError):
-            raise RegistryError(f"token server {challenge.get('realm')} sent no JSON token") from None
+            raise RegistryError(f"token server {realm} sent no JSON token") from None
         if not token:
-            raise RegistryError(f"token server {challenge.get('realm')} sent no token")
+            raise RegistryError(f"token server {realm} sent no token")
         return token
+
+    def _token_refused(self, realm: str, response: httpx.Response) -> RegistryError:
+        """One line naming the token server and the user (never the secret), with the login hint."""
+        detail = _error_text(response)
+        status = f"HTTP {response.status_code}{': ' if detail else ''}{detail}"
+        if response.status_code not in (401, 403):
+            return RegistryError(f"token server {realm} answered {status}")
+        user = self.credentials.username if self.credentials else ""
+        who = f"user {user!r}" if user else "the credentials" if self.credentials else "anonymous access"
+        return RegistryError(f"unauthorized: the token server {realm} for {self.host} refused {who} ({status})",
+                             hint=f"minibuild login {self.host}")
 
     def _expect(self, response: httpx.Response, method: str, path: str, ok: tuple[int, ...]) -> httpx.Response:
         if response.status_code in ok:
@@ -333,10 +332,15 @@ def _upload_location(response: httpx.Response, what: str) -> str:
 
 
 def _error_detail(response: httpx.Response) -> str:
-    """The registry's own error text, when it sent the standard JSON error body."""
+    """The registry's own error text in parentheses, when it sent the standard JSON error body."""
+    text = _error_text(response)
+    return f" ({text})" if text else ""
+
+
+def _error_text(response: httpx.Response) -> str:
+    """`CODE: message; ...` from a standard JSON error body, else ""."""
     try:
         errors = response.json().get("errors") or []
-        text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
     except (ValueError, AttributeError):
         return ""
-    return f" ({text})" if text else ""

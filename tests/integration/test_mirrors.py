@@ -90,3 +90,26 @@ def test_blocked_and_per_registry_insecure(mb, empty_mb, tmp_path):
         empty_mb.run("--registries-conf", str(conf), "pull", "-q", target)
     blocked = empty_mb.run("--registries-conf", str(conf), "pull", "forbidden:1", check=False)
     assert blocked.returncode == 1 and "blocked by" in blocked.stderr and str(conf) in blocked.stderr
+
+
+def test_a_short_name_alias_from_a_drop_in_resolves_to_the_local_registry(mb, empty_mb, registry, tmp_path):
+    """The usual places, not --registries-conf: the user's registries.conf (which hides the
+    system's file and drop-ins) plus a drop-in beside it holding the alias."""
+    pushed = mb.run("push", "-q", "base:1.0", f"{registry.host}/team/aliased:7").stdout.strip()
+    config = tmp_path / "xdg" / "containers"
+    (config / "registries.conf.d").mkdir(parents=True)
+    (config / "registries.conf").write_text('short-name-mode = "enforcing"\n'
+                                            'unqualified-search-registries = ["quay.io", "docker.io"]\n'
+                                            f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
+    (config / "registries.conf.d" / "50-alias.conf").write_text(
+        f'[aliases]\n"mbtest-aliased" = "{registry.host}/team/aliased"\n')
+    env = {"MINIBUILD_REGISTRIES_CONF": "", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert empty_mb.run("pull", "mbtest-aliased:7", env=env).stdout.strip() == pushed
+    assert registry.requests("GET", "/v2/team/aliased/manifests/7") == 1
+    ctx = write_context(tmp_path / "ctx", "FROM mbtest-aliased:7\nRUN echo via-alias > /a\n")
+    empty_mb.run("build", "--progress", "plain", "-t", "app:1", str(ctx), env=env)
+
+    ambiguous = empty_mb.run("pull", "mbtest-unaliased:1", env=env, check=False)
+    lines = [line for line in ambiguous.stderr.splitlines() if line.startswith("error:")]
+    assert ambiguous.returncode == 1 and "Traceback" not in ambiguous.stderr
+    assert len(lines) == 1 and "enforcing" in lines[0] and "never prompts" in lines[0], ambiguous.stderr

@@ -132,7 +132,7 @@ def _compress(kind: Compression, pieces: list[bytes], reproducible: bool = False
     return sink.getvalue()
 
 
-@pytest.mark.parametrize("kind", list(Compression))
+@pytest.mark.parametrize("kind", [c for c in Compression if c is not Compression.ZSTD_CHUNKED])  # chunked: zstdchunked.py
 def test_the_compressor_round_trips_and_is_deterministic(kind):
     pieces = [DATA[:1000], DATA[1000:], b""]
     blob = _compress(kind, pieces)
@@ -168,7 +168,7 @@ def test_the_gzip_header_has_no_time_and_no_name(reproducible):
     assert blob[4:8] == bytes(4)  # MTIME 0
 
 
-@pytest.mark.parametrize("kind", list(Compression))
+@pytest.mark.parametrize("kind", [c for c in Compression if c is not Compression.ZSTD_CHUNKED])  # chunked: zstdchunked.py
 def test_compressed_chunks_compress_a_reader_deterministically(kind):
     blob = b"".join(compression.compressed_chunks(io.BytesIO(DATA * 40), kind))
     assert compression.open_uncompressed(io.BytesIO(blob), kind.media_type).read() == DATA * 40

@@ -131,7 +131,7 @@ def test_content_change_changes_diff_id(tree: Path):
     assert before.diff_id != after.diff_id
 
 
-@pytest.mark.parametrize("compression", list(Compression))
+@pytest.mark.parametrize("compression", [c for c in Compression if c is not Compression.ZSTD_CHUNKED])
 def test_diff_id_is_sha256_of_the_decompressed_stream(tree: Path, compression):
     blob, result = snap(tree, compression)
     if compression is Compression.ZSTD:

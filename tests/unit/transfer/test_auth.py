@@ -104,3 +104,15 @@ def test_a_failing_helper_never_shows_the_secret(env, tmp_path):
     with pytest.raises(CredentialHelperError) as info:
         credhelper.store("echo", "reg.example", "u", "top-secret-value")
     assert "top-secret-value" not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize(("given", "merged"), [
+    (["repository:a:pull", "repository:a:pull,push", "repository:b:pull"],
+     ["repository:a:pull,push", "repository:b:pull"]),
+    (["", "repository:a:push repository:a:pull", "registry:catalog:*"],
+     ["repository:a:pull,push", "registry:catalog:*"]),
+    (["repository:a:delete,push", "repository:a:pull"], ["repository:a:pull,push,delete"]),
+    (["odd"], ["odd"]),
+])
+def test_scopes_merge_per_resource(given, merged):
+    assert auth.merge_scopes(given) == merged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,95 @@ def test_a_broken_file_is_one_clear_error(tmp_path):
     path.write_text("[[registry]]\ninsecure = true\n")
     with pytest.raises(RegistryConfigError, match="prefix or a location"):
         registryconf.load(path)
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """(user dir, system dir, alias cache file), all empty, as _from_places reads them."""
+    user, system = tmp_path / "user", tmp_path / "system"
+    (user / "registries.conf.d").mkdir(parents=True)
+    (system / "registries.conf.d").mkdir(parents=True)
+    cache = tmp_path / "cache" / "short-name-aliases.conf"
+    monkeypatch.setattr(registryconf, "short_name_aliases_file", lambda: cache)
+    return user, system, cache
+
+
+def test_drop_ins_apply_in_order_as_containers_image_does(places):
+    user, system, _ = places
+    (system / "registries.conf").write_text(
+        'unqualified-search-registries = ["quay.io"]\n'
+        '[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n'
+        '[[registry.mirror]]\nlocation = "old.example"\n'
+        '[[registry]]\nprefix = "keep.example"\ninsecure = true\n')
+    (system / "registries.conf.d" / "20-mirror.conf").write_text(
+        '[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n[[registry.mirror]]\nlocation = "new.example"\n')
+    (system / "registries.conf.d" / "10-search.conf").write_text('unqualified-search-registries = ["a.example", "b.example"]\n')
+    (system / "registries.conf.d" / "notes.txt").write_text("not a drop-in")
+    (user / "registries.conf.d" / "05-user.conf").write_text('unqualified-search-registries = ["user.example"]\n')
+    conf = registryconf._from_places(user, system)
+    assert [e.host for e in conf.pull_endpoints(ref("debian"))] == ["new.example", "docker.io"]  # replaced by prefix
+    assert conf.is_insecure("keep.example")  # other tables stay
+    assert conf.search == ("user.example",)  # the user's directory comes after the system's
+    assert [Path(s).name for s in conf.sources] == ["registries.conf", "10-search.conf", "20-mirror.conf", "05-user.conf"]
+
+
+def test_the_users_own_file_hides_the_system_drop_ins(places):
+    user, system, _ = places
+    (user / "registries.conf").write_text('unqualified-search-registries = ["user.example"]\n')
+    (system / "registries.conf.d" / "x.conf").write_text('unqualified-search-registries = ["system.example"]\n')
+    assert registryconf._from_places(user, system).search == ("user.example",)
+
+
+def test_aliases_resolve_short_names_and_the_cache_file_wins(places):
+    user, system, cache = places
+    (system / "registries.conf").write_text(
+        'unqualified-search-registries = ["quay.io", "docker.io"]\n'
+        '[aliases]\n"app" = "127.0.0.1:5000/team/app"\n"gone" = "quay.io/gone"\n"ubi8/ubi" = "registry.access.redhat.com/ubi8/ubi"\n'
+        '"hub" = "index.docker.io/library/debian"\n')
+    (system / "registries.conf.d" / "reset.conf").write_text('[aliases]\n"gone" = ""\n')
+    conf = registryconf._from_places(user, system)
+    assert conf.candidates(Reference.parse("app:2")) == [Reference("127.0.0.1:5000/team/app", "2")]
+    assert conf.candidates(Reference.parse("ubi8/ubi")) == [ref("registry.access.redhat.com/ubi8/ubi")]
+    assert conf.candidates(Reference.parse("hub")) == [ref("docker.io/library/debian")]
+    assert conf.candidates(Reference.parse("gone")) == [ref("quay.io/gone"), ref("docker.io/gone")]  # reset: searched
+    cache.parent.mkdir()
+    cache.write_text('[aliases]\n"app" = "cache.example/app"\n')
+    assert registryconf._from_places(user, system).candidates(Reference.parse("app")) == [ref("cache.example/app")]
+
+
+@pytest.mark.parametrize(("mode", "ambiguous"), [("enforcing", True), ("permissive", False), ("disabled", False)])
+def test_short_name_mode_without_a_terminal(places, mode, ambiguous):
+    user, system, _ = places
+    (system / "registries.conf").write_text(
+        f'short-name-mode = "{mode}"\nunqualified-search-registries = ["quay.io", "docker.io"]\n[aliases]\n"app" = "quay.io/app"\n')
+    conf = registryconf._from_places(user, system)
+    assert conf.candidates(Reference.parse("app")) == [ref("quay.io/app")]  # an alias is never ambiguous
+    assert conf.candidates(Reference.parse("quay.io/x")) == [ref("quay.io/x")]
+    if ambiguous:
+        with pytest.raises(RegistryConfigError, match="could come from quay.io, docker.io.*never prompts"):
+            conf.candidates(Reference.parse("debian"))
+    else:
+        assert conf.candidates(Reference.parse("debian")) == [ref("quay.io/debian"), ref("docker.io/debian")]
+    (system / "registries.conf").write_text(f'short-name-mode = "{mode}"\nunqualified-search-registries = ["quay.io"]\n')
+    assert registryconf._from_places(user, system).candidates(Reference.parse("debian")) == [ref("quay.io/debian")]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('short-name-mode = "strict"\n', "not one of enforcing"),
+    ('[aliases]\n"quay.io/app" = "quay.io/app"\n', "a short name"),
+    ('[aliases]\n"app:1" = "quay.io/app"\n', "a short name"),
+    ('[aliases]\n"app" = "app"\n', "must name a registry"),
+    ('[aliases]\n"app" = "quay.io/app:1"\n', "must name a registry"),
+])
+def test_bad_aliases_and_modes_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "registries.conf"
+    path.write_text(text)
+    with pytest.raises(RegistryConfigError, match=message):
+        registryconf.load(path)
+
+
+def test_a_drop_in_must_be_v2(places):
+    user, system, _ = places
+    (system / "registries.conf.d" / "old.conf").write_text("[registries.search]\nregistries = ['quay.io']\n")
+    with pytest.raises(RegistryConfigError, match="old.conf: a drop-in must use the v2 format"):
+        registryconf._from_places(user, system)
