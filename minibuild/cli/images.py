@@ -97,12 +97,14 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
+    failed = True
     try:
         result = run_build(request, store, reporter)
+        failed = False
     finally:
         close = getattr(reporter, "close", None)
         if close:
-            close()
+            close(failed=failed)
     buildflags.write_files(docker["iidfile"], docker["metadata_file"], result, request.tags)
     if output is not None:
         buildflags.write_output(store, output, result.digest,
@@ -217,7 +219,9 @@ def _reporter(progress: str, quiet: bool):
     if quiet:
         return render.QuietReporter()
     if progress == "tty" or (progress == "auto" and sys.stderr.isatty()):
-        return render.RichReporter()
+        from minibuild.cli.screen import TtyReporter
+
+        return TtyReporter()
     return render.PlainReporter()
 
 

@@ -35,3 +35,31 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
                      for r in [header, *rows])
+
+
+# -- TTY progress (BuildKit's layout), shared by the live screen and the build memo's replay ---
+
+def progress_header(seconds: float, done: int, total: int, state: str = "") -> str:
+    """`[+] Building 12.3s (5/9) FINISHED`: the first line of TTY progress."""
+    return f"[+] Building {seconds:.1f}s ({done}/{total}){f' {state}' if state else ''}"
+
+
+def progress_row(name: str, seconds: float, width: int, status: str = "") -> str:
+    """` => NAME STATUS    1.2s`: one step on one line, its time at the right edge; cut to fit
+    `width` (a terminal too narrow for the time gets the name only)."""
+    timer = f" {seconds:.1f}s"
+    text = f"{name} {status}" if status else name
+    room = width - 4 - len(timer)
+    if room < 8:
+        return _cut(f" => {text}", width)
+    return f" => {_cut(text, room).ljust(room)}{timer}"
+
+
+def output_row(line: str, width: int) -> str:
+    """` => => # LINE`: a line of a step's output under its header, cut to fit `width`."""
+    return _cut(f" => => # {line}", width)
+
+
+def _cut(text: str, width: int) -> str:
+    """`text`, or its start and `…` when longer than `width`."""
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
