@@ -63,3 +63,16 @@ def output_row(line: str, width: int) -> str:
 def _cut(text: str, width: int) -> str:
     """`text`, or its start and `…` when longer than `width`."""
     return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def cached_frame(steps: Iterable, width: int, color: bool) -> list[str]:
+    """The last TTY frame of a build answered from its memo: every step done in 0.0s, those
+    that made a layer CACHED (`steps` hold stage, number, total, text and cached); rows blue
+    as the live screen draws finished steps, unless `color` is off."""
+    steps = list(steps)
+    rows = [progress_header(0.0, len(steps), len(steps), "FINISHED")]
+    for step in steps:
+        name = step_header(step.stage, step.number, step.total, step.text)
+        row = progress_row(f"CACHED {name}" if step.cached else name, 0.0, width)
+        rows.append(f"\x1b[34m{row}\x1b[0m" if color else row)
+    return rows
