@@ -95,8 +95,9 @@ def _width() -> int:
 
 
 def _color() -> bool:
-    """Colours on, unless NO_COLOR (no-color.org) or a dumb terminal says otherwise."""
-    return not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    """Colours on a terminal, unless NO_COLOR (no-color.org) or a dumb terminal says otherwise."""
+    return (sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
 
 
 if __name__ == "__main__":

@@ -151,3 +151,5 @@ class TtyReporter:
         if self._running:
             self._live.stop()
             self._running = False
+            if not self.console.is_terminal:  # Live ends its frame with a newline on terminals only
+                self.console.line()

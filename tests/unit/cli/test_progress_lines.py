@@ -40,6 +40,11 @@ def test_the_memo_replay_follows_the_progress_flag(monkeypatch):
 
 
 def test_no_color_turns_the_replay_colours_off(monkeypatch):
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(entry.sys, "stderr", Terminal())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not entry._color()
     monkeypatch.delenv("NO_COLOR")
