@@ -46,13 +46,17 @@ def progress_header(seconds: float, done: int, total: int, state: str = "") -> s
 
 def progress_row(name: str, seconds: float, width: int, status: str = "") -> str:
     """` => NAME STATUS    1.2s`: one step on one line, its time at the right edge; cut to fit
-    `width` (a terminal too narrow for the time gets the name only)."""
+    `width`, the name before the status (a terminal too narrow for both drops the status, one
+    too narrow for the time gets the name only)."""
     timer = f" {seconds:.1f}s"
-    text = f"{name} {status}" if status else name
     room = width - 4 - len(timer)
     if room < 8:
-        return _cut(f" => {text}", width)
-    return f" => {_cut(text, room).ljust(room)}{timer}"
+        return _cut(f" => {name}", width)
+    if status and room - len(status) - 1 >= 20:  # the name is cut first: the status says more
+        text = f"{_cut(name, room - len(status) - 1)} {status}"
+    else:
+        text = _cut(name, room)
+    return f" => {text.ljust(room)}{timer}"
 
 
 def output_row(line: str, width: int) -> str:

@@ -13,6 +13,9 @@ def test_a_row_puts_the_time_at_the_right_edge_and_cuts_the_name():
     assert row == " => [stage-0 1/2] RUN make" + " " * 9 + " 1.2s" and len(row) == 40
     assert lines.progress_row("x" * 50, 0.0, 30) == " => " + "x" * 20 + "… 0.0s"
     assert lines.progress_row("[stage-0 1/2] RUN make", 0.0, 12) == " => [stage-…"
+    assert lines.progress_row("RUN " + "y" * 60, 2.0, 60, "no changes") == \
+        " => RUN " + "y" * 35 + "… no changes 2.0s"  # the name is cut, the status kept
+    assert lines.progress_row("RUN x", 2.0, 30, "a long status note") == " => RUN x" + " " * 16 + " 2.0s"
 
 
 def test_the_memo_replay_on_a_terminal_draws_the_finished_frame_without_rich():
