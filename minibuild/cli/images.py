@@ -97,14 +97,17 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
-    failed = True
+    failed, canceled = True, False
     try:
         result = run_build(request, store, reporter)
         failed = False
+    except KeyboardInterrupt:
+        canceled = True
+        raise
     finally:
         close = getattr(reporter, "close", None)
         if close:
-            close(failed=failed)
+            close(failed=failed, canceled=canceled)
     buildflags.write_files(docker["iidfile"], docker["metadata_file"], result, request.tags)
     if output is not None:
         buildflags.write_output(store, output, result.digest,

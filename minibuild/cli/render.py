@@ -43,7 +43,7 @@ class PlainReporter:
         """The step ended."""
         self._line(step_done(seconds, note))
 
-    def close(self, failed: bool = False) -> None:
+    def close(self, failed: bool = False, canceled: bool = False) -> None:
         """The build ended: end a line the step left open (before the error message)."""
         self._end_output()
         self.stream.flush()

@@ -39,6 +39,7 @@ class StepView:
     note: str = ""
     phase: str = ""
     failed: bool = False
+    canceled: bool = False  # interrupted (Ctrl-C), not failed by itself
 
 
 class Screen:
@@ -50,6 +51,7 @@ class Screen:
         self.total = 0
         self.final = False  # the last frame: all rows, not only those the terminal holds
         self.failed = False
+        self.canceled = False
         self.lock = threading.Lock()
         self._clock = clock
         self._started = clock()
@@ -64,25 +66,28 @@ class Screen:
             rows = [rows[0], *rows[len(rows) - height + 1:]]
         return rows
 
-    def finish(self, failed: bool) -> None:
+    def finish(self, failed: bool, canceled: bool = False) -> None:
         """The build ended: an open step failed (or was interrupted); show every row."""
         now = self._clock()
         for step in self.steps:
             if step.seconds is None:
                 step.seconds, step.failed, step.phase = now - step.started, True, ""
-        self.failed, self.final, self._ended = failed, True, now
+                step.canceled = canceled
+        self.failed, self.canceled, self.final, self._ended = failed, canceled, True, now
 
     def _header(self) -> str:
         done = sum(1 for s in self.steps if s.seconds is not None and not s.failed)
-        state = "" if not self.final else "FAILED" if self.failed else "FINISHED"
+        state = ("" if not self.final else "CANCELED" if self.canceled
+                 else "FAILED" if self.failed else "FINISHED")
         return progress_header((self._ended or self._clock()) - self._started, done,
                                max(self.total, len(self.steps)), state)
 
     def _step_rows(self, step: StepView, width: int) -> list[tuple[str, str]]:
-        if step.failed:
+        if step.failed:  # BuildKit's words: ERROR, or CANCELED for an interrupted step
             tail = step.transcript.tail[-FAILED_TAIL:]
-            return [(progress_row(f"ERROR {step.name}", step.seconds or 0, width), "bold red"),
-                    *((output_row(line, width), "red") for line in tail)]
+            word, style = ("CANCELED", "yellow") if step.canceled else ("ERROR", "red")
+            return [(progress_row(f"{word} {step.name}", step.seconds or 0, width), f"bold {style}"),
+                    *((output_row(line, width), style) for line in tail)]
         if step.seconds is not None:
             cached = step.note == CACHED
             name = f"CACHED {step.name}" if cached else step.name
@@ -144,10 +149,10 @@ class TtyReporter:
             step.transcript.flush()
             step.seconds, step.note, step.phase = seconds, note, ""
 
-    def close(self, failed: bool = False) -> None:
-        """The build ended: draw the last frame in full and stop redrawing."""
+    def close(self, failed: bool = False, canceled: bool = False) -> None:
+        """The build ended (`canceled`: by Ctrl-C): draw the last frame in full, stop redrawing."""
         with self.screen.lock:
-            self.screen.finish(failed)
+            self.screen.finish(failed, canceled)
         if self._running:
             self._live.stop()
             self._running = False

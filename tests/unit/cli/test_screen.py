@@ -155,3 +155,16 @@ def test_output_does_not_redraw_the_screen_each_time():
         reporter.output(b"y\n")
     assert len(console.file.getvalue()) - before < 2000  # at most a frame or so, not 2000
     reporter.close()
+
+
+def test_an_interrupted_build_marks_its_open_step_canceled_in_yellow():
+    clock = Clock()
+    console = terminal()
+    reporter = TtyReporter(console, clock=clock)
+    reporter.step(1, 2, "stage-0", "RUN sleep 100")
+    reporter.output(b"waiting\n")
+    clock.now += 3.0
+    reporter.close(failed=True, canceled=True)
+    assert "\x1b[1;33m => CANCELED [stage-0 1/2] RUN sleep 100" in console.file.getvalue()
+    lines = frame(reporter)
+    assert lines[0] == "[+] Building 3.0s (0/2) CANCELED" and lines[2] == " => => # waiting"
