@@ -53,20 +53,51 @@ def _enter_user_namespace(command) -> None:
 
 
 def _show(replay) -> None:
-    """What `build` prints for a fully cached build (in the plain progress format)."""
+    """What `build` prints for a fully cached build: the progress as the build would draw it
+    (TTY frame or plain lines, without importing rich), then the result."""
     if replay.quiet:
         if sys.stdout is not None:  # stdout may be closed (`>&-`)
             sys.stdout.write(f"{replay.image_id}\n")
         return
+    if sys.stderr is None:
+        return
     from minibuild.cli import lines as fmt
 
-    lines = []
-    for step in replay.steps:
-        lines.append(fmt.step_header(step.stage, step.number, step.total, step.text))
-        lines.append(fmt.step_done(0, "CACHED" if step.cached else ""))
+    if _tty_progress(sys.argv[1:]):
+        lines = fmt.cached_frame(replay.steps, _width(), _color())
+    else:
+        lines = []
+        for step in replay.steps:
+            lines.append(fmt.step_header(step.stage, step.number, step.total, step.text))
+            lines.append(fmt.step_done(0, "CACHED" if step.cached else ""))
     lines += fmt.trailer(replay.image_id, replay.tags, replay.warnings)
-    if sys.stderr is not None:
-        sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def _tty_progress(argv: list[str]) -> bool:
+    """Whether the build would draw TTY progress: `--progress tty`, or `auto` (the default)
+    with stderr on a terminal."""
+    mode = "auto"
+    for index, arg in enumerate(argv):
+        if arg.startswith("--progress="):
+            mode = arg.removeprefix("--progress=")
+        elif arg == "--progress" and index + 1 < len(argv):
+            mode = argv[index + 1]
+    return mode == "tty" or (mode == "auto" and sys.stderr.isatty())
+
+
+def _width() -> int:
+    """The terminal's columns (80 when it cannot tell), as rich reads them."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (OSError, ValueError):
+        return 80
+
+
+def _color() -> bool:
+    """Colours on a terminal, unless NO_COLOR (no-color.org) or a dumb terminal says otherwise."""
+    return (sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from minibuild.build.context import BuildContext
 from minibuild.build.layermaker import LayerMaker
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
 from minibuild.oci.image import Descriptor, History, Image
+from minibuild.oci.reference import Reference
 from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
 from minibuild.build.mountsetup import cache_mount_dir
 from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
@@ -109,7 +110,7 @@ class Engine:
     # -- stages ------------------------------------------------------------------------------
 
     def _build_stage(self, stage: Stage) -> StageResult:
-        self._announce(stage, stage.origin.original)
+        self._announce(stage, self._from_text(stage))
         started = time.monotonic()
         base, base_key = self._base_image(stage)
         base = base.with_container_config(metadata.base_config(base.config.config,
@@ -153,6 +154,17 @@ class Engine:
             parsed.append(replace(instruction, location=loc, original=f"ONBUILD {text}"))
         self._total += len(parsed)
         return parsed
+
+    def _from_text(self, stage: Stage) -> str:
+        """The progress text of a stage's FROM: the image's full name, as BuildKit shows it
+        (`FROM docker.io/library/debian:12`, global ARGs expanded); as written for scratch,
+        an earlier stage, or a name that does not parse (its error comes when resolved)."""
+        if stage.base == "scratch" or self._plan.stage(stage.base) is not None:
+            return stage.origin.original
+        try:
+            return f"FROM {Reference.parse(stage.base).normalized()}"
+        except MinibuildError:
+            return stage.origin.original
 
     def _announce(self, stage: Stage, text: str) -> None:
         self._number += 1

@@ -3,6 +3,8 @@ fresh upper dir, run the step, snapshot the upper dir into the store; and `--squ
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,35 @@ from minibuild.sandbox.sandbox import RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.sandbox.overlay import make_overlay_dirs
 from minibuild.text import human_size
+
+
+class Meter:
+    """A blob sink that counts what passes through and reports it as the step's phase
+    (`snapshot 12MB written, 40MB/s`), at most every `every` seconds: what TTY progress shows
+    while a big COPY or RUN result is being stored."""
+
+    def __init__(self, sink, report: Callable[[str], None], *, every: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink, self.report, self.every, self.clock = sink, report, every, clock
+        self.written = 0
+        self.started = self._reported = clock()
+
+    def write(self, data: bytes) -> int:
+        """Pass `data` on; report the bytes so far when the last report is old enough."""
+        count = self.sink.write(data)
+        self.written += len(data)
+        now = self.clock()
+        if now - self._reported >= self.every:
+            self._reported = now
+            self.report(f"snapshot {human_size(self.written)} written, "
+                        f"{human_size(int(self.written / (now - self.started)))}/s")
+        return count
+
+    def rate_note(self, content: int) -> str:
+        """`, 40MB/s` (the layer's content per second of snapshot) when it took long enough
+        to say; else ""."""
+        seconds = self.clock() - self.started
+        return f", {human_size(int(content / seconds))}/s" if seconds >= 0.1 else ""
 
 
 class LayerMaker:
@@ -55,13 +86,15 @@ class LayerMaker:
         if is_empty(upper):
             return None, "no changes"
         with self.store.blob_writer() as writer:
-            written = write_layer(upper, writer, compression=self.compression,
+            meter = Meter(writer, self.reporter.phase)
+            written = write_layer(upper, meter, compression=self.compression,
                                   clamp_mtime=self.clamp_mtime)
             digest, size = writer.commit()
         self.store.save_summary(written.diff_id, written.summary, {digest: written.media_type})
         self.store.adopt_layer(written.diff_id, upper)
         layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
-        return layer, f"{human_size(written.summary.content_size)} in layer {layer.diff_id.short}"
+        content = written.summary.content_size
+        return layer, f"{human_size(content)} in layer {layer.diff_id.short}{meter.rate_note(content)}"
 
     def squash(self, image: Image, base: Image) -> Image:
         """The layers `image` added to `base`, merged into one (the base's layers stay shared).

@@ -106,12 +106,17 @@ def build(ctx, buildfile, tags, build_args, target, progress, quiet, compression
     )
     reporter = _reporter(progress, quiet)
     store = open_store(ctx)
+    failed, canceled = True, False
     try:
         result = run_build(request, store, reporter)
+        failed = False
+    except KeyboardInterrupt:
+        canceled = True
+        raise
     finally:
         close = getattr(reporter, "close", None)
         if close:
-            close()
+            close(failed=failed, canceled=canceled)
     buildflags.write_files(docker["iidfile"], docker["metadata_file"], result, request.tags)
     if output is not None:
         buildflags.write_output(store, output, result.digest,
@@ -226,7 +231,9 @@ def _reporter(progress: str, quiet: bool):
     if quiet:
         return render.QuietReporter()
     if progress == "tty" or (progress == "auto" and sys.stderr.isatty()):
-        return render.RichReporter()
+        from minibuild.cli.screen import TtyReporter
+
+        return TtyReporter()
     return render.PlainReporter()
 
 

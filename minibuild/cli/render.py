@@ -1,13 +1,13 @@
-"""What the commands show a person: build progress (rich on a terminal, plain lines otherwise)
+"""What the commands show a person: plain build progress (screen.py draws it on a terminal)
 and the tables of `history`, `images` and `layers`. Read-only data comes in, text goes out."""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import IO, TYPE_CHECKING
 
-from minibuild.cli.lines import one_line as _one_line, step_done, step_header, table
+from minibuild.cli.lines import step_done, step_header, table
+from minibuild.cli.transcript import Transcript
 from minibuild.text import human_age, human_size, shorten
 from minibuild.cli.views import HistoryRow
 
@@ -16,22 +16,25 @@ if TYPE_CHECKING:  # snapshot pulls in the compressors: not for a table
 
 
 class PlainReporter:
-    """Progress as plain lines, for logs and CI (also what `--progress plain` picks)."""
+    """Progress as plain lines, for logs and CI (also what `--progress plain` picks).
+
+    Output passes through as it comes, except a line redrawn with `\\r` (a download's
+    progress): as BuildKit's plain output, such a line is not printed once per update; its
+    final state is printed when it ends."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stderr
-        self._midline = False
+        self._transcript = Transcript(keep=0)
+        self._shown = ""  # what of the current line is on screen
 
     def step(self, number: int, total: int, stage: str, text: str) -> None:
         """A step starts."""
         self._line(step_header(stage, number, total, text))
 
     def output(self, data: bytes) -> None:
-        """Output of the running step, passed through as it comes."""
-        text = data.decode("utf-8", "replace")
-        self.stream.write(text)
+        """Output of the running step."""
+        self._show(self._transcript.feed(data))
         self.stream.flush()
-        self._midline = not text.endswith("\n")
 
     def phase(self, text: str) -> None:
         """A phase inside a step (snapshot...)."""
@@ -40,10 +43,38 @@ class PlainReporter:
         """The step ended."""
         self._line(step_done(seconds, note))
 
-    def _line(self, text: str) -> None:
-        if self._midline:
+    def close(self, failed: bool = False, canceled: bool = False) -> None:
+        """The build ended: end a line the step left open (before the error message)."""
+        self._end_output()
+        self.stream.flush()
+
+    def _show(self, finished: list[str]) -> None:
+        for line in finished:
+            self._write_line(line)
             self.stream.write("\n")
-            self._midline = False
+            self._shown = ""
+        if not self._transcript.redrawn:
+            self._write_line(self._transcript.current)
+
+    def _write_line(self, text: str) -> None:
+        """Bring the current line on screen to `text` (what is already there is not repeated)."""
+        if text.startswith(self._shown):
+            self.stream.write(text[len(self._shown):])
+        elif not self._shown.startswith(text):
+            self.stream.write(f"\n{text}" if self._shown else text)
+        self._shown = text
+
+    def _end_output(self) -> None:
+        self._show(self._transcript.flush())
+        current = self._transcript.current
+        if current.strip():
+            self._write_line(current.rstrip() if self._transcript.redrawn else current)
+        if self._shown:
+            self.stream.write("\n")
+        self._transcript, self._shown = Transcript(keep=0), ""
+
+    def _line(self, text: str) -> None:
+        self._end_output()
         self.stream.write(text + "\n")
         self.stream.flush()
 
@@ -62,82 +93,6 @@ class QuietReporter:
 
     def done(self, seconds: float, note: str) -> None:
         """Ignored."""
-
-
-class RichReporter:
-    """Progress on a terminal: a header per step, live output, a spinner with elapsed time."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False)
-        self._status = None
-        self._started = 0.0
-        self._label = ""
-        self._pending = ""
-
-    def step(self, number: int, total: int, stage: str, text: str) -> None:
-        """A step starts: print its header and start the spinner."""
-        self._stop()
-        label = _escape(f"[{stage} {number}/{total}]")
-        self.console.print(f"[bold blue]{label}[/] {_escape(_one_line(text))}")
-        self._label = _one_line(text)[:60]
-        self._started = time.monotonic()
-        self._status = self.console.status(_Elapsed(self))
-        self._status.start()
-
-    def output(self, data: bytes) -> None:
-        """Output of the running step, printed above the spinner, line by line."""
-        self._pending += data.decode("utf-8", "replace")
-        *lines, self._pending = self._pending.split("\n")
-        for line in lines:
-            self.console.print(f"[dim]│[/] {_escape(line)}")
-
-    def phase(self, text: str) -> None:
-        """A phase inside a step, shown in the spinner."""
-        self._flush()
-        self._label = f"{text}…"
-
-    def done(self, seconds: float, note: str) -> None:
-        """The step ended."""
-        self._flush()
-        self._stop()
-        extra = f" [dim]{_escape(note)}[/]" if note else ""
-        self.console.print(f"  [green]✓[/] {seconds:.2f}s{extra}")
-
-    def _flush(self) -> None:
-        if self._pending:
-            self.console.print(f"[dim]│[/] {_escape(self._pending)}")
-            self._pending = ""
-
-    def _stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-
-    def close(self) -> None:
-        """Stop the spinner (also after a failure)."""
-        self._flush()
-        self._stop()
-
-
-class _Elapsed:
-    """The spinner's text, re-rendered on every refresh: the step's label and seconds so far."""
-
-    def __init__(self, reporter: RichReporter) -> None:
-        self.reporter = reporter
-
-    def __rich__(self):
-        from rich.text import Text
-
-        elapsed = time.monotonic() - self.reporter._started
-        return Text(f"{self.reporter._label} ({elapsed:.0f}s)", style="dim")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 # -- history -------------------------------------------------------------------------------

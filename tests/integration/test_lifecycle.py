@@ -42,6 +42,17 @@ def test_start_attach_and_logs_tail(cmb):  # noqa: F811
     assert cmb.run("logs", "--tail", "1", "say").stdout == "two\n"
 
 
+def test_logs_follow_prints_a_running_container_until_it_exits(cmb):  # noqa: F811
+    cmb.run("run", "-d", "--name", "ticker", "base:1.0", "sh", "-c",
+            "for i in 1 2 3; do echo tick-$i; sleep 0.4; done; echo bye")
+    started = time.monotonic()
+    out = cmb.run("logs", "-f", "ticker", timeout=60)
+    assert out.stdout == "tick-1\ntick-2\ntick-3\nbye\n"
+    assert time.monotonic() - started >= 0.5  # it waited for the output still to come
+    assert ps(cmb)["ticker"]["status"] == "exited"
+    assert cmb.run("logs", "-f", "--tail", "1", "ticker").stdout == "bye\n"  # ended: no wait
+
+
 def test_cp_both_ways_on_a_stopped_container(cmb, tmp_path):  # noqa: F811
     cmb.run("run", "--name", "box", "base:1.0", "sh", "-c",
             "mkdir -p /data/sub && echo hi > /data/sub/f && ln -s /etc /data/out")

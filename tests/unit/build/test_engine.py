@@ -282,3 +282,10 @@ def test_a_failed_pull_is_one_line_at_the_from(store, context):
     assert info.value.message == ("FROM debian:12: image not found in the store, and cannot pull "
                                   "debian:12: cannot reach docker.io (registry-1.docker.io): the host "
                                   "name does not resolve")
+
+
+def test_progress_shows_a_from_image_by_its_full_name_and_a_stage_as_written(store, context):
+    store.add_image("base:1", {"b.txt": "b"})
+    text = "ARG V=1\nFROM base:$V AS build\nFROM build\n"
+    _, _, _, reporter = build(store, context, text=text)
+    assert reporter.steps == ["1/2 FROM docker.io/library/base:1", "2/2 FROM build"]

@@ -144,3 +144,21 @@ def test_a_copy_whose_sources_change_while_copying_is_refused(tmp_path):
     (tmp_path / "f").write_text("new\n")
     with pytest.raises(BuildError, match="changed while it was being copied"):
         step.verify()
+
+
+def test_a_snapshot_meter_reports_bytes_and_rate_at_most_every_quarter_second():
+    import io
+
+    from minibuild.build.layermaker import Meter
+
+    now = [0.0]
+    reports: list[str] = []
+    sink = io.BytesIO()
+    meter = Meter(sink, reports.append, clock=lambda: now[0])
+    for _ in range(4):
+        now[0] += 0.1
+        meter.write(b"x" * 1_000_000)
+    assert sink.getbuffer().nbytes == 4_000_000
+    assert reports == ["snapshot 3MB written, 10MB/s"]  # at 0.3 s only; 0.1 and 0.2 too soon
+    assert meter.rate_note(8_000_000) == ", 20MB/s"
+    assert Meter(sink, reports.append, clock=lambda: 0.0).rate_note(5) == ""

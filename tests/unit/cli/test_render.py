@@ -113,6 +113,30 @@ def test_plain_progress_keeps_step_lines_on_lines_of_their_own():
                               "[stage-0 2/2] COPY a /a\ncaf\ufffd\n  done in 1.00s\n")
 
 
+def test_plain_progress_prints_a_redrawn_line_once_in_its_final_state():
+    """As BuildKit's plain output: no line per `\\r` update (wget, curl, pip progress)."""
+    out = io.StringIO()
+    reporter = PlainReporter(out)
+    reporter.step(1, 1, "stage-0", "RUN wget x")
+    reporter.output(b"Connecting...\n")
+    for percent in (10, 60, 100):
+        reporter.output(b"\rsaving %d%%" % percent)
+        assert out.getvalue().count("saving") == 0
+    reporter.output(b"\nsaved\n0% [Working]\r            \rDone")
+    reporter.done(0.5, "")
+    assert out.getvalue() == ("[stage-0 1/1] RUN wget x\nConnecting...\nsaving 100%\nsaved\n"
+                              "Done\n  done in 0.50s\n")
+
+
+def test_plain_progress_ends_an_open_line_before_the_error_of_a_failed_build():
+    out = io.StringIO()
+    reporter = PlainReporter(out)
+    reporter.step(1, 1, "stage-0", "RUN false")
+    reporter.output(b"no newline")
+    reporter.close(failed=True)
+    assert out.getvalue().endswith("no newline\n")
+
+
 def test_quiet_progress_prints_nothing(capsys):
     reporter = QuietReporter()
     reporter.step(1, 1, "s", "RUN x")
