@@ -7,7 +7,6 @@ and how to execute it on a mounted root. The engine decides whether to run it at
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,6 +16,7 @@ from minibuild.build import reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
 from minibuild.build.rootwriter import ReuseMismatch
+from minibuild.build.workdir import make_workdir
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, Run, Workdir, flag_value, flag_values
@@ -298,20 +298,14 @@ class StepFactory:
     # -- WORKDIR -------------------------------------------------------------------------------
 
     def workdir(self, instruction: Workdir, config: ContainerConfig, scope: metadata.Scope) -> FsStep:
-        """WORKDIR: relative paths chain; the dir is created (a layer if it did not exist)."""
+        """WORKDIR: relative paths chain; the dir is created (a layer if it did not exist),
+        owned by USER as BuildKit does (see workdir.py)."""
         path = words.expand(instruction.path, scope.expansion_env(config), escape=scope.escape,
                             location=instruction.location)
         path = metadata.resolve_workdir(config.working_dir, path)
-        execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(make_workdir, path))  # noqa: E731
-        return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
-                      replace(config, working_dir=path))
-
-
-def make_workdir(path: str) -> None:
-    """mkdir -p inside the image (run chrooted); a file in the way is a clear error."""
-    try:
-        os.makedirs(path, 0o755, exist_ok=True)
-    except FileExistsError:
-        raise BuildError(f"WORKDIR {path}: it exists and is not a directory") from None
-    except NotADirectoryError:
-        raise BuildError(f"WORKDIR {path}: a part of the path is a file, not a directory") from None
+        make = functools.partial(make_workdir, path, config.user or None)
+        execute = lambda rootfs: self.sandbox.call(rootfs, make)  # noqa: E731
+        description: dict[str, Any] = {"workdir": path}
+        if config.user:  # only then: the keys of WORKDIRs without USER stay what they were
+            description["user"] = config.user
+        return FsStep(description, f"WORKDIR {path}", execute, replace(config, working_dir=path))

@@ -322,3 +322,26 @@ def test_run_security_insecure_with_the_entitlement_only(mb, tmp_path):
     assert re.search(r"Seccomp:\s*2", cat(mb, "sec:1", "/sandbox"))
     # README's difference: /dev stays the sandbox's minimal one (--privileged: the host's)
     assert "null" in cat(mb, "sec:1", "/dev-insecure") and "kmsg" not in cat(mb, "sec:1", "/dev-insecure")
+
+
+def test_workdir_is_created_owned_by_the_current_user(mb, tmp_path):
+    """BuildKit's dispatchWorkdir makes the dir with llb.Mkdir(wd, 0755, WithParents,
+    WithUser(USER)): the dirs it creates, parents too, are 0755 and the user's (a number is
+    uid and gid both, a name its passwd uid and primary gid); a dir that exists is left alone.
+    The reference says only "If the WORKDIR doesn't exist, it will be created"; we follow
+    BuildKit, as `docker build` does."""
+    ctx = write_context(tmp_path / "ctx", """FROM base:1.0
+RUN mkdir -m 0700 /kept
+USER daemon
+WORKDIR /srv/app/data
+WORKDIR /kept/sub
+USER 1234
+WORKDIR /numeric
+USER root
+WORKDIR /rooted
+RUN stat -c '%n %u:%g %a' /srv /srv/app /srv/app/data /kept /kept/sub /numeric /rooted > /owners
+""")
+    mb.build(ctx, "-t", "wd:1")
+    assert cat(mb, "wd:1", "/owners").splitlines() == [
+        "/srv 1:1 755", "/srv/app 1:1 755", "/srv/app/data 1:1 755",
+        "/kept 0:0 700", "/kept/sub 1:1 755", "/numeric 1234:1234 755", "/rooted 0:0 755"]
