@@ -284,6 +284,8 @@ class Engine:
             "reuse": step.reuse.shape, "lowers": [str(l.diff_id) for l in state.image.layers]})
         state.key = step_key(state.key, step.description)
         entry = None if self.options.no_cache else self.cache.get(state.key)
+        if entry is not None and entry.layer is None and step.layer_when_unchanged:
+            entry = None  # recorded before unchanged steps made an empty layer: run it again
         if entry is not None:
             state.image = state.image.append(entry.layer, entry.history)
             return "CACHED"

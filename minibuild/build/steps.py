@@ -45,6 +45,9 @@ class FsStep:
     config: ContainerConfig | None = None  # the config after the step, when the step changes it
     verify: Callable[[], None] | None = None  # after execute: are the inputs still what was keyed?
     reuse: Reuse | None = None  # how a rerun may reuse the files of the layer it made last time
+    # A step that changes no file still makes an (empty) layer, as each of BuildKit's RUN,
+    # COPY/ADD and WORKDIR does (docker build's diff_ids); only `WORKDIR /` makes none.
+    layer_when_unchanged: bool = True
 
 
 @dataclass(frozen=True)
@@ -308,4 +311,5 @@ class StepFactory:
         description: dict[str, Any] = {"workdir": path}
         if config.user:  # only then: the keys of WORKDIRs without USER stay what they were
             description["user"] = config.user
-        return FsStep(description, f"WORKDIR {path}", execute, replace(config, working_dir=path))
+        return FsStep(description, f"WORKDIR {path}", execute, replace(config, working_dir=path),
+                      layer_when_unchanged=path != "/")
