@@ -87,6 +87,7 @@ class Engine:
         self._number = 0
         self._total = 0
         self._results: dict[int, StageResult] = {}
+        self._building: set[int] = set()  # stages under way (an ONBUILD trigger's must not be)
         self._used_args: set[str] = set()
         self._plan: Plan | None = None
         self.images_used: list[Descriptor] = []  # store images FROM / COPY --from resolved to
@@ -96,7 +97,8 @@ class Engine:
         self._total = plan.total_steps
         self._plan = plan
         for index in plan.needed:
-            self._results[index] = self._build_stage(plan.stages[index])
+            if index not in self._results:  # an ONBUILD trigger may have needed it already
+                self._results[index] = self._build_stage(plan.stages[index])
         result = self._results[plan.target]
         image = self.layers.squash(result.image, result.base) if self.options.squash else result.image
         return replace(image, config=replace(image.config, created=self._image_created(image)))
@@ -109,6 +111,13 @@ class Engine:
     # -- stages ------------------------------------------------------------------------------
 
     def _build_stage(self, stage: Stage) -> StageResult:
+        self._building.add(stage.index)
+        try:
+            return self._run_stage(stage)
+        finally:
+            self._building.discard(stage.index)
+
+    def _run_stage(self, stage: Stage) -> StageResult:
         self._announce(stage, stage.origin.original)
         started = time.monotonic()
         base, base_key = self._base_image(stage)
@@ -262,9 +271,7 @@ class Engine:
         stage = self._plan.stage(name)
         if stage is not None:
             if stage.index not in self._results:
-                verb = "mount" if run else "copy from"
-                raise BuildfileError.at(instruction,
-                                        f"{flag}{name}: a stage can only {verb} an earlier stage")
+                self._build_for(stage, instruction, f"{flag}{name}", "mount" if run else "copy from")
             result = self._results[stage.index]
             image, key = result.image, f"stage:{result.key}"
         else:
@@ -274,6 +281,18 @@ class Engine:
             image, key = self.store.load_image(descriptor), f"image:{descriptor.digest}"
         lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
         return CopySource(name, key, lowers)
+
+    def _build_for(self, stage: Stage, instruction, what: str, verb: str) -> None:
+        """Build a stage a step reads from out of order: only for an ONBUILD trigger, which
+        may name any stage of the child Buildfile (BuildKit's initOnBuildTriggers: the stage
+        becomes a dependency) but one under way; other steps read earlier stages only."""
+        if not _is_trigger(instruction):
+            raise BuildfileError.at(instruction, f"{what}: a stage can only {verb} an earlier stage")
+        if stage.index in self._building:
+            raise BuildfileError.at(instruction, f"{what}: circular dependency: the stage is "
+                                                 "still being built")
+        self._total += 1 + len(stage.steps)
+        self._results[stage.index] = self._build_stage(stage)
 
     def _fs_step(self, state: _State, step: FsStep) -> str:
         """A filesystem step through the cache: reuse its layer, or run it and remember it."""
@@ -317,6 +336,11 @@ class Engine:
         epoch = self.options.source_date_epoch
         moment = datetime.fromtimestamp(epoch if epoch is not None else time.time(), timezone.utc)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if epoch is not None else "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_trigger(instruction) -> bool:
+    """An ONBUILD trigger of the base image (_triggers gives them this text)."""
+    return instruction.original.startswith("ONBUILD ")
 
 
 def _locate(exc: MinibuildError, instruction) -> None:
