@@ -34,6 +34,8 @@ from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, Secre
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
 from minibuild.fs.files import remove_tree
+from minibuild.fs.rootpath import resolve_in_root
+from minibuild.layer.squash import squash_layers
 from minibuild.fs.lock import FileLock
 from minibuild.store.paths import StorePaths
 
@@ -72,7 +74,16 @@ class Prepared:
         if isinstance(self.mount, BindMount):
             key["from"] = self.from_key or "context"
             key["content"] = self.content
+        elif isinstance(self.mount, CacheMount) and self.from_key is not None:
+            key["from"] = self.from_key
         return key
+
+    @property
+    def cache_id(self) -> str:
+        """Which cache a cache mount uses: its id, and with from= what that names (BuildKit
+        keys the cache by id and the from snapshot: a new stage content, a new cache)."""
+        assert isinstance(self.mount, CacheMount)
+        return self.mount.id if self.from_key is None else f"{self.mount.id}:{self.from_key}"
 
 
 class MountHost:
@@ -81,8 +92,10 @@ class MountHost:
 
     def __init__(self, cache_root: Path | None, secrets: Mapping[str, SecretSource],
                  context: BuildContext, scratch: Callable[[str], Path],
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ,
+                 notify: Callable[[str], None] = lambda line: None) -> None:
         self.cache_root = cache_root
+        self.notify = notify  # a line for the step's output (waiting on a locked cache)
         self.secrets = secrets
         self.context = context
         self.scratch = scratch
@@ -96,15 +109,14 @@ class MountHost:
         locks: list[FileLock] = []
         scratch: list[Path] = []
         try:
-            caches = self._caches([p.mount for p in prepared if isinstance(p.mount, CacheMount)],
+            caches = self._caches([p for p in prepared if isinstance(p.mount, CacheMount)],
                                   locks, scratch)
             mounts: list[StepMount] = []
             env: list[tuple[str, str]] = []
             for item in prepared:
                 mount = item.mount
                 if isinstance(mount, CacheMount):
-                    mounts.append(Bind(mount.target, str(caches[mount.id]), mount.readonly,
-                                       False, name=f"cache {mount.id}"))
+                    mounts.append(_cache_bind(mount, caches[item.cache_id]))
                 elif isinstance(mount, TmpfsMount):
                     mounts.append(Tmpfs(mount.target, mount.size))
                 elif isinstance(mount, SecretMount):
@@ -120,43 +132,46 @@ class MountHost:
 
     # -- cache -------------------------------------------------------------------------------
 
-    def _caches(self, mounts: Sequence[CacheMount], locks: list[FileLock],
+    def _caches(self, items: Sequence[Prepared], locks: list[FileLock],
                 scratch: list[Path]) -> dict[str, Path]:
         """The dir of each cache id, its flock taken (in one order: two builds never deadlock)."""
         sharing: dict[str, str] = {}
-        first: dict[str, CacheMount] = {}
+        first: dict[str, Prepared] = {}
         rank = {"shared": 0, "private": 1, "locked": 2}
-        for mount in mounts:
-            first.setdefault(mount.id, mount)
-            if rank[mount.sharing] >= rank.get(sharing.get(mount.id, "shared"), 0):
-                sharing[mount.id] = mount.sharing
+        for item in items:
+            mount, cid = item.mount, item.cache_id
+            first.setdefault(cid, item)
+            if rank[mount.sharing] >= rank.get(sharing.get(cid, "shared"), 0):
+                sharing[cid] = mount.sharing
         dirs: dict[str, Path] = {}
         if first and self.cache_root is None:
             raise BuildError("RUN --mount=type=cache needs a store to keep the cache in")
         for cid in sorted(first, key=_hash):
-            mount = first[cid]
+            item = first[cid]
             assert self.cache_root is not None
             self.cache_root.mkdir(parents=True, exist_ok=True)
-            lock = _lock(self.cache_root / f"{_hash(cid)}.lock", sharing[cid])
+            lock = _lock(self.cache_root / f"{_hash(cid)}.lock", sharing[cid],
+                         lambda: self.notify(f"waiting for cache mount {item.mount.id} "
+                                             "(locked by another build)"))
             if lock is not None:
                 locks.append(lock)
             if lock is not None or sharing[cid] == "shared":  # shared goes on without waiting
-                dirs[cid] = self._cache_dir(cid, mount)
+                dirs[cid] = self._cache_dir(cid, item)
             else:  # private and in use: a dir of its own, for this step only
                 path = self.scratch("cache")
                 scratch.append(path)
-                dirs[cid] = _made(path / "dir", mount)
+                dirs[cid] = _new_cache(path / "dir", item)
         return dirs
 
-    def _cache_dir(self, cid: str, mount: CacheMount) -> Path:
-        """The persistent dir of a cache id, made (mode, uid, gid) the first time."""
+    def _cache_dir(self, cid: str, item: Prepared) -> Path:
+        """The persistent dir of a cache id, made (mode, uid, gid; or from= seeded) the first time."""
         assert self.cache_root is not None
         path = self.cache_root / _hash(cid)
         if path.is_dir():
             return path
         temporary = self.cache_root / f".new-{_hash(cid)}-{tokens.token_hex(4)}"
         try:
-            _made(temporary, mount)
+            _new_cache(temporary, item)
         except BaseException:  # never leave a half-made dir among the caches
             remove_tree(temporary)
             raise
@@ -245,12 +260,37 @@ def _hash(cache_id: str) -> str:
     return sha256(cache_id.encode()).hexdigest()[:32]
 
 
-def _lock(path: Path, sharing: str) -> FileLock | None:
-    """The flock `sharing` asks for (only `locked` waits); None when the cache is in use."""
+def _lock(path: Path, sharing: str, waiting: Callable[[], None] = lambda: None) -> FileLock | None:
+    """The flock `sharing` asks for (only `locked` waits, saying so first through `waiting`);
+    None when the cache is in use."""
     try:
-        return FileLock(path, exclusive=sharing != "shared", wait=sharing == "locked")
+        return FileLock(path, exclusive=sharing != "shared", wait=False)
     except BlockingIOError:
-        return None
+        if sharing != "locked":
+            return None
+    waiting()
+    return FileLock(path, exclusive=True, wait=True)
+
+
+def _new_cache(path: Path, item: Prepared) -> Path:
+    """A new cache dir: empty with the mount's mode and owner, or with from= a copy of that
+    stage's or image's tree (its layers merged as overlay shows them)."""
+    if item.lowers is None:
+        return _made(path, item.mount)
+    path.mkdir()
+    squash_layers(list(reversed(item.lowers)), [], path)
+    return path
+
+
+def _cache_bind(mount: CacheMount, cache: Path) -> Bind:
+    """The cache dir, or its source= path (resolved inside it: a symlink of the copied tree
+    cannot lead out), bound on the target."""
+    source = resolve_in_root(str(cache), mount.source) if mount.source else str(cache)
+    if not os.path.exists(source):
+        raise BuildError(f"RUN --mount=type=cache,from={mount.from_}: source={mount.source} "
+                         "does not exist there")
+    return Bind(mount.target, source, mount.readonly, not os.path.isdir(source),
+                name=f"cache {mount.id}")
 
 
 def _made(path: Path, mount: CacheMount) -> Path:

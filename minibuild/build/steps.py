@@ -21,7 +21,7 @@ from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, Run, Workdir, flag_value, flag_values
 from minibuild.build.mountsetup import MountHost, Prepared
-from minibuild.dockerfile.runmount import BindMount, parse_mounts
+from minibuild.dockerfile.runmount import BindMount, CacheMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
@@ -97,7 +97,8 @@ class StepFactory:
         self.scratch = scratch
         self.network = network
         self.allow_host_network = allow_host_network or network == "host"
-        self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch)
+        self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch,
+                                notify=lambda line: output(f"{line}\n".encode()))
 
     # -- RUN -----------------------------------------------------------------------------------
 
@@ -148,18 +149,26 @@ class StepFactory:
         prepared = []
         for mount in parse_mounts(values, run.location, workdir=config.working_dir or "/",
                                   expand=expand):
-            if not isinstance(mount, BindMount):
+            if isinstance(mount, CacheMount) and mount.from_ is not None:
+                source = self._mount_source(mount.from_, run, source_of)
+                prepared.append(Prepared(mount, lowers=source.lowers, from_key=source.key))
+            elif not isinstance(mount, BindMount):
                 prepared.append(Prepared(mount))
             elif mount.from_ is None:
                 selection = self._bound_selection(mount, run)
                 prepared.append(Prepared(mount, context=selection.sources[0],
                                          content=selection.content_key.hex))
             else:
-                if source_of is None:
-                    raise _fail(run, f"RUN --mount from={mount.from_} needs a build")
-                source = source_of(mount.from_)
+                source = self._mount_source(mount.from_, run, source_of)
                 prepared.append(Prepared(mount, lowers=source.lowers, from_key=source.key))
         return tuple(prepared)
+
+    @staticmethod
+    def _mount_source(name: str, run: Run, source_of: Callable[[str], CopySource] | None) -> CopySource:
+        """The stage or image a mount's from= names."""
+        if source_of is None:
+            raise _fail(run, f"RUN --mount from={name} needs a build")
+        return source_of(name)
 
     def _bound_selection(self, mount: BindMount, run: Run):
         """The one context source a bind names (no wildcards), hashed like a COPY source (so

@@ -31,7 +31,7 @@ from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
 from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
     process_environment
 from minibuild.sandbox.scaffold import bind_etc_files, mount_proc_dev, open_etc_files, open_host_devices
-from minibuild.sandbox.stepmounts import StepMount, mount_all
+from minibuild.sandbox.stepmounts import StepMount, mount_all, shm_tmpfs
 from minibuild.fs.users import ResolvedUser, read_user_files, resolve_user
 
 if TYPE_CHECKING:
@@ -195,7 +195,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     devices = open_host_devices()
     os.chroot(plan.merged)
     os.chdir("/")
-    mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged)
+    mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged,
+                   shm=shm_tmpfs(plan.mounts))
     bind_etc_files(etc_files)
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))
     env = process_environment((*plan.process.env, *plan.process.secret_env), user.default_home())
