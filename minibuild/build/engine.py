@@ -22,7 +22,7 @@ from minibuild.build.layermaker import LayerMaker
 from minibuild.errors import BuildError, BuildfileError, ImageNotFound, MinibuildError
 from minibuild.oci.image import Descriptor, History, Image
 from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
-from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.build.cachemounts import cache_mount_dir
 from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
 from minibuild.dockerfile.plan import Plan, Stage
 from minibuild.dockerfile.secretsource import SecretSource

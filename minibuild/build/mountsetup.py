@@ -1,26 +1,18 @@
-"""The host side of a RUN's mounts: for one execution, the cache dirs and their locks, the
-secret values and the overlay views of the context or a stage, all undone when it ends.
-
-Cache mounts live in ROOT/cache/mounts/<sha256 of the id>/ and persist across builds (and
-`--no-cache`); `prune --cache` drops them (forget_cache_mounts). Sharing: `shared` never waits
-(it holds a shared flock when it can, so `locked` waits for it); `locked` waits for an exclusive
-flock, one RUN at a time; `private` takes the exclusive flock when it is free, and otherwise
-gets a fresh dir for this step alone, thrown away after it.
+"""The host side of a RUN's mounts: for one execution, the cache dirs and their locks
+(cachemounts.py), the secret values and the overlay views of the context or a stage, all undone
+when it ends.
 
 A bind never exposes the source itself: it is the lower dir of an overlay view with a scratch
 upper, so a `rw` bind's writes go to scratch, and what .dockerignore excludes is whited out
 (it is not in the step's cache key, so it must not be visible either).
 """
-
 from __future__ import annotations
 
 import os
-import secrets as tokens
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -34,27 +26,8 @@ from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, Secre
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
 from minibuild.fs.files import remove_tree
-from minibuild.fs.rootpath import resolve_in_root
-from minibuild.layer.squash import squash_layers
 from minibuild.fs.lock import FileLock
-from minibuild.store.paths import StorePaths
-
-
-def cache_mount_dir(root: Path) -> Path:
-    """Where a store keeps its cache mounts."""
-    return StorePaths.at(root).cache_mounts
-
-
-def forget_cache_mounts(root: Path) -> int:
-    """Delete every cache mount of a store (for `prune --cache`, under the exclusive gc lock:
-    no build holds one); how many there were."""
-    directory = cache_mount_dir(root)
-    try:
-        count = sum(1 for e in os.scandir(directory) if e.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        return 0
-    remove_tree(directory)
-    return count
+from minibuild.build.cachemounts import CacheDirs, cache_bind
 
 
 @dataclass(frozen=True)
@@ -95,7 +68,7 @@ class MountHost:
                  environ: Mapping[str, str] = os.environ,
                  notify: Callable[[str], None] = lambda line: None) -> None:
         self.cache_root = cache_root
-        self.notify = notify  # a line for the step's output (waiting on a locked cache)
+        self.caches = CacheDirs(cache_root, scratch, notify)
         self.secrets = secrets
         self.context = context
         self.scratch = scratch
@@ -109,14 +82,14 @@ class MountHost:
         locks: list[FileLock] = []
         scratch: list[Path] = []
         try:
-            caches = self._caches([p for p in prepared if isinstance(p.mount, CacheMount)],
-                                  locks, scratch)
+            caches = self.caches.take([(p.cache_id, p.mount, p.lowers) for p in prepared
+                                       if isinstance(p.mount, CacheMount)], locks, scratch)
             mounts: list[StepMount] = []
             env: list[tuple[str, str]] = []
             for item in prepared:
                 mount = item.mount
                 if isinstance(mount, CacheMount):
-                    mounts.append(_cache_bind(mount, caches[item.cache_id]))
+                    mounts.append(cache_bind(mount, caches[item.cache_id]))
                 elif isinstance(mount, TmpfsMount):
                     mounts.append(Tmpfs(mount.target, mount.size))
                 elif isinstance(mount, SecretMount):
@@ -131,55 +104,6 @@ class MountHost:
                 remove_tree(path)
 
     # -- cache -------------------------------------------------------------------------------
-
-    def _caches(self, items: Sequence[Prepared], locks: list[FileLock],
-                scratch: list[Path]) -> dict[str, Path]:
-        """The dir of each cache id, its flock taken (in one order: two builds never deadlock)."""
-        sharing: dict[str, str] = {}
-        first: dict[str, Prepared] = {}
-        rank = {"shared": 0, "private": 1, "locked": 2}
-        for item in items:
-            mount, cid = item.mount, item.cache_id
-            first.setdefault(cid, item)
-            if rank[mount.sharing] >= rank.get(sharing.get(cid, "shared"), 0):
-                sharing[cid] = mount.sharing
-        dirs: dict[str, Path] = {}
-        if first and self.cache_root is None:
-            raise BuildError("RUN --mount=type=cache needs a store to keep the cache in")
-        for cid in sorted(first, key=_hash):
-            item = first[cid]
-            assert self.cache_root is not None
-            self.cache_root.mkdir(parents=True, exist_ok=True)
-            lock = _lock(self.cache_root / f"{_hash(cid)}.lock", sharing[cid],
-                         lambda: self.notify(f"waiting for cache mount {item.mount.id} "
-                                             "(locked by another build)"))
-            if lock is not None:
-                locks.append(lock)
-            if lock is not None or sharing[cid] == "shared":  # shared goes on without waiting
-                dirs[cid] = self._cache_dir(cid, item)
-            else:  # private and in use: a dir of its own, for this step only
-                path = self.scratch("cache")
-                scratch.append(path)
-                dirs[cid] = _new_cache(path / "dir", item)
-        return dirs
-
-    def _cache_dir(self, cid: str, item: Prepared) -> Path:
-        """The persistent dir of a cache id, made (mode, uid, gid; or from= seeded) the first time."""
-        assert self.cache_root is not None
-        path = self.cache_root / _hash(cid)
-        if path.is_dir():
-            return path
-        temporary = self.cache_root / f".new-{_hash(cid)}-{tokens.token_hex(4)}"
-        try:
-            _new_cache(temporary, item)
-        except BaseException:  # never leave a half-made dir among the caches
-            remove_tree(temporary)
-            raise
-        try:
-            os.rename(temporary, path)
-        except OSError:  # another build made it meanwhile
-            remove_tree(temporary)
-        return path
 
     # -- secrets -----------------------------------------------------------------------------
 
@@ -254,51 +178,6 @@ class MountHost:
         options = OverlayOptions(distinct_lowers([str(p) for p in lowers]), str(dirs[0]), str(dirs[1]),
                                  mount_extra())
         return Bind(mount.target, inside, not mount.readwrite, is_file, options, str(dirs[2]), name)
-
-
-def _hash(cache_id: str) -> str:
-    return sha256(cache_id.encode()).hexdigest()[:32]
-
-
-def _lock(path: Path, sharing: str, waiting: Callable[[], None] = lambda: None) -> FileLock | None:
-    """The flock `sharing` asks for (only `locked` waits, saying so first through `waiting`);
-    None when the cache is in use."""
-    try:
-        return FileLock(path, exclusive=sharing != "shared", wait=False)
-    except BlockingIOError:
-        if sharing != "locked":
-            return None
-    waiting()
-    return FileLock(path, exclusive=True, wait=True)
-
-
-def _new_cache(path: Path, item: Prepared) -> Path:
-    """A new cache dir: empty with the mount's mode and owner, or with from= a copy of that
-    stage's or image's tree (its layers merged as overlay shows them)."""
-    if item.lowers is None:
-        return _made(path, item.mount)
-    path.mkdir()
-    squash_layers(list(reversed(item.lowers)), [], path)
-    return path
-
-
-def _cache_bind(mount: CacheMount, cache: Path) -> Bind:
-    """The cache dir, or its source= path (resolved inside it: a symlink of the copied tree
-    cannot lead out), bound on the target."""
-    source = resolve_in_root(str(cache), mount.source) if mount.source else str(cache)
-    if not os.path.exists(source):
-        raise BuildError(f"RUN --mount=type=cache,from={mount.from_}: source={mount.source} "
-                         "does not exist there")
-    return Bind(mount.target, source, mount.readonly, not os.path.isdir(source),
-                name=f"cache {mount.id}")
-
-
-def _made(path: Path, mount: CacheMount) -> Path:
-    """mkdir with the cache's mode and owner."""
-    path.mkdir()
-    os.chown(path, mount.uid, mount.gid)
-    os.chmod(path, mount.mode)
-    return path
 
 
 def _empty(path: Path) -> Path:

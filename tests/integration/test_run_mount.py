@@ -61,7 +61,7 @@ def test_a_cache_mount_keeps_its_files_across_builds_and_never_lands_in_a_layer(
     assert sorted(f.name for d in cache_dirs for f in d.iterdir()) == ["f", "log"]
     assert len(history(mb, "c:2")) == len(history(mb, "base:1.0")) + 2
 
-    from minibuild.build.mountsetup import forget_cache_mounts  # what `prune --cache` calls
+    from minibuild.build.cachemounts import forget_cache_mounts  # what `prune --cache` calls
 
     assert forget_cache_mounts(mb.root) == 2 and not (mb.root / "cache/mounts").exists()
     mb.build(ctx, "--no-cache", "-t", "c:3")
