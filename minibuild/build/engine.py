@@ -87,7 +87,7 @@ class Engine:
         self._number = 0
         self._total = 0
         self._results: dict[int, StageResult] = {}
-        self._building: set[int] = set()  # stages under way (an ONBUILD trigger's must not be)
+        self._building: list[int] = []  # the stages under way, the innermost last
         self._used_args: set[str] = set()
         self._plan: Plan | None = None
         self.images_used: list[Descriptor] = []  # store images FROM / COPY --from resolved to
@@ -111,11 +111,11 @@ class Engine:
     # -- stages ------------------------------------------------------------------------------
 
     def _build_stage(self, stage: Stage) -> StageResult:
-        self._building.add(stage.index)
+        self._building.append(stage.index)
         try:
             return self._run_stage(stage)
         finally:
-            self._building.discard(stage.index)
+            self._building.pop()
 
     def _run_stage(self, stage: Stage) -> StageResult:
         self._announce(stage, stage.origin.original)
@@ -283,14 +283,11 @@ class Engine:
         return CopySource(name, key, lowers)
 
     def _build_for(self, stage: Stage, instruction, what: str, verb: str) -> None:
-        """Build a stage a step reads from out of order: only for an ONBUILD trigger, which
-        may name any stage of the child Buildfile (BuildKit's initOnBuildTriggers: the stage
-        becomes a dependency) but one under way; other steps read earlier stages only."""
-        if not _is_trigger(instruction):
+        """Build an earlier stage the plan did not need: only for an ONBUILD trigger, whose
+        stages the plan cannot know (BuildKit's initOnBuildTriggers makes the stage a
+        dependency once the base image is read; it must be defined before the stage)."""
+        if not _is_trigger(instruction) or stage.index >= self._building[-1]:
             raise BuildfileError.at(instruction, f"{what}: a stage can only {verb} an earlier stage")
-        if stage.index in self._building:
-            raise BuildfileError.at(instruction, f"{what}: circular dependency: the stage is "
-                                                 "still being built")
         self._total += 1 + len(stage.steps)
         self._results[stage.index] = self._build_stage(stage)
 

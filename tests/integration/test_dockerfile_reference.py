@@ -351,8 +351,9 @@ def test_onbuild_triggers_copy_and_mount_from_stages_of_the_child_buildfile(mb, 
     """The reference's ONBUILD "Copy or mount from stage, image, or context" example: "If the
     source of `from` is a build stage, the stage must be defined in the Dockerfile where ONBUILD
     gets triggered". BuildKit (initOnBuildTriggers) makes the named stage a dependency of the
-    stage whose FROM pulls the triggers in, wherever the child defines it, even when nothing
-    else needs it: here `build` comes after the stage that uses it and `config` is unused."""
+    stage whose FROM pulls the triggers in, even when nothing else needs it (here `build` and
+    `config`); as for any COPY --from, it must come before that stage (convert.go: "it needs
+    to be defined before current stage")."""
     parent = write_context(tmp_path / "parent", """FROM base:1.0 AS baseimage
 ONBUILD COPY --from=build /usr/bin/app /app
 ONBUILD RUN --mount=from=config,target=/opt/appconfig cat /opt/appconfig/conf > /conf
@@ -360,24 +361,27 @@ ONBUILD RUN --mount=from=config,target=/opt/appconfig cat /opt/appconfig/conf > 
     mb.build(parent, "-t", "onb:1")
     child = write_context(tmp_path / "child", """FROM base:1.0 AS config
 RUN mkdir -p /conf.d && echo configured > /conf
-FROM onb:1 AS app
-RUN cat /app /conf > /both
 FROM base:1.0 AS build
 RUN mkdir -p /usr/bin && echo the app > /usr/bin/app
+FROM onb:1 AS app
+RUN cat /app /conf > /both
 """)
     mb.build(child, "--target", "app", "-t", "child:1")
     assert cat(mb, "child:1", "/both") == "the app\nconfigured\n"
     assert config(mb, "child:1").get("OnBuild") in (None, [])  # not inherited further
 
 
-def test_an_onbuild_trigger_naming_its_own_stage_is_a_clear_error(mb, tmp_path):
-    """BuildKit reports a circular dependency; so do we, at the FROM line."""
+def test_an_onbuild_trigger_naming_its_own_or_a_later_stage_is_a_clear_error(mb, tmp_path):
+    """BuildKit refuses a later stage ("needs to be defined before current stage"); its own
+    stage too here (BuildKit would read the stage's state so far)."""
     parent = write_context(tmp_path / "parent", "FROM base:1.0\nONBUILD COPY --from=app /a /a\n")
     mb.build(parent, "-t", "onb:2")
-    child = write_context(tmp_path / "child", "FROM onb:2 AS app\n")
-    proc = mb.build(child, check=False)
-    assert proc.returncode == 1
-    assert "Buildfile:1:1: COPY --from=app: circular dependency" in proc.stderr, proc.stderr
+    for text in ("FROM onb:2 AS app\n", "FROM onb:2 AS first\nFROM base:1.0 AS app\n"):
+        child = write_context(tmp_path / "child", text)
+        proc = mb.build(child, "--target", "first" if "first" in text else "app", check=False)
+        assert proc.returncode == 1
+        assert "Buildfile:1:1: COPY --from=app: a stage can only copy from an earlier stage" \
+            in proc.stderr, proc.stderr
 
 
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
