@@ -2,8 +2,8 @@
 
 - `pipeline` (`minibuild build` end to end) → `engine` (stages, steps through the cache) with
   `steps` (RUN/COPY/ADD/WORKDIR prepared), `layermaker` (a step's writes → a stored layer),
-  `cache` (step cache), `mountsetup` (RUN --mount); `ports` types what they are given (runner,
-  store, step cache, reporter).
+  `cache` (step cache), `mountsetup` + `cachemounts` (RUN --mount), `workdir` (WORKDIR's
+  dir); `ports` types what they are given (runner, store, step cache, reporter).
 - COPY/ADD: `context` (sources resolved and hashed) with `treewalk` and `hashcache`; `copier`
   (destination rules, owners, modes) with `rootwriter` (writing into the image root) and
   `addarchive` (ADD's local tars); `reuse` (a rebuilt COPY links its unchanged files).

@@ -23,7 +23,7 @@ from minibuild.errors import BuildError, BuildfileError, ImageNotFound, Minibuil
 from minibuild.oci.image import Descriptor, History, Image
 from minibuild.oci.reference import Reference
 from minibuild.dockerfile.instructions import Add, Arg, Copy, From, Run, Workdir, flag_value
-from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.build.cachemounts import cache_mount_dir
 from minibuild.build.ports import BuildStore, Reporter, Runner, StepCache
 from minibuild.dockerfile.plan import Plan, Stage
 from minibuild.dockerfile.secretsource import SecretSource
@@ -88,6 +88,7 @@ class Engine:
         self._number = 0
         self._total = 0
         self._results: dict[int, StageResult] = {}
+        self._building: list[int] = []  # the stages under way, the innermost last
         self._used_args: set[str] = set()
         self._plan: Plan | None = None
         self.images_used: list[Descriptor] = []  # store images FROM / COPY --from resolved to
@@ -97,7 +98,8 @@ class Engine:
         self._total = plan.total_steps
         self._plan = plan
         for index in plan.needed:
-            self._results[index] = self._build_stage(plan.stages[index])
+            if index not in self._results:  # an ONBUILD trigger may have needed it already
+                self._results[index] = self._build_stage(plan.stages[index])
         result = self._results[plan.target]
         image = self.layers.squash(result.image, result.base) if self.options.squash else result.image
         return replace(image, config=replace(image.config, created=self._image_created(image)))
@@ -110,6 +112,13 @@ class Engine:
     # -- stages ------------------------------------------------------------------------------
 
     def _build_stage(self, stage: Stage) -> StageResult:
+        self._building.append(stage.index)
+        try:
+            return self._run_stage(stage)
+        finally:
+            self._building.pop()
+
+    def _run_stage(self, stage: Stage) -> StageResult:
         self._announce(stage, self._from_text(stage))
         started = time.monotonic()
         base, base_key = self._base_image(stage)
@@ -274,9 +283,7 @@ class Engine:
         stage = self._plan.stage(name)
         if stage is not None:
             if stage.index not in self._results:
-                verb = "mount" if run else "copy from"
-                raise BuildfileError.at(instruction,
-                                        f"{flag}{name}: a stage can only {verb} an earlier stage")
+                self._build_for(stage, instruction, f"{flag}{name}", "mount" if run else "copy from")
             result = self._results[stage.index]
             image, key = result.image, f"stage:{result.key}"
         else:
@@ -287,6 +294,15 @@ class Engine:
         lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
         return CopySource(name, key, lowers)
 
+    def _build_for(self, stage: Stage, instruction, what: str, verb: str) -> None:
+        """Build an earlier stage the plan did not need: only for an ONBUILD trigger, whose
+        stages the plan cannot know (BuildKit's initOnBuildTriggers makes the stage a
+        dependency once the base image is read; it must be defined before the stage)."""
+        if not _is_trigger(instruction) or stage.index >= self._building[-1]:
+            raise BuildfileError.at(instruction, f"{what}: a stage can only {verb} an earlier stage")
+        self._total += 1 + len(stage.steps)
+        self._results[stage.index] = self._build_stage(stage)
+
     def _fs_step(self, state: _State, step: FsStep) -> str:
         """A filesystem step through the cache: reuse its layer, or run it and remember it."""
         if step.config is not None:
@@ -296,6 +312,8 @@ class Engine:
             "reuse": step.reuse.shape, "lowers": [str(l.diff_id) for l in state.image.layers]})
         state.key = step_key(state.key, step.description)
         entry = None if self.options.no_cache else self.cache.get(state.key)
+        if entry is not None and entry.layer is None and step.layer_when_unchanged:
+            entry = None  # recorded before unchanged steps made an empty layer: run it again
         if entry is not None:
             state.image = state.image.append(entry.layer, entry.history)
             return "CACHED"
@@ -327,6 +345,11 @@ class Engine:
         epoch = self.options.source_date_epoch
         moment = datetime.fromtimestamp(epoch if epoch is not None else time.time(), timezone.utc)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if epoch is not None else "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_trigger(instruction) -> bool:
+    """An ONBUILD trigger of the base image (_triggers gives them this text)."""
+    return instruction.original.startswith("ONBUILD ")
 
 
 def _locate(exc: MinibuildError, instruction) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from minibuild.build.ports import BuildStore, Reporter
 from minibuild.build.steps import FsStep
 from minibuild.layer.compression import Compression
+from minibuild.layer.emptylayer import write_empty_layer
 from minibuild.layer.snapshot import is_empty, write_layer
 from minibuild.oci.image import Descriptor, Image, Layer
 from minibuild.sandbox.sandbox import RootFS
@@ -76,23 +77,30 @@ class LayerMaker:
             if step.verify is not None:
                 step.verify()
             self.reporter.phase("snapshot")
-            layer, note = self.snapshot(dirs[0])
+            layer, note = self.snapshot(dirs[0], keep_empty=step.layer_when_unchanged)
             return layer, f"{note}, {reused} files reused" if reused else note
         finally:
             remove_tree(scratch)
 
-    def snapshot(self, upper: Path) -> tuple[Layer | None, str]:
-        """The upper dir as a stored layer (None when the step changed nothing)."""
-        if is_empty(upper):
+    def snapshot(self, upper: Path, keep_empty: bool = False) -> tuple[Layer | None, str]:
+        """The upper dir as a stored layer. When the step changed nothing: BuildKit's empty
+        layer if `keep_empty` (see emptylayer.py), else None."""
+        empty = is_empty(upper)
+        if empty and not keep_empty:
             return None, "no changes"
         with self.store.blob_writer() as writer:
             meter = Meter(writer, self.reporter.phase)
-            written = write_layer(upper, meter, compression=self.compression,
-                                  clamp_mtime=self.clamp_mtime)
+            if empty:
+                written = write_empty_layer(meter, self.compression)
+            else:
+                written = write_layer(upper, meter, compression=self.compression,
+                                      clamp_mtime=self.clamp_mtime)
             digest, size = writer.commit()
         self.store.save_summary(written.diff_id, written.summary, {digest: written.media_type})
         self.store.adopt_layer(written.diff_id, upper)
         layer = Layer(Descriptor(written.media_type, digest, size), written.diff_id)
+        if empty:
+            return layer, "no changes: an empty layer"
         content = written.summary.content_size
         return layer, f"{human_size(content)} in layer {layer.diff_id.short}{meter.rate_note(content)}"
 

@@ -1,26 +1,18 @@
-"""The host side of a RUN's mounts: for one execution, the cache dirs and their locks, the
-secret values and the overlay views of the context or a stage, all undone when it ends.
-
-Cache mounts live in ROOT/cache/mounts/<sha256 of the id>/ and persist across builds (and
-`--no-cache`); `prune --cache` drops them (forget_cache_mounts). Sharing: `shared` never waits
-(it holds a shared flock when it can, so `locked` waits for it); `locked` waits for an exclusive
-flock, one RUN at a time; `private` takes the exclusive flock when it is free, and otherwise
-gets a fresh dir for this step alone, thrown away after it.
+"""The host side of a RUN's mounts: for one execution, the cache dirs and their locks
+(cachemounts.py), the secret values and the overlay views of the context or a stage, all undone
+when it ends.
 
 A bind never exposes the source itself: it is the lower dir of an overlay view with a scratch
 upper, so a `rw` bind's writes go to scratch, and what .dockerignore excludes is whited out
 (it is not in the step's cache key, so it must not be visible either).
 """
-
 from __future__ import annotations
 
 import os
-import secrets as tokens
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +27,7 @@ from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
 from minibuild.fs.files import remove_tree
 from minibuild.fs.lock import FileLock
-from minibuild.store.paths import StorePaths
-
-
-def cache_mount_dir(root: Path) -> Path:
-    """Where a store keeps its cache mounts."""
-    return StorePaths.at(root).cache_mounts
-
-
-def forget_cache_mounts(root: Path) -> int:
-    """Delete every cache mount of a store (for `prune --cache`, under the exclusive gc lock:
-    no build holds one); how many there were."""
-    directory = cache_mount_dir(root)
-    try:
-        count = sum(1 for e in os.scandir(directory) if e.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        return 0
-    remove_tree(directory)
-    return count
+from minibuild.build.cachemounts import CacheDirs, cache_bind
 
 
 @dataclass(frozen=True)
@@ -72,7 +47,16 @@ class Prepared:
         if isinstance(self.mount, BindMount):
             key["from"] = self.from_key or "context"
             key["content"] = self.content
+        elif isinstance(self.mount, CacheMount) and self.from_key is not None:
+            key["from"] = self.from_key
         return key
+
+    @property
+    def cache_id(self) -> str:
+        """Which cache a cache mount uses: its id, and with from= what that names (BuildKit
+        keys the cache by id and the from snapshot: a new stage content, a new cache)."""
+        assert isinstance(self.mount, CacheMount)
+        return self.mount.id if self.from_key is None else f"{self.mount.id}:{self.from_key}"
 
 
 class MountHost:
@@ -81,8 +65,10 @@ class MountHost:
 
     def __init__(self, cache_root: Path | None, secrets: Mapping[str, SecretSource],
                  context: BuildContext, scratch: Callable[[str], Path],
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ,
+                 notify: Callable[[str], None] = lambda line: None) -> None:
         self.cache_root = cache_root
+        self.caches = CacheDirs(cache_root, scratch, notify)
         self.secrets = secrets
         self.context = context
         self.scratch = scratch
@@ -96,15 +82,14 @@ class MountHost:
         locks: list[FileLock] = []
         scratch: list[Path] = []
         try:
-            caches = self._caches([p.mount for p in prepared if isinstance(p.mount, CacheMount)],
-                                  locks, scratch)
+            caches = self.caches.take([(p.cache_id, p.mount, p.lowers) for p in prepared
+                                       if isinstance(p.mount, CacheMount)], locks, scratch)
             mounts: list[StepMount] = []
             env: list[tuple[str, str]] = []
             for item in prepared:
                 mount = item.mount
                 if isinstance(mount, CacheMount):
-                    mounts.append(Bind(mount.target, str(caches[mount.id]), mount.readonly,
-                                       False, name=f"cache {mount.id}"))
+                    mounts.append(cache_bind(mount, caches[item.cache_id]))
                 elif isinstance(mount, TmpfsMount):
                     mounts.append(Tmpfs(mount.target, mount.size))
                 elif isinstance(mount, SecretMount):
@@ -119,52 +104,6 @@ class MountHost:
                 remove_tree(path)
 
     # -- cache -------------------------------------------------------------------------------
-
-    def _caches(self, mounts: Sequence[CacheMount], locks: list[FileLock],
-                scratch: list[Path]) -> dict[str, Path]:
-        """The dir of each cache id, its flock taken (in one order: two builds never deadlock)."""
-        sharing: dict[str, str] = {}
-        first: dict[str, CacheMount] = {}
-        rank = {"shared": 0, "private": 1, "locked": 2}
-        for mount in mounts:
-            first.setdefault(mount.id, mount)
-            if rank[mount.sharing] >= rank.get(sharing.get(mount.id, "shared"), 0):
-                sharing[mount.id] = mount.sharing
-        dirs: dict[str, Path] = {}
-        if first and self.cache_root is None:
-            raise BuildError("RUN --mount=type=cache needs a store to keep the cache in")
-        for cid in sorted(first, key=_hash):
-            mount = first[cid]
-            assert self.cache_root is not None
-            self.cache_root.mkdir(parents=True, exist_ok=True)
-            lock = _lock(self.cache_root / f"{_hash(cid)}.lock", sharing[cid])
-            if lock is not None:
-                locks.append(lock)
-            if lock is not None or sharing[cid] == "shared":  # shared goes on without waiting
-                dirs[cid] = self._cache_dir(cid, mount)
-            else:  # private and in use: a dir of its own, for this step only
-                path = self.scratch("cache")
-                scratch.append(path)
-                dirs[cid] = _made(path / "dir", mount)
-        return dirs
-
-    def _cache_dir(self, cid: str, mount: CacheMount) -> Path:
-        """The persistent dir of a cache id, made (mode, uid, gid) the first time."""
-        assert self.cache_root is not None
-        path = self.cache_root / _hash(cid)
-        if path.is_dir():
-            return path
-        temporary = self.cache_root / f".new-{_hash(cid)}-{tokens.token_hex(4)}"
-        try:
-            _made(temporary, mount)
-        except BaseException:  # never leave a half-made dir among the caches
-            remove_tree(temporary)
-            raise
-        try:
-            os.rename(temporary, path)
-        except OSError:  # another build made it meanwhile
-            remove_tree(temporary)
-        return path
 
     # -- secrets -----------------------------------------------------------------------------
 
@@ -239,26 +178,6 @@ class MountHost:
         options = OverlayOptions(distinct_lowers([str(p) for p in lowers]), str(dirs[0]), str(dirs[1]),
                                  mount_extra())
         return Bind(mount.target, inside, not mount.readwrite, is_file, options, str(dirs[2]), name)
-
-
-def _hash(cache_id: str) -> str:
-    return sha256(cache_id.encode()).hexdigest()[:32]
-
-
-def _lock(path: Path, sharing: str) -> FileLock | None:
-    """The flock `sharing` asks for (only `locked` waits); None when the cache is in use."""
-    try:
-        return FileLock(path, exclusive=sharing != "shared", wait=sharing == "locked")
-    except BlockingIOError:
-        return None
-
-
-def _made(path: Path, mount: CacheMount) -> Path:
-    """mkdir with the cache's mode and owner."""
-    path.mkdir()
-    os.chown(path, mount.uid, mount.gid)
-    os.chmod(path, mount.mode)
-    return path
 
 
 def _empty(path: Path) -> Path:

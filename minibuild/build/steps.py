@@ -7,7 +7,6 @@ and how to execute it on a mounted root. The engine decides whether to run it at
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,11 +16,12 @@ from minibuild.build import reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
 from minibuild.build.rootwriter import ReuseMismatch
+from minibuild.build.workdir import make_workdir
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, Run, Workdir, flag_value, flag_values
 from minibuild.build.mountsetup import MountHost, Prepared
-from minibuild.dockerfile.runmount import BindMount, parse_mounts
+from minibuild.dockerfile.runmount import BindMount, CacheMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
@@ -45,6 +45,9 @@ class FsStep:
     config: ContainerConfig | None = None  # the config after the step, when the step changes it
     verify: Callable[[], None] | None = None  # after execute: are the inputs still what was keyed?
     reuse: Reuse | None = None  # how a rerun may reuse the files of the layer it made last time
+    # A step that changes no file still makes an (empty) layer, as each of BuildKit's RUN,
+    # COPY/ADD and WORKDIR does (docker build's diff_ids); only `WORKDIR /` makes none.
+    layer_when_unchanged: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ class StepFactory:
         self.scratch = scratch
         self.network = network
         self.allow_host_network = allow_host_network or network == "host"
-        self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch)
+        self.mounts = MountHost(cache_mounts, secrets or {}, context, scratch,
+                                notify=lambda line: output(f"{line}\n".encode()))
 
     # -- RUN -----------------------------------------------------------------------------------
 
@@ -147,18 +151,26 @@ class StepFactory:
         prepared = []
         for mount in parse_mounts(values, run.location, workdir=config.working_dir or "/",
                                   expand=expand):
-            if not isinstance(mount, BindMount):
+            if isinstance(mount, CacheMount) and mount.from_ is not None:
+                source = self._mount_source(mount.from_, run, source_of)
+                prepared.append(Prepared(mount, lowers=source.lowers, from_key=source.key))
+            elif not isinstance(mount, BindMount):
                 prepared.append(Prepared(mount))
             elif mount.from_ is None:
                 selection = self._bound_selection(mount, run)
                 prepared.append(Prepared(mount, context=selection.sources[0],
                                          content=selection.content_key.hex))
             else:
-                if source_of is None:
-                    raise _fail(run, f"RUN --mount from={mount.from_} needs a build")
-                source = source_of(mount.from_)
+                source = self._mount_source(mount.from_, run, source_of)
                 prepared.append(Prepared(mount, lowers=source.lowers, from_key=source.key))
         return tuple(prepared)
+
+    @staticmethod
+    def _mount_source(name: str, run: Run, source_of: Callable[[str], CopySource] | None) -> CopySource:
+        """The stage or image a mount's from= names."""
+        if source_of is None:
+            raise _fail(run, f"RUN --mount from={name} needs a build")
+        return source_of(name)
 
     def _bound_selection(self, mount: BindMount, run: Run):
         """The one context source a bind names (no wildcards), hashed like a COPY source (so
@@ -300,20 +312,15 @@ class StepFactory:
     # -- WORKDIR -------------------------------------------------------------------------------
 
     def workdir(self, instruction: Workdir, config: ContainerConfig, scope: metadata.Scope) -> FsStep:
-        """WORKDIR: relative paths chain; the dir is created (a layer if it did not exist)."""
+        """WORKDIR: relative paths chain; the dir is created (a layer if it did not exist),
+        owned by USER as BuildKit does (see workdir.py)."""
         path = words.expand(instruction.path, scope.expansion_env(config), escape=scope.escape,
                             location=instruction.location)
         path = metadata.resolve_workdir(config.working_dir, path)
-        execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(make_workdir, path))  # noqa: E731
-        return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
-                      replace(config, working_dir=path))
-
-
-def make_workdir(path: str) -> None:
-    """mkdir -p inside the image (run chrooted); a file in the way is a clear error."""
-    try:
-        os.makedirs(path, 0o755, exist_ok=True)
-    except FileExistsError:
-        raise BuildError(f"WORKDIR {path}: it exists and is not a directory") from None
-    except NotADirectoryError:
-        raise BuildError(f"WORKDIR {path}: a part of the path is a file, not a directory") from None
+        make = functools.partial(make_workdir, path, config.user or None)
+        execute = lambda rootfs: self.sandbox.call(rootfs, make)  # noqa: E731
+        description: dict[str, Any] = {"workdir": path}
+        if config.user:  # only then: the keys of WORKDIRs without USER stay what they were
+            description["user"] = config.user
+        return FsStep(description, f"WORKDIR {path}", execute, replace(config, working_dir=path),
+                      layer_when_unchanged=path != "/")

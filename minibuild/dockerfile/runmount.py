@@ -34,6 +34,7 @@ _FLAGS = {"ro", "readonly", "rw", "readwrite", "required"}  # may stand without 
 _KNOWN = set().union(*_OPTIONS.values()) | {"type"}
 # The sandbox mounts /proc and /dev itself, over anything mounted there before.
 _RESERVED = ("/proc", "/dev")
+SHM = "/dev/shm"  # the one target under them a tmpfs may take
 # uid/gid are 32 bits, and (uid_t)-1 tells chown "leave it": the highest one a file can have.
 _MAX_ID = 2**32 - 2
 _TRUE = ("1", "t", "true")
@@ -68,11 +69,16 @@ class CacheMount:
     mode: int = 0o755  # of the dir when it is created
     uid: int = 0
     gid: int = 0
+    from_: str | None = None  # a stage or image whose tree a new cache starts as
+    source: str = ""  # ... and the path of it the target shows (its root: "")
 
     def key(self) -> dict[str, Any]:
         """What the step's cache key holds of this mount (not its content)."""
-        return {"type": "cache", "target": self.target, "id": self.id, "sharing": self.sharing,
-                "ro": self.readonly, "mode": self.mode, "uid": self.uid, "gid": self.gid}
+        key = {"type": "cache", "target": self.target, "id": self.id, "sharing": self.sharing,
+               "ro": self.readonly, "mode": self.mode, "uid": self.uid, "gid": self.gid}
+        if self.from_ is not None:  # only then: keys of plain caches stay what they were
+            key.update({"from": self.from_, "source": self.source})
+        return key
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ def parse_mount(text: str, location: Location, *, workdir: str = "/",
 
 def mount_from_refs(values: Iterable[str],
                     expand: Callable[[str], str] = lambda text: text) -> list[str]:
-    """The `from=` of each bind `--mount` (the stages a RUN needs), `type` and `from` expanded
+    """The `from=` of each bind or cache `--mount` (the stages a RUN needs), `type` and `from` expanded
     with `expand`, never failing: mistakes are reported when the RUN is prepared."""
     refs = []
     for text in values:
@@ -153,7 +159,7 @@ def mount_from_refs(values: Iterable[str],
             continue
         pairs = [f.partition("=") for f in record]
         fields = {k.strip().lower(): v for k, _, v in pairs}
-        if expand(fields.get("type", "bind")).lower() == "bind" and fields.get("from"):
+        if expand(fields.get("type", "bind")).lower() in ("bind", "cache") and fields.get("from"):
             refs.append(expand(fields["from"]))
     return refs
 
@@ -248,8 +254,9 @@ class _Options:
             return ro if last in ("ro", "readonly") else not rw
         return ro if ro is not None else not rw
 
-    def target(self, workdir: str, *, required: bool = True) -> str | None:
-        """The target, absolute (a relative one is under the WORKDIR, as BuildKit does)."""
+    def target(self, workdir: str, *, required: bool = True, allowed: tuple[str, ...] = ()) -> str | None:
+        """The target, absolute (a relative one is under the WORKDIR, as BuildKit does); none
+        under /proc or /dev but those `allowed`."""
         raw = self.text(*_TARGET)
         if not raw:
             if required:
@@ -259,7 +266,7 @@ class _Options:
         path = "/" + path.lstrip("/")
         if path == "/":
             raise self.error("cannot mount over / (target=/)")
-        if any(path == r or path.startswith(r + "/") for r in _RESERVED):
+        if path not in allowed and any(path == r or path.startswith(r + "/") for r in _RESERVED):
             raise self.error(f"cannot mount on {path}: the sandbox mounts /proc and /dev itself")
         return path
 
@@ -275,16 +282,28 @@ def _bind(opts: _Options, workdir: str) -> BindMount:
 
 
 def _cache(opts: _Options, workdir: str) -> CacheMount:
-    if opts.text("from") or opts.text(*_SOURCE):
-        raise opts.error("from= and source= (seeding a cache from a stage) are not supported")
+    """A cache; `from=` a stage or image makes a new cache start as a copy of its tree, and the
+    target shows its `source=` path (BuildKit: the cache is a snapshot on top of `from`, one per
+    id and `from`; mode/uid/gid apply to an empty cache only)."""
     target = opts.target(workdir)
     sharing = (opts.text("sharing") or "shared").lower()
     if sharing not in SHARING:
         raise opts.error(f"sharing={sharing}: want {', '.join(SHARING)}")
-    raw_target = opts.text(*_TARGET) or target
-    return CacheMount(target, opts.text("id") or raw_target, sharing, opts.readonly(False),
+    source = opts.text(*_SOURCE) or ""
+    from_ = opts.text("from") or None
+    if source and from_ is None:
+        raise opts.error("source= needs from= (the stage or image the cache starts from)")
+    # BuildKit's default id: path.Clean(target), so target=/x/ and target=/x share a cache
+    cid = opts.text("id") or _clean(opts.text(*_TARGET) or target)
+    return CacheMount(target, cid, sharing, opts.readonly(False),
                       opts.number("mode", 0o755, base=8), opts.number("uid", 0),
-                      opts.number("gid", 0))
+                      opts.number("gid", 0), from_, posixpath.normpath("/" + source).lstrip("/"))
+
+
+def _clean(path: str) -> str:
+    """Go's path.Clean (posixpath.normpath keeps a leading `//`)."""
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
 
 
 def _tmpfs(opts: _Options, workdir: str) -> TmpfsMount:
@@ -293,7 +312,9 @@ def _tmpfs(opts: _Options, workdir: str) -> TmpfsMount:
         parsed = None if size is None else parse_size(size)
     except ValueError as exc:
         raise opts.error(str(exc)) from None
-    return TmpfsMount(opts.target(workdir), parsed)
+    # /dev/shm: the step's tmpfs replaces the sandbox's (BuildKit's dedupMounts keeps the
+    # user's mount of a default mount's destination), e.g. a bigger one for a browser's tests.
+    return TmpfsMount(opts.target(workdir, allowed=(SHM,)), parsed)
 
 
 def _secret(opts: _Options, workdir: str) -> SecretMount:
@@ -310,9 +331,11 @@ def _secret(opts: _Options, workdir: str) -> SecretMount:
     if raw_target:
         target = opts.target(workdir)
     elif env is None:
-        target = f"/run/secrets/{sid}"
-        if "/" in sid or sid in (".", ".."):
+        # BuildKit: /run/secrets/ + path.Base(id), so id=a/b is the file /run/secrets/b
+        name = posixpath.basename(_clean(sid))
+        if name in ("", ".", "..", "/"):
             raise opts.error(f"id={sid} cannot name a file in /run/secrets: give a target")
+        target = f"/run/secrets/{name}"
     else:
         target = None  # env only
     return SecretMount(sid, target, env, bool(opts.flag("required")),

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from minibuild.build import memo, mountsetup, parsecache
+from minibuild.build import cachemounts, memo, parsecache
 from minibuild.build.cache import Cache
 from minibuild.containers.records import Containers
 from minibuild.oci.digest import Digest
@@ -134,5 +134,5 @@ def _drop_cache(store: Store, *, everything: bool) -> int:
         memo.forget_all(store.root)  # a memo promises what the step cache would rebuild
         parsecache.forget_all(store.root)
         cache.drop_copies()
-        mountsetup.forget_cache_mounts(store.root)  # RUN --mount=type=cache dirs (no build holds one)
+        cachemounts.forget_cache_mounts(store.root)  # RUN --mount=type=cache dirs (no build holds one)
     return removed

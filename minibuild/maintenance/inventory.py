@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from minibuild.build.cache import Cache
-from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.build.cachemounts import cache_mount_dir
 from minibuild.containers.records import Containers
 from minibuild.containers.volumes import Volumes, users
 from minibuild.maintenance.treesize import layer_dir_items, tree_bytes

@@ -33,7 +33,7 @@ from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
 from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
     process_environment
 from minibuild.sandbox.scaffold import bind_etc_files, mount_proc_dev, open_etc_files, open_host_devices
-from minibuild.sandbox.stepmounts import StepMount, mount_all
+from minibuild.sandbox.stepmounts import StepMount, mount_all, shm_tmpfs
 from minibuild.fs.users import ResolvedUser, read_user_files, resolve_user
 
 if TYPE_CHECKING:
@@ -233,7 +233,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     host_root = pivot.hold_host_root()
     os.chroot(plan.merged)
     os.chdir("/")
-    mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged)
+    mount_proc_dev(devices, plan.process.pipes, harden=not plan.process.privileged,
+                   shm=shm_tmpfs(plan.mounts))
     bind_etc_files(etc_files)
     pivot.pivot_into(plan.merged, host_root)  # no host mount stays in the namespace
     user = resolve_user(plan.process.user or "", *read_user_files(Path("/")))

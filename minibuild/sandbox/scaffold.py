@@ -116,11 +116,12 @@ def _bind_devices(fds: dict[str, int]) -> None:
 
 
 def mount_proc_dev(host_devices: dict[str, int] | None = None,
-                   pipes: Sequence[tuple[str, str]] = (), harden: bool = True) -> None:
+                   pipes: Sequence[tuple[str, str]] = (), harden: bool = True,
+                   shm: tuple[int, str | None] | None = None) -> None:
     """Inside the chroot: a /proc of the new pid ns and a minimal /dev (paths resolve in root);
     `host_devices` (open_host_devices) are bound instead of made when rootless; `pipes` become
     executable files in /dev/pipes/; /proc is hardened unless told otherwise (a privileged
-    step)."""
+    step); `shm` (flags, data) is the step's own /dev/shm tmpfs, instead of the default one."""
     try:
         linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                     None)
@@ -135,8 +136,9 @@ def mount_proc_dev(host_devices: dict[str, int] | None = None,
                     "newinstance,ptmxmode=0666,mode=0620")
         os.mkdir("/dev/shm")
         os.chmod("/dev/shm", 0o1777)
-        linux.mount("shm", "/dev/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-                    "mode=1777,size=65536k")
+        flags, data = shm or (linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                              "mode=1777,size=65536k")
+        linux.mount("shm", "/dev/shm", "tmpfs", flags, data)
         for name, target in _DEV_LINKS:
             os.symlink(target, f"/dev/{name}")
         _make_pipes(pipes)

@@ -101,6 +101,22 @@ StepMount = Union[Bind, Tmpfs, SecretFile]
 ImageLookup = Callable[[Sequence[Path], str], ImagePath]
 
 
+SHM = "/dev/shm"
+
+
+def shm_tmpfs(mounts: Sequence[StepMount]) -> tuple[int, str | None] | None:
+    """(flags, data) of a step's tmpfs on /dev/shm: I mounts it instead of the sandbox's own
+    when it sets up /dev (after the chroot), so mount_all and make_stubs leave it out."""
+    for mount in mounts:
+        if _on_shm(mount):
+            return mount.flags, mount.data
+    return None
+
+
+def _on_shm(mount: StepMount) -> bool:
+    return isinstance(mount, Tmpfs) and mount.target == SHM
+
+
 def _depth(mount: StepMount) -> int:
     return mount.target.count("/")
 
@@ -121,7 +137,7 @@ def make_stubs(scaffold: Path, lookup: Callable[[str], ImagePath],
     is a BuildError."""
     touched: dict[Path, os.stat_result] = {}
     for mount in sorted(mounts, key=_depth):
-        if _nested(mount, mounts):
+        if _nested(mount, mounts) or _on_shm(mount):
             continue
         found = lookup(mount.target)
         if found.exists:
@@ -169,7 +185,7 @@ def mount_all(mounts: Sequence[StepMount], merged: str, new_api: bool,
     try:
         staged: set[str] = set()
         made: list[tuple[StepMount, tuple[int, int]]] = []  # binds, and their source's inode
-        for mount in sorted(mounts, key=_depth):
+        for mount in sorted((m for m in mounts if not _on_shm(m)), key=_depth):
             try:
                 point = open_in_root(root, mount.target, make=True, file=mount.file)
                 try:

@@ -133,7 +133,7 @@ def test_history_has_arg_entries_and_buildkit_s_run_prefix(mb, tmp_path):
     mb.build(ctx, "--build-arg", "CONT_IMG_VER=v1", "-t", "hist:1")
     entries = history(mb, "hist:1")[-2:]
     assert [(e["created_by"], e["empty_layer"]) for e in entries] == [
-        ("ARG CONT_IMG_VER=v1", True), ("RUN |1 CONT_IMG_VER=v1 /bin/sh -c echo hello", True)]
+        ("ARG CONT_IMG_VER=v1", True), ("RUN |1 CONT_IMG_VER=v1 /bin/sh -c echo hello", False)]
     again = mb.build(ctx, "--build-arg", "CONT_IMG_VER=v2", "-t", "hist:2")
     assert "CACHED" not in last_note(again)
     assert history(mb, "hist:2")[-1]["created_by"] == "RUN |1 CONT_IMG_VER=v2 /bin/sh -c echo hello"
@@ -322,3 +322,126 @@ def test_run_security_insecure_with_the_entitlement_only(mb, tmp_path):
     assert re.search(r"Seccomp:\s*2", cat(mb, "sec:1", "/sandbox"))
     # README's difference: /dev stays the sandbox's minimal one (--privileged: the host's)
     assert "null" in cat(mb, "sec:1", "/dev-insecure") and "kmsg" not in cat(mb, "sec:1", "/dev-insecure")
+
+
+def test_workdir_is_created_owned_by_the_current_user(mb, tmp_path):
+    """BuildKit's dispatchWorkdir makes the dir with llb.Mkdir(wd, 0755, WithParents,
+    WithUser(USER)): the dirs it creates, parents too, are 0755 and the user's (a number is
+    uid and gid both, a name its passwd uid and primary gid); a dir that exists is left alone.
+    The reference says only "If the WORKDIR doesn't exist, it will be created"; we follow
+    BuildKit, as `docker build` does."""
+    ctx = write_context(tmp_path / "ctx", """FROM base:1.0
+RUN mkdir -m 0700 /kept
+USER daemon
+WORKDIR /srv/app/data
+WORKDIR /kept/sub
+USER 1234
+WORKDIR /numeric
+USER root
+WORKDIR /rooted
+RUN stat -c '%n %u:%g %a' /srv /srv/app /srv/app/data /kept /kept/sub /numeric /rooted > /owners
+""")
+    mb.build(ctx, "-t", "wd:1")
+    assert cat(mb, "wd:1", "/owners").splitlines() == [
+        "/srv 1:1 755", "/srv/app 1:1 755", "/srv/app/data 1:1 755",
+        "/kept 0:0 700", "/kept/sub 1:1 755", "/numeric 1234:1234 755", "/rooted 0:0 755"]
+
+
+def test_onbuild_triggers_copy_and_mount_from_stages_of_the_child_buildfile(mb, tmp_path):
+    """The reference's ONBUILD "Copy or mount from stage, image, or context" example: "If the
+    source of `from` is a build stage, the stage must be defined in the Dockerfile where ONBUILD
+    gets triggered". BuildKit (initOnBuildTriggers) makes the named stage a dependency of the
+    stage whose FROM pulls the triggers in, even when nothing else needs it (here `build` and
+    `config`); as for any COPY --from, it must come before that stage (convert.go: "it needs
+    to be defined before current stage")."""
+    parent = write_context(tmp_path / "parent", """FROM base:1.0 AS baseimage
+ONBUILD COPY --from=build /usr/bin/app /app
+ONBUILD RUN --mount=from=config,target=/opt/appconfig cat /opt/appconfig/conf > /conf
+""")
+    mb.build(parent, "-t", "onb:1")
+    child = write_context(tmp_path / "child", """FROM base:1.0 AS config
+RUN mkdir -p /conf.d && echo configured > /conf
+FROM base:1.0 AS build
+RUN mkdir -p /usr/bin && echo the app > /usr/bin/app
+FROM onb:1 AS app
+RUN cat /app /conf > /both
+""")
+    mb.build(child, "--target", "app", "-t", "child:1")
+    assert cat(mb, "child:1", "/both") == "the app\nconfigured\n"
+    assert config(mb, "child:1").get("OnBuild") in (None, [])  # not inherited further
+
+
+def test_an_onbuild_trigger_naming_its_own_or_a_later_stage_is_a_clear_error(mb, tmp_path):
+    """BuildKit refuses a later stage ("needs to be defined before current stage"); its own
+    stage too here (BuildKit would read the stage's state so far)."""
+    parent = write_context(tmp_path / "parent", "FROM base:1.0\nONBUILD COPY --from=app /a /a\n")
+    mb.build(parent, "-t", "onb:2")
+    for text in ("FROM onb:2 AS app\n", "FROM onb:2 AS first\nFROM base:1.0 AS app\n"):
+        child = write_context(tmp_path / "child", text)
+        proc = mb.build(child, "--target", "first" if "first" in text else "app", check=False)
+        assert proc.returncode == 1
+        assert "Buildfile:1:1: COPY --from=app: a stage can only copy from an earlier stage" \
+            in proc.stderr, proc.stderr
+
+
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+EMPTY_GZIP_DIGEST = "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1"
+
+
+def test_a_step_that_changes_no_file_adds_buildkit_s_empty_layer(mb, tmp_path):
+    """The reference says nothing; BuildKit gives every RUN, COPY/ADD and WORKDIR (but
+    `WORKDIR /`: convert.go's dispatchWorkdir commits it with withLayer=false) a layer, and an
+    unchanged snapshot diffs to Go's 1024-byte empty tar (its testExportedHistory: `RUN ls` is
+    no empty_layer). Same diff_ids as docker build, the gzip blob the one BuildKit images share;
+    `history` shows such a step as 0B, and the image saves, loads and unpacks (umoci) with the
+    one blob listed twice."""
+    from tests.integration.test_build import umoci_unpack
+
+    ctx = write_context(tmp_path / "ctx", """FROM base:1.0
+RUN true
+WORKDIR /
+WORKDIR /tmp
+RUN echo data > /data
+RUN --mount=type=cache,target=/cache echo only-the-cache > /cache/f
+""")
+    mb.build(ctx, "-t", "empty:1")
+    base = inspect_image(mb, "base:1.0")
+    shown = inspect_image(mb, "empty:1")
+    added = shown["RootFS"]["Layers"][len(base["RootFS"]["Layers"]):]
+    assert added[0] == added[1] == added[3] == EMPTY_TAR_DIFF_ID and added[2] != EMPTY_TAR_DIFF_ID
+    layers = shown["Manifest"]["layers"][len(base["RootFS"]["Layers"]):]
+    assert [l["digest"] for l in layers if l["size"] == 32] == [EMPTY_GZIP_DIGEST] * 3
+    entries = history(mb, "empty:1")[-5:]
+    assert [(e["created_by"].split(" #")[0][:12], e["empty_layer"], e["size"]) for e in entries] == [
+        ("RUN /bin/sh ", False, 0), ("WORKDIR /", True, 0), ("WORKDIR /tmp", False, 0),
+        ("RUN /bin/sh ", False, 5), ("RUN /bin/sh ", False, 0)]
+    rootfs = umoci_unpack(mb, "empty:1", tmp_path)
+    assert (rootfs / "data").read_text() == "data\n"
+    archive = tmp_path / "empty.tar"
+    mb.run("save", "-o", str(archive), "empty:1")
+    mb.run("rmi", "empty:1")
+    mb.run("load", "-i", str(archive))
+    assert inspect_image(mb, "empty:1")["RootFS"]["Layers"][-4:] == added
+
+
+def inspect_image(mb: Minibuild, ref: str) -> dict:
+    return json.loads(mb.run("inspect", ref).stdout)[0]
+
+
+def test_run_tmpfs_mount_on_dev_shm_replaces_the_sandbox_s(mb, tmp_path):
+    """BuildKit lets a RUN's mount take a default mount's place (executor/oci dedupMounts):
+    `--mount=type=tmpfs,target=/dev/shm,size=...` gives the step its own /dev/shm (tmpfs
+    options: nosuid and size, so programs there may run); the next step has the default again."""
+    ctx = write_context(tmp_path / "ctx", """FROM base:1.0
+RUN --mount=type=tmpfs,target=/dev/shm,size=1m sh -c 'grep " /dev/shm " /proc/mounts > /mounted; df -k /dev/shm | tail -1 > /df; echo x > /dev/shm/f; stat -c %a /dev/shm > /mode'
+RUN grep " /dev/shm " /proc/mounts > /default
+""")
+    mb.build(ctx, "-t", "shm:1")
+    mounted = cat(mb, "shm:1", "/mounted")
+    assert mounted.count("\\n") == 0 and len(mounted.splitlines()) == 1  # one /dev/shm, not two
+    assert "size=1024k" in mounted and "noexec" not in mounted
+    assert cat(mb, "shm:1", "/df").split()[1] == "1024" and cat(mb, "shm:1", "/mode") == "1777\n"
+    assert "size=65536k" in cat(mb, "shm:1", "/default")
+    bad = write_context(tmp_path / "bad", "FROM base:1.0\nRUN --mount=type=tmpfs,target=/dev/other true\n")
+    proc = mb.build(bad, check=False)
+    assert "cannot mount on /dev/other: the sandbox mounts /proc and /dev itself" in proc.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from minibuild.build.copier import apply_copy
-from minibuild.build.steps import make_workdir
+from minibuild.build.workdir import make_workdir
 from minibuild.errors import ImageNotFound
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Descriptor, History, Image, Layer

@@ -14,6 +14,8 @@ from minibuild.dockerfile.plan import make_plan
 from minibuild.errors import BuildError, BuildfileError
 from tests.unit.build.fakes import FakeRunner, FakeStore, Reporter
 
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  # Docker's
+
 BUILDFILE = """FROM scratch
 ENV GREETING=hello
 RUN make a
@@ -60,14 +62,16 @@ def test_each_filesystem_change_is_a_layer_and_each_instruction_a_history_entry(
     assert [h.created_by for h in image.config.history] == [
         "ENV GREETING=hello", "RUN /bin/sh -c make a", "LABEL version=1", "RUN /bin/sh -c true",
         "WORKDIR /app", "COPY a.txt ./"]
-    assert [h.empty_layer for h in image.config.history] == [True, False, True, True, False, False]
-    assert len(image.layers) == 3 and len(image.config.diff_ids) == 3
-    assert reporter.notes[4] == "no changes"  # RUN true wrote nothing
+    # RUN true wrote nothing: BuildKit's empty layer all the same (docker build's diff_ids)
+    assert [h.empty_layer for h in image.config.history] == [True, False, True, False, False, False]
+    assert len(image.layers) == 4 and len(image.config.diff_ids) == 4
+    assert reporter.notes[4] == "no changes: an empty layer"
+    assert str(image.layers[1].diff_id) == EMPTY_TAR_DIFF_ID
     assert [r.argv[-1] for r in runner.ran] == ["make a", "true"]
     assert runner.ran[0].env["GREETING"] == "hello"
     assert runner.ran[1].lowers == (store.layer_path(image.layers[0].diff_id),)  # top first
     assert image.config.config.working_dir == "/app"
-    assert (store.layer_path(image.layers[2].diff_id) / "app" / "a.txt").read_text() == "alpha"
+    assert (store.layer_path(image.layers[3].diff_id) / "app" / "a.txt").read_text() == "alpha"
     assert all(store.has_blob(layer.descriptor.digest) for layer in image.layers)
     assert set(store.summaries) == {layer.diff_id for layer in image.layers}
     assert reporter.steps[0] == "1/7 FROM scratch" and reporter.steps[-1] == "7/7 COPY a.txt ./"
@@ -96,8 +100,8 @@ def test_a_changed_source_misses_from_its_copy_on(store, context):
     _, second, runner, reporter = build(store, context)
     assert runner.ran == [] and runner.calls == 1  # only the COPY ran
     assert reporter.notes[-1] != "CACHED"
-    assert second.config.diff_ids[:2] == first.config.diff_ids[:2]
-    assert second.config.diff_ids[2] != first.config.diff_ids[2]
+    assert second.config.diff_ids[:3] == first.config.diff_ids[:3]
+    assert second.config.diff_ids[3] != first.config.diff_ids[3]
 
 
 def test_a_stored_base_image_gives_its_layers_and_history(store, context):
@@ -164,7 +168,7 @@ def test_args_get_history_entries_and_runs_their_buildkit_prefix(store, context)
     assert [h.created_by for h in image.config.history] == [
         "ARG A=1 B=two", "ENV C=3", "ARG C", "RUN |3 A=1 B=two C=3 /bin/sh -c make x",
         'RUN |3 A=1 B=two C=3 ["true"]']
-    assert [h.empty_layer for h in image.config.history] == [True, True, True, False, True]
+    assert [h.empty_layer for h in image.config.history] == [True, True, True, False, False]
     assert {k: runner.ran[0].env[k] for k in "ABC"} == {"A": "1", "B": "two", "C": "3"}
 
 
@@ -289,3 +293,15 @@ def test_progress_shows_a_from_image_by_its_full_name_and_a_stage_as_written(sto
     text = "ARG V=1\nFROM base:$V AS build\nFROM build\n"
     _, _, _, reporter = build(store, context, text=text)
     assert reporter.steps == ["1/2 FROM docker.io/library/base:1", "2/2 FROM build"]
+def test_a_cached_no_layer_entry_of_a_filesystem_step_runs_again(store, context):
+    """Entries recorded before unchanged steps made an empty layer would make no layer:
+    the step runs again, so the image has docker build's diff_ids whatever the cache holds."""
+    from minibuild.build.cache import Cache, CacheEntry
+
+    build(store, context)
+    cache = Cache(store)
+    for key, entry in cache.entries():
+        if entry.layer is not None and str(entry.layer.diff_id) == EMPTY_TAR_DIFF_ID:
+            cache.put(key, CacheEntry(None, entry.history))
+    _, again, runner, reporter = build(store, context)
+    assert [r.argv[-1] for r in runner.ran] == ["true"] and len(again.layers) == 4

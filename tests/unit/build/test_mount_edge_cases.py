@@ -11,7 +11,8 @@ import pytest
 from minibuild.build.context import BuildContext
 from minibuild.errors import BuildfileError
 from minibuild.dockerfile.instructions import Location
-from minibuild.build.mountsetup import MountHost, Prepared, cache_mount_dir
+from minibuild.build.cachemounts import cache_mount_dir
+from minibuild.build.mountsetup import MountHost, Prepared
 from minibuild.dockerfile.parser import parse
 from minibuild.dockerfile.plan import make_plan
 from minibuild.dockerfile.runmount import parse_mount

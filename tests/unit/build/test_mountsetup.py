@@ -12,7 +12,8 @@ import pytest
 from minibuild.build.context import BuildContext
 from minibuild.errors import BuildError
 from minibuild.dockerfile.instructions import Location
-from minibuild.build.mountsetup import MountHost, Prepared, _excluded, cache_mount_dir, forget_cache_mounts
+from minibuild.build.cachemounts import cache_mount_dir, forget_cache_mounts
+from minibuild.build.mountsetup import MountHost, Prepared, _excluded
 from minibuild.dockerfile.runmount import parse_mount
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.build.context import BuildContext
-from minibuild.build.steps import CopySource, StepFactory, make_workdir
+from minibuild.build.steps import CopySource, StepFactory
 from minibuild.dockerfile import metadata, parser
 from minibuild.errors import BuildError, BuildfileError
 from minibuild.oci.image import ContainerConfig
@@ -120,18 +120,10 @@ def test_add_of_a_local_archive_is_not_reused(context):
 def test_workdir_chains_relative_paths_and_sets_the_config(context, rootfs):
     runner = FakeRunner()
     step = factory(context, runner).workdir(instruction("WORKDIR sub/$VERSION"), CONFIG, SCOPE)
-    assert step.description == {"workdir": "/srv/sub/1.2"}
+    assert step.description == {"workdir": "/srv/sub/1.2", "user": "app"}  # USER owns it
     assert step.config.working_dir == "/srv/sub/1.2" and step.created_by == "WORKDIR /srv/sub/1.2"
     step.execute(rootfs)
     assert (rootfs.upper / "srv" / "sub" / "1.2").is_dir() and runner.calls == 1
-
-
-def test_make_workdir_names_a_file_in_the_way(tmp_path):
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(BuildError, match="exists and is not a directory"):
-        make_workdir(str(tmp_path / "file"))
-    with pytest.raises(BuildError, match="a part of the path is a file"):
-        make_workdir(str(tmp_path / "file" / "below"))
 
 
 def test_a_copy_whose_sources_change_while_copying_is_refused(tmp_path):

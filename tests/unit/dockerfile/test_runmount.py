@@ -65,7 +65,8 @@ def test_every_value_is_expanded_type_and_flags_included():
     assert (got.sharing, got.readonly) == ("locked", True)
     assert mount_from_refs(["type=$B,from=$F,target=/x"],
                            expand={"$B": "bind", "$F": "build"}.get) == ["build"]
-    assert mount_from_refs(["type=$C,from=$F,target=/x"], expand=expand) == []
+    assert mount_from_refs(["type=$T,from=$F,target=/x"], expand=expand) == []  # a tmpfs has none
+    assert mount_from_refs(["type=$C,from=$F,target=/x"], expand=expand) == ["$F"]  # a cache's seeds it
 
 
 # -- cache ---------------------------------------------------------------------------------------
@@ -93,8 +94,7 @@ def test_cache_takes_every_option():
     ("type=cache,target=/c,uid=-1", "uid=-1: want a non-negative integer"),
     ("type=cache,target=/c,gid=staff", "gid=staff: want a non-negative integer"),
     ("type=cache,target=/c,ro=maybe", "ro=maybe: want true or false"),
-    ("type=cache,target=/c,from=build", "from= and source= (seeding a cache"),
-    ("type=cache,target=/c,source=/x", "from= and source= (seeding a cache"),
+    ("type=cache,target=/c,source=/x", "source= needs from= (the stage or image"),
     ("type=cache,target=/c,size=1m", "'size' does not apply to type=cache"),
 ])
 def test_cache_errors(text, message):
@@ -154,7 +154,7 @@ def test_secret_takes_every_option():
 
 @pytest.mark.parametrize("text, message", [
     ("type=secret", "needs an id (id=NAME) or a target"),
-    ("type=secret,id=a/b", "id=a/b cannot name a file in /run/secrets"),
+    ("type=secret,id=a/..", "id=a/.. cannot name a file in /run/secrets"),
     ("type=secret,id=a,env=1BAD", "env=1BAD: not a valid environment variable name"),
     ("type=secret,id=a,required=yes", "required=yes: want true or false"),
     ("type=secret,id=a,rw", "'rw' does not apply to type=secret"),
@@ -182,10 +182,11 @@ def test_secret_errors(text, message):
     ("type=cache,target=/a/..", "cannot mount over /"),
     ("type=tmpfs,target=/proc/x", "cannot mount on /proc/x"),
     ("type=tmpfs,target=/dev", "cannot mount on /dev"),
-    ("type=tmpfs,target=shm", "cannot mount on /dev/shm"),
+    ("type=tmpfs,target=pts", "cannot mount on /dev/pts"),
+    ("type=cache,target=/dev/shm", "cannot mount on /dev/shm"),  # a tmpfs only may replace it
 ])
 def test_errors_are_located_at_the_run(text, message):
-    assert message in refused(text, workdir="/dev" if text.endswith("shm") else "/")
+    assert message in refused(text, workdir="/dev" if text.endswith("pts") else "/")
 
 
 def test_two_mounts_on_one_target_are_refused():
@@ -199,13 +200,36 @@ def test_quoted_fields():
     assert mount('type=bind,"source=a,b",target=/x').source == "a,b"
 
 
-def test_mount_from_refs_finds_bind_sources_only():
+def test_mount_from_refs_finds_bind_and_cache_sources_only():
     values = ["type=bind,from=build,target=/a", "from=0,target=/b", "type=cache,from=c,target=/c",
-              "target=/d", "type=bind,from=,target=/e", "garbage\"quote"]
-    assert mount_from_refs(values) == ["build", "0"]
+              "target=/d", "type=bind,from=,target=/e", "type=tmpfs,from=t,target=/t", "garbage\"quote"]
+    assert mount_from_refs(values) == ["build", "0", "c"]
 
 
 def test_keys_never_hold_a_secret_value():
     key = mount("type=secret,id=tok,env=TOKEN").key()
     assert key == {"type": "secret", "id": "tok", "target": None, "env": "TOKEN", "required": False,
                    "mode": 0o400, "uid": 0, "gid": 0}
+
+
+def test_a_tmpfs_may_replace_dev_shm():
+    assert mount("type=tmpfs,target=/dev/shm,size=1g") == TmpfsMount("/dev/shm", 1 << 30)
+
+
+def test_cache_from_a_stage_with_a_source_path():
+    got = mount("type=cache,target=/c,from=build,source=/out/../cache/")
+    assert (got.from_, got.source, got.id) == ("build", "cache", "/c")
+    assert got.key()["from"] == "build" and got.key()["source"] == "cache"
+    assert "from" not in mount("type=cache,target=/c").key()  # plain caches keep their keys
+
+
+@pytest.mark.parametrize("target", ["/x/", "/x", "//x", "/y/../x"])
+def test_the_default_cache_id_is_the_cleaned_target(target):
+    """BuildKit: CacheID = path.Clean(Target): /x/ and /x are one cache."""
+    assert mount(f"type=cache,target={target}").id == "/x"
+
+
+def test_a_secret_id_with_slashes_is_a_file_named_by_its_last_part():
+    """BuildKit: /run/secrets/ + path.Base(id)."""
+    got = mount("type=secret,id=team/token")
+    assert (got.id, got.target) == ("team/token", "/run/secrets/token")

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from minibuild.build.cache import Cache, CacheEntry
-from minibuild.build.mountsetup import cache_mount_dir
+from minibuild.build.cachemounts import cache_mount_dir
 from minibuild.containers.records import Container, Containers
 from minibuild.errors import StoreError
 from minibuild.maintenance import gc

@@ -38,14 +38,14 @@ def test_paths_are_a_frozen_value():
 
 
 def test_every_users_path_comes_from_store_paths(tmp_path):
-    from minibuild.build import memo, mountsetup, parsecache
+    from minibuild.build import cachemounts, memo, parsecache
     from minibuild.containers.records import Containers
     from minibuild.containers.volumes import Volumes
 
     p = StorePaths.at(tmp_path)
     assert memo.memo_dir(tmp_path) == p.memo
     assert parsecache.cache_dir(tmp_path) == p.parse_cache
-    assert mountsetup.cache_mount_dir(tmp_path) == p.cache_mounts
+    assert cachemounts.cache_mount_dir(tmp_path) == p.cache_mounts
     assert Containers(tmp_path).dir == p.containers and Volumes(tmp_path).dir == p.volumes
 
 
