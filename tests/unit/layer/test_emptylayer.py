@@ -26,7 +26,8 @@ def test_the_gzip_blob_is_the_one_buildkit_built_images_share():
     assert gzip.decompress(blob) == bytes(1024)
 
 
-@pytest.mark.parametrize("compression", list(Compression))
+# zstd:chunked is a push-time conversion (zstdchunked.py): a build never writes a layer with it
+@pytest.mark.parametrize("compression", [c for c in Compression if c is not Compression.ZSTD_CHUNKED])
 def test_every_compression_holds_the_empty_tar(compression, tmp_path):
     sink = io.BytesIO()
     written = write_empty_layer(sink, compression)
