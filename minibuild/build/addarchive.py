@@ -91,7 +91,7 @@ def _extract_member(job: Job, tf: tarfile.TarFile, m: tarfile.TarInfo,
     if rel is None:
         return None
     target = _member_target(job, dest_host, rel, archive, follow=False)
-    mkdirs(job, os.path.dirname(target), ROOT_OWNER)
+    mkdirs(job, os.path.dirname(target), ROOT_OWNER)  # dirs a tar implies: 0755 root's
     owner = job.owner if job.chown_given else (m.uid, m.gid)
     attrs = Attrs(m.mode & 0o7777, owner, int(m.mtime * 1_000_000_000))
     if m.isdir():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import re
+import stat
 from dataclasses import dataclass
 
 from minibuild.build.addarchive import extract, is_tar
@@ -21,6 +21,7 @@ from minibuild.build.rootwriter import (ROOT_OWNER, Attrs, Job, Reused, ReuseMis
                                         put_symlink, set_dir_times)
 from minibuild.build.treewalk import walk_source
 from minibuild.dockerfile.dockerignore import IgnoreRules
+from minibuild.dockerfile.filemode import parse_mode
 from minibuild.errors import BuildError, MinibuildError
 from minibuild.fs.rootpath import resolve_in_root
 from minibuild.fs.users import resolve_user
@@ -35,7 +36,7 @@ class CopyPlan:
     dest: str  # as written, after expansion (a trailing "/" means a directory)
     workdir: str  # the image WORKDIR, for a relative dest
     chown: str | None  # --chown value, names resolved through the image's passwd/group
-    chmod: str | None  # --chmod value, octal only for now
+    chmod: str | None  # --chmod value: octal or symbolic (filemode.py)
     unpack_archives: bool  # ADD: a local tar (any compression) is extracted into dest
     ignore: IgnoreRules | None  # skips excluded files while walking a source dir
     reuse: Reused | None = None  # files already in place (hard links made before the mount)
@@ -66,7 +67,8 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     if count > 1 and not want_dir:
         raise BuildError(f"When using {verb} with more than one source file, the destination "
                          f"must be a directory and end with a / (got {plan.dest!r})")
-    job = Job(root, context, _owner(plan.chown, root), _parse_chmod(plan.chmod),
+    chmod = parse_mode(plan.chmod) if plan.chmod is not None else None
+    job = Job(root, context, _owner(plan.chown, root), chmod,
               plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse)
     for source in plan.sources:
         if source.kind == "dir":
@@ -75,7 +77,7 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
             _copy_one(job, source, dest, want_dir)
     for name, content in plan.inline:
         target = file_target(job, dest, want_dir, name)
-        mode = job.mode if job.mode is not None else 0o644
+        mode = job.mode_of(stat.S_IFREG | 0o644)  # BuildKit writes heredocs 0644
         # mtime 0 keeps heredoc layers identical from one build to the next.
         put_file(job, target, io.BytesIO(content), Attrs(mode, job.owner, 0))
     if job.reuse is not None and len(job.claimed) != len(job.reuse.files):
@@ -111,20 +113,11 @@ def _read_image_file(root: str, path: str) -> str | None:
         return None
 
 
-def _parse_chmod(spec: str | None) -> int | None:
-    """The --chmod value as permission bits."""
-    if spec is None:
-        return None
-    if re.fullmatch(r"[0-7]{1,4}", spec):
-        return int(spec, 8)
-    raise BuildError(f"--chmod={spec}: only octal modes (like 0755) are supported for now")
-
-
 def _copy_one(job: Job, source: Source, dest: str, want_dir: bool) -> None:
     """Copy (or, for ADD, maybe unpack) one file or kept symlink."""
     path = os.path.join(job.context, source.relpath)
     if job.unpack and source.kind == "file" and is_tar(path):
-        dest_host, _ = ensure_dir(job, dest, job.owner)
+        dest_host, _ = ensure_dir(job, dest)
         extract(job, path, dest_host)
         return
     target = file_target(job, dest, want_dir, source.dest_name)
@@ -141,7 +134,7 @@ def _copy_one(job: Job, source: Source, dest: str, want_dir: bool) -> None:
 
 def _copy_tree(job: Job, source: Source, dest: str) -> None:
     """Copy the contents of a context dir into the image dir dest."""
-    top, created = ensure_dir(job, dest, job.owner)
+    top, created = ensure_dir(job, dest)
     base = os.path.join(job.context, source.relpath)
     stamps: list[tuple[str, int]] = []
     if created:

@@ -26,6 +26,7 @@ from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
 from minibuild.dockerfile.suggest import unknown_flag
+from minibuild.dockerfile.filemode import parse_mode
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
@@ -221,6 +222,11 @@ class StepFactory:
             unpack_archives=isinstance(instruction, Add) and source is None,
             ignore=None if source else self.context.ignore,
         )
+        if plan.chmod is not None:
+            try:
+                parse_mode(plan.chmod)  # a bad mode fails here, at its line, before any copy
+            except BuildError as exc:
+                raise _fail(instruction, exc.message) from None
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
                  if value]

@@ -130,9 +130,25 @@ def test_chmod_applies_to_files_and_dirs(ctx, image) -> None:
         assert stat.S_IMODE(os.lstat(image / "dst" / rel).st_mode) == 0o700, rel
 
 
-def test_symbolic_chmod_is_a_clear_error(ctx, image) -> None:
-    with pytest.raises(BuildError, match=r"--chmod=u\+x: only octal"):
-        copy(ctx, image, ["app.py"], "/x", chmod="u+x")
+def test_symbolic_chmod_applies_to_each_entrys_own_mode(ctx, image) -> None:
+    os.chmod(ctx / "lib" / "sub", 0o700)
+    copy(ctx, image, ["lib"], "/dst/", chmod="u=rwX,go=rX")  # the reference's example
+    for rel, want in (("a.py", 0o644), ("b.py", 0o755), ("sub", 0o755), ("sub/c.txt", 0o644)):
+        assert stat.S_IMODE(os.lstat(image / "dst" / rel).st_mode) == want, rel
+
+
+def test_bad_chmod_is_a_clear_error(ctx, image) -> None:
+    with pytest.raises(BuildError, match=r"invalid chmod parameter: 'u\+q'"):
+        copy(ctx, image, ["app.py"], "/x", chmod="u+q")
+
+
+def test_created_dirs_take_an_octal_chmod(ctx, image) -> None:
+    # BuildKit's testCopyChmod: `COPY --chmod=770 foo /parent/sub/foo` makes /parent/sub 0770
+    copy(ctx, image, ["app.py"], "/parent/sub/foo", chmod="770")
+    for rel in ("parent", "parent/sub", "parent/sub/foo"):
+        assert stat.S_IMODE(os.stat(image / rel).st_mode) == 0o770, rel
+    copy(ctx, image, ["app.py"], "/other/sub/", chmod="+x")
+    assert stat.S_IMODE(os.stat(image / "other" / "sub").st_mode) == 0o755
 
 
 def test_symlinks_inside_dir_stay_links(ctx, image) -> None:
