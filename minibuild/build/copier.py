@@ -12,14 +12,14 @@ import io
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from minibuild.build.addarchive import extract, is_tar
 from minibuild.build.context import Source
 from minibuild.build.rootwriter import (ROOT_OWNER, Attrs, Job, Reused, ReuseMismatch,
                                         claim_reused, ensure_dir, file_target, put_dir, put_file,
                                         put_symlink, set_dir_times)
-from minibuild.build.treewalk import walk_source
+from minibuild.build.treewalk import Excluding, walk_source
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.dockerfile.filemode import parse_mode
 from minibuild.errors import BuildError, MinibuildError
@@ -40,6 +40,8 @@ class CopyPlan:
     unpack_archives: bool  # ADD: a local tar (any compression) is extracted into dest
     ignore: IgnoreRules | None  # skips excluded files while walking a source dir
     reuse: Reused | None = None  # files already in place (hard links made before the mount)
+    exclude: tuple[str, ...] = ()  # --exclude patterns, matched below the destination
+    parents: bool = False  # COPY --parents: sources land at their `name` paths below dest
 
 
 def source_key(relpath: str, below: str = "") -> str:
@@ -61,20 +63,28 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     """Carry out one COPY/ADD: read sources under `context`, write under image `root`."""
     verb = "ADD" if plan.unpack_archives else "COPY"
     dest, want_dir = destination(plan)
+    want_dir = want_dir or plan.parents  # BuildKit copies --parents into dest as a dir
     count = len(plan.sources) + len(plan.inline)
     if count == 0:
         raise BuildError(f"{verb} failed: no source files were specified")
-    if count > 1 and not want_dir:
+    if count > 1 and not want_dir and not _all_archives(plan, context):
         raise BuildError(f"When using {verb} with more than one source file, the destination "
                          f"must be a directory and end with a / (got {plan.dest!r})")
     chmod = parse_mode(plan.chmod) if plan.chmod is not None else None
     job = Job(root, context, _owner(plan.chown, root), chmod,
-              plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse)
+              plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse,
+              IgnoreRules.of(plan.exclude) if plan.exclude else None)
     for source in plan.sources:
+        if source.base:
+            _make_parents(job, source, dest)
         if source.kind == "dir":
-            _copy_tree(job, source, dest)
-        else:
-            _copy_one(job, source, dest, want_dir)
+            _copy_tree(job, source, posixpath.join(dest, source.name) if source.base else dest)
+        elif job.exclude is None or not job.exclude.ignored(source.dest_name):
+            if source.base:  # --parents: into the dir made for it, resolved in the root
+                parent, name = posixpath.split(source.name)
+                _copy_one(job, replace(source, name=name), posixpath.join(dest, parent), True)
+            else:
+                _copy_one(job, source, dest, want_dir)
     for name, content in plan.inline:
         target = file_target(job, dest, want_dir, name)
         mode = job.mode_of(stat.S_IFREG | 0o644)  # BuildKit writes heredocs 0644
@@ -83,6 +93,13 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     if job.reuse is not None and len(job.claimed) != len(job.reuse.files):
         missed = sorted(set(job.reuse.files) - job.claimed)
         raise ReuseMismatch(f"{verb}: {len(missed)} reused files were not reached, e.g. {missed[0]}")
+
+
+def _all_archives(plan: CopyPlan, context: str) -> bool:
+    """True for an ADD whose sources are all local archives: each is unpacked into dest, a dir
+    whether or not it ends with "/" (`ADD *.tar /dest`, as BuildKit takes it)."""
+    return (plan.unpack_archives and not plan.inline and all(
+        s.kind == "file" and is_tar(os.path.join(context, s.relpath)) for s in plan.sources))
 
 
 def _owner(spec: str | None, root: str) -> tuple[int, int]:
@@ -132,8 +149,34 @@ def _copy_one(job: Job, source: Source, dest: str, want_dir: bool) -> None:
         put_file(job, target, src, attrs)
 
 
+def _make_parents(job: Job, source: Source, dest: str) -> None:
+    """COPY --parents: the dirs between dest and a source, made as copies of the context's
+    (mode, --chown owner, mtime), as fsutil's createParentDirs does; existing ones are kept."""
+    ensure_dir(job, dest)
+    stamps: list[tuple[str, int]] = []
+    parts = posixpath.dirname(source.name).split("/") if "/" in source.name else []
+    for i in range(1, len(parts) + 1):
+        below = "/".join(parts[:i])
+        st = os.stat(os.path.join(job.context, source.base, below))
+        host = resolve_in_root(job.root, posixpath.join(dest, below))
+        if not os.path.lexists(host):
+            put_dir(job, host, job.attrs(st), job.root)
+            stamps.append((host, st.st_mtime_ns))
+    set_dir_times(stamps)
+
+
+def _filter(job: Job, source: Source) -> IgnoreRules | Excluding | None:
+    """What a walk of this source skips: .dockerignore, and --exclude below the destination."""
+    if job.exclude is None:
+        return job.ignore
+    prefix = source.name if source.base and source.name != "." else ""
+    return Excluding(job.ignore or IgnoreRules(), job.exclude, source.relpath, prefix)
+
+
 def _copy_tree(job: Job, source: Source, dest: str) -> None:
     """Copy the contents of a context dir into the image dir dest."""
+    if source.base and job.exclude is not None and job.exclude.ignored(source.name):
+        return  # --parents: a selected dir that --exclude names
     top, created = ensure_dir(job, dest)
     base = os.path.join(job.context, source.relpath)
     stamps: list[tuple[str, int]] = []
@@ -142,7 +185,7 @@ def _copy_tree(job: Job, source: Source, dest: str) -> None:
         os.chmod(top, job.attrs(st).mode)
         stamps.append((top, st.st_mtime_ns))
     dirs = {"": top}
-    for entry in walk_source(job.context, source.relpath, job.ignore):
+    for entry in walk_source(job.context, source.relpath, _filter(job, source)):
         parent, name = posixpath.split(entry.relpath)
         target = os.path.join(dirs[parent], name)
         attrs = job.attrs(entry.stat)

@@ -71,6 +71,7 @@ class Job:
     verb: str
     chown_given: bool
     reuse: Reused | None = None
+    exclude: IgnoreRules | None = None  # --exclude, matched below the destination
     claimed: set[str] = field(default_factory=set)  # reused image paths the walk reached
     finished: set[str] = field(default_factory=set)  # premade dirs already treated as created
 

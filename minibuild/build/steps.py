@@ -31,8 +31,9 @@ from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
-_COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
-_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents"}
+# --link: our layers never depend on the base. --parents is COPY's only (the reference).
+_COPY_FLAGS = {"from", "chown", "chmod", "link", "exclude"}
+_NOT_YET = {"checksum", "keep-git-dir"}
 _RUN_FLAGS = {"network", "mount", "security"}
 
 
@@ -209,7 +210,7 @@ class StepFactory:
     def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
              source: CopySource | None) -> FsStep:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
-        check_flags(instruction, _COPY_FLAGS)
+        check_flags(instruction, _COPY_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS | {"parents"})
         loc = instruction.location
         env = scope.expansion_env(config)
         expand = functools.partial(words.expand, env=env, escape=scope.escape, location=loc)
@@ -221,6 +222,8 @@ class StepFactory:
             chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
             unpack_archives=isinstance(instruction, Add) and source is None,
             ignore=None if source else self.context.ignore,
+            exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
+            parents=_flag_bool(instruction, "parents"),
         )
         if plan.chmod is not None:
             try:
@@ -230,31 +233,37 @@ class StepFactory:
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
                  if value]
+        flags[1 if source else 0:0] = ["--parents"] if plan.parents else []  # BuildKit's order
         created_by = " ".join([instruction.keyword, *flags, *sources,
                                *(f"<<{h.delimiter}" for h in instruction.heredocs), plan.dest])
         description = {"copy": instruction.keyword, "sources": list(sources), "dest": plan.dest,
                        "workdir": plan.workdir, "chown": plan.chown, "chmod": plan.chmod,
                        "inline": [[n, c.decode()] for n, c in plan.inline]}
+        if plan.exclude or plan.parents:  # only then: other COPYs keep the keys they had
+            description.update(exclude=list(plan.exclude), parents=plan.parents)
         if source is not None:
             description["from"] = source.key
             return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
         verify = None
         if sources:
-            selection = self.context.select_sources(sources, verb=instruction.keyword)
+            selection = self.context.select_sources(sources, verb=instruction.keyword,
+                                                    parents=plan.parents)
             plan = replace(plan, sources=selection.sources)
             description["content"] = selection.content_key.hex
-            verify = functools.partial(self._unchanged, sources, selection.content_key, instruction)
+            verify = functools.partial(self._unchanged, plan, sources, selection.content_key,
+                                       instruction)
         shape = {k: v for k, v in description.items() if k != "content"}
         again = None
-        if sources and not plan.unpack_archives and not plan.inline:
+        if sources and not plan.unpack_archives and not plan.inline and not plan.exclude \
+                and not plan.parents:  # reuse.py walks sources as a plain COPY does
             again = Reuse(shape, functools.partial(self._copy_reusing, plan))
         return FsStep(description, created_by, functools.partial(self._copy_context, plan),
                       verify=verify, reuse=again)
 
-    def _unchanged(self, sources: tuple[str, ...], key, instruction) -> None:
+    def _unchanged(self, plan: CopyPlan, sources: tuple[str, ...], key, instruction) -> None:
         """Refuse a COPY whose sources changed while they were copied: its layer would be cached
         under content it does not hold (the stat cache keeps this re-check cheap)."""
-        again = self.context.select_sources(sources, verb=instruction.keyword)
+        again = self.context.select_sources(sources, verb=instruction.keyword, parents=plan.parents)
         if again.content_key != key:
             raise BuildError(f"{instruction.keyword} failed: the build context changed while it "
                              "was being copied; run the build again")
@@ -295,7 +304,8 @@ class StepFactory:
 
             def select() -> None:  # in the child, with the source mounted, before chroot
                 image = BuildContext(mounted.merged, image=True)
-                chosen.append(replace(plan, sources=image.resolve_sources(sources, verb=instruction.keyword)))
+                chosen.append(replace(plan, sources=image.resolve_sources(
+                    sources, verb=instruction.keyword, parents=plan.parents)))
 
             self.sandbox.call(rootfs, lambda: apply_copy(chosen[0]), cwd=mounted.merged,
                               source=mounted, pre_chroot=select)
@@ -311,6 +321,18 @@ class StepFactory:
         execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(make_workdir, path))  # noqa: E731
         return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
                       replace(config, working_dir=path))
+
+
+def _flag_bool(instruction, name: str) -> bool:
+    """A boolean flag: bare `--parents` is true, `--parents=false` false (BuildKit's BoolFlag)."""
+    value = flag_value(instruction, name)
+    if value is None:
+        return False
+    if value.lower() in ("", "true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise _fail(instruction, f"--{name}={value}: expected true or false")
 
 
 def make_workdir(path: str) -> None:
