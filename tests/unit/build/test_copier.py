@@ -457,3 +457,22 @@ def test_add_several_archives_each_unpacked(tmp_path, image) -> None:
             tf.addfile(info, io.BytesIO(data))
     _copy_flags(ctx, image, ["*.tar"], "/dest", add=True)
     assert _files(image / "dest") == {"one/file", "two/file"}
+
+
+def test_add_at_root_keeps_a_link_climbing_past_the_top(ctx, image) -> None:
+    # Docker unpacks in a chroot at the destination: at `/`, `../tmp/x` is `/tmp/x`, nothing
+    # escapes. The link stays a link; a member written through it lands inside the root.
+    (image / "tmp").mkdir()
+    (ctx / "t.tar").write_bytes(tar_bytes([("link", "sym", "../tmp/x"), ("dir", "sym", "../../tmp"),
+                                           ("dir/inside", "file", b"in\n")]))
+    copy(ctx, image, ["t.tar"], "/", add=True)
+    assert os.readlink(image / "link") == "../tmp/x"
+    assert (image / "tmp" / "inside").read_bytes() == b"in\n"
+    assert not (image.parent / "tmp").exists()
+
+
+def test_add_at_root_still_refuses_writes_out_of_the_root(ctx, image) -> None:
+    (ctx / "t.tar").write_bytes(tar_bytes([("../evil", "file", b"x")]))
+    with pytest.raises(BuildError, match="escaping"):
+        copy(ctx, image, ["t.tar"], "/", add=True)
+    assert not (image.parent / "evil").exists()
