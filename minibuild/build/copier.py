@@ -42,6 +42,7 @@ class CopyPlan:
     reuse: Reused | None = None  # files already in place (hard links made before the mount)
     exclude: tuple[str, ...] = ()  # --exclude patterns, matched below the destination
     parents: bool = False  # COPY --parents: sources land at their `name` paths below dest
+    keep_owner: bool = False  # COPY --from: entries keep their uid/gid unless --chown
 
 
 def source_key(relpath: str, below: str = "") -> str:
@@ -73,7 +74,7 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     chmod = parse_mode(plan.chmod) if plan.chmod is not None else None
     job = Job(root, context, _owner(plan.chown, root), chmod,
               plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse,
-              IgnoreRules.of(plan.exclude) if plan.exclude else None)
+              IgnoreRules.of(plan.exclude) if plan.exclude else None, plan.keep_owner)
     for source in plan.sources:
         if source.base:
             _make_parents(job, source, dest)

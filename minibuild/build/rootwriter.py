@@ -72,12 +72,14 @@ class Job:
     chown_given: bool
     reuse: Reused | None = None
     exclude: IgnoreRules | None = None  # --exclude, matched below the destination
+    keep_owner: bool = False  # COPY --from without --chown: entries keep the stage's uid/gid
     claimed: set[str] = field(default_factory=set)  # reused image paths the walk reached
     finished: set[str] = field(default_factory=set)  # premade dirs already treated as created
 
     def attrs(self, st: os.stat_result) -> Attrs:
         """Attributes for an entry copied from the context."""
-        return Attrs(self.mode_of(st.st_mode), self.owner, st.st_mtime_ns)
+        owner = (st.st_uid, st.st_gid) if self.keep_owner and not self.chown_given else self.owner
+        return Attrs(self.mode_of(st.st_mode), owner, st.st_mtime_ns)
 
     def mode_of(self, st_mode: int) -> int:
         """The permission bits an entry with this st_mode gets (--chmod applied to its own)."""

@@ -224,6 +224,7 @@ class StepFactory:
             ignore=None if source else self.context.ignore,
             exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
             parents=_flag_bool(instruction, "parents"),
+            keep_owner=source is not None,  # BuildKit keeps a stage's owners (the context's are 0)
         )
         if plan.chmod is not None:
             try:
@@ -243,6 +244,7 @@ class StepFactory:
             description.update(exclude=list(plan.exclude), parents=plan.parents)
         if source is not None:
             description["from"] = source.key
+            description["owners"] = "kept"  # since stages' uid/gid are kept: older layers differ
             return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
         verify = None
         if sources:
