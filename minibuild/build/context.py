@@ -263,7 +263,7 @@ class BuildContext:
         h = hashlib.sha256()
         files = size = 0
         for source in sources:
-            _record(h, ["source", source.dest_name, source.kind])
+            _record(h, ["source", source.dest_name, source.kind, *self._parent_modes(source)])
             entries = self._entries(source)
             for entry in entries:
                 data = self._entry_data(source, entry)
@@ -272,6 +272,14 @@ class BuildContext:
                     files += 1
                     size += entry.stat.st_size
         return Selection(sources, Digest.from_hash(h), files, size)
+
+    def _parent_modes(self, source: Source) -> list[int]:
+        """COPY --parents: the modes of the context dirs it copies above a source."""
+        if not source.base or "/" not in source.name:
+            return []
+        parts = source.name.split("/")[:-1]
+        return [stat.S_IMODE(os.stat(os.path.join(self.root, source.base, *parts[:i])).st_mode)
+                for i in range(1, len(parts) + 1)]
 
     def _entries(self, source: Source) -> Iterator[Entry]:
         """The source itself (relpath "") then, for a dir, everything below it."""

@@ -151,6 +151,7 @@ COPY --from=source /file /
 COPY --from=source /dir /dir
 COPY --link --from=source --chown=300:400 /dir /chowned
 COPY --link=true --from=source /file /linked
+COPY --from=source --exclude=subdir/nested* /dir /excluded
 """)
     mb.build(ctx, "-t", "owners:1")
     root = umoci_unpack(mb, "owners:1", tmp_path)
@@ -163,6 +164,7 @@ COPY --link=true --from=source /file /linked
     assert owner("dir") == (0, 0)
     assert owner("dir/subdir") == (101, 201) and owner("dir/subdir/nestedfile") == (102, 202)
     assert {owner(r) for r in ("chowned", "chowned/subdir", "chowned/subdir/nestedfile")} == {(300, 400)}
+    assert (root / "excluded" / "subdir").is_dir() and files(root / "excluded") == set()
 
 
 def test_exclude_parents_and_chmod_rerun_the_step_when_changed(mb: Minibuild, tmp_path):

@@ -244,3 +244,11 @@ def test_racy_fresh_file_is_not_cached(ctx: Path) -> None:
 
 def test_source_dest_name_default() -> None:
     assert Source("a/b.txt", "file", False).dest_name == "b.txt"
+
+
+def test_parents_key_covers_the_modes_of_the_dirs_it_copies(ctx: Path) -> None:
+    bc = BuildContext(ctx)
+    first = bc.select_sources(["lib/a.py"], parents=True)
+    assert [(s.relpath, s.name, s.base) for s in first.sources] == [("lib/a.py", "lib/a.py", ".")]
+    os.chmod(ctx / "lib", 0o700)
+    assert BuildContext(ctx).select_sources(["lib/a.py"], parents=True).content_key != first.content_key
