@@ -10,8 +10,9 @@ reused file, overlay copies a lower file up to a new inode before any write (ind
 
 Reuse is refused (the plain copy runs) wherever the result could differ from a fresh copy: ADD,
 heredocs, COPY --exclude and --parents (their walks are not the plain one), COPY --from (the
-caller's rules), a single-file destination, a destination written more than once, a path whose dirs in the image below are not plain dirs or carry xattrs, anything in the
-earlier layer that is not a plain dir or file. The earlier layer must have been made on the same
+caller's rules), a single-file destination, a destination written more than once, a path whose
+dirs in the image below are not plain dirs or carry xattrs, anything in the earlier layer that
+is not a plain dir or file. The earlier layer must have been made on the same
 lower layers (the caller keys it by parent step and lower DiffIDs), so a dir the image below has
 gets the attributes overlay's copy-up would give it.
 """
