@@ -76,16 +76,7 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
               plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse,
               IgnoreRules.of(plan.exclude) if plan.exclude else None, plan.keep_owner)
     for source in plan.sources:
-        if source.base:
-            _make_parents(job, source, dest)
-        if source.kind == "dir":
-            _copy_tree(job, source, posixpath.join(dest, source.name) if source.base else dest)
-        elif job.exclude is None or not job.exclude.ignored(source.dest_name):
-            if source.base:  # --parents: into the dir made for it, resolved in the root
-                parent, name = posixpath.split(source.name)
-                _copy_one(job, replace(source, name=name), posixpath.join(dest, parent), True)
-            else:
-                _copy_one(job, source, dest, want_dir)
+        _copy_source(job, source, dest, want_dir)
     for name, content in plan.inline:
         target = file_target(job, dest, want_dir, name)
         mode = job.mode_of(stat.S_IFREG | 0o644)  # BuildKit writes heredocs 0644
@@ -150,6 +141,26 @@ def _copy_one(job: Job, source: Source, dest: str, want_dir: bool) -> None:
         put_file(job, target, src, attrs)
 
 
+def _copy_source(job: Job, source: Source, dest: str, want_dir: bool) -> None:
+    """One selected source: a dir's contents, or a file or link; with --parents, below dest at
+    its path, the dirs above it made first (only when something is copied, as BuildKit)."""
+    if job.exclude is not None and (source.base or source.kind != "dir") \
+            and job.exclude.ignored(source.dest_name):
+        return  # a dir's own name is matched only with --parents: its contents land in dest
+    if not source.base:
+        if source.kind == "dir":
+            _copy_tree(job, source, dest)
+        else:
+            _copy_one(job, source, dest, want_dir)
+        return
+    _make_parents(job, source, dest)
+    if source.kind == "dir":
+        _copy_tree(job, source, posixpath.join(dest, source.name))
+    else:  # into the dir made for it, resolved in the root
+        parent, name = posixpath.split(source.name)
+        _copy_one(job, replace(source, name=name), posixpath.join(dest, parent), True)
+
+
 def _make_parents(job: Job, source: Source, dest: str) -> None:
     """COPY --parents: the dirs between dest and a source, made as copies of the context's
     (mode, --chown owner, mtime), as fsutil's createParentDirs does; existing ones are kept."""
@@ -176,8 +187,6 @@ def _filter(job: Job, source: Source) -> IgnoreRules | Excluding | None:
 
 def _copy_tree(job: Job, source: Source, dest: str) -> None:
     """Copy the contents of a context dir into the image dir dest."""
-    if source.base and job.exclude is not None and job.exclude.ignored(source.name):
-        return  # --parents: a selected dir that --exclude names
     top, created = ensure_dir(job, dest)
     base = os.path.join(job.context, source.relpath)
     stamps: list[tuple[str, int]] = []

@@ -476,3 +476,8 @@ def test_add_at_root_still_refuses_writes_out_of_the_root(ctx, image) -> None:
     with pytest.raises(BuildError, match="escaping"):
         copy(ctx, image, ["t.tar"], "/", add=True)
     assert not (image.parent / "evil").exists()
+
+
+def test_parents_excluded_source_makes_no_dirs(tree_ctx, image) -> None:
+    _copy_flags(tree_ctx, image, ["./src/**/*.txt"], "/e/", parents=True, exclude=("src/x",))
+    assert _files(image / "e") == {"src/a.txt"} and not (image / "e" / "src" / "x").exists()
