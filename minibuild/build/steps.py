@@ -211,26 +211,11 @@ class StepFactory:
              source: CopySource | None) -> FsStep:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
         check_flags(instruction, _COPY_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS | {"parents"})
-        loc = instruction.location
         env = scope.expansion_env(config)
-        expand = functools.partial(words.expand, env=env, escape=scope.escape, location=loc)
+        expand = functools.partial(words.expand, env=env, escape=scope.escape,
+                                   location=instruction.location)
         sources = tuple(expand(s) for s in instruction.paths)
-        chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
-        plan = CopyPlan(
-            sources=(), inline=metadata.inline_files(instruction, env),
-            dest=expand(instruction.dest), workdir=config.working_dir or "/",
-            chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
-            unpack_archives=isinstance(instruction, Add) and source is None,
-            ignore=None if source else self.context.ignore,
-            exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
-            parents=_flag_bool(instruction, "parents"),
-            keep_owner=source is not None,  # BuildKit keeps a stage's owners (the context's are 0)
-        )
-        if plan.chmod is not None:
-            try:
-                parse_mode(plan.chmod)  # a bad mode fails here, at its line, before any copy
-            except BuildError as exc:
-                raise _fail(instruction, exc.message) from None
+        plan = _copy_plan(instruction, config, env, expand, source is not None, self.context)
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
                  if value]
@@ -323,6 +308,29 @@ class StepFactory:
         execute = lambda rootfs: self.sandbox.call(rootfs, functools.partial(make_workdir, path))  # noqa: E731
         return FsStep({"workdir": path}, f"WORKDIR {path}", execute,
                       replace(config, working_dir=path))
+
+
+def _copy_plan(instruction, config: ContainerConfig, env, expand: Callable[[str], str],
+               from_stage: bool, context: BuildContext) -> CopyPlan:
+    """A COPY/ADD's flags and words, expanded, as a plan without its sources yet; a bad --chmod
+    fails here, at its line, before any copy."""
+    chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
+    plan = CopyPlan(
+        sources=(), inline=metadata.inline_files(instruction, env),
+        dest=expand(instruction.dest), workdir=config.working_dir or "/",
+        chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
+        unpack_archives=isinstance(instruction, Add) and not from_stage,
+        ignore=None if from_stage else context.ignore,
+        exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
+        parents=_flag_bool(instruction, "parents"),
+        keep_owner=from_stage,  # BuildKit keeps a stage's owners (the context's become 0:0)
+    )
+    if plan.chmod is not None:
+        try:
+            parse_mode(plan.chmod)
+        except BuildError as exc:
+            raise _fail(instruction, exc.message) from None
+    return plan
 
 
 def _flag_bool(instruction, name: str) -> bool:
