@@ -91,14 +91,15 @@ def _extract_member(job: Job, tf: tarfile.TarFile, m: tarfile.TarInfo,
     if rel is None:
         return None
     target = _member_target(job, dest_host, rel, archive, follow=False)
-    mkdirs(job, os.path.dirname(target), ROOT_OWNER)
+    mkdirs(job, os.path.dirname(target), ROOT_OWNER)  # dirs a tar implies: 0755 root's
     owner = job.owner if job.chown_given else (m.uid, m.gid)
     attrs = Attrs(m.mode & 0o7777, owner, int(m.mtime * 1_000_000_000))
     if m.isdir():
         host, stamped = put_dir(job, target, attrs, dest_host)
         return (host, attrs.mtime_ns) if stamped else None
     if m.issym():
-        _check_symlink(rel, m.linkname, archive)
+        if image_path(job.root, dest_host) != "/":
+            _check_symlink(rel, m.linkname, archive)
         put_symlink(job, target, m.linkname, attrs)
     elif m.islnk():
         _put_hardlink(job, dest_host, target, m.linkname, archive)
@@ -112,7 +113,13 @@ def _extract_member(job: Job, tf: tarfile.TarFile, m: tarfile.TarInfo,
 
 
 def _check_symlink(rel: str, link: str, archive: str) -> None:
-    """Refuse a relative link that climbs out of the destination (as Docker does)."""
+    """Refuse a relative link that climbs out of a destination below `/`.
+
+    Stricter than Docker, whose chrootarchive unpacks inside a chroot at the destination and
+    so takes any link. Unpacked at `/`, a `..` past the top stays at `/` (a chroot's rule), so
+    nothing climbs out and every link is kept, as Docker keeps `../tmp/x`. The link is data
+    either way: a later member written through it is resolved inside the root and refused when
+    it lands outside the destination (_member_target)."""
     if link.startswith("/"):
         return  # absolute targets are image paths, resolved inside the root
     depth = rel.count("/")  # dirs above the link inside the destination

@@ -7,13 +7,14 @@ the build saw (for the memo) sightings.py's.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import posixpath
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from minibuild.build.hashcache import HashCache
@@ -32,9 +33,12 @@ class Source:
     """One selected source, as written in the Buildfile, resolved inside the context."""
 
     relpath: str  # path to read inside the context, "." for the root, no leading "/"
-    kind: str  # "file" | "dir" | "symlink" (a wildcard match kept as a link)
+    kind: str  # "file" | "dir" | "symlink" (a link met inside a copied dir is kept as a link)
     from_wildcard: bool
-    name: str = ""  # name at the destination (the name as written); defaults to the basename
+    # Name at the destination (the name as written; defaults to the basename). With
+    # `COPY --parents` it is the path below the destination, e.g. "x/a.txt".
+    name: str = ""
+    base: str = ""  # COPY --parents: the context dir `name` is relative to (its dirs are copied)
 
     @property
     def dest_name(self) -> str:
@@ -94,15 +98,27 @@ class BuildContext:
         """Where walk_source notes the dirs it lists (None: nobody watches)."""
         return self._sightings.paths if self._sightings is not None else None
 
-    def select_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> Selection:
+    def select_sources(self, patterns: Sequence[str], *, verb: str = "COPY",
+                       parents: bool = False) -> Selection:
         """Resolve sources with Docker semantics and hash the content they select."""
-        return self._hash(self.resolve_sources(patterns, verb=verb))
+        return self._hash(self.resolve_sources(patterns, verb=verb, parents=parents))
 
-    def resolve_sources(self, patterns: Sequence[str], *, verb: str = "COPY") -> tuple[Source, ...]:
-        """Resolve sources with Docker semantics, without reading their content."""
+    def resolve_sources(self, patterns: Sequence[str], *, verb: str = "COPY",
+                        parents: bool = False) -> tuple[Source, ...]:
+        """Resolve sources with Docker semantics, without reading their content.
+
+        A wildcard that matches nothing is no error beside sources that select something
+        (BuildKit's AllowEmptyWildcard); when nothing at all is selected it is.
+        """
         sources: list[Source] = []
         for pattern in patterns:
-            sources.extend(self._resolve(pattern, verb))
+            if parents:
+                sources.extend(self._resolve_parents(pattern, verb))
+            else:
+                sources.extend(self._resolve(pattern, verb))
+        if patterns and not sources:
+            raise BuildError(f"{verb} failed: no source files were specified "
+                             f"({' '.join(patterns)})")
         return tuple(sources)
 
     # -- resolution ---------------------------------------------------------------------
@@ -118,11 +134,47 @@ class BuildContext:
         if cleaned == ".." or cleaned.startswith("../"):
             raise BuildError(f"{verb} failed: {pattern} is outside the build context")
         if has_glob(cleaned):
-            found = self._expand(cleaned.split("/"), pattern, verb)
-            if not found:
-                raise BuildError(f"{verb} failed: no source files were specified ({pattern})")
-            return found
+            return self._expand(cleaned.split("/"), pattern, verb)
         return [self._direct(cleaned, pattern, verb)]
+
+    def _resolve_parents(self, pattern: str, verb: str) -> list[Source]:
+        """COPY --parents: what `pattern` selects below its base (the part before `/./`, else
+        the context root), each named by its path below that base (rsync's --relative)."""
+        base, pivot, rest = pattern.partition("/./")
+        if not pivot:
+            base, rest = "", pattern
+        rest = posixpath.normpath(rest.lstrip("/") or ".")
+        if rest == ".." or rest.startswith("../"):
+            raise BuildError(f"{verb} failed: {pattern} is outside the build context")
+        bases = [s for s in self._resolve(base or ".", verb) if s.kind == "dir"]
+        found: list[Source] = []
+        for b in bases:
+            if not has_glob(rest):
+                source = self._direct(_ctx_join(b.relpath, rest), pattern, verb)
+                found.append(replace(source, name=rest, base=b.relpath))
+            else:
+                found.extend(self._parents_matches(b.relpath, rest))
+        return found
+
+    def _parents_matches(self, base: str, rest: str) -> list[Source]:
+        """Entries below `base` whose path from it matches the wildcard `rest` (`**` spans dirs);
+        a matched dir brings everything below it, a matched link stays a link."""
+        regex = re.compile(glob_to_regex(rest, double_star=True) + r"\Z", re.DOTALL)
+        parts = rest.split("/")
+        literal = "/".join(itertools.takewhile(lambda p: not has_glob(p), parts))
+        start = _ctx_join(base, literal)
+        if not os.path.isdir(self._look(os.path.join(self.root, start))):
+            return []
+        found: list[Source] = []
+        taken: list[str] = []
+        for entry in walk_source(str(self.root), start, self.ignore, self._listed()):
+            rel = f"{literal}/{entry.relpath}" if literal else entry.relpath
+            if any(rel.startswith(t + "/") for t in taken) or not regex.match(rel):
+                continue
+            found.append(Source(_ctx_join(start, entry.relpath), entry.kind, True, rel, base))
+            if entry.kind == "dir":
+                taken.append(rel)
+        return found
 
     def _direct(self, cleaned: str, pattern: str, verb: str) -> Source:
         """A source named without wildcards: symlinks followed, but only inside the context."""
@@ -171,7 +223,8 @@ class BuildContext:
             for d in dirs:
                 matched.extend(self._match_in(d, part, regex, pattern, verb))
             if last:
-                return [self._wild_source(rel, verb) for rel in matched]
+                found = (self._wild_source(rel, pattern, verb) for rel in matched)
+                return [source for source in found if source is not None]
             dirs = [self._as_dir(rel, pattern, verb) for rel in matched]
             dirs = [d for d in dirs if d is not None]
         return []
@@ -192,12 +245,16 @@ class BuildContext:
         real = self._inside(rel, pattern, verb)
         return os.path.relpath(real, self._real) if os.path.isdir(real) else None
 
-    def _wild_source(self, rel: str, verb: str) -> Source:
-        """A wildcard match: symlinks are kept as links, like inside a copied dir."""
-        kind = kind_of(os.lstat(self._look(os.path.join(self.root, rel))).st_mode)
+    def _wild_source(self, rel: str, pattern: str, verb: str) -> Source | None:
+        """A wildcard match: a symlink is followed (its target's content is copied, as
+        BuildKit's FollowSymlinks does), a socket, fifo or device skipped."""
+        if kind_of(os.lstat(self._look(os.path.join(self.root, rel))).st_mode) is None:
+            return None
+        real = self._inside(rel, pattern, verb)
+        kind = kind_of(os.stat(real).st_mode)
         if kind is None:
-            raise BuildError(f"{verb} failed: {rel} is not a regular file or directory")
-        return Source(rel, kind, True, posixpath.basename(rel))
+            return None
+        return Source(os.path.relpath(real, self._real), kind, True, posixpath.basename(rel))
 
     # -- hashing ------------------------------------------------------------------------
 
@@ -206,7 +263,7 @@ class BuildContext:
         h = hashlib.sha256()
         files = size = 0
         for source in sources:
-            _record(h, ["source", source.dest_name, source.kind])
+            _record(h, ["source", source.dest_name, source.kind, *self._parent_modes(source)])
             entries = self._entries(source)
             for entry in entries:
                 data = self._entry_data(source, entry)
@@ -215,6 +272,14 @@ class BuildContext:
                     files += 1
                     size += entry.stat.st_size
         return Selection(sources, Digest.from_hash(h), files, size)
+
+    def _parent_modes(self, source: Source) -> list[int]:
+        """COPY --parents: the modes of the context dirs it copies above a source."""
+        if not source.base or "/" not in source.name:
+            return []
+        parts = source.name.split("/")[:-1]
+        return [stat.S_IMODE(os.stat(os.path.join(self.root, source.base, *parts[:i])).st_mode)
+                for i in range(1, len(parts) + 1)]
 
     def _entries(self, source: Source) -> Iterator[Entry]:
         """The source itself (relpath "") then, for a dir, everything below it."""
@@ -233,6 +298,11 @@ class BuildContext:
         if entry.kind == "symlink":
             return os.readlink(self._look(path))
         return ""
+
+def _ctx_join(a: str, b: str) -> str:
+    """Join two context-relative paths ("." is the root)."""
+    return posixpath.normpath(posixpath.join(a, b)) if a not in ("", ".") else b
+
 
 def _record(h: "hashlib._Hash", fields: list[object]) -> None:
     """Feed one unambiguous line (JSON escapes any separator in names) into the hash."""

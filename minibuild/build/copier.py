@@ -11,16 +11,17 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, replace
 
 from minibuild.build.addarchive import extract, is_tar
 from minibuild.build.context import Source
 from minibuild.build.rootwriter import (ROOT_OWNER, Attrs, Job, Reused, ReuseMismatch,
                                         claim_reused, ensure_dir, file_target, put_dir, put_file,
                                         put_symlink, set_dir_times)
-from minibuild.build.treewalk import walk_source
+from minibuild.build.treewalk import Excluding, walk_source
 from minibuild.dockerfile.dockerignore import IgnoreRules
+from minibuild.dockerfile.filemode import parse_mode
 from minibuild.errors import BuildError, MinibuildError
 from minibuild.fs.rootpath import resolve_in_root
 from minibuild.fs.users import resolve_user
@@ -35,10 +36,13 @@ class CopyPlan:
     dest: str  # as written, after expansion (a trailing "/" means a directory)
     workdir: str  # the image WORKDIR, for a relative dest
     chown: str | None  # --chown value, names resolved through the image's passwd/group
-    chmod: str | None  # --chmod value, octal only for now
+    chmod: str | None  # --chmod value: octal or symbolic (filemode.py)
     unpack_archives: bool  # ADD: a local tar (any compression) is extracted into dest
     ignore: IgnoreRules | None  # skips excluded files while walking a source dir
     reuse: Reused | None = None  # files already in place (hard links made before the mount)
+    exclude: tuple[str, ...] = ()  # --exclude patterns, matched below the destination
+    parents: bool = False  # COPY --parents: sources land at their `name` paths below dest
+    keep_owner: bool = False  # COPY --from: entries keep their uid/gid unless --chown
 
 
 def source_key(relpath: str, below: str = "") -> str:
@@ -60,27 +64,34 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     """Carry out one COPY/ADD: read sources under `context`, write under image `root`."""
     verb = "ADD" if plan.unpack_archives else "COPY"
     dest, want_dir = destination(plan)
+    want_dir = want_dir or plan.parents  # BuildKit copies --parents into dest as a dir
     count = len(plan.sources) + len(plan.inline)
     if count == 0:
         raise BuildError(f"{verb} failed: no source files were specified")
-    if count > 1 and not want_dir:
+    if count > 1 and not want_dir and not _all_archives(plan, context):
         raise BuildError(f"When using {verb} with more than one source file, the destination "
                          f"must be a directory and end with a / (got {plan.dest!r})")
-    job = Job(root, context, _owner(plan.chown, root), _parse_chmod(plan.chmod),
-              plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse)
+    chmod = parse_mode(plan.chmod) if plan.chmod is not None else None
+    job = Job(root, context, _owner(plan.chown, root), chmod,
+              plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse,
+              IgnoreRules.of(plan.exclude) if plan.exclude else None, plan.keep_owner)
     for source in plan.sources:
-        if source.kind == "dir":
-            _copy_tree(job, source, dest)
-        else:
-            _copy_one(job, source, dest, want_dir)
+        _copy_source(job, source, dest, want_dir)
     for name, content in plan.inline:
         target = file_target(job, dest, want_dir, name)
-        mode = job.mode if job.mode is not None else 0o644
+        mode = job.mode_of(stat.S_IFREG | 0o644)  # BuildKit writes heredocs 0644
         # mtime 0 keeps heredoc layers identical from one build to the next.
         put_file(job, target, io.BytesIO(content), Attrs(mode, job.owner, 0))
     if job.reuse is not None and len(job.claimed) != len(job.reuse.files):
         missed = sorted(set(job.reuse.files) - job.claimed)
         raise ReuseMismatch(f"{verb}: {len(missed)} reused files were not reached, e.g. {missed[0]}")
+
+
+def _all_archives(plan: CopyPlan, context: str) -> bool:
+    """True for an ADD whose sources are all local archives: each is unpacked into dest, a dir
+    whether or not it ends with "/" (`ADD *.tar /dest`, as BuildKit takes it)."""
+    return (plan.unpack_archives and not plan.inline and all(
+        s.kind == "file" and is_tar(os.path.join(context, s.relpath)) for s in plan.sources))
 
 
 def _owner(spec: str | None, root: str) -> tuple[int, int]:
@@ -111,20 +122,11 @@ def _read_image_file(root: str, path: str) -> str | None:
         return None
 
 
-def _parse_chmod(spec: str | None) -> int | None:
-    """The --chmod value as permission bits."""
-    if spec is None:
-        return None
-    if re.fullmatch(r"[0-7]{1,4}", spec):
-        return int(spec, 8)
-    raise BuildError(f"--chmod={spec}: only octal modes (like 0755) are supported for now")
-
-
 def _copy_one(job: Job, source: Source, dest: str, want_dir: bool) -> None:
     """Copy (or, for ADD, maybe unpack) one file or kept symlink."""
     path = os.path.join(job.context, source.relpath)
     if job.unpack and source.kind == "file" and is_tar(path):
-        dest_host, _ = ensure_dir(job, dest, job.owner)
+        dest_host, _ = ensure_dir(job, dest)
         extract(job, path, dest_host)
         return
     target = file_target(job, dest, want_dir, source.dest_name)
@@ -139,9 +141,53 @@ def _copy_one(job: Job, source: Source, dest: str, want_dir: bool) -> None:
         put_file(job, target, src, attrs)
 
 
+def _copy_source(job: Job, source: Source, dest: str, want_dir: bool) -> None:
+    """One selected source: a dir's contents, or a file or link; with --parents, below dest at
+    its path, the dirs above it made first (only when something is copied, as BuildKit)."""
+    if job.exclude is not None and (source.base or source.kind != "dir") \
+            and job.exclude.ignored(source.dest_name):
+        return  # a dir's own name is matched only with --parents: its contents land in dest
+    if not source.base:
+        if source.kind == "dir":
+            _copy_tree(job, source, dest)
+        else:
+            _copy_one(job, source, dest, want_dir)
+        return
+    _make_parents(job, source, dest)
+    if source.kind == "dir":
+        _copy_tree(job, source, posixpath.join(dest, source.name))
+    else:  # into the dir made for it, resolved in the root
+        parent, name = posixpath.split(source.name)
+        _copy_one(job, replace(source, name=name), posixpath.join(dest, parent), True)
+
+
+def _make_parents(job: Job, source: Source, dest: str) -> None:
+    """COPY --parents: the dirs between dest and a source, made as copies of the context's
+    (mode, --chown owner, mtime), as fsutil's createParentDirs does; existing ones are kept."""
+    ensure_dir(job, dest)
+    stamps: list[tuple[str, int]] = []
+    parts = posixpath.dirname(source.name).split("/") if "/" in source.name else []
+    for i in range(1, len(parts) + 1):
+        below = "/".join(parts[:i])
+        st = os.stat(os.path.join(job.context, source.base, below))
+        host = resolve_in_root(job.root, posixpath.join(dest, below))
+        if not os.path.lexists(host):
+            put_dir(job, host, job.attrs(st), job.root)
+            stamps.append((host, st.st_mtime_ns))
+    set_dir_times(stamps)
+
+
+def _filter(job: Job, source: Source) -> IgnoreRules | Excluding | None:
+    """What a walk of this source skips: .dockerignore, and --exclude below the destination."""
+    if job.exclude is None:
+        return job.ignore
+    prefix = source.name if source.base and source.name != "." else ""
+    return Excluding(job.ignore or IgnoreRules(), job.exclude, source.relpath, prefix)
+
+
 def _copy_tree(job: Job, source: Source, dest: str) -> None:
     """Copy the contents of a context dir into the image dir dest."""
-    top, created = ensure_dir(job, dest, job.owner)
+    top, created = ensure_dir(job, dest)
     base = os.path.join(job.context, source.relpath)
     stamps: list[tuple[str, int]] = []
     if created:
@@ -149,7 +195,7 @@ def _copy_tree(job: Job, source: Source, dest: str) -> None:
         os.chmod(top, job.attrs(st).mode)
         stamps.append((top, st.st_mtime_ns))
     dirs = {"": top}
-    for entry in walk_source(job.context, source.relpath, job.ignore):
+    for entry in walk_source(job.context, source.relpath, _filter(job, source)):
         parent, name = posixpath.split(entry.relpath)
         target = os.path.join(dirs[parent], name)
         attrs = job.attrs(entry.stat)

@@ -9,9 +9,10 @@ reused file, overlay copies a lower file up to a new inode before any write (ind
 `check_untouched` proves after the step that every reused inode is as it was.
 
 Reuse is refused (the plain copy runs) wherever the result could differ from a fresh copy: ADD,
-heredocs, COPY --from (the caller's rules), a single-file destination, a destination written more
-than once, a path whose dirs in the image below are not plain dirs or carry xattrs, anything in the
-earlier layer that is not a plain dir or file. The earlier layer must have been made on the same
+heredocs, COPY --exclude and --parents (their walks are not the plain one), COPY --from (the
+caller's rules), a single-file destination, a destination written more than once, a path whose
+dirs in the image below are not plain dirs or carry xattrs, anything in the earlier layer that
+is not a plain dir or file. The earlier layer must have been made on the same
 lower layers (the caller keys it by parent step and lower DiffIDs), so a dir the image below has
 gets the attributes overlay's copy-up would give it.
 """
@@ -94,7 +95,7 @@ def copy_targets(plan: CopyPlan, context: str) -> dict[str, list[tuple[str, str,
     """Every image path the copy writes, with what lands there: (kind, context path, (st_mode,
     size, mtime_ns)) per write; None for a copy whose targets depend on the image (or that is
     never reused)."""
-    if plan.unpack_archives or plan.inline or not plan.sources:
+    if plan.unpack_archives or plan.inline or not plan.sources or plan.exclude or plan.parents:
         return None
     dest, want_dir = destination(plan)
     writes: dict[str, list[tuple[str, str, _Meta]]] = defaultdict(list)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from minibuild.dockerfile.dockerignore import IgnoreRules
+from minibuild.dockerfile.filemode import FileMode
 from minibuild.errors import BuildError
 from minibuild.fs import idmap
 from minibuild.fs.rootpath import resolve_in_root
@@ -64,19 +65,33 @@ class Job:
     root: str
     context: str
     owner: tuple[int, int]
-    mode: int | None
+    chmod: FileMode | None
     ignore: IgnoreRules | None
     unpack: bool
     verb: str
     chown_given: bool
     reuse: Reused | None = None
+    exclude: IgnoreRules | None = None  # --exclude, matched below the destination
+    keep_owner: bool = False  # COPY --from without --chown: entries keep the stage's uid/gid
     claimed: set[str] = field(default_factory=set)  # reused image paths the walk reached
     finished: set[str] = field(default_factory=set)  # premade dirs already treated as created
 
     def attrs(self, st: os.stat_result) -> Attrs:
         """Attributes for an entry copied from the context."""
-        mode = self.mode if self.mode is not None else stat.S_IMODE(st.st_mode)
-        return Attrs(mode, self.owner, st.st_mtime_ns)
+        owner = (st.st_uid, st.st_gid) if self.keep_owner and not self.chown_given else self.owner
+        return Attrs(self.mode_of(st.st_mode), owner, st.st_mtime_ns)
+
+    def mode_of(self, st_mode: int) -> int:
+        """The permission bits an entry with this st_mode gets (--chmod applied to its own)."""
+        if self.chmod is None:
+            return stat.S_IMODE(st_mode)
+        return self.chmod.apply(stat.S_IMODE(st_mode), stat.S_ISDIR(st_mode))
+
+    @property
+    def dir_mode(self) -> int:
+        """The mode of dirs the copy creates on its way to the destination (BuildKit's rule:
+        an octal --chmod, else 0755)."""
+        return 0o755 if self.chmod is None else self.chmod.dir_mode
 
 
 def image_path(root: str, host: str) -> str:
@@ -148,46 +163,47 @@ def chown(target: str | int, owner: tuple[int, int]) -> None:
                          "/etc/subgid)") from None
 
 
-def mkdirs(job: Job, host: str, last_owner: tuple[int, int]) -> bool:
-    """Create missing dirs down to a resolved host path: parents 0755 root, the last one
-    owned by last_owner. Return whether the last one was created."""
+def mkdirs(job: Job, host: str, owner: tuple[int, int], mode: int = 0o755) -> bool:
+    """Create missing dirs down to a resolved host path, each with `owner` and `mode` (BuildKit
+    gives every dir a COPY creates the --chown owner and an octal --chmod, fsutil's MkdirAll).
+    Return whether the last one was created."""
     rel = os.path.relpath(host, job.root)
     parts = [] if rel == "." else rel.split("/")
     cur, created = job.root, False
-    for i, part in enumerate(parts):
+    for part in parts:
         cur = os.path.join(cur, part)
-        owner = last_owner if i == len(parts) - 1 else ROOT_OWNER
         if os.path.isdir(cur) and not os.path.islink(cur):
             created = _premade(job, cur)
             if created:  # made before the mount for reused files: finish it as a new dir
-                os.chmod(cur, 0o755)
                 chown(cur, owner)
+                os.chmod(cur, mode)
             continue
         if os.path.lexists(cur):
             _guard(job, cur)
             raise BuildError(f"{job.verb} failed: cannot create directory "
                              f"{image_path(job.root, host)}: {image_path(job.root, cur)} "
                              "exists and is not a directory")
-        os.mkdir(cur, 0o755)
-        os.chmod(cur, 0o755)  # mkdir's mode goes through the umask
+        os.mkdir(cur, 0o700)
         chown(cur, owner)
+        os.chmod(cur, mode)  # after chown (it clears set-id bits); mkdir's mode has the umask
         created = True
     return created
 
 
-def ensure_dir(job: Job, path: str, owner: tuple[int, int]) -> tuple[str, bool]:
-    """The host path of an image dir, created if missing; and whether it was created."""
+def ensure_dir(job: Job, path: str) -> tuple[str, bool]:
+    """The host path of an image dir, created (as the copy creates dirs) if missing; and whether
+    it was created."""
     host = resolve_in_root(job.root, path)
-    return host, mkdirs(job, host, owner)
+    return host, mkdirs(job, host, job.owner, job.dir_mode)
 
 
 def file_target(job: Job, dest: str, want_dir: bool, name: str) -> str:
     """Where a single file goes: inside dest when it is (or must be) a dir, else dest."""
     host = resolve_in_root(job.root, dest)
     if want_dir or os.path.isdir(host):
-        dir_host, _ = ensure_dir(job, dest, job.owner)
+        dir_host, _ = ensure_dir(job, dest)
         return os.path.join(dir_host, name)
-    mkdirs(job, os.path.dirname(host), ROOT_OWNER)
+    mkdirs(job, os.path.dirname(host), job.owner, job.dir_mode)
     return host
 
 

@@ -26,12 +26,14 @@ from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
 from minibuild.dockerfile.suggest import unknown_flag
+from minibuild.dockerfile.filemode import parse_mode
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
-_COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
-_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents"}
+# --link: our layers never depend on the base. --parents is COPY's only (the reference).
+_COPY_FLAGS = {"from", "chown", "chmod", "link", "exclude"}
+_NOT_YET = {"checksum", "keep-git-dir"}
 _RUN_FLAGS = {"network", "mount", "security"}
 
 
@@ -222,47 +224,47 @@ class StepFactory:
     def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
              source: CopySource | None) -> FsStep:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
-        check_flags(instruction, _COPY_FLAGS)
-        loc = instruction.location
+        check_flags(instruction, _COPY_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS | {"parents"})
         env = scope.expansion_env(config)
-        expand = functools.partial(words.expand, env=env, escape=scope.escape, location=loc)
+        expand = functools.partial(words.expand, env=env, escape=scope.escape,
+                                   location=instruction.location)
         sources = tuple(expand(s) for s in instruction.paths)
-        chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
-        plan = CopyPlan(
-            sources=(), inline=metadata.inline_files(instruction, env),
-            dest=expand(instruction.dest), workdir=config.working_dir or "/",
-            chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
-            unpack_archives=isinstance(instruction, Add) and source is None,
-            ignore=None if source else self.context.ignore,
-        )
+        plan = _copy_plan(instruction, config, env, expand, source is not None, self.context)
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
                  if value]
+        flags[1 if source else 0:0] = ["--parents"] if plan.parents else []  # BuildKit's order
         created_by = " ".join([instruction.keyword, *flags, *sources,
                                *(f"<<{h.delimiter}" for h in instruction.heredocs), plan.dest])
         description = {"copy": instruction.keyword, "sources": list(sources), "dest": plan.dest,
                        "workdir": plan.workdir, "chown": plan.chown, "chmod": plan.chmod,
                        "inline": [[n, c.decode()] for n, c in plan.inline]}
+        if plan.exclude or plan.parents:  # only then: other COPYs keep the keys they had
+            description.update(exclude=list(plan.exclude), parents=plan.parents)
         if source is not None:
             description["from"] = source.key
+            description["owners"] = "kept"  # since stages' uid/gid are kept: older layers differ
             return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
         verify = None
         if sources:
-            selection = self.context.select_sources(sources, verb=instruction.keyword)
+            selection = self.context.select_sources(sources, verb=instruction.keyword,
+                                                    parents=plan.parents)
             plan = replace(plan, sources=selection.sources)
             description["content"] = selection.content_key.hex
-            verify = functools.partial(self._unchanged, sources, selection.content_key, instruction)
+            verify = functools.partial(self._unchanged, plan, sources, selection.content_key,
+                                       instruction)
         shape = {k: v for k, v in description.items() if k != "content"}
         again = None
-        if sources and not plan.unpack_archives and not plan.inline:
+        if sources and not plan.unpack_archives and not plan.inline and not plan.exclude \
+                and not plan.parents:  # reuse.py walks sources as a plain COPY does
             again = Reuse(shape, functools.partial(self._copy_reusing, plan))
         return FsStep(description, created_by, functools.partial(self._copy_context, plan),
                       verify=verify, reuse=again)
 
-    def _unchanged(self, sources: tuple[str, ...], key, instruction) -> None:
+    def _unchanged(self, plan: CopyPlan, sources: tuple[str, ...], key, instruction) -> None:
         """Refuse a COPY whose sources changed while they were copied: its layer would be cached
         under content it does not hold (the stat cache keeps this re-check cheap)."""
-        again = self.context.select_sources(sources, verb=instruction.keyword)
+        again = self.context.select_sources(sources, verb=instruction.keyword, parents=plan.parents)
         if again.content_key != key:
             raise BuildError(f"{instruction.keyword} failed: the build context changed while it "
                              "was being copied; run the build again")
@@ -303,7 +305,8 @@ class StepFactory:
 
             def select() -> None:  # in the child, with the source mounted, before chroot
                 image = BuildContext(mounted.merged, image=True)
-                chosen.append(replace(plan, sources=image.resolve_sources(sources, verb=instruction.keyword)))
+                chosen.append(replace(plan, sources=image.resolve_sources(
+                    sources, verb=instruction.keyword, parents=plan.parents)))
 
             self.sandbox.call(rootfs, lambda: apply_copy(chosen[0]), cwd=mounted.merged,
                               source=mounted, pre_chroot=select)
@@ -324,3 +327,39 @@ class StepFactory:
             description["user"] = config.user
         return FsStep(description, f"WORKDIR {path}", execute, replace(config, working_dir=path),
                       layer_when_unchanged=path != "/")
+
+
+def _copy_plan(instruction, config: ContainerConfig, env, expand: Callable[[str], str],
+               from_stage: bool, context: BuildContext) -> CopyPlan:
+    """A COPY/ADD's flags and words, expanded, as a plan without its sources yet; a bad --chmod
+    fails here, at its line, before any copy."""
+    chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
+    plan = CopyPlan(
+        sources=(), inline=metadata.inline_files(instruction, env),
+        dest=expand(instruction.dest), workdir=config.working_dir or "/",
+        chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
+        unpack_archives=isinstance(instruction, Add) and not from_stage,
+        ignore=None if from_stage else context.ignore,
+        exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
+        parents=_flag_bool(instruction, "parents"),
+        keep_owner=from_stage,  # BuildKit keeps a stage's owners (the context's become 0:0)
+    )
+    if plan.chmod is not None:
+        try:
+            parse_mode(plan.chmod)
+        except BuildError as exc:
+            raise _fail(instruction, exc.message) from None
+    return plan
+
+
+def _flag_bool(instruction, name: str) -> bool:
+    """A boolean flag: bare `--parents` is true, `--parents=false` false (BuildKit's BoolFlag)."""
+    value = flag_value(instruction, name)
+    if value is None:
+        return False
+    if value.lower() in ("", "true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise _fail(instruction, f"--{name}={value}: expected true or false")
+

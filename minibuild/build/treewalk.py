@@ -21,6 +21,30 @@ class Entry:
     stat: os.stat_result
 
 
+@dataclass(frozen=True)
+class Excluding:
+    """A source dir's filter: the .dockerignore (context paths) and COPY --exclude patterns,
+    which match a path as it lands below the destination (`prefix` + the path below `start`):
+    BuildKit matches them relative to the copied dir (fsutil's ExcludePatterns)."""
+
+    ignore: IgnoreRules
+    exclude: IgnoreRules
+    start: str  # the source dir, context-relative
+    prefix: str = ""  # where that dir lands below the destination ("" for the destination)
+
+    @property
+    def has_exceptions(self) -> bool:
+        """True when a `!` pattern may re-include something below an excluded dir."""
+        return self.ignore.has_exceptions or self.exclude.has_exceptions
+
+    def ignored(self, ctx_path: str) -> bool:
+        """True when the context path is ignored or excluded."""
+        if self.ignore.ignored(ctx_path):
+            return True
+        below = ctx_path if self.start in ("", ".") else ctx_path[len(self.start) + 1:]
+        return self.exclude.ignored(f"{self.prefix}/{below}" if self.prefix else below)
+
+
 def kind_of(mode: int) -> str | None:
     """Map a stat mode to a copyable kind, or None for sockets, fifos and devices."""
     if stat.S_ISREG(mode):
@@ -32,7 +56,7 @@ def kind_of(mode: int) -> str | None:
     return None
 
 
-def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
+def walk_source(base: str, relpath: str, ignore: IgnoreRules | Excluding | None,
                 seen: set[str] | None = None) -> Iterator[Entry]:
     """Entries below a context dir, parents first, sorted, without following symlinks.
 
@@ -42,7 +66,7 @@ def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
     yield from _walk(base, relpath, "", ignore or IgnoreRules(), seen)
 
 
-def _walk(base: str, start: str, rel: str, ignore: IgnoreRules,
+def _walk(base: str, start: str, rel: str, ignore: IgnoreRules | Excluding,
           seen: set[str] | None) -> Iterator[Entry]:
     """Recursive worker of walk_source."""
     path = os.path.join(base, start, rel)

@@ -138,6 +138,20 @@ class IgnoreRules:
             patterns.append(_compile(line, exclusion, source, lineno))
         return cls(tuple(patterns))
 
+    @classmethod
+    def of(cls, patterns: tuple[str, ...], *, source: str = "--exclude") -> IgnoreRules:
+        """Rules from patterns given one by one (COPY --exclude): each is one .dockerignore
+        line, `!` included, but no comment."""
+        compiled = []
+        for raw in patterns:
+            line = raw.strip()
+            exclusion = line.startswith("!")
+            line = line[1:].strip() if exclusion else line
+            if not line:
+                raise BuildError(f"{source}={raw}: empty pattern")
+            compiled.append(_compile(line, exclusion, source, 0))
+        return cls(tuple(compiled))
+
     @property
     def has_exceptions(self) -> bool:
         """True when some `!` line may re-include a path below an excluded directory."""

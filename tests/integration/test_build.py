@@ -287,7 +287,7 @@ EOF
     ("FROM base:1.0\nRUNN true\n", {}, 'Buildfile:2:1: unknown instruction "RUNN" (did you mean RUN?)'),
     ("FROM base:1.0\nONBUILD FROM x\n", {}, "Buildfile:2:1: FROM isn't allowed as an ONBUILD trigger"),
     ("FROM base:1.0\nCOPY --from=x a /a\n", {"a": "1"}, "Buildfile:2:1"),
-    ("FROM base:1.0\nCOPY --exclude=*.log a /a\n", {"a": "1"}, "Buildfile:2:1: COPY --exclude is not supported yet"),
+    ("FROM base:1.0\nCOPY --chmod=64a a /a\n", {"a": "1"}, "Buildfile:2:1: invalid chmod parameter: '64a'. it should be octal string and between 0 and 07777"),
     ("FROM base:1.0\nRUN --mount=type=ssh true\n", {}, "Buildfile:2:1: RUN --mount=type=ssh is not supported"),
     ("FROM base:1.0\nCOPY --bogus a /a\n", {"a": "1"}, "Buildfile:2:1: unknown flag --bogus for COPY"),
     ("FROM base:1.0\nWORKDIR /bin/sh/x\n", {}, "Buildfile:2:1: WORKDIR /bin/sh/x: a part of the path is a file, not a directory"),

@@ -69,9 +69,26 @@ def test_wildcards_per_component(ctx: Path) -> None:
     assert [s.relpath for s in bc.select_sources(["*.py"]).sources] == ["app.py"]
 
 
-def test_wildcard_keeps_symlinks_as_links(ctx: Path) -> None:
-    sel = BuildContext(ctx).select_sources(["lib/l*", "lib/o*"])
-    assert names(sel) == [("lib/link", "symlink", True, "link"), ("lib/out", "symlink", True, "out")]
+def test_wildcard_follows_symlinks(ctx: Path) -> None:
+    # BuildKit copies a wildcard's matches with FollowSymlinks: the target's content, under
+    # the link's name; a link leading out of the context is refused as a named one is.
+    sel = BuildContext(ctx).select_sources(["lib/l*"])
+    assert names(sel) == [("lib/a.py", "file", True, "link")]
+    with pytest.raises(BuildError, match="outside the build context"):
+        BuildContext(ctx).select_sources(["lib/o*"])
+
+
+def test_empty_wildcard_beside_a_match(ctx: Path) -> None:
+    # BuildKit's testEmptyWildcard: `COPY foo nomatch* /` copies foo.
+    bc = BuildContext(ctx)
+    assert [s.relpath for s in bc.select_sources(["app.py", "nomatch*"]).sources] == ["app.py"]
+    with pytest.raises(BuildError, match="no source files were specified"):
+        bc.select_sources(["nomatch*", "none*"])
+
+
+def test_wildcard_skips_sockets_and_fifos(ctx: Path) -> None:
+    os.mkfifo(ctx / "app.fifo")
+    assert [s.relpath for s in BuildContext(ctx).select_sources(["app.*"]).sources] == ["app.py"]
 
 
 def test_top_level_symlink_followed_inside_context(ctx: Path) -> None:
@@ -227,3 +244,11 @@ def test_racy_fresh_file_is_not_cached(ctx: Path) -> None:
 
 def test_source_dest_name_default() -> None:
     assert Source("a/b.txt", "file", False).dest_name == "b.txt"
+
+
+def test_parents_key_covers_the_modes_of_the_dirs_it_copies(ctx: Path) -> None:
+    bc = BuildContext(ctx)
+    first = bc.select_sources(["lib/a.py"], parents=True)
+    assert [(s.relpath, s.name, s.base) for s in first.sources] == [("lib/a.py", "lib/a.py", ".")]
+    os.chmod(ctx / "lib", 0o700)
+    assert BuildContext(ctx).select_sources(["lib/a.py"], parents=True).content_key != first.content_key

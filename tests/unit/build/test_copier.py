@@ -130,9 +130,25 @@ def test_chmod_applies_to_files_and_dirs(ctx, image) -> None:
         assert stat.S_IMODE(os.lstat(image / "dst" / rel).st_mode) == 0o700, rel
 
 
-def test_symbolic_chmod_is_a_clear_error(ctx, image) -> None:
-    with pytest.raises(BuildError, match=r"--chmod=u\+x: only octal"):
-        copy(ctx, image, ["app.py"], "/x", chmod="u+x")
+def test_symbolic_chmod_applies_to_each_entrys_own_mode(ctx, image) -> None:
+    os.chmod(ctx / "lib" / "sub", 0o700)
+    copy(ctx, image, ["lib"], "/dst/", chmod="u=rwX,go=rX")  # the reference's example
+    for rel, want in (("a.py", 0o644), ("b.py", 0o755), ("sub", 0o755), ("sub/c.txt", 0o644)):
+        assert stat.S_IMODE(os.lstat(image / "dst" / rel).st_mode) == want, rel
+
+
+def test_bad_chmod_is_a_clear_error(ctx, image) -> None:
+    with pytest.raises(BuildError, match=r"invalid chmod parameter: 'u\+q'"):
+        copy(ctx, image, ["app.py"], "/x", chmod="u+q")
+
+
+def test_created_dirs_take_an_octal_chmod(ctx, image) -> None:
+    # BuildKit's testCopyChmod: `COPY --chmod=770 foo /parent/sub/foo` makes /parent/sub 0770
+    copy(ctx, image, ["app.py"], "/parent/sub/foo", chmod="770")
+    for rel in ("parent", "parent/sub", "parent/sub/foo"):
+        assert stat.S_IMODE(os.stat(image / rel).st_mode) == 0o770, rel
+    copy(ctx, image, ["app.py"], "/other/sub/", chmod="+x")
+    assert stat.S_IMODE(os.stat(image / "other" / "sub").st_mode) == 0o755
 
 
 def test_symlinks_inside_dir_stay_links(ctx, image) -> None:
@@ -141,9 +157,11 @@ def test_symlinks_inside_dir_stay_links(ctx, image) -> None:
     assert os.readlink(image / "dst" / "out") == "/etc/passwd"  # data, even pointing out
 
 
-def test_wildcard_symlink_copied_as_link(ctx, image) -> None:
+def test_wildcard_symlink_copies_its_target(ctx, image) -> None:
+    # BuildKit follows a wildcard's matches (FollowSymlinks): the content lands under the name
     copy(ctx, image, ["lib/li*"], "/w/")
-    assert os.readlink(image / "w" / "link") == "a.py"
+    assert not (image / "w" / "link").is_symlink()
+    assert (image / "w" / "link").read_text() == "a\n"
 
 
 def test_copy_replaces_existing_file_and_link(ctx, image) -> None:
@@ -360,3 +378,106 @@ def test_add_refuses_hostile_archives(ctx, image, members) -> None:
 def test_add_url_refused(ctx) -> None:
     with pytest.raises(BuildError, match=r"ADD from a URL is not supported yet \(use RUN wget/curl\)"):
         BuildContext(ctx).select_sources(["https://example.com/x.tar.gz"], verb="ADD")
+
+
+def _copy_flags(ctx: Path, image: Path, sources: list[str], dest: str, *,
+                exclude: tuple[str, ...] = (), parents: bool = False, add: bool = False) -> None:
+    bc = BuildContext(ctx)
+    selected = bc.select_sources(sources, parents=parents).sources
+    plan = CopyPlan(selected, (), dest, "/", None, None, add, bc.ignore, exclude=exclude,
+                    parents=parents)
+    apply_copy(plan, root=str(image), context=str(ctx))
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()}
+
+
+@pytest.fixture
+def tree_ctx(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    for rel in ("x/a.txt", "y/a.txt", "x/y/a.txt", "x/y/b.txt", "src/a.txt", "src/x/b.txt",
+                "src/x/y/c.txt", "src/x/y/d.md", "home.txt", "home.md", "homer.py"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    os.chmod(root / "x", 0o750)
+    return root
+
+
+def test_parents_reference_examples(tree_ctx, image) -> None:
+    # The three examples of the reference's `COPY --parents`
+    _copy_flags(tree_ctx, image, ["./x/a.txt", "./y/a.txt"], "/no_parents/")
+    _copy_flags(tree_ctx, image, ["./x/a.txt", "./y/a.txt"], "/parents/", parents=True)
+    assert _files(image / "no_parents") == {"a.txt"}
+    assert _files(image / "parents") == {"x/a.txt", "y/a.txt"}
+    assert stat.S_IMODE(os.stat(image / "parents" / "x").st_mode) == 0o750  # the context dir's
+    _copy_flags(tree_ctx, image, ["./x/./y/*.txt"], "/pivot/", parents=True)
+    assert _files(image / "pivot") == {"y/a.txt", "y/b.txt"}
+    _copy_flags(tree_ctx, image, ["./src/**/*.txt"], "/star/", parents=True)
+    assert _files(image / "star") == {"src/a.txt", "src/x/b.txt", "src/x/y/c.txt"}
+
+
+def test_parents_dir_and_missing_path(tree_ctx, image) -> None:
+    _copy_flags(tree_ctx, image, ["src/x"], "/d", parents=True)  # dest is a dir, slash or not
+    assert _files(image / "d") == {"src/x/b.txt", "src/x/y/c.txt", "src/x/y/d.md"}
+    with pytest.raises(BuildError, match="file not found"):
+        _copy_flags(tree_ctx, image, ["src/nope.txt"], "/d/", parents=True)
+
+
+def test_exclude_reference_examples(tree_ctx, image) -> None:
+    # The reference: `COPY --exclude=*.txt hom* /mydir/`, then with --exclude=*.md as well.
+    # BuildKit matches --exclude only below a copied dir, so there home.txt would still be
+    # copied; the reference says matching files are not copied: we follow the reference.
+    _copy_flags(tree_ctx, image, ["hom*"], "/mydir/", exclude=("*.txt",))
+    assert _files(image / "mydir") == {"home.md", "homer.py"}
+    _copy_flags(tree_ctx, image, ["hom*"], "/two/", exclude=("*.txt", "*.md"))
+    assert _files(image / "two") == {"homer.py"}
+
+
+def test_exclude_matches_below_the_copied_dir(tree_ctx, image) -> None:
+    # BuildKit's testExcludedFilesOnCopy: patterns are relative to each copied dir
+    _copy_flags(tree_ctx, image, ["."], "/1/", exclude=("*/*.txt",))
+    assert "x/a.txt" not in _files(image / "1") and "home.txt" in _files(image / "1")
+    _copy_flags(tree_ctx, image, ["src/"], "/3/", exclude=("**/*.txt", "!x/y/c.txt"))
+    assert _files(image / "3") == {"x/y/c.txt", "x/y/d.md"}
+    _copy_flags(tree_ctx, image, ["src*"], "/6/", exclude=("*",))
+    assert _files(image / "6") == set() and (image / "6").is_dir()
+    _copy_flags(tree_ctx, image, ["src/./x"], "/p/", parents=True, exclude=("x/y",))
+    assert _files(image / "p") == {"x/b.txt"}
+
+
+def test_add_several_archives_each_unpacked(tmp_path, image) -> None:
+    ctx = tmp_path / "arch"
+    ctx.mkdir()
+    for name in ("one", "two"):
+        with tarfile.open(ctx / f"{name}.tar", "w") as tf:
+            data = name.encode()
+            info = tarfile.TarInfo(f"{name}/file")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    _copy_flags(ctx, image, ["*.tar"], "/dest", add=True)
+    assert _files(image / "dest") == {"one/file", "two/file"}
+
+
+def test_add_at_root_keeps_a_link_climbing_past_the_top(ctx, image) -> None:
+    # Docker unpacks in a chroot at the destination: at `/`, `../tmp/x` is `/tmp/x`, nothing
+    # escapes. The link stays a link; a member written through it lands inside the root.
+    (image / "tmp").mkdir()
+    (ctx / "t.tar").write_bytes(tar_bytes([("link", "sym", "../tmp/x"), ("dir", "sym", "../../tmp"),
+                                           ("dir/inside", "file", b"in\n")]))
+    copy(ctx, image, ["t.tar"], "/", add=True)
+    assert os.readlink(image / "link") == "../tmp/x"
+    assert (image / "tmp" / "inside").read_bytes() == b"in\n"
+    assert not (image.parent / "tmp").exists()
+
+
+def test_add_at_root_still_refuses_writes_out_of_the_root(ctx, image) -> None:
+    (ctx / "t.tar").write_bytes(tar_bytes([("../evil", "file", b"x")]))
+    with pytest.raises(BuildError, match="escaping"):
+        copy(ctx, image, ["t.tar"], "/", add=True)
+    assert not (image.parent / "evil").exists()
+
+
+def test_parents_excluded_source_makes_no_dirs(tree_ctx, image) -> None:
+    _copy_flags(tree_ctx, image, ["./src/**/*.txt"], "/e/", parents=True, exclude=("src/x",))
+    assert _files(image / "e") == {"src/a.txt"} and not (image / "e" / "src" / "x").exists()

@@ -73,8 +73,10 @@ def test_unknown_and_unsupported_flags_are_refused_by_name(context):
     steps = factory(context)
     with pytest.raises(BuildfileError, match="unknown flag --bogus for RUN"):
         steps.run(instruction("RUN --bogus=1 true"), CONFIG, SCOPE, "s")
-    with pytest.raises(BuildfileError, match="COPY --exclude is not supported yet"):
-        steps.copy(instruction("COPY --exclude=*.md . /x/"), CONFIG, SCOPE, None)
+    with pytest.raises(BuildfileError, match="unknown flag --parents for ADD"):
+        steps.copy(instruction("ADD --parents a/./b /x/"), CONFIG, SCOPE, None)
+    with pytest.raises(BuildfileError, match="invalid chmod parameter: '64a'"):
+        steps.copy(instruction("COPY --chmod=64a . /x/"), CONFIG, SCOPE, None)
     with pytest.raises(BuildfileError, match="--network=bridge is not supported"):
         steps.run(instruction("RUN --network=bridge true"), CONFIG, SCOPE, "s")
 
@@ -154,3 +156,31 @@ def test_a_snapshot_meter_reports_bytes_and_rate_at_most_every_quarter_second():
     assert reports == ["snapshot 3MB written, 10MB/s"]  # at 0.3 s only; 0.1 and 0.2 too soon
     assert meter.rate_note(8_000_000) == ", 20MB/s"
     assert Meter(sink, reports.append, clock=lambda: 0.0).rate_note(5) == ""
+
+
+@pytest.mark.parametrize("line", [
+    "COPY --exclude=*.md . /app/", "COPY --exclude=*.txt . /app/", "COPY --parents src/a.txt /app/",
+    "COPY --chmod=u+x . /app/", "COPY --chmod=g+x . /app/",
+])
+def test_exclude_parents_and_chmod_are_in_the_key_and_turn_reuse_off(context, line):
+    plain = factory(context).copy(instruction("COPY . /app/"), CONFIG, SCOPE, None)
+    step = factory(context).copy(instruction(line), CONFIG, SCOPE, None)
+    assert step.description != plain.description
+    if "--chmod" not in line:  # reuse.py walks sources as a plain COPY does
+        assert step.reuse is None
+    else:
+        assert step.reuse is not None
+
+
+def test_exclude_patterns_each_change_the_key(context):
+    keys = {tuple(sorted(map(str, factory(context).copy(instruction(line), CONFIG, SCOPE,
+                                                         None).description.items())))
+            for line in ("COPY --exclude=*.md . /app/", "COPY --exclude=*.md --exclude=x . /app/",
+                         "COPY --exclude=*.txt . /app/")}
+    assert len(keys) == 3
+
+
+def test_parents_in_history_as_buildkit_writes_it(context):
+    step = factory(context).copy(instruction("COPY --parents --chown=1 src/./a.txt /app/"),
+                                 CONFIG, SCOPE, None)
+    assert step.created_by == "COPY --parents --chown=1 src/./a.txt /app/"
