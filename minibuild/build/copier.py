@@ -39,6 +39,7 @@ class CopyPlan:
     unpack_archives: bool  # ADD: a local tar (any compression) is extracted into dest
     ignore: IgnoreRules | None  # skips excluded files while walking a source dir
     reuse: Reused | None = None  # files already in place (hard links made before the mount)
+    keyword: str | None = None  # COPY or ADD, for messages (default: ADD when unpacking)
 
 
 def source_key(relpath: str, below: str = "") -> str:
@@ -58,7 +59,7 @@ def destination(plan: CopyPlan) -> tuple[str, bool]:
 
 def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     """Carry out one COPY/ADD: read sources under `context`, write under image `root`."""
-    verb = "ADD" if plan.unpack_archives else "COPY"
+    verb = plan.keyword or ("ADD" if plan.unpack_archives else "COPY")
     dest, want_dir = destination(plan)
     count = len(plan.sources) + len(plan.inline)
     if count == 0:

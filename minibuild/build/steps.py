@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from minibuild.dockerfile import metadata, runcommand, shell as words
-from minibuild.build import reuse
+from minibuild.build import remoteadd, reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
 from minibuild.build.rootwriter import ReuseMismatch
@@ -31,7 +31,8 @@ from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
 _COPY_FLAGS = {"from", "chown", "chmod", "link"}  # --link: our layers never depend on the base
-_NOT_YET = {"checksum", "keep-git-dir", "exclude", "parents"}
+_ADD_FLAGS = _COPY_FLAGS | {"checksum", "keep-git-dir", "unpack"}
+_NOT_YET = {"exclude", "parents"}
 _RUN_FLAGS = {"network", "mount", "security"}
 
 
@@ -208,18 +209,20 @@ class StepFactory:
     def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
              source: CopySource | None) -> FsStep:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
-        check_flags(instruction, _COPY_FLAGS)
+        check_flags(instruction, _ADD_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS)
         loc = instruction.location
         env = scope.expansion_env(config)
         expand = functools.partial(words.expand, env=env, escape=scope.escape, location=loc)
         sources = tuple(expand(s) for s in instruction.paths)
+        remote = source is None and remoteadd.remote_sources(instruction.keyword, sources, instruction)
+        unpack = remoteadd.unpack_flag(instruction) if isinstance(instruction, Add) else False
         chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
         plan = CopyPlan(
             sources=(), inline=metadata.inline_files(instruction, env),
             dest=expand(instruction.dest), workdir=config.working_dir or "/",
             chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
-            unpack_archives=isinstance(instruction, Add) and source is None,
-            ignore=None if source else self.context.ignore,
+            unpack_archives=source is None and (not remote if unpack is None else unpack),
+            ignore=None if source or remote else self.context.ignore, keyword=instruction.keyword,
         )
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
@@ -229,9 +232,13 @@ class StepFactory:
         description = {"copy": instruction.keyword, "sources": list(sources), "dest": plan.dest,
                        "workdir": plan.workdir, "chown": plan.chown, "chmod": plan.chmod,
                        "inline": [[n, c.decode()] for n, c in plan.inline]}
+        if unpack is not None:  # only then: the keys of ADDs without --unpack stay what they were
+            description["unpack"] = unpack
         if source is not None:
             description["from"] = source.key
             return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
+        if remote:
+            return self._copy_remote(instruction, plan, sources, description, created_by, scope, expand)
         verify = None
         if sources:
             selection = self.context.select_sources(sources, verb=instruction.keyword)
@@ -244,6 +251,21 @@ class StepFactory:
             again = Reuse(shape, functools.partial(self._copy_reusing, plan))
         return FsStep(description, created_by, functools.partial(self._copy_context, plan),
                       verify=verify, reuse=again)
+
+    def _copy_remote(self, instruction, plan: CopyPlan, sources: tuple[str, ...],
+                     description: dict[str, Any], created_by: str, scope: metadata.Scope,
+                     expand: Callable[[str], str]) -> FsStep:
+        """ADD of http(s) files or git repositories: fetched now, on the host (their content
+        is the cache key), copied into the image from the scratch dir they were fetched to."""
+        self.context.note_remote()
+        fetched = remoteadd.fetch(instruction, sources, expand, self.scratch("remote"),
+                                  dict(scope.proxies))
+        plan = replace(plan, sources=fetched.sources)
+        description["remote"] = list(fetched.keys)
+
+        def execute(rootfs: RootFS) -> None:
+            self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=fetched.root)
+        return FsStep(description, created_by, execute)
 
     def _unchanged(self, sources: tuple[str, ...], key, instruction) -> None:
         """Refuse a COPY whose sources changed while they were copied: its layer would be cached
