@@ -31,7 +31,8 @@ def checkout(source: GitSource, target: Path, keep_git_dir: bool,
         raise BuildError("ADD from a git repository needs the `git` command (apt install git)")
     work = target.parent / (target.name + ".git-work")
     work.mkdir()
-    env = {**os.environ, **_NO_PROMPT, **(proxies or {})}
+    env = {**os.environ, **_NO_PROMPT, **_proxy_env(proxies or {})}
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never a prompt in a build
     _git(work, env, "-c", "init.defaultBranch=master", "init", "-q")
     _git(work, env, "remote", "add", "origin", source.remote)
     _fetch(work, env, source)
@@ -47,6 +48,14 @@ def checkout(source: GitSource, target: Path, keep_git_dir: bool,
     _take(work, source, target)
     normalize_modes(target)
     return commit
+
+
+def _proxy_env(proxies: Mapping[str, str]) -> dict[str, str]:
+    """The build's proxy args for git, in both spellings (curl reads http_proxy lowercase)."""
+    env = {}
+    for name, value in proxies.items():
+        env[name.upper()] = env[name.lower()] = value
+    return env
 
 
 def _fetch(work: Path, env: dict[str, str], source: GitSource) -> None:
