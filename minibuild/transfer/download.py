@@ -36,8 +36,11 @@ class Download:
 def download(url: str, target: str, proxies: Mapping[str, str] | None = None) -> Download:
     """GET `url` into the new file `target` (mode 0600); BuildError in one line on failure."""
     proxy = proxy_for(url, proxies) if proxies else None
+    # The build's proxy args replace the environment's proxies (a bypassed host: no proxy at
+    # all); trust_env stays on for the rest (SSL_CERT_FILE...).
+    direct = {"all://": None} if proxies and proxy is None else None
     try:
-        with httpx.Client(proxy=proxy, trust_env=not proxies, follow_redirects=True,
+        with httpx.Client(proxy=proxy, mounts=direct, follow_redirects=True,
                           timeout=_TIMEOUT) as client:
             with client.stream("GET", url) as response:
                 if response.status_code >= 400:

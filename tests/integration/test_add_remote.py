@@ -179,14 +179,40 @@ ADD my-archive.tar.gz /unpacked/
 
 
 def test_chown_and_chmod_apply_to_a_downloaded_file(mb, tmp_path, web):
-    """Reference: ADD --chown / --chmod "See COPY --chown"; they replace 0600 and root:root."""
+    """Reference: ADD --chown / --chmod "See COPY --chown"; they replace 0600 and root:root.
+    The modes are BuildKit's testAddURLChmod (644, 755, 0413, and ${mode} from a build arg)."""
     base, root, _ = web
     serve(root, "tool", b"#!/bin/sh\necho tool\n")
-    ctx = write_context(tmp_path / "ctx", f"FROM base:1.0\nADD --chown=7:8 --chmod=0755 {base}/tool /usr/local/bin/\n")
-    mb.build(ctx, "-t", "t:1")
-    member = last_layer(mb, "t:1")["usr/local/bin/tool"]
-    assert (member.mode & 0o7777, member.uid, member.gid) == (0o755, 7, 8)
+    ctx = write_context(tmp_path / "ctx", f"""FROM base:1.0
+ADD --chown=7:8 --chmod=0755 {base}/tool /usr/local/bin/
+ADD --chmod=644 {base}/tool /tmp/foo1
+ADD --chmod=755 {base}/tool /tmp/foo2
+ADD --chmod=0413 {base}/tool /tmp/foo3
+ARG mode
+ADD --chmod=${{mode}} {base}/tool /tmp/foo4
+RUN stat -c "%04a" /tmp/foo1 /tmp/foo2 /tmp/foo3 /tmp/foo4 > /dest
+""")
+    mb.build(ctx, "--build-arg", "mode=400", "-t", "t:1")
+    assert cat(mb, "t:1", "/dest") == "0644\n0755\n0413\n0400\n"
+    assert mb.run("run", "--rm", "t:1", "stat", "-c", "%04a %u:%g", "/usr/local/bin/tool").stdout \
+        == "0755 7:8\n"
     assert mb.run("run", "--rm", "t:1", "tool").stdout == "tool\n"
+
+
+def test_a_url_without_a_path_is_unnamed_and_the_checksum_may_come_from_env(mb, tmp_path, web):
+    """BuildKit's testDockerfileADDFromURL (`ADD <server>/ /dest/` makes /dest/__unnamed__ with
+    Last-Modified as mtime) and testAddChecksum's DigestFromEnv (`--checksum=${DIGEST} ${LINK}`)."""
+    base, root, _ = web
+    digest = serve(root, "index.html", b"content2")
+    ctx = write_context(tmp_path / "ctx", f"""FROM base:1.0
+ADD {base}/ /dest/
+ENV DIGEST={digest}
+ENV LINK={base}/index.html
+ADD --checksum=${{DIGEST}} ${{LINK}} /tmp/foo
+""")
+    mb.build(ctx, "-t", "e:1")
+    assert cat(mb, "e:1", "/dest/__unnamed__") == "content2" == cat(mb, "e:1", "/tmp/foo")
+    assert mb.run("run", "--rm", "e:1", "stat", "-c", "%Y", "/dest/__unnamed__").stdout == f"{MODIFIED}\n"
 
 
 def test_the_cache_key_is_the_content_so_a_changed_file_reruns_the_step(mb, tmp_path, web):
@@ -346,9 +372,18 @@ def test_a_repository_over_dumb_http_and_a_missing_one(mb, tmp_path, web, repo):
     bare = tmp_path / "git" / "repo.git"
     _git(bare, "update-server-info")
     shutil.copytree(bare, root / "repo.git")
-    ctx = write_context(tmp_path / "ctx", f"FROM base:1.0\nADD {base}/repo.git#v1 /h\n")
+    first, _ = repo
+    # BuildKit's testAddGit "complicated case": ARGs in the URL, --keep-git-dir, --chown, --checksum.
+    ctx = write_context(tmp_path / "ctx", f"""FROM base:1.0
+ADD {base}/repo.git#v1 /h
+ARG REPO="{base}/repo.git"
+ARG TAG="v1"
+ADD --keep-git-dir=true --chown=4242:8484 --checksum={first} ${{REPO}}#${{TAG}} /buildkit-chowned
+""")
     mb.build(ctx, "-t", "h:1")
-    assert cat(mb, "h:1", "/h/a.txt") == "first\n"
+    assert cat(mb, "h:1", "/h/a.txt") == "first\n" == cat(mb, "h:1", "/buildkit-chowned/a.txt")
+    assert mb.run("run", "--rm", "h:1", "stat", "-c", "%u:%g", "/buildkit-chowned/a.txt",
+                  "/buildkit-chowned/.git/HEAD").stdout == "4242:8484\n4242:8484\n"
     missing = write_context(tmp_path / "missing", f"FROM base:1.0\nADD {base}/nope.git /h\n")
     proc = mb.build(missing, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
