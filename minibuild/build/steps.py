@@ -214,7 +214,9 @@ class StepFactory:
         env = scope.expansion_env(config)
         expand = functools.partial(words.expand, env=env, escape=scope.escape, location=loc)
         sources = tuple(expand(s) for s in instruction.paths)
-        remote = source is None and remoteadd.remote_sources(instruction.keyword, sources, instruction)
+        remote = remoteadd.remote_sources(instruction.keyword, sources, instruction)
+        if remote and source is not None:
+            raise _fail(instruction, "ADD --from takes paths in the stage or image, not URLs")
         unpack = remoteadd.unpack_flag(instruction) if isinstance(instruction, Add) else False
         chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
         plan = CopyPlan(

@@ -12,7 +12,7 @@ from minibuild.errors import BuildError, BuildfileError
 from minibuild.transfer import download as download_module
 from minibuild.transfer.download import Download
 from minibuild.build.context import BuildContext
-from minibuild.build.steps import StepFactory
+from minibuild.build.steps import CopySource, StepFactory
 from tests.unit.build.fakes import FakeRunner
 from tests.unit.build.test_steps import CONFIG, SCOPE, context, instruction  # noqa: F401
 
@@ -82,6 +82,15 @@ def test_a_checksum_mismatch_fails_at_the_line(context, served):
 def test_refusals(context, line, message):
     with pytest.raises(BuildfileError, match=message):
         factory(context).copy(instruction(line), CONFIG, SCOPE, None)
+
+
+def test_add_from_a_stage_takes_no_url_and_no_checksum(context):
+    stage = CopySource("build", "stage:k", ())
+    with pytest.raises(BuildfileError, match="ADD --from takes paths"):
+        factory(context).copy(instruction(f"ADD --from=build {URL} /x"), CONFIG, SCOPE, stage)
+    with pytest.raises(BuildfileError, match="can't be specified for local sources"):
+        factory(context).copy(instruction(f"ADD --from=build --checksum=sha256:{'0' * 64} /a /x"),
+                              CONFIG, SCOPE, stage)
 
 
 def test_unpack_false_keeps_a_local_archive_and_is_in_the_key(context):
