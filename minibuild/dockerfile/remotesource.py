@@ -73,6 +73,8 @@ def _with_options(remote: str, fragment: str, query: str, text: str) -> GitSourc
         if len(values) > 1:
             raise BuildError(f"{text}: query {key!r} has multiple values")
         _query_option(options, key, values[0], text)
+    if options["ref"].startswith("-"):  # git would read it as an option (and git refuses it)
+        raise BuildError(f"{text}: invalid git ref {options['ref']!r}")
     return GitSource(remote, **options)
 
 

@@ -52,6 +52,8 @@ def test_query_conflicts_and_unknown_keys_are_refused():
         git_source("https://h/r.git?ref=a#b")
     with pytest.raises(BuildError, match="unexpected query 'bogus'"):
         git_source("https://h/r.git?bogus=1")
+    with pytest.raises(BuildError, match="invalid git ref"):  # never an option of git fetch
+        git_source("https://h/r.git#--upload-pack=touch /tmp/x")
 
 
 def test_full_commit_refs_are_fetched_by_commit():
