@@ -4,10 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # slirp4netns: the default (private) network of RUN steps and containers; uidmap and
-# python3-venv: rootless; debootstrap: the Debian base image of the apt-get tests; tmux: the
+# python3-venv: rootless; debootstrap: the Debian base image of the apt-get tests; git: ADD of a
+# git repository (and its tests' git daemon); tmux: the
 # terminal the TTY progress test draws on (tests/integration/test_tty_progress.py).
 packages=(busybox-static skopeo umoci oci-image-tool zstd pigz docker-registry apache2-utils podman buildah
-          slirp4netns uidmap python3-venv debootstrap tmux)
+          slirp4netns uidmap python3-venv debootstrap tmux git)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,7 +57,8 @@ class Selection:
 
 
 def is_url(text: str) -> bool:
-    """True for a remote source (`https://...`), which minibuild does not fetch."""
+    """True for a source with a URL scheme (`https://...`); ADD fetches http(s) and git ones
+    (remoteadd.py), never through the context."""
     return _URL.match(text) is not None
 
 
@@ -82,6 +83,11 @@ class BuildContext:
             self._look(ignore_file)
             self._look(os.path.realpath(ignore_file))
             self._sightings.trace(ignore_file)
+
+    def note_remote(self) -> None:
+        """Note that the build fetched a remote source (ADD <url>): the memo cannot check it."""
+        if self._sightings is not None:
+            self._sightings.remote = True
 
     def _look(self, path: str) -> str:
         """Note a context path as read by this build; returns it."""
@@ -127,9 +133,9 @@ class BuildContext:
         """The sources one pattern names."""
         if is_url(pattern):
             if verb == "COPY":
-                raise BuildError(f"COPY failed: source can't be a URL for COPY: {pattern} "
-                                 "(ADD from a URL is not supported yet either; use RUN wget/curl)")
-            raise BuildError(f"ADD from a URL is not supported yet (use RUN wget/curl): {pattern}")
+                raise BuildError(f"COPY failed: source can't be a URL for COPY: {pattern} (use ADD)")
+            raise BuildError(f"{verb} failed: {pattern}: only http(s) URLs and git repositories "
+                             "can be fetched")
         cleaned = posixpath.normpath(pattern.lstrip("/") or ".")
         if cleaned == ".." or cleaned.startswith("../"):
             raise BuildError(f"{verb} failed: {pattern} is outside the build context")

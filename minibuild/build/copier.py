@@ -43,6 +43,7 @@ class CopyPlan:
     exclude: tuple[str, ...] = ()  # --exclude patterns, matched below the destination
     parents: bool = False  # COPY --parents: sources land at their `name` paths below dest
     keep_owner: bool = False  # COPY --from: entries keep their uid/gid unless --chown
+    keyword: str | None = None  # COPY or ADD, for messages (default: ADD when unpacking)
 
 
 def source_key(relpath: str, below: str = "") -> str:
@@ -62,7 +63,7 @@ def destination(plan: CopyPlan) -> tuple[str, bool]:
 
 def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     """Carry out one COPY/ADD: read sources under `context`, write under image `root`."""
-    verb = "ADD" if plan.unpack_archives else "COPY"
+    verb = plan.keyword or ("ADD" if plan.unpack_archives else "COPY")
     dest, want_dir = destination(plan)
     want_dir = want_dir or plan.parents  # BuildKit copies --parents into dest as a dir
     count = len(plan.sources) + len(plan.inline)

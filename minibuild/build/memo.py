@@ -20,7 +20,7 @@ files (a changed minibuild is another command). It holds
 
 If anything differs, or the store is locked for gc/fsck, the normal build runs; with its step
 cache it gives the same image, so the memo only saves start-up time. A memo is not written for
-`--no-cache`, for a Buildfile read from stdin, /dev or /proc, or when an input changed within one
+`--no-cache`, for a build that fetched an ADD URL or git repository, for a Buildfile read from stdin, /dev or /proc, or when an input changed within one
 timestamp tick before the build started (100 ms; 2 s on filesystems with whole-second times), as
 a write in the same tick could go unseen. `prune --cache` deletes memos with the step cache;
 only the newest 200 are kept; `MINIBUILD_MEMO=0` turns them off. Not checked: blob contents

@@ -18,6 +18,7 @@ class Sightings:
     def __init__(self) -> None:
         self.paths: set[str] = set()  # every path looked at (walk_source adds the dirs it lists)
         self._trails: dict[str, list | None] = {}
+        self.remote = False  # a remote source was fetched (ADD <url>): no memo can check it
 
     def look(self, path: str) -> str:
         """Note a context path as read by this build; returns it."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from minibuild.dockerfile import metadata, runcommand, shell as words
-from minibuild.build import reuse
+from minibuild.build import remoteadd, reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
 from minibuild.build.rootwriter import ReuseMismatch
@@ -33,7 +33,8 @@ from minibuild.text import shorten
 
 # --link: our layers never depend on the base. --parents is COPY's only (the reference).
 _COPY_FLAGS = {"from", "chown", "chmod", "link", "exclude"}
-_NOT_YET = {"checksum", "keep-git-dir"}
+_ADD_FLAGS = _COPY_FLAGS | {"checksum", "keep-git-dir", "unpack"}
+_NOT_YET: set[str] = set()  # flags the reference has that we do not implement (none now)
 _RUN_FLAGS = {"network", "mount", "security"}
 
 
@@ -224,12 +225,17 @@ class StepFactory:
     def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
              source: CopySource | None) -> FsStep:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
-        check_flags(instruction, _COPY_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS | {"parents"})
+        check_flags(instruction, _ADD_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS | {"parents"})
         env = scope.expansion_env(config)
         expand = functools.partial(words.expand, env=env, escape=scope.escape,
                                    location=instruction.location)
         sources = tuple(expand(s) for s in instruction.paths)
-        plan = _copy_plan(instruction, config, env, expand, source is not None, self.context)
+        remote = remoteadd.remote_sources(instruction.keyword, sources, instruction)
+        if remote and source is not None:
+            raise _fail(instruction, "ADD --from takes paths in the stage or image, not URLs")
+        unpack = remoteadd.unpack_flag(instruction) if isinstance(instruction, Add) else False
+        plan = _copy_plan(instruction, config, env, expand, source is not None, self.context,
+                          remote, unpack)
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
                  if value]
@@ -241,10 +247,14 @@ class StepFactory:
                        "inline": [[n, c.decode()] for n, c in plan.inline]}
         if plan.exclude or plan.parents:  # only then: other COPYs keep the keys they had
             description.update(exclude=list(plan.exclude), parents=plan.parents)
+        if unpack is not None:  # only then: the keys of ADDs without --unpack stay what they were
+            description["unpack"] = unpack
         if source is not None:
             description["from"] = source.key
             description["owners"] = "kept"  # since stages' uid/gid are kept: older layers differ
             return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
+        if remote:
+            return self._copy_remote(instruction, plan, sources, description, created_by, scope, expand)
         verify = None
         if sources:
             selection = self.context.select_sources(sources, verb=instruction.keyword,
@@ -260,6 +270,21 @@ class StepFactory:
             again = Reuse(shape, functools.partial(self._copy_reusing, plan))
         return FsStep(description, created_by, functools.partial(self._copy_context, plan),
                       verify=verify, reuse=again)
+
+    def _copy_remote(self, instruction, plan: CopyPlan, sources: tuple[str, ...],
+                     description: dict[str, Any], created_by: str, scope: metadata.Scope,
+                     expand: Callable[[str], str]) -> FsStep:
+        """ADD of http(s) files or git repositories: fetched now, on the host (their content
+        is the cache key), copied into the image from the scratch dir they were fetched to."""
+        self.context.note_remote()
+        fetched = remoteadd.fetch(instruction, sources, expand, self.scratch("remote"),
+                                  dict(scope.proxies))
+        plan = replace(plan, sources=fetched.sources)
+        description["remote"] = list(fetched.keys)
+
+        def execute(rootfs: RootFS) -> None:
+            self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=fetched.root)
+        return FsStep(description, created_by, execute)
 
     def _unchanged(self, plan: CopyPlan, sources: tuple[str, ...], key, instruction) -> None:
         """Refuse a COPY whose sources changed while they were copied: its layer would be cached
@@ -330,16 +355,18 @@ class StepFactory:
 
 
 def _copy_plan(instruction, config: ContainerConfig, env, expand: Callable[[str], str],
-               from_stage: bool, context: BuildContext) -> CopyPlan:
+               from_stage: bool, context: BuildContext, remote: bool,
+               unpack: bool | None) -> CopyPlan:
     """A COPY/ADD's flags and words, expanded, as a plan without its sources yet; a bad --chmod
-    fails here, at its line, before any copy."""
+    fails here, at its line, before any copy. `unpack`: ADD's --unpack (None: archives from the
+    context are unpacked, remote ones are not)."""
     chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
     plan = CopyPlan(
         sources=(), inline=metadata.inline_files(instruction, env),
         dest=expand(instruction.dest), workdir=config.working_dir or "/",
         chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
-        unpack_archives=isinstance(instruction, Add) and not from_stage,
-        ignore=None if from_stage else context.ignore,
+        unpack_archives=not from_stage and (not remote if unpack is None else unpack),
+        ignore=None if from_stage or remote else context.ignore, keyword=instruction.keyword,
         exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
         parents=_flag_bool(instruction, "parents"),
         keep_owner=from_stage,  # BuildKit keeps a stage's owners (the context's become 0:0)

@@ -145,7 +145,7 @@ class Witness:
     def finish(self, *, context_root: Path, image: Image, manifest: Descriptor,
                images_used: Iterable[Descriptor], warnings: tuple[str, ...]) -> bool:
         """Write the memo of the finished build; False when there is none (see memo.record)."""
-        if self.command is None:
+        if self.command is None or self.sightings.remote:
             return False
         blobs = [str(manifest.digest), str(Digest.of(image.config_bytes())),
                  *(str(layer.descriptor.digest) for layer in image.layers),

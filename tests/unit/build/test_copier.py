@@ -376,8 +376,8 @@ def test_add_refuses_hostile_archives(ctx, image, members) -> None:
 
 
 def test_add_url_refused(ctx) -> None:
-    with pytest.raises(BuildError, match=r"ADD from a URL is not supported yet \(use RUN wget/curl\)"):
-        BuildContext(ctx).select_sources(["https://example.com/x.tar.gz"], verb="ADD")
+    with pytest.raises(BuildError, match=r"ADD failed: ftp://example.com/x.tar.gz: only http\(s\)"):
+        BuildContext(ctx).select_sources(["ftp://example.com/x.tar.gz"], verb="ADD")
 
 
 def _copy_flags(ctx: Path, image: Path, sources: list[str], dest: str, *,
