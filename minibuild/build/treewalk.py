@@ -34,12 +34,13 @@ def kind_of(mode: int) -> str | None:
 
 
 def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
-                seen: set[str] | None = None) -> Iterator[Entry]:
+                seen: set[str] | None = None, dropped: list[str] | None = None) -> Iterator[Entry]:
     """Entries below a context dir, parents first, sorted, without following symlinks.
 
     Sockets, fifos and devices are skipped: a build context may hold them (agent sockets)
-    and Docker never copies them usefully. `seen` collects every dir listed. The walk is
-    iterative and by fds (dirstack), so any depth works.
+    and Docker never copies them usefully. `seen` collects every dir listed, `dropped` the
+    topmost paths left out (what a view of the dir must hide). The walk is iterative and by
+    fds (dirstack), so any depth works.
     """
     rules = ignore or IgnoreRules()
     top = os.path.join(base, relpath)
@@ -47,36 +48,36 @@ def walk_source(base: str, relpath: str, ignore: IgnoreRules | None,
         seen.add(os.path.normpath(os.path.join(top, "")))
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # followed, as scandir did
     with dirstack.DirStack(fd) as stack:
-        yield from _walk(dirstack.Walk(stack, after=True), top, relpath, rules, seen)
+        yield from _walk(dirstack.Walk(stack, after=True), top, relpath, rules, seen,
+                         [] if dropped is None else dropped)
 
 
 def _walk(walker: dirstack.Walk, top: str, start: str, ignore: IgnoreRules,
-          seen: set[str] | None) -> Iterator[Entry]:
-    """The worker of walk_source. An excluded dir is held back (`held`, a stack of the
-    excluded dirs the walk stands in) and yielded only once something below it is."""
-    held: list[Entry] = []
+          seen: set[str] | None, dropped: list[str]) -> Iterator[Entry]:
+    """The worker of walk_source. An excluded dir is held back (`held`: the excluded dirs the
+    walk stands in, each with where `dropped` stood) and yielded only once something below it
+    is; otherwise it is dropped whole, in place of what was dropped below it."""
+    held: list[tuple[Entry, int]] = []
     for item in walker:
         if item.after:
-            if held and held[-1].relpath == item.rel:
-                held.pop()  # nothing re-included below it: it stays out
+            if held and held[-1][0].relpath == item.rel:
+                del dropped[held.pop()[1]:]  # nothing re-included below it: it stays out
+                dropped.append(item.rel)
             continue
         kind = kind_of(item.st.st_mode)
-        if kind is None:
+        excluded = kind is not None and ignore.ignored(_ctx_join(start, item.rel))
+        if kind is None or (excluded and (kind != "dir" or not ignore.has_exceptions)):
+            walker.prune()
+            dropped.append(item.rel)
             continue
         entry = Entry(item.rel, kind, item.st)
-        excluded = ignore.ignored(_ctx_join(start, item.rel))
         if kind == "dir":
-            if excluded and not ignore.has_exceptions:
-                walker.prune()
-                continue
             if seen is not None:
                 seen.add(os.path.normpath(os.path.join(top, item.rel)))
             if excluded:
-                held.append(entry)  # an excluded dir appears only to hold a `!` descendant
+                held.append((entry, len(dropped)))  # shown only to hold a `!` descendant
                 continue
-        elif excluded:
-            continue
-        yield from held
+        yield from (dir_entry for dir_entry, _ in held)
         held.clear()
         yield entry
 

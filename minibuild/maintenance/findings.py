@@ -5,7 +5,6 @@ one check, and the scan state its passes share.
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -42,7 +42,7 @@ def test_diff_and_commit_of_a_container_on_a_10000_deep_image(cmb, fast_tmp):  #
     cmb.run("cp", str(fast_tmp / "new"), f"dc:{bottom}/bottom2")
     diff = cmb.run("diff", "dc").stdout.splitlines()
     assert f"A {bottom}/bottom2" in diff and f"C {bottom}" in diff
-    assert f"C {bottom}/bottom" not in diff and len(diff) == DEEP + 2
+    assert len(diff) == 2  # the dirs above were only copied up: unchanged, as docker says
     cmb.run("commit", "dc", "deepimg:2")
     cmb.run("rm", "-f", "dc")
     cmb.run("run", "--name", "check", "deepimg:2", "true")
