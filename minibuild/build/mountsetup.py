@@ -8,6 +8,7 @@ upper, so a `rw` bind's writes go to scratch, and what .dockerignore excludes is
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,13 +19,14 @@ from typing import Any
 
 from minibuild.layer import layerpath
 from minibuild.build.context import BuildContext, Source
-from minibuild.build.treewalk import kind_of
+from minibuild.build.treewalk import walk_source
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.errors import BuildError
 from minibuild.sandbox.overlay import OverlayOptions, distinct_lowers, make_overlay_dirs, mount_extra
 from minibuild.dockerfile.runmount import BindMount, CacheMount, RunMount, SecretMount, TmpfsMount
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.sandbox.stepmounts import Bind, SecretFile, StepMount, Tmpfs
+from minibuild.fs import dirstack
 from minibuild.fs.files import remove_tree
 from minibuild.fs.lock import FileLock
 from minibuild.build.cachemounts import CacheDirs, cache_bind
@@ -186,27 +188,41 @@ def _empty(path: Path) -> Path:
     return path
 
 
-def _like(path: Path, model: Path) -> None:
-    """Give an upper dir the mode, owner and times of the lower dir it covers (overlay shows
-    an upper dir's attributes)."""
-    st = os.stat(model)
-    os.chown(path, st.st_uid, st.st_gid)
-    os.chmod(path, stat.S_IMODE(st.st_mode))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def _white_out(lower: Path, upper: Path, hidden: Sequence[str]) -> None:
     """Hide these paths of the lower dir with whiteouts in the (empty) upper dir; every dir
-    of the upper takes the attributes of the lower dir it covers."""
+    of the upper takes the attributes of the lower dir it covers. By fds: any depth."""
     for rel in hidden:
-        parts = rel.split("/")
-        for depth in range(1, len(parts)):
-            path = upper.joinpath(*parts[:depth])
-            if not path.exists():
-                path.mkdir()
-        os.mknod(upper / rel, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-    for here, _, _ in os.walk(upper, topdown=False):  # deepest first: a child moves its parent's mtime
-        _like(Path(here), lower / os.path.relpath(here, upper))
+        *dirs, name = rel.split("/")
+        fd = dirstack.open_dir_at(upper)
+        try:
+            for part in dirs:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+                inner = dirstack.open_dir_at(part, fd)
+                os.close(fd)
+                fd = inner
+            os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=fd)
+        finally:
+            os.close(fd)
+    if hidden:
+        for entry in dirstack.walk(upper, after=True):  # deepest first: a child moves its parent's mtime
+            if entry.after:
+                _like_at(entry.dir_fd, entry.name, os.path.join(lower, entry.rel))
+    _like_at(None, os.fspath(upper), os.fspath(lower))
+
+
+def _like_at(dir_fd: int | None, name: str, model: str) -> None:
+    """Give an upper dir the mode, owner and times of the lower dir it covers (overlay shows
+    an upper dir's attributes)."""
+    with dirstack.shortened(model) as short:
+        st = os.stat(short)
+    fd = dirstack.open_dir_at(name, dir_fd)
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    finally:
+        os.close(fd)
 
 
 def _excluded(root: str, start: str, ignore: IgnoreRules) -> list[str]:
@@ -214,27 +230,6 @@ def _excluded(root: str, start: str, ignore: IgnoreRules) -> list[str]:
     what .dockerignore excludes (an excluded dir stays only for what `!` brings back), and
     sockets, fifos and devices, which are never part of a context."""
     hidden: list[str] = []
-
-    def walk(rel: str) -> bool:  # True when something below `rel` is kept
-        kept = False
-        with os.scandir(os.path.join(root, start, rel)) as it:
-            children = sorted(it, key=lambda d: d.name)
-        for child in children:
-            crel = f"{rel}/{child.name}" if rel else child.name
-            kind = kind_of(child.stat(follow_symlinks=False).st_mode)
-            excluded = kind is not None and ignore.ignored(crel if start in ("", ".") else f"{start}/{crel}")
-            if kind is None or (excluded and (kind != "dir" or not ignore.has_exceptions)):
-                hidden.append(crel)
-                continue
-            if kind == "dir":
-                mark = len(hidden)
-                inner = walk(crel)
-                if excluded and not inner:
-                    del hidden[mark:]
-                    hidden.append(crel)
-                    continue
-            kept = True
-        return kept
-
-    walk("")
+    for _ in walk_source(root, start, ignore, dropped=hidden):
+        pass
     return hidden

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from minibuild.dockerfile.dockerignore import IgnoreRules
+from minibuild.fs import dirstack
 
 
 @dataclass(frozen=True)
@@ -57,45 +58,52 @@ def kind_of(mode: int) -> str | None:
 
 
 def walk_source(base: str, relpath: str, ignore: IgnoreRules | Excluding | None,
-                seen: set[str] | None = None) -> Iterator[Entry]:
+                seen: set[str] | None = None, dropped: list[str] | None = None) -> Iterator[Entry]:
     """Entries below a context dir, parents first, sorted, without following symlinks.
 
     Sockets, fifos and devices are skipped: a build context may hold them (agent sockets)
-    and Docker never copies them usefully. `seen` collects every dir listed.
+    and Docker never copies them usefully. `seen` collects every dir listed, `dropped` the
+    topmost paths left out (what a view of the dir must hide). The walk is iterative and by
+    fds (dirstack), so any depth works.
     """
-    yield from _walk(base, relpath, "", ignore or IgnoreRules(), seen)
-
-
-def _walk(base: str, start: str, rel: str, ignore: IgnoreRules | Excluding,
-          seen: set[str] | None) -> Iterator[Entry]:
-    """Recursive worker of walk_source."""
-    path = os.path.join(base, start, rel)
+    rules = ignore or IgnoreRules()
+    top = os.path.join(base, relpath)
     if seen is not None:
-        seen.add(os.path.normpath(path))
-    with os.scandir(path) as it:
-        children = sorted(it, key=lambda d: d.name)
-    for child in children:
-        crel = f"{rel}/{child.name}" if rel else child.name
-        st = child.stat(follow_symlinks=False)
-        kind = kind_of(st.st_mode)
-        if kind is None:
+        seen.add(os.path.normpath(os.path.join(top, "")))
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # followed, as scandir did
+    with dirstack.DirStack(fd) as stack:
+        yield from _walk(dirstack.Walk(stack, after=True), top, relpath, rules, seen,
+                         [] if dropped is None else dropped)
+
+
+def _walk(walker: dirstack.Walk, top: str, start: str, ignore: IgnoreRules | Excluding,
+          seen: set[str] | None, dropped: list[str]) -> Iterator[Entry]:
+    """The worker of walk_source. An excluded dir is held back (`held`: the excluded dirs the
+    walk stands in, each with where `dropped` stood) and yielded only once something below it
+    is; otherwise it is dropped whole, in place of what was dropped below it."""
+    held: list[tuple[Entry, int]] = []
+    for item in walker:
+        if item.after:
+            if held and held[-1][0].relpath == item.rel:
+                del dropped[held.pop()[1]:]  # nothing re-included below it: it stays out
+                dropped.append(item.rel)
             continue
-        excluded = ignore.ignored(_ctx_join(start, crel))
-        if kind != "dir":
-            if not excluded:
-                yield Entry(crel, kind, st)
+        kind = kind_of(item.st.st_mode)
+        excluded = kind is not None and ignore.ignored(_ctx_join(start, item.rel))
+        if kind is None or (excluded and (kind != "dir" or not ignore.has_exceptions)):
+            walker.prune()
+            dropped.append(item.rel)
             continue
-        if excluded and not ignore.has_exceptions:
-            continue
-        inner = _walk(base, start, crel, ignore, seen)
-        if excluded:
-            # An excluded dir appears only to hold a re-included (`!`) descendant.
-            kept = list(inner)
-            if not kept:
+        entry = Entry(item.rel, kind, item.st)
+        if kind == "dir":
+            if seen is not None:
+                seen.add(os.path.normpath(os.path.join(top, item.rel)))
+            if excluded:
+                held.append((entry, len(dropped)))  # shown only to hold a `!` descendant
                 continue
-            inner = iter(kept)
-        yield Entry(crel, "dir", st)
-        yield from inner
+        yield from (dir_entry for dir_entry, _ in held)
+        held.clear()
+        yield entry
 
 
 def _ctx_join(start: str, rel: str) -> str:

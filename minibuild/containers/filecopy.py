@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from minibuild.containers.records import ContainerError
 from minibuild.containers.treecopy import copy_tree
+from minibuild.fs import dirstack
 from minibuild.fs.rootpath import open_in_root
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -225,9 +226,9 @@ def _own(dir_fd: int, before: set[str], uid: int, gid: int) -> None:
     for name in set(os.listdir(dir_fd)) - before:
         os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-            for _, dirs, files, fd in os.fwalk(name, dir_fd=dir_fd, follow_symlinks=False):
-                for inner in dirs + files:
-                    os.chown(inner, uid, gid, dir_fd=fd, follow_symlinks=False)
+            with dirstack.DirStack(dirstack.open_dir_at(name, dir_fd)) as stack:
+                for entry in dirstack.Walk(stack):  # by fd: any depth, no link followed
+                    os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
 
 
 def _pump(src: int, dst: int) -> None:

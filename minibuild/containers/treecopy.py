@@ -37,33 +37,55 @@ def clear_dir(fd: int) -> None:
 def copy_tree(source: int, target: int) -> None:
     """Copy the contents of dir fd `source` into dir fd `target` (expected empty), then give
     `target` the source dir's owner, mode and times. Sockets are skipped; hard links become
-    separate copies."""
+    separate copies. Iterative, by fds only (dirstack): any depth."""
     old = os.umask(0)  # modes exactly as the image has them
     try:
-        _copy_children(source, target)
+        with dirstack.DirStack(os.dup(source)) as src, dirstack.DirStack(os.dup(target)) as dst:
+            for entry in dirstack.Walk(src, after=True):
+                _copy_entry(entry, src, dst)
         _finish(source, target, os.fstat(source))
     finally:
         os.umask(old)
 
 
-def _copy_children(source: int, target: int) -> None:
-    for name in sorted(os.listdir(source)):
-        st = os.stat(name, dir_fd=source, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            os.mkdir(name, 0o700, dir_fd=target)
-            with _opened(name, _DIR, source) as inner_source, _opened(name, _DIR, target) as inner_target:
-                _copy_children(inner_source, inner_target)
-                _finish(inner_source, inner_target, st)
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(name, source, target, st)
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=target)
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
-            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target,
-                     follow_symlinks=False)
-        elif not stat.S_ISSOCK(st.st_mode):  # fifo or device node: made with its final mode
-            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=target)
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+def _copy_entry(entry: dirstack.Entry, src: dirstack.DirStack, dst: dirstack.DirStack) -> None:
+    """One step of copy_tree: `dst` follows `src` down (a dir is made and entered as the walk
+    enters it) and back up (a dir is finished once its children are done)."""
+    want = src.depth + (1 if entry.after else 0)
+    while dst.depth > want:  # a dir made but not entered by the walk (it vanished meanwhile)
+        dst.pop()
+    if entry.after:
+        _finish_dir(entry, dst.fd)
+        dst.pop()
+        return
+    name, source, target, st = entry.name, entry.dir_fd, dst.fd, entry.st
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(name, 0o700, dir_fd=target)
+        dst.push(name)
+    elif stat.S_ISREG(st.st_mode):
+        _copy_file(name, source, target, st)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=target)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target, follow_symlinks=False)
+    elif not stat.S_ISSOCK(st.st_mode):  # fifo or device node: made with its final mode
+        os.mknod(name, st.st_mode, st.st_rdev, dir_fd=target)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+
+
+def _finish_dir(entry: dirstack.Entry, target: int) -> None:
+    """Give the copy of the dir `entry` (dir fd `target`) its owner, mode, xattrs and times."""
+    try:
+        source = dirstack.open_dir_at(entry.name, entry.dir_fd)
+    except OSError as exc:
+        if exc.errno not in dirstack.GONE:
+            raise
+        source = None  # gone or swapped since: what the walk saw of it, without xattrs
+    try:
+        _finish(source, target, entry.st)
+    finally:
+        if source is not None:
+            os.close(source)
 
 
 def _copy_file(name: str, source: int, target: int, st: os.stat_result) -> None:
@@ -102,11 +124,13 @@ def _copy_bytes(src: int, dst: int) -> None:
             view = view[os.write(dst, view):]
 
 
-def _finish(src: int, dst: int, st: os.stat_result) -> None:
-    """Owner, then mode (a chown clears set-id bits), xattrs and times, through fds."""
+def _finish(src: int | None, dst: int, st: os.stat_result) -> None:
+    """Owner, then mode (a chown clears set-id bits), xattrs (from `src` when given) and times,
+    through fds."""
     os.chown(dst, st.st_uid, st.st_gid)
     os.chmod(dst, stat.S_IMODE(st.st_mode))
-    _copy_xattrs(src, dst)
+    if src is not None:
+        _copy_xattrs(src, dst)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 

@@ -95,8 +95,20 @@ class IgnorePattern:
     regex: re.Pattern[str]
     exclusion: bool
 
+    @property
+    def components(self) -> int | None:
+        """How many path components every path the pattern matches has: None when that varies
+        (`**`, or a class or escape that might stand for `/`)."""
+        if any(mark in self.text for mark in ("**", "[", "\\")):
+            return None
+        return self.text.count("/") + 1
+
     def matches(self, relpath: str) -> bool:
         """True when the pattern matches the path or one of its parent directories."""
+        count = self.components
+        if count is not None:  # one prefix to try, not all: a 10,000-deep path stays cheap
+            parts = relpath.split("/", count)
+            return len(parts) >= count and bool(self.regex.match("/".join(parts[:count])))
         if self.regex.match(relpath):
             return True
         parts = relpath.split("/")

@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -36,6 +37,35 @@ def at(dir_fd: int, name: str | bytes) -> str | bytes:
     if isinstance(name, bytes):
         return b"/proc/self/fd/%d/%s" % (dir_fd, name)
     return f"/proc/self/fd/{dir_fd}/{name}"
+
+
+SHORT = 3800  # bytes of a path handed to the kernel at once (PATH_MAX is 4096)
+
+
+@contextmanager
+def shortened(path: str | bytes) -> Iterator[str | bytes]:
+    """`path` itself, or for one past PATH_MAX a short name for the same entry: an O_PATH fd
+    on a dir near its end (opened a chunk at a time) and the rest through /proc/self/fd. For
+    trees no one changes meanwhile (layer dirs): the chunks are walked by the kernel. The
+    name is valid inside the block only."""
+    raw = os.fsencode(path)
+    if len(raw) < SHORT:
+        yield path
+        return
+    fd = None
+    try:
+        while len(raw) >= SHORT:
+            cut = raw.rfind(b"/", 1, SHORT)
+            head, raw = raw[:cut], raw[cut + 1:]
+            inner = os.open(head, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            if fd is not None:
+                os.close(fd)
+            fd = inner
+        short = at(fd, raw)
+        yield short if isinstance(path, bytes) else os.fsdecode(short)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def proc_available() -> bool:

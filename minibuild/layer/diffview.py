@@ -122,12 +122,12 @@ class LowerView:
                 continue
             if kind != "dir":
                 break
-            with os.scandir(directory) as it:
+            with dirstack.shortened(directory) as short, os.scandir(short) as it:
                 for entry in it:
                     st_child = entry.stat(follow_symlinks=False)
                     seen.setdefault(entry.name, not _is_whiteout(entry.path, st_child))
-            if _is_opaque(directory, os.lstat(directory)):
-                break
+                if _is_opaque(short, os.lstat(short)):
+                    break
         return sorted(name for name, visible in seen.items() if visible)
 
 
@@ -140,15 +140,16 @@ def _child(state: _State, name: str) -> tuple[_State, os.stat_result | None]:
     if kind == "absent":
         return missing, None
     child = os.path.join(path, name)
-    try:
-        st = os.lstat(child)
-    except (FileNotFoundError, NotADirectoryError):
-        return missing, None
-    if _is_whiteout(child, st):
-        return ("hidden", "", True), None
-    if not stat.S_ISDIR(st.st_mode):  # a file or symlink here hides everything below
-        return ("other", child, opaque_above), st
-    return ("dir", child, opaque_above or _is_opaque(child, st)), st
+    with dirstack.shortened(child) as short:  # layer dirs 10,000 deep are past PATH_MAX
+        try:
+            st = os.lstat(short)
+        except (FileNotFoundError, NotADirectoryError):
+            return missing, None
+        if _is_whiteout(short, st):
+            return ("hidden", "", True), None
+        if not stat.S_ISDIR(st.st_mode):  # a file or symlink here hides everything below
+            return ("other", child, opaque_above), st
+        return ("dir", child, opaque_above or _is_opaque(short, st)), st
 
 
 def lower_stat(lowers: Sequence[Path], parts: Sequence[str]) -> os.stat_result | None:

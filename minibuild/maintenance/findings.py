@@ -5,10 +5,10 @@ one check, and the scan state its passes share.
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minibuild.fs import dirstack
 from minibuild.oci.digest import Digest
 from minibuild.oci.image import Layer
 from minibuild.store.layout import Store
@@ -105,13 +105,7 @@ def size_of(path: Path | None) -> int:
     try:
         if not path.is_dir() or path.is_symlink():
             return path.lstat().st_size
-        total = 0
-        for base, _dirs, files in os.walk(path):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(base, name)).st_size
-                except OSError:
-                    pass
-        return total
+        return sum(entry.st.st_size for entry in dirstack.walk(path)  # any depth, by fd
+                   if not entry.is_dir)
     except OSError:
         return 0

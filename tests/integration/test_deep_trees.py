@@ -10,9 +10,10 @@ import os
 import pytest
 
 from tests.conftest import write_context
+from tests.deeptree import deep_teardown  # noqa: F401 - a fixture
 from tests.integration.test_containers import cmb, ps  # noqa: F401 - cmb is a fixture
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("deep_teardown")]
 
 # 10,000 levels made by a RUN took over 300 s on a loaded 2-core machine (each mkdir/cd in the
 # overlay costs more the deeper it is); 3,000 is past PATH_MAX (2,048 levels of "d/") and twice

@@ -333,3 +333,66 @@ def test_exec_cannot_run_the_host_interpreter(cmb, tmp_path):
         assert "Python 3" not in out.stdout + out.stderr and out.returncode != 0, out
     assert "refusing to run a host executable" in \
         cmb.run("run", "--rm", "libs:1", "/proc/self/exe", "-V", check=False).stderr
+
+
+# -- finding 3 (the walk half): a tree swapped under commit and diff ----------------------------
+
+RENAMEAT2, AT_FDCWD, RENAME_EXCHANGE = 316, -100, 2
+
+
+@needs_probe
+def test_commit_and_diff_never_follow_a_dir_swapped_for_a_host_link(cmb, tmp_path):  # noqa: F811
+    """A container loops renameat2(RENAME_EXCHANGE) between a dir and a symlink to a host dir
+    holding a 0600 secret (the audit's attack): 20 `commit --no-pause` and 20 `diff` while it
+    runs neither crash nor carry a host entry (a walk by path would follow the link)."""
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    secret_name, secret = f"host-secret-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex.encode()
+    (host / secret_name).write_bytes(secret)
+    os.chmod(host / secret_name, 0o600)
+    swap = tmp_path / "swap"
+    swap.write_bytes(syscall_probe.probe(RENAMEAT2, AT_FDCWD, b"a", AT_FDCWD, b"b", RENAME_EXCHANGE))
+    os.chmod(swap, 0o755)
+    cmb.run("run", "-d", "--name", "swapper", "base:1.0", "sh", "-c",
+            f"mkdir -p /w/a/sub && echo mine > /w/a/sub/f && ln -s {host} /w/b && cd /w && "
+            "while [ ! -x /swap ]; do sleep 0.1; done; while :; do /swap; done")
+    cmb.run("cp", str(swap), "swapper:/swap")
+    assert cmb.run("exec", "swapper", "sh", "-c", "cd /w && /swap; echo $?").stdout == "0\n"
+    outputs = []
+    for n in range(20):
+        commit = cmb.run("commit", "--no-pause", "swapper", f"swapped:{n}", check=False)
+        diff = cmb.run("diff", "swapper", check=False)
+        for out in (commit, diff):
+            assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr
+        outputs.append(diff.stdout)
+    assert ps(cmb)["swapper"]["status"] == "running"
+    assert not any(secret_name in out for out in outputs)
+    assert any("/w/" in out for out in outputs)  # the walks did see the swapping tree
+    cmb.run("rm", "-f", "swapper")
+    for n in range(20):
+        archive = tmp_path / f"swapped-{n}.tar"
+        if cmb.run("save", "-o", str(archive), f"swapped:{n}", check=False).returncode == 0:
+            names, data = _archive_contents(archive)
+            assert secret_name not in names and secret not in data, n
+
+
+def _archive_contents(archive: Path) -> tuple[str, bytes]:
+    """Every member name below every layer of a saved image, and all their bytes."""
+    import io
+    import tarfile
+
+    names, data = [], []
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            blob = outer.extractfile(member).read()
+            try:
+                layer = tarfile.open(fileobj=io.BytesIO(blob))
+            except tarfile.TarError:
+                continue  # a config or manifest
+            for inner in layer.getmembers():
+                names.append(inner.name)
+                if inner.isfile():
+                    data.append(layer.extractfile(inner).read())
+    return "\n".join(names), b"\n".join(data)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from minibuild.dockerfile.dockerignore import IgnoreRules
+from minibuild.fs import dirstack
+from tests.deeptree import DEEP, fast_tmp, make_deep  # noqa: F401 - fast_tmp is a fixture
 from minibuild.build.context import BuildContext
 from minibuild.errors import BuildError
 from minibuild.dockerfile.instructions import Location
@@ -149,3 +152,21 @@ def test_a_context_bind_hides_what_dockerignore_excludes(tmp_path):
     no_exceptions = IgnoreRules.parse("src/build\n")
     assert _excluded(str(root), "src", no_exceptions) == ["build", "pipe"]
     assert ctx.ignore.patterns == ()
+
+
+def test_a_10000_deep_fifo_is_found_and_whited_out(fast_tmp):
+    from minibuild.build.mountsetup import _white_out
+
+    make_deep(fast_tmp / "ctx" / "deep", bottom=None)
+    with dirstack.shortened(f"{fast_tmp}/ctx/deep/" + "d/" * DEEP) as bottom:
+        os.mkfifo(os.path.join(bottom, "fifo"))  # never part of a context: always hidden
+    hidden = _excluded(str(fast_tmp / "ctx"), ".", IgnoreRules.parse("nothing-here\n"))
+    assert hidden == ["deep/" + "d/" * DEEP + "fifo"]
+    if os.geteuid() != 0:
+        pytest.skip("mknod of a whiteout needs root")
+    (fast_tmp / "upper").mkdir()
+    _white_out(fast_tmp / "ctx", fast_tmp / "upper", hidden)
+    with dirstack.shortened(f"{fast_tmp}/upper/{hidden[0]}") as whiteout:
+        st = os.lstat(whiteout)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.stat(fast_tmp / "upper" / "deep").st_mtime_ns == os.stat(fast_tmp / "ctx" / "deep").st_mtime_ns

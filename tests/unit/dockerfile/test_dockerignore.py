@@ -110,3 +110,10 @@ def test_the_buildfile_s_own_ignore_file_wins_over_the_context_s(tmp_path):
     rules = IgnoreRules.load(tmp_path, buildfile)
     assert rules.ignored("own-rule") and not rules.ignored("context-rule")
     assert IgnoreRules.load(tmp_path).ignored("context-rule")
+
+
+def test_a_pattern_of_fixed_depth_checks_one_prefix_of_a_deep_path():
+    rules = IgnoreRules.parse("node_modules\nsrc/*.log\n")
+    deep = "/d" * 10_000
+    assert rules.ignored("node_modules" + deep) and rules.ignored("src/x.log" + deep)
+    assert not rules.ignored("src" + deep + "/x.log") and not rules.ignored("a/node_modules")

@@ -90,3 +90,16 @@ def test_stack_notices_a_moved_ancestor(tmp_path, monkeypatch):
         stack.pop()
         with pytest.raises(dirstack.Moved):
             stack.pop()
+
+
+def test_shortened_names_an_entry_past_path_max(fast_tmp):
+    make_deep(fast_tmp, bottom=b"deep")
+    path = str(fast_tmp) + "/d" * DEEP + "/bottom"
+    with dirstack.shortened(path) as short:
+        assert len(short) < 4096 and os.lstat(short).st_size == 4
+        with open(short, "rb") as f:
+            assert f.read() == b"deep"
+    with dirstack.shortened(os.fsencode(path)) as short:
+        assert isinstance(short, bytes) and os.path.exists(short)
+    with dirstack.shortened("/etc") as short:
+        assert short == "/etc"
