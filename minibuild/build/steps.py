@@ -15,9 +15,10 @@ from minibuild.dockerfile import metadata, runcommand, shell as words
 from minibuild.build import remoteadd, reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
+from minibuild.build.copyplan import ADD_FLAGS, COPY_FLAGS, check_flags, copy_plan, fail as _fail
 from minibuild.build.rootwriter import ReuseMismatch
 from minibuild.build.workdir import make_workdir
-from minibuild.errors import BuildError, BuildfileError
+from minibuild.errors import BuildError
 from minibuild.oci.image import ContainerConfig
 from minibuild.dockerfile.instructions import Add, Run, Workdir, flag_value, flag_values
 from minibuild.build.mountsetup import MountHost, Prepared
@@ -25,16 +26,10 @@ from minibuild.dockerfile.runmount import BindMount, CacheMount, parse_mounts
 from minibuild.dockerfile.secretsource import SecretSource
 from minibuild.build.ports import Runner
 from minibuild.sandbox.overlay import make_overlay_dirs
-from minibuild.dockerfile.suggest import unknown_flag
-from minibuild.dockerfile.filemode import parse_mode
 from minibuild.sandbox.sandbox import Process, RootFS
 from minibuild.fs.files import remove_tree
 from minibuild.text import shorten
 
-# --link: our layers never depend on the base. --parents is COPY's only (the reference).
-_COPY_FLAGS = {"from", "chown", "chmod", "link", "exclude"}
-_ADD_FLAGS = _COPY_FLAGS | {"checksum", "keep-git-dir", "unpack"}
-_NOT_YET: set[str] = set()  # flags the reference has that we do not implement (none now)
 _RUN_FLAGS = {"network", "mount", "security"}
 
 
@@ -70,20 +65,6 @@ class CopySource:
     name: str
     key: str                   # identifies the content (stage cache key or manifest digest)
     lowers: tuple[Path, ...]
-
-
-def _fail(instruction, message: str) -> BuildfileError:
-    return BuildfileError.at(instruction, message)
-
-
-def check_flags(instruction, allowed: set[str]) -> None:
-    """Refuse a flag the instruction does not know (or that we do not implement), naming it."""
-    for flag in instruction.flags:
-        name = flag.removeprefix("--").partition("=")[0]
-        if name in _NOT_YET:
-            raise _fail(instruction, f"{instruction.keyword} --{name} is not supported yet")
-        if name not in allowed:
-            raise _fail(instruction, unknown_flag(instruction.keyword, name, allowed | _NOT_YET))
 
 
 class StepFactory:
@@ -225,7 +206,7 @@ class StepFactory:
     def copy(self, instruction, config: ContainerConfig, scope: metadata.Scope,
              source: CopySource | None) -> FsStep:
         """COPY/ADD from the context, or with `--from` from a stage or image."""
-        check_flags(instruction, _ADD_FLAGS if isinstance(instruction, Add) else _COPY_FLAGS | {"parents"})
+        check_flags(instruction, ADD_FLAGS if isinstance(instruction, Add) else COPY_FLAGS | {"parents"})
         env = scope.expansion_env(config)
         expand = functools.partial(words.expand, env=env, escape=scope.escape,
                                    location=instruction.location)
@@ -234,7 +215,7 @@ class StepFactory:
         if remote and source is not None:
             raise _fail(instruction, "ADD --from takes paths in the stage or image, not URLs")
         unpack = remoteadd.unpack_flag(instruction) if isinstance(instruction, Add) else False
-        plan = _copy_plan(instruction, config, env, expand, source is not None, self.context,
+        plan = copy_plan(instruction, config, env, expand, source is not None, self.context,
                           remote, unpack)
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
@@ -352,41 +333,4 @@ class StepFactory:
             description["user"] = config.user
         return FsStep(description, f"WORKDIR {path}", execute, replace(config, working_dir=path),
                       layer_when_unchanged=path != "/")
-
-
-def _copy_plan(instruction, config: ContainerConfig, env, expand: Callable[[str], str],
-               from_stage: bool, context: BuildContext, remote: bool,
-               unpack: bool | None) -> CopyPlan:
-    """A COPY/ADD's flags and words, expanded, as a plan without its sources yet; a bad --chmod
-    fails here, at its line, before any copy. `unpack`: ADD's --unpack (None: archives from the
-    context are unpacked, remote ones are not)."""
-    chown, chmod = flag_value(instruction, "chown"), flag_value(instruction, "chmod")
-    plan = CopyPlan(
-        sources=(), inline=metadata.inline_files(instruction, env),
-        dest=expand(instruction.dest), workdir=config.working_dir or "/",
-        chown=expand(chown) if chown else None, chmod=expand(chmod) if chmod else None,
-        unpack_archives=not from_stage and (not remote if unpack is None else unpack),
-        ignore=None if from_stage or remote else context.ignore, keyword=instruction.keyword,
-        exclude=tuple(expand(e) for e in flag_values(instruction, "exclude")),
-        parents=_flag_bool(instruction, "parents"),
-        keep_owner=from_stage,  # BuildKit keeps a stage's owners (the context's become 0:0)
-    )
-    if plan.chmod is not None:
-        try:
-            parse_mode(plan.chmod)
-        except BuildError as exc:
-            raise _fail(instruction, exc.message) from None
-    return plan
-
-
-def _flag_bool(instruction, name: str) -> bool:
-    """A boolean flag: bare `--parents` is true, `--parents=false` false (BuildKit's BoolFlag)."""
-    value = flag_value(instruction, name)
-    if value is None:
-        return False
-    if value.lower() in ("", "true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise _fail(instruction, f"--{name}={value}: expected true or false")
 
