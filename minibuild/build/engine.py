@@ -8,6 +8,9 @@ runs a filesystem step and stores its layer.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+
 import functools
 import time
 from dataclasses import dataclass, field, replace
@@ -242,7 +245,8 @@ class Engine:
                 return self._fs_step(state, self.steps.run(instruction, config, scope, label, source_of))
             case Copy() | Add():
                 source = self._copy_source(instruction)
-                return self._fs_step(state, self.steps.copy(instruction, config, scope, source))
+                with _path_limit(instruction):
+                    return self._fs_step(state, self.steps.copy(instruction, config, scope, source))
             case Workdir():
                 return self._fs_step(state, self.steps.workdir(instruction, config, scope))
             case From():
@@ -356,3 +360,18 @@ def _locate(exc: MinibuildError, instruction) -> None:
     """Give an error raised below the engine (context, copier, sandbox) its Buildfile line."""
     if exc.file is None:
         exc.locate(instruction)
+
+
+@contextlib.contextmanager
+def _path_limit(instruction):
+    """A path longer than the kernel's PATH_MAX (a context dir ~2,000 levels deep) as one line
+    at the COPY/ADD, not an internal error: the copier still works by path."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        where = exc.filename if isinstance(exc.filename, str) else ""
+        raise BuildError.at(instruction, f"{instruction.keyword} failed: a path is longer than "
+                            f"the kernel allows (PATH_MAX, 4096 bytes): "
+                            f"…{where[-60:]}") from None

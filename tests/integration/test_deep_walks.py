@@ -55,3 +55,15 @@ def test_diff_and_commit_of_a_container_on_a_10000_deep_image(cmb, fast_tmp):  #
     cmb.run("rmi", "deepimg:2", "deepimg:1")
     cmb.run("prune", "--cache")
     cmb.run("fsck")
+
+
+def test_copy_of_a_context_dir_past_path_max_is_one_error_line(cmb, fast_tmp):  # noqa: F811
+    """The copier still works by path: a context dir deeper than PATH_MAX cannot be COPYed yet,
+    and says so at the COPY in one line (it was an internal error, exit 70)."""
+    ctx = write_context(fast_tmp / "ctx", "FROM scratch\nCOPY . /\n")
+    make_deep(ctx / "tree", depth=2_500)  # 5,000 bytes of path
+    out = cmb.build(ctx, "-t", "deepcopy:1", check=False)
+    assert out.returncode == 1, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Buildfile:2:1: COPY failed" in errors[0] and "PATH_MAX" in errors[0]
+    assert "internal error" not in out.stderr
