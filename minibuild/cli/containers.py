@@ -121,12 +121,7 @@ def stop(ctx, timeout, containers) -> None:
 @click.pass_context
 def pause(ctx, containers) -> None:
     """Freeze every process of running containers (their cgroup's freezer)."""
-    from minibuild.containers import signals
-
-    records = container_records(ctx)
-    for text in containers:
-        signals.pause(records, records.find(text))
-        click.echo(text)
+    _each(ctx, containers, "pause")
 
 
 @cli.command()
@@ -134,11 +129,16 @@ def pause(ctx, containers) -> None:
 @click.pass_context
 def unpause(ctx, containers) -> None:
     """Thaw paused containers."""
+    _each(ctx, containers, "unpause")
+
+
+def _each(ctx, containers, action: str) -> None:
+    """signals.<action> on each container named, echoing its name as docker does."""
     from minibuild.containers import signals
 
     records = container_records(ctx)
     for text in containers:
-        signals.unpause(records, records.find(text))
+        getattr(signals, action)(records, records.find(text))
         click.echo(text)
 
 

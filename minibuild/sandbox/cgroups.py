@@ -42,7 +42,8 @@ _NAME = re.compile(r"(\d+)-(\d+)-[0-9a-f]+")
 _V2_CORE = frozenset({"freezer"})  # v2 files every cgroup has: nothing to enable
 
 
-def _read(path: Path) -> str:
+def read_file(path: Path) -> str:
+    """A cgroup file's text ("" when it cannot be read: the cgroup went, or the file is not there)."""
     try:
         return path.read_text()
     except OSError:
@@ -80,7 +81,7 @@ def _ready(h: Hierarchy, parent: Path, controllers: frozenset[str]) -> bool:
         wanted = controllers - _V2_CORE
         chain = [h.mount, *reversed([p for p in parent.parents if h.mount in p.parents]), parent]
         for level in chain if wanted else ():
-            missing = wanted - set(_read(level / "cgroup.subtree_control").split())
+            missing = wanted - set(read_file(level / "cgroup.subtree_control").split())
             if missing:
                 _write(level / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
     except OSError:
@@ -202,7 +203,7 @@ class Cgroup:
         """How many processes the kernel killed for going over the memory limit."""
         version, path = self.dirs.get("memory", (0, Path()))
         name = "memory.events" if version == 2 else "memory.oom_control"
-        for line in _read(path / name).splitlines() if version else ():
+        for line in read_file(path / name).splitlines() if version else ():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minibuild.errors import SandboxError
-from minibuild.sandbox.cgroups import is_ours
+from minibuild.sandbox.cgroups import is_ours, read_file
 from minibuild.sandbox.hierarchy import Hierarchy, hierarchies
 
 
@@ -45,14 +45,14 @@ class Freezer:
     def frozen(self) -> bool:
         """Whether the cgroup is frozen (or being frozen)."""
         if self.version == 2:
-            return _read(self.path / "cgroup.freeze").strip() == "1"
-        return _read(self.path / "freezer.state").strip() in ("FROZEN", "FREEZING")
+            return read_file(self.path / "cgroup.freeze").strip() == "1"
+        return read_file(self.path / "freezer.state").strip() in ("FROZEN", "FREEZING")
 
     def freeze(self, seconds: float = 10.0) -> None:
         """Freeze every process of the cgroup, and wait until the kernel says they all are."""
         if self.version == 2:
             _write(self.path / "cgroup.freeze", "1")
-            done = lambda: "frozen 1" in _read(self.path / "cgroup.events").splitlines()  # noqa: E731
+            done = lambda: "frozen 1" in read_file(self.path / "cgroup.events").splitlines()  # noqa: E731
         else:
             done = lambda: self._v1_state("FROZEN") == "FROZEN"  # noqa: E731
         deadline, pause = time.monotonic() + seconds, 0.001
@@ -67,7 +67,7 @@ class Freezer:
     def _v1_state(self, wanted: str) -> str:
         """Ask the v1 freezer again (a FREEZING cgroup finishes only when asked), read back."""
         _write(self.path / "freezer.state", wanted)
-        return _read(self.path / "freezer.state").strip()
+        return read_file(self.path / "freezer.state").strip()
 
     def thaw(self) -> None:
         """Let the processes run again."""
@@ -86,13 +86,6 @@ def freezer_of(pid: int) -> Freezer | None:
         if h.version == 1 and "freezer" in h.controllers:
             return Freezer(path, 1)
     return None
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def _write(path: Path, value: str) -> None:
