@@ -42,6 +42,7 @@ class TokenServer:
     cert: Path
     users: dict[str, str]
     lifetime: float = 300.0
+    claimed_lifetime: float | None = None  # the `expires_in` told to the client (None: lifetime)
     port: int = 0
     requests: Counter = field(default_factory=Counter)
     refused: int = 0
@@ -62,7 +63,7 @@ class TokenServer:
             return 401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong user name or password"}]}
         access = _access(scopes) if user else []
         token = self.sign(user, query.get("service", [""])[0], access)
-        return 200, {"token": token, "access_token": token, "expires_in": int(self.lifetime),
+        return 200, {"token": token, "access_token": token, "expires_in": int(self.claimed_lifetime or self.lifetime),
                      "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def _user(self, authorization: str | None) -> str | None:

@@ -253,6 +253,16 @@ def request_token(http: httpx.Client, realm: str, service: str | None, scopes: l
     return http.get(realm, params=params, headers=headers)
 
 
+def renewal_delay(body: dict) -> float:
+    """Seconds until a token should be fetched anew: 10 s before its `expires_in` runs out (the
+    token spec's default lifetime is 60 s when the server names none), never under half of it."""
+    try:
+        lifetime = float(body.get("expires_in") or 60)
+    except (TypeError, ValueError):
+        lifetime = 60.0
+    return max(lifetime - 10.0, lifetime / 2)
+
+
 def merge_scopes(scopes: list[str]) -> list[str]:
     """One scope per resource with the union of its actions, in first-seen order:
     `repository:a:pull` and `repository:a:pull,push` are `repository:a:pull,push` (a token server

@@ -86,7 +86,8 @@ class Client:
     """A client for one registry host; `requests` counts what was sent, by (method, kind)."""
 
     def __init__(self, host: str, *, insecure: bool = False, credentials: auth.Credentials | None = None,
-                 transport: httpx.BaseTransport | None = None, retries: int = 4, backoff: float = 0.5) -> None:
+                 transport: httpx.BaseTransport | None = None, retries: int = 4, backoff: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         scheme = "http" if insecure or is_local(host) else "https"
         self.host = host
         self.base = f"{scheme}://{api_host(host)}/v2"
@@ -95,6 +96,10 @@ class Client:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.scopes: list[str] = []  # repository scopes every token request asks for (want())
         self._authorization: str | None = None
+        # the bearer token's challenge and when to fetch a new one (before it runs out: a big
+        # upload sent with a stale token would be sent twice)
+        self._renewal: tuple[auth.Challenge, float] | None = None
+        self._clock = clock
         self._http = httpx.Client(transport=transport, follow_redirects=True,
                                   timeout=httpx.Timeout(60.0, connect=15.0))
 
@@ -127,6 +132,8 @@ class Client:
 
     def _send(self, method, path, kind, content, headers, stream: bool) -> httpx.Response:
         self.requests[(method, kind)] += 1
+        if self._renewal is not None and self._clock() >= self._renewal[1]:
+            self._authorization = f"Bearer {self._token(self._renewal[0])}"
         url = self._url(path)
         authorized = False
         for attempt in range(self.retries + 1):
@@ -201,6 +208,7 @@ class Client:
             raise RegistryError(f"token server {realm} sent no JSON token") from None
         if not token:
             raise RegistryError(f"token server {realm} sent no token")
+        self._renewal = (challenge, self._clock() + auth.renewal_delay(body))
         return token
 
     def _token_refused(self, realm: str, response: httpx.Response) -> RegistryError:

@@ -114,9 +114,8 @@ def test_wrong_password_is_one_line_without_the_secret(mb, registry, tokens, hom
     assert tokens.refused == 1
 
 
-def test_an_expired_token_is_replaced_once(registry, tokens):
-    """In-process client, so the token outlives one request: after it expires the registry
-    answers 401 invalid_token, the client asks for a new one and the request goes through."""
+def _upload_across_expiry(registry, tokens) -> None:
+    """Two blobs on one token, a wait past the token's real lifetime (3 s), a third blob."""
     from minibuild.oci.digest import Digest
     from minibuild.transfer.auth import Credentials
     from minibuild.transfer.registry import Client
@@ -126,15 +125,28 @@ def test_an_expired_token_is_replaced_once(registry, tokens):
     client.want("expiry/app", "pull,push")
     blobs = [os.urandom(1000) for _ in range(3)]
     try:
-        first = Digest.of(blobs[0])
-        client.upload_blob("expiry/app", first, 1000, lambda: io.BytesIO(blobs[0]))
+        client.upload_blob("expiry/app", Digest.of(blobs[0]), 1000, lambda: io.BytesIO(blobs[0]))
         client.upload_blob("expiry/app", Digest.of(blobs[1]), 1000, lambda: io.BytesIO(blobs[1]))
         assert tokens.total() == 1  # the second blob rode the first token
         time.sleep(tokens.lifetime + 1)
         client.upload_blob("expiry/app", Digest.of(blobs[2]), 1000, lambda: io.BytesIO(blobs[2]))
         assert tokens.total() == 2
-        assert "token not to be used after" in registry.log.read_text()  # the registry refused it
         assert all(client.has_blob("expiry/app", Digest.of(blob)) for blob in blobs)
         assert tokens.total() == 2
     finally:
         client.close()
+
+
+def test_a_token_is_renewed_before_its_expires_in_runs_out(registry, tokens):
+    """In-process client, so the token outlives one request: past the `expires_in` the server
+    gave, the client asks for a new token before sending (no request is refused and resent)."""
+    _upload_across_expiry(registry, tokens)
+    assert "token not to be used after" not in registry.log.read_text()
+
+
+def test_an_expired_token_is_replaced_once_after_a_401(registry, tokens):
+    """A server that claims a longer `expires_in` than the token has: the registry answers 401
+    invalid_token, the client asks for a new token and the request goes through."""
+    tokens.claimed_lifetime = 3600
+    _upload_across_expiry(registry, tokens)
+    assert "token not to be used after" in registry.log.read_text()  # the registry refused it

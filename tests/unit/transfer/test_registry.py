@@ -168,6 +168,36 @@ def test_one_token_with_pull_push_serves_every_blob_and_a_401_refreshes_it():
     assert len(registry.issued) == 2
 
 
+def test_a_token_is_renewed_before_it_runs_out_not_after_a_401():
+    """A big upload sent with a stale token would be sent twice: fetch a new token 10 s before
+    `expires_in` (60 s, the spec's default, when the server names none) runs out."""
+    registry, now = TokenRegistry(), [0.0]
+    unauthorized = []
+    inner = registry.__call__
+
+    def handler(request):
+        response = inner(request)
+        unauthorized.append(response.status_code == 401 and request.url.host != "auth.example")
+        return response
+
+    c = client(handler, credentials=auth.Credentials("u", "p"), clock=lambda: now[0])
+    assert not c.has_blob("app", Digest("a" * 64))
+    assert len(registry.issued) == 1 and unauthorized.count(True) == 1  # the first challenge
+    now[0] = 45.0
+    assert not c.has_blob("app", Digest("b" * 64))
+    assert len(registry.issued) == 1  # still fresh
+    now[0] = 51.0
+    assert not c.has_blob("app", Digest("c" * 64))
+    assert len(registry.issued) == 2 and unauthorized.count(True) == 1  # renewed, no 401
+
+
+def test_renewal_delay_follows_expires_in():
+    assert auth.renewal_delay({}) == 50
+    assert auth.renewal_delay({"expires_in": 300}) == 290
+    assert auth.renewal_delay({"expires_in": 8}) == 4
+    assert auth.renewal_delay({"expires_in": "junk"}) == 50
+
+
 def test_an_identity_token_is_exchanged_with_docker_refresh_token_grant():
     registry = TokenRegistry()
     c = client(registry, credentials=auth.Credentials("", "", identity_token="refresh-me"))
