@@ -82,7 +82,8 @@ def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Pr
     """The sandbox process of a container."""
     return Process(argv=container.argv, env=container.env, cwd=container.cwd, make_cwd=True,
                    user=container.user or None, network=container.network,
-                   hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_)
+                   hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_,
+                   pid1=True)
 
 
 def limits(container: Container) -> Limits:

@@ -8,6 +8,9 @@ The process tree of `Sandbox.run`:
                        │ resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
+For a container (Process.pid1) I does X's part itself: the user's command is pid 1, as in
+docker, and reaps its own zombies.
+
 `Sandbox.call` has only C, which mounts, chroots and runs a Python callable. Every mount lives
 in C's private mount namespace, so the kernel tears it down with C. When I exits the kernel
 kills everything left in the step's pid namespace. The forked children never touch Python
@@ -242,6 +245,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     _wait_joined(pipes)
     if plan.userns is not None:  # root of it from here on (and so X, and `exec` joins it)
         idmapped.enter(plan.userns)
+    if plan.process.pid1:  # a container's command: no init of ours stays between
+        return _exec_command(plan, user, env, pipes)
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan, user, env, pipes))
@@ -283,7 +288,7 @@ def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes:
                              f"{exc.strerror}") from exc
     enter_workdir(process.cwd)
     return exec_as(user, process.argv, env, plan.confinement,
-                   privileged=process.privileged)
+                   privileged=process.privileged, keep_deathsig=process.pid1)
 
 
 def _wire_stdio(pipes: Pipes, stdio: tuple[int, int, int] | None = None) -> None:

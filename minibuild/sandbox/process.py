@@ -41,6 +41,9 @@ class Process:
     # the stdin feed and the streamed output pipe; `tty`: stdio[0] becomes its controlling tty
     stdio: tuple[int, int, int] | None = None
     tty: bool = False
+    # the command itself is pid 1 of its pid namespace (a container's, as docker's: it reaps
+    # its own zombies, and ignores a signal it has no handler for); else our init reaps for it
+    pid1: bool = False
     # a RUN's secrets exposed as env variables (over `env`): kept apart so that no cache key,
     # history or repr ever holds their values
     secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -103,10 +106,13 @@ STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 29, 31})
 
 
 def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
-            confinement: Confinement | None = None, *, privileged: bool = False) -> int:
+            confinement: Confinement | None = None, *, privileged: bool = False,
+            keep_deathsig: bool = False) -> int:
     """Confine (Landlock, seccomp, no_new_privs), drop to the step capabilities (all kept when
     `privileged`: RUN --security=insecure), become `user` and execve argv (searching env's
     PATH); the exit status if execve fails. Build steps, `run` and `exec` all come through here.
+    `keep_deathsig`: set PDEATHSIG again after the user change (which clears it), for a
+    command that is its pid namespace's init and must die with the sandbox's helper.
 
     In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
     """
@@ -120,6 +126,8 @@ def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
     os.setuid(user.uid)
+    if keep_deathsig:
+        linux.die_with_parent()
     if confinement is not None:
         try:
             confinement.after_drop()
