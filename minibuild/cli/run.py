@@ -98,9 +98,12 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
                                    ("user", user)) if v is not None}
     records = Containers(store.root)
     records.clean_leftovers()
+    environment = runtime.container_env(config, assignments, os.environ)
+    if tty_:
+        environment = runtime.terminal_env(environment, os.environ)
     template = Container(
         id="", name=name, image=ref, manifest=manifest, diff_ids=loaded.config.diff_ids,
-        argv=argv, env=runtime.container_env(config, assignments, os.environ),
+        argv=argv, env=environment,
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
         stop_signal=config.stop_signal, hostname=hostname or "", security=security,
@@ -177,8 +180,8 @@ def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
 
     sys.stdout.flush()
     if tty_:
-        with Terminal(0 if interactive else None, 1) as term:
-            return runtime.supervise(root, container, term.stdio, tty_=True)
+        with Terminal(0 if interactive else None, 1, console=True) as term:
+            return runtime.supervise(root, container, None, console=term.console_fd)
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
         return runtime.supervise(root, container, (stdin, 1, 2))

@@ -68,6 +68,14 @@ def container_env(config: ContainerConfig, assignments: Iterable[str],
     return tuple(env.items())
 
 
+def terminal_env(env: tuple[tuple[str, str], ...],
+                 host: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """With -t: TERM as ours (xterm without one, as docker sets), unless the image or -e set it."""
+    if any(key == "TERM" for key, _ in env):
+        return env
+    return (*env, ("TERM", host.get("TERM") or "xterm"))
+
+
 def rootfs(root: Path, container: Container) -> RootFS:
     """The container's overlay: its image's layer dirs (top first) under its own upper dir."""
     from minibuild.store.layout import Store
@@ -78,12 +86,14 @@ def rootfs(root: Path, container: Container) -> RootFS:
     return RootFS(lowers, upper, work, merged)
 
 
-def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Process:
-    """The sandbox process of a container."""
+def process(container: Container, stdio: tuple[int, int, int] | None,
+            console: int | None = None) -> Process:
+    """The sandbox process of a container: its own stdio fds, or with `console` a pty of its
+    own (console.py) whose master goes back on that socket."""
     return Process(argv=container.argv, env=container.env, cwd=container.cwd, make_cwd=True,
                    user=container.user or None, network=container.network,
-                   hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_,
-                   pid1=True)
+                   hostname=container.hostname or container.short_id, stdio=stdio,
+                   tty=console is not None, console=console, pid1=True)
 
 
 def limits(container: Container) -> Limits:
@@ -96,9 +106,10 @@ def limits(container: Container) -> Limits:
 # -- supervising ---------------------------------------------------------------------------------
 
 
-def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, tty_: bool = False,
-              on_started: Callable[[], None] | None = None) -> int:
-    """Run the container to its end under its lock, recording running then exited; its status."""
+def supervise(root: Path, container: Container, stdio: tuple[int, int, int] | None, *,
+              console: int | None = None, on_started: Callable[[], None] | None = None) -> int:
+    """Run the container to its end under its lock, recording running then exited; its status
+    (`console`: the socket of a Terminal, for a pty made inside, instead of `stdio`)."""
     containers = Containers(root)
     lock = containers.supervise(container.id)
     try:
@@ -125,7 +136,7 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
                     idranges.for_mode(container.userns) or contextlib.nullcontext() as userns:
                 status = Sandbox(image_lookup=layerpath.resolve, security=container.security,
                                  networks=networks, limits=limits(container), userns=userns).run(
-                    fs, process(container, stdio, tty_), lambda data: None, on_start=started,
+                    fs, process(container, stdio, console), lambda data: None, on_start=started,
                     mounts=attached.mounts)
         finally:
             _record_exit(root, containers, container, status)
@@ -227,8 +238,8 @@ def supervise_detached(root: Path, container_id: str, notify_fd: int, tty_: bool
     try:
         if not tty_:
             return supervise(root, container, (devnull, log, log), on_started=started)
-        with Terminal(None, log) as term:
-            return supervise(root, container, term.stdio, tty_=True, on_started=started)
+        with Terminal(None, log, console=True) as term:
+            return supervise(root, container, None, console=term.console_fd, on_started=started)
     except BaseException as exc:
         if not notified:
             _notify(notify_fd, f"error: {exc}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from minibuild.sandbox import idmapped, linux, pivot
+from minibuild.sandbox.console import open_console
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -276,7 +277,11 @@ def _reap_until(pid: int) -> int:
 def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes: Pipes) -> int:
     """X: wire fds, drop to the user, chdir, execve; returns only when execve failed."""
     process = plan.process
-    _wire_stdio(pipes, process.stdio)
+    stdio = process.stdio
+    if process.console is not None:
+        slave = open_console(process.console, user.uid)
+        stdio = (slave, slave, slave)
+    _wire_stdio(pipes, stdio)
     _default_signals()
     if process.tty:
         linux.controlling_tty()

@@ -41,6 +41,9 @@ class Process:
     # the stdin feed and the streamed output pipe; `tty`: stdio[0] becomes its controlling tty
     stdio: tuple[int, int, int] | None = None
     tty: bool = False
+    # instead of stdio: a unix socket to send the master of a pty made in the root's own
+    # devpts (console.py); its slave is then the command's stdio and controlling tty
+    console: int | None = None
     # the command itself is pid 1 of its pid namespace (a container's, as docker's: it reaps
     # its own zombies, and ignores a signal it has no handler for); else our init reaps for it
     pid1: bool = False
@@ -68,8 +71,8 @@ def check_process(process: Process) -> None:
         raise SandboxError(f"invalid hostname {process.hostname!r}")
     if process.stdio is not None and process.stdin is not None:
         raise SandboxError("a process takes either stdin bytes or stdio fds, not both")
-    if process.tty and process.stdio is None:
-        raise SandboxError("a tty needs stdio fds (a pty slave)")
+    if process.tty and (process.stdio is None) == (process.console is None):
+        raise SandboxError("a tty needs either stdio fds (a pty slave) or a console socket")
     if any("/" in name or name in ("", ".", "..") for name, _ in process.pipes):
         raise SandboxError("a /dev/pipes file needs a plain file name")
 
