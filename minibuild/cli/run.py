@@ -174,17 +174,16 @@ def _create_with_volumes(records, template, specs):
 
 
 def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
-    """Run attached to our stdio (or a pty relayed to it); the container's exit status."""
+    """Run attached to our stdio (or a pty relayed to it), its output kept in its log too;
+    the container's exit status."""
     from minibuild.containers import runtime
-    from minibuild.containers.terminal import Terminal
 
     sys.stdout.flush()
     if tty_:
-        with Terminal(0 if interactive else None, 1, console=True) as term:
-            return runtime.supervise(root, container, None, console=term.console_fd)
+        return runtime.run_terminal(root, container, 0 if interactive else None, 1)
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return runtime.supervise(root, container, (stdin, 1, 2))
+        return runtime.run_logged(root, container, stdin, tee=True)
     finally:
         if stdin != 0:
             os.close(stdin)

@@ -24,6 +24,7 @@ from minibuild.layer import layerpath
 from minibuild.containers.containermounts import Attached, attach, covered, seed
 from minibuild.containers.records import Container, ContainerError, Containers, now, \
     process_start_time, scrub_scaffolds
+from minibuild.containers.logfile import Capture, LogWriter
 from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
 from minibuild.oci.image import ContainerConfig
@@ -222,8 +223,6 @@ def supervise_detached(root: Path, container_id: str, notify_fd: int, tty_: bool
     containers = Containers(root)
     try:
         container = containers.load(container_id)
-        log = os.open(containers.log_path(container_id),
-                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     except BaseException as exc:
         _notify(notify_fd, f"error: {exc}")
@@ -236,14 +235,31 @@ def supervise_detached(root: Path, container_id: str, notify_fd: int, tty_: bool
         notified = True
 
     try:
-        if not tty_:
-            return supervise(root, container, (devnull, log, log), on_started=started)
-        with Terminal(None, log, console=True) as term:
-            return supervise(root, container, None, console=term.console_fd, on_started=started)
+        if tty_:
+            return run_terminal(root, container, None, None, on_started=started)
+        return run_logged(root, container, devnull, tee=False, on_started=started)
     except BaseException as exc:
         if not notified:
             _notify(notify_fd, f"error: {exc}")
         raise
+
+
+def run_logged(root: Path, container: Container, stdin: int, *, tee: bool,
+               on_started: Callable[[], None] | None = None) -> int:
+    """supervise with the command's stdout and stderr piped into the container's log (and
+    copied to ours when `tee`: a foreground run); its status."""
+    with LogWriter(Containers(root).log_path(container.id)) as log, \
+            Capture(log, (1, 2) if tee else (None, None)) as capture:
+        return supervise(root, container, (stdin, *capture.fds), on_started=on_started)
+
+
+def run_terminal(root: Path, container: Container, input_fd: int | None,
+                 output_fd: int | None, on_started: Callable[[], None] | None = None) -> int:
+    """supervise with a pty of the container's own, its output into the log (and to
+    `output_fd`), `input_fd` (a terminal: raw while it runs) into it; its status."""
+    with LogWriter(Containers(root).log_path(container.id)) as log, \
+            Terminal(input_fd, output_fd, console=True, log=log.stdout) as term:
+        return supervise(root, container, None, console=term.console_fd, on_started=on_started)
 
 
 def _notify(fd: int, text: str) -> None:

@@ -18,16 +18,19 @@ import struct
 import termios
 import threading
 import tty
+from collections.abc import Callable
 
 
 class Terminal:
     """A pty whose slave is the container's stdio; a thread copies input in and output out.
 
     With `console`, the pty comes from the container: `console_fd` goes to its Process and
-    the master arrives on our end of the socket once the command is about to start.
+    the master arrives on our end of the socket once the command is about to start. `log`
+    gets the output too (the container's log).
     """
 
-    def __init__(self, input_fd: int | None, output_fd: int, console: bool = False) -> None:
+    def __init__(self, input_fd: int | None, output_fd: int | None, console: bool = False,
+                 log: Callable[[bytes], None] | None = None) -> None:
         self.master: int | None = None
         self.slave: int | None = None
         self._ours = self.console_fd = None
@@ -36,7 +39,7 @@ class Terminal:
             self._ours, self.console_fd = ours, theirs.detach()
         else:
             self.master, self.slave = os.openpty()
-        self.input_fd, self.output_fd = input_fd, output_fd
+        self.input_fd, self.output_fd, self.log = input_fd, output_fd, log
         self._stop = threading.Event()
         self._saved = None
         self._old_winch = None
@@ -95,7 +98,13 @@ class Terminal:
                     if fd == self.master:
                         return
                     continue
-                _write_all(self.output_fd if fd == self.master else self.master, data)
+                if fd != self.master:
+                    _write_all(self.master, data)
+                    continue
+                if self.output_fd is not None:
+                    _write_all(self.output_fd, data)
+                if self.log is not None:
+                    self.log(data)
 
     def _receive_master(self) -> bool:
         """The master fd the container sends on the console socket; False if none came."""
