@@ -225,8 +225,9 @@ def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> Non
                    cwd=workdir or found.cwd, user=user if user is not None else found.user or None)
     target = exectarget.open_target(records, found)
     try:
-        # docker exec has no --security-opt either; the init's interpreter is a host file too
-        confinement = prepare(found.security, (found.pid,))
+        # docker exec has no --security-opt either; the container's PID 1 is its own command
+        # (no interpreter of ours), so only ours is refused
+        confinement = prepare(found.security)
         sys.stdout.flush()
         if tty_:
             with Terminal(0 if interactive else None, 1) as term:
