@@ -43,6 +43,7 @@ class Terminal:
         self._stop = threading.Event()
         self._saved = None
         self._old_winch = None
+        self._size_fd: int | None = None
         self._thread = threading.Thread(target=self._relay, daemon=True)
 
     @property
@@ -51,11 +52,14 @@ class Terminal:
         return None if self.slave is None else (self.slave, self.slave, self.slave)
 
     def __enter__(self) -> Terminal:
+        # the size follows our terminal even without -i (docker's -t alone does too)
+        self._size_fd = next((fd for fd in (self.input_fd, self.output_fd)
+                              if fd is not None and os.isatty(fd)), None)
+        if self._size_fd is not None and threading.current_thread() is threading.main_thread():
+            self._old_winch = signal.signal(signal.SIGWINCH, lambda *_: self.resize())
+        self.resize()
         if self.input_fd is not None and os.isatty(self.input_fd):
             self._saved = termios.tcgetattr(self.input_fd)
-            if threading.current_thread() is threading.main_thread():
-                self._old_winch = signal.signal(signal.SIGWINCH, lambda *_: self.resize())
-            self.resize()
             tty.setraw(self.input_fd)
         self._thread.start()
         return self
@@ -75,8 +79,8 @@ class Terminal:
 
     def resize(self) -> None:
         """The user's terminal size onto the pty (TIOCSWINSZ on the master)."""
-        if self.input_fd is not None and self.master is not None:
-            _copy_window_size(self.input_fd, self.master)
+        if self._size_fd is not None and self.master is not None:
+            _copy_window_size(self._size_fd, self.master)
 
     def _relay(self) -> None:
         """Wait for the console's master, then copy until told to stop and the pty has
