@@ -3,9 +3,11 @@ the user's command as PID 1, and `logs --timestamps`."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import uuid
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.test_containers import cmb, ps, wait_for  # noqa: F401 - the fixture
+from tests.integration.test_containers import cmb, pids_with, ps, wait_for  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +47,23 @@ def test_stop_kills_a_pid_1_that_ignores_sigterm_after_the_timeout(cmb):  # noqa
     assert time.monotonic() - started >= 1.0
     assert ps(cmb)["deaf"]["status"] == "exited"
     assert cmb.run("wait", "deaf").stdout == "137\n"
+
+
+def test_a_pid_1_of_another_user_dies_with_a_killed_minibuild(cmb):  # noqa: F811
+    # the user change clears PDEATHSIG: the command must set it again before its execve
+    env = {**os.environ, "MINIBUILD_ROOT": str(cmb.root)}
+    proc = subprocess.Popen([sys.executable, "-m", "minibuild", "run", "-u", "1000", "--name",
+                             "fg", "base:1.0", "sleep", "6178"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: pids_with("6178") and ps(cmb).get("fg", {}).get("status")
+                        == "running")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert wait_for(lambda: not pids_with("sleep\x006178"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 # -- logs --timestamps -----------------------------------------------------------------------------
