@@ -14,6 +14,7 @@ import calendar
 import json
 import os
 import re
+import select
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -166,16 +167,17 @@ def _pieces(data: bytes) -> Iterator[bytes]:
 
 
 class Capture:
-    """The container's stdout and stderr as pipes a thread each copies into the log (and to
-    `tee`'s fds: our stdout and stderr, for a foreground run)."""
+    """The container's stdout and stderr as pipes one thread copies into the log (and to
+    `tee`'s fds: our stdout and stderr, for a foreground run). One thread, stdout first when
+    both have output: the log keeps the order a program wrote them in as well as it can."""
 
     def __init__(self, log: LogWriter, tee: tuple[int | None, int | None] = (None, None)) -> None:
-        self.log, self._ends, self._threads = log, [], []
+        self.log, self._ends, self._sources = log, [], {}
         for stream, copy_to in zip(("stdout", "stderr"), tee):
             read_end, write_end = os.pipe()
             self._ends.append(write_end)
-            self._threads.append(threading.Thread(
-                target=self._relay, args=(read_end, stream, copy_to), daemon=True))
+            self._sources[read_end] = (stream, copy_to)
+        self._thread = threading.Thread(target=self._relay, daemon=True)
 
     @property
     def fds(self) -> tuple[int, int]:
@@ -183,24 +185,28 @@ class Capture:
         return self._ends[0], self._ends[1]
 
     def __enter__(self) -> Capture:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for fd in self._ends:  # the container's copies are gone with it: EOF for the threads
+        for fd in self._ends:  # the container's copies are gone with it: EOF for the thread
             os.close(fd)
-        for thread in self._threads:
-            thread.join(_RELAY_JOIN)
+        self._thread.join(_RELAY_JOIN)
 
-    def _relay(self, fd: int, stream: str, copy_to: int | None) -> None:
-        try:
-            while data := os.read(fd, 65536):
+    def _relay(self) -> None:
+        open_fds = list(self._sources)  # stdout's first
+        while open_fds:
+            ready = set(select.select(open_fds, [], [])[0])
+            for fd in [f for f in open_fds if f in ready]:
+                data = os.read(fd, 65536)
+                if not data:
+                    open_fds.remove(fd)
+                    os.close(fd)
+                    continue
+                stream, copy_to = self._sources[fd]
                 if copy_to is not None:
                     write_all(copy_to, data)
                 self.log.write(stream, data)
-        finally:
-            os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
