@@ -19,15 +19,6 @@ from minibuild.sandbox import linux
 from minibuild.sandbox.freezer import Freezer, freezer_of
 
 
-def children(pid: int) -> list[int]:
-    """The direct children of a process."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(p) for p in text.split()]
-    except OSError:
-        return []
-
-
 def stop(containers: Containers, container: Container, timeout: float = 10.0) -> bool:
     """STOPSIGNAL (SIGTERM) to the command (pid 1 of its namespace: without a handler it
     ignores it, as in docker), SIGKILL after `timeout`; False if not running."""
