@@ -214,60 +214,90 @@ def rm(ctx, force, volumes, containers) -> None:
 @click.option("-n", "--tail", default="all", show_default=True,
               help="Only the last N lines (all: every line).")
 @click.option("-t", "--timestamps", is_flag=True,
-              help="Not supported yet: the log keeps no time per line.")
+              help="Prefix each line with its time (RFC3339Nano, UTC).")
+@click.option("--since", default=None, metavar="TIME",
+              help="Only lines since TIME: RFC3339, a Unix time, or a duration ago (10m, 1h30m).")
+@click.option("--until", default=None, metavar="TIME", help="Only lines before TIME (as --since).")
 @click.argument("container")
 @click.pass_context
-def logs(ctx, follow, tail, timestamps, container) -> None:
-    """The output of a detached container."""
-    from minibuild.errors import MinibuildError
+def logs(ctx, follow, tail, timestamps, since, until, container) -> None:
+    """The output of a container (detached or not), as its supervisor logged it."""
+    from minibuild.containers.logfile import Printer
 
-    if timestamps:
-        raise MinibuildError("logs --timestamps is not supported yet: the log keeps no time "
-                             "per line")
     records = container_records(ctx)
     found = records.find(container)
-    size = _log_size(records, found.id)
-    _follow(records, found, tail_offset(records.log_path(found.id), tail, size), follow=follow)
+    window = (_moment(since, "--since"), _moment(until, "--until"))
+    _follow(records, found, 0, follow=follow, printer=Printer(timestamps),
+            tail=_tail_count(tail), window=window)
 
 
-def tail_offset(path, tail: str, size: int) -> int:
-    """Where the last `tail` lines of the log begin (0 for `all`)."""
-    if tail == "all" or size == 0:
-        return 0
+def _tail_count(tail: str) -> int | None:
+    """--tail as a line count (None: all)."""
+    if tail == "all":
+        return None
     try:
         wanted = int(tail)
     except ValueError:
         raise click.BadParameter(f"{tail!r} (want a number or all)", param_hint="--tail") from None
-    if wanted < 0:
-        return 0
-    with open(path, "rb") as log:
-        data = log.read(size)
-    ends = [i for i, byte in enumerate(data) if byte == 0x0A]
-    if data.endswith(b"\n"):
-        ends.pop()  # the last line's own newline does not start a line
-    return 0 if wanted > len(ends) else (ends[-wanted] + 1 if wanted else size)
+    return None if wanted < 0 else wanted
 
 
-def _follow(records, found, offset: int, *, follow: bool = True) -> None:
-    """Print the container's log from `offset`; with follow, until the container ends."""
-    out = sys.stdout.buffer
+def _moment(text: str | None, option: str) -> int | None:
+    """A --since/--until value in ns since the epoch."""
+    from minibuild.containers.logfile import parse_moment
+
+    if text is None:
+        return None
+    try:
+        return parse_moment(text, time.time_ns())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} (want RFC3339, a Unix time or a duration like 10m)",
+                                 param_hint=option) from None
+
+
+def _follow(records, found, offset: int, *, follow: bool = True, printer=None,
+            tail: int | None = None, window: tuple[int | None, int | None] = (None, None)) -> None:
+    """Print the container's log from byte `offset` (a record's start); with follow, until
+    the container ends. `tail` and `window` choose among what the log holds already."""
+    from minibuild.containers.logfile import Printer, split_records
+
+    printer = printer or Printer(False)
     try:
         log = open(records.log_path(found.id), "rb")
     except FileNotFoundError:
         return
     with log:
         log.seek(offset)
+        pending, first = b"", True
         while True:
             data = log.read(65536)
             if data:
-                out.write(data)
-                out.flush()
+                pending += data
                 continue
-            if not follow or records.status(records.load(found.id)) != "running":
-                out.write(log.read())
-                out.flush()
+            running = follow and records.status(records.load(found.id)) == "running"
+            pending += log.read()
+            done, pending = split_records(pending, raw_tail=not running)
+            _print(printer.render(_chosen(done, tail if first else None, window)))
+            first = False
+            if not running:
                 return
             time.sleep(0.1)
+
+
+def _chosen(done, tail: int | None, window: tuple[int | None, int | None]):
+    """The records in the time window (a record of unknown time is in any), then the tail."""
+    from minibuild.containers.logfile import tail as last_lines
+
+    since, until = window
+    kept = [r for r in done if not r.time_ns or (
+        (since is None or r.time_ns >= since) and (until is None or r.time_ns < until))]
+    return kept if tail is None else last_lines(kept, tail)
+
+
+def _print(data: bytes) -> None:
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
 
 
 # -- diff, commit ----------------------------------------------------------------------------------

@@ -71,8 +71,7 @@ def top(ctx, container, ps_options) -> None:
     from minibuild.containers import signals
 
     found = _running(container_records(ctx), container, "top")
-    # the sandbox's own init (minibuild's, pid 1 inside) is not the user's: not listed
-    pids = {str(p) for p in signals.namespace_pids(found.pid) if p != found.pid}
+    pids = {str(p) for p in signals.namespace_pids(found.pid)}  # the command is pid 1 inside
     click.echo("\n".join(pid_rows(_ps(ps_options or ("-ef",)), pids)))
 
 

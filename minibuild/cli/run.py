@@ -98,9 +98,12 @@ def run(ctx, auto_remove, detach, interactive, tty_, name, env, env_files, workd
                                    ("user", user)) if v is not None}
     records = Containers(store.root)
     records.clean_leftovers()
+    environment = runtime.container_env(config, assignments, os.environ)
+    if tty_:
+        environment = runtime.terminal_env(environment, os.environ)
     template = Container(
         id="", name=name, image=ref, manifest=manifest, diff_ids=loaded.config.diff_ids,
-        argv=argv, env=runtime.container_env(config, assignments, os.environ),
+        argv=argv, env=environment,
         cwd=workdir or config.working_dir or "/", user=user if user is not None else config.user,
         network=network, created=now(), overrides=overrides, auto_remove=auto_remove,
         stop_signal=config.stop_signal, hostname=hostname or "", security=security,
@@ -171,17 +174,16 @@ def _create_with_volumes(records, template, specs):
 
 
 def _foreground(root: Path, container, interactive: bool, tty_: bool) -> int:
-    """Run attached to our stdio (or a pty relayed to it); the container's exit status."""
+    """Run attached to our stdio (or a pty relayed to it), its output kept in its log too;
+    the container's exit status."""
     from minibuild.containers import runtime
-    from minibuild.containers.terminal import Terminal
 
     sys.stdout.flush()
     if tty_:
-        with Terminal(0 if interactive else None, 1) as term:
-            return runtime.supervise(root, container, term.stdio, tty_=True)
+        return runtime.run_terminal(root, container, 0 if interactive else None, 1)
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return runtime.supervise(root, container, (stdin, 1, 2))
+        return runtime.run_logged(root, container, stdin, tee=True)
     finally:
         if stdin != 0:
             os.close(stdin)
@@ -223,8 +225,9 @@ def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> Non
                    cwd=workdir or found.cwd, user=user if user is not None else found.user or None)
     target = exectarget.open_target(records, found)
     try:
-        # docker exec has no --security-opt either; the init's interpreter is a host file too
-        confinement = prepare(found.security, (found.pid,))
+        # docker exec has no --security-opt either; the container's PID 1 is its own command
+        # (no interpreter of ours), so only ours is refused
+        confinement = prepare(found.security)
         sys.stdout.flush()
         if tty_:
             with Terminal(0 if interactive else None, 1) as term:

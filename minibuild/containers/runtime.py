@@ -24,6 +24,7 @@ from minibuild.layer import layerpath
 from minibuild.containers.containermounts import Attached, attach, covered, seed
 from minibuild.containers.records import Container, ContainerError, Containers, now, \
     process_start_time, scrub_scaffolds
+from minibuild.containers.logfile import Capture, LogWriter
 from minibuild.containers.terminal import Terminal
 from minibuild.containers.volumes import Volumes
 from minibuild.oci.image import ContainerConfig
@@ -68,6 +69,14 @@ def container_env(config: ContainerConfig, assignments: Iterable[str],
     return tuple(env.items())
 
 
+def terminal_env(env: tuple[tuple[str, str], ...],
+                 host: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """With -t: TERM as ours (xterm without one, as docker sets), unless the image or -e set it."""
+    if any(key == "TERM" for key, _ in env):
+        return env
+    return (*env, ("TERM", host.get("TERM") or "xterm"))
+
+
 def rootfs(root: Path, container: Container) -> RootFS:
     """The container's overlay: its image's layer dirs (top first) under its own upper dir."""
     from minibuild.store.layout import Store
@@ -78,11 +87,14 @@ def rootfs(root: Path, container: Container) -> RootFS:
     return RootFS(lowers, upper, work, merged)
 
 
-def process(container: Container, stdio: tuple[int, int, int], tty_: bool) -> Process:
-    """The sandbox process of a container."""
+def process(container: Container, stdio: tuple[int, int, int] | None,
+            console: int | None = None) -> Process:
+    """The sandbox process of a container: its own stdio fds, or with `console` a pty of its
+    own (console.py) whose master goes back on that socket."""
     return Process(argv=container.argv, env=container.env, cwd=container.cwd, make_cwd=True,
                    user=container.user or None, network=container.network,
-                   hostname=container.hostname or container.short_id, stdio=stdio, tty=tty_)
+                   hostname=container.hostname or container.short_id, stdio=stdio,
+                   tty=console is not None, console=console, pid1=True)
 
 
 def limits(container: Container) -> Limits:
@@ -95,9 +107,10 @@ def limits(container: Container) -> Limits:
 # -- supervising ---------------------------------------------------------------------------------
 
 
-def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, tty_: bool = False,
-              on_started: Callable[[], None] | None = None) -> int:
-    """Run the container to its end under its lock, recording running then exited; its status."""
+def supervise(root: Path, container: Container, stdio: tuple[int, int, int] | None, *,
+              console: int | None = None, on_started: Callable[[], None] | None = None) -> int:
+    """Run the container to its end under its lock, recording running then exited; its status
+    (`console`: the socket of a Terminal, for a pty made inside, instead of `stdio`)."""
     containers = Containers(root)
     lock = containers.supervise(container.id)
     try:
@@ -124,7 +137,7 @@ def supervise(root: Path, container: Container, stdio: tuple[int, int, int], *, 
                     idranges.for_mode(container.userns) or contextlib.nullcontext() as userns:
                 status = Sandbox(image_lookup=layerpath.resolve, security=container.security,
                                  networks=networks, limits=limits(container), userns=userns).run(
-                    fs, process(container, stdio, tty_), lambda data: None, on_start=started,
+                    fs, process(container, stdio, console), lambda data: None, on_start=started,
                     mounts=attached.mounts)
         finally:
             _record_exit(root, containers, container, status)
@@ -210,8 +223,6 @@ def supervise_detached(root: Path, container_id: str, notify_fd: int, tty_: bool
     containers = Containers(root)
     try:
         container = containers.load(container_id)
-        log = os.open(containers.log_path(container_id),
-                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     except BaseException as exc:
         _notify(notify_fd, f"error: {exc}")
@@ -224,14 +235,31 @@ def supervise_detached(root: Path, container_id: str, notify_fd: int, tty_: bool
         notified = True
 
     try:
-        if not tty_:
-            return supervise(root, container, (devnull, log, log), on_started=started)
-        with Terminal(None, log) as term:
-            return supervise(root, container, term.stdio, tty_=True, on_started=started)
+        if tty_:
+            return run_terminal(root, container, None, None, on_started=started)
+        return run_logged(root, container, devnull, tee=False, on_started=started)
     except BaseException as exc:
         if not notified:
             _notify(notify_fd, f"error: {exc}")
         raise
+
+
+def run_logged(root: Path, container: Container, stdin: int, *, tee: bool,
+               on_started: Callable[[], None] | None = None) -> int:
+    """supervise with the command's stdout and stderr piped into the container's log (and
+    copied to ours when `tee`: a foreground run); its status."""
+    with LogWriter(Containers(root).log_path(container.id)) as log, \
+            Capture(log, (1, 2) if tee else (None, None)) as capture:
+        return supervise(root, container, (stdin, *capture.fds), on_started=on_started)
+
+
+def run_terminal(root: Path, container: Container, input_fd: int | None,
+                 output_fd: int | None, on_started: Callable[[], None] | None = None) -> int:
+    """supervise with a pty of the container's own, its output into the log (and to
+    `output_fd`), `input_fd` (a terminal: raw while it runs) into it; its status."""
+    with LogWriter(Containers(root).log_path(container.id)) as log, \
+            Terminal(input_fd, output_fd, console=True, log=log.stdout) as term:
+        return supervise(root, container, None, console=term.console_fd, on_started=on_started)
 
 
 def _notify(fd: int, text: str) -> None:

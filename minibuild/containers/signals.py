@@ -19,17 +19,9 @@ from minibuild.sandbox import linux
 from minibuild.sandbox.freezer import Freezer, freezer_of
 
 
-def children(pid: int) -> list[int]:
-    """The direct children of a process."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(p) for p in text.split()]
-    except OSError:
-        return []
-
-
 def stop(containers: Containers, container: Container, timeout: float = 10.0) -> bool:
-    """STOPSIGNAL (SIGTERM) to the command, SIGKILL to its init after `timeout`; False if not running."""
+    """STOPSIGNAL (SIGTERM) to the command (pid 1 of its namespace: without a handler it
+    ignores it, as in docker), SIGKILL after `timeout`; False if not running."""
     if containers.status(container) != "running":
         return False
     try:
@@ -39,8 +31,7 @@ def stop(containers: Containers, container: Container, timeout: float = 10.0) ->
     try:
         if process_start_time(container.pid) != container.pid_start:
             return False
-        for child in children(container.pid):
-            linux.kill(child, stop_signal(container.stop_signal))
+        linux.pidfd_send(pidfd, stop_signal(container.stop_signal))
         freezer = _freezer(container)
         if freezer is not None and freezer.frozen():
             freezer.thaw()  # after the signal, as docker does: a paused container stops too
@@ -54,8 +45,8 @@ def stop(containers: Containers, container: Container, timeout: float = 10.0) ->
 
 
 def send(container: Container, number: int) -> None:
-    """`kill -s`: SIGKILL ends the whole pid namespace (through a pidfd on its init); another
-    signal goes to the command (the init's children), as docker's goes to PID 1."""
+    """`kill -s`: the signal to the command, pid 1 of the container (through a pidfd on it);
+    SIGKILL ends the whole pid namespace with it."""
     try:
         pidfd = os.pidfd_open(container.pid)
     except ProcessLookupError:
@@ -63,11 +54,7 @@ def send(container: Container, number: int) -> None:
     try:
         if process_start_time(container.pid) != container.pid_start:
             return  # the container ended and its pid was reused
-        if number == signal.SIGKILL:
-            linux.pidfd_kill(pidfd)
-            return
-        for child in children(container.pid):
-            linux.kill(child, number)
+        linux.pidfd_send(pidfd, number)
     finally:
         os.close(pidfd)
 

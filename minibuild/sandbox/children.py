@@ -8,6 +8,9 @@ The process tree of `Sandbox.run`:
                        │ resolve user, reap
                        └─ X: Landlock, seccomp, drop capabilities, become the user, execve
 
+For a container (Process.pid1) I does X's part itself: the user's command is pid 1, as in
+docker, and reaps its own zombies.
+
 `Sandbox.call` has only C, which mounts, chroots and runs a Python callable. Every mount lives
 in C's private mount namespace, so the kernel tears it down with C. When I exits the kernel
 kills everything left in the step's pid namespace. The forked children never touch Python
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from minibuild.sandbox import idmapped, linux, pivot
+from minibuild.sandbox.console import open_console
 from minibuild.sandbox.channel import Pipes, report, send_pid
 from minibuild.errors import BuildError, SandboxError
 from minibuild.sandbox.overlay import OverlayOptions, mount_overlay
@@ -242,6 +246,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     _wait_joined(pipes)
     if plan.userns is not None:  # root of it from here on (and so X, and `exec` joins it)
         idmapped.enter(plan.userns)
+    if plan.process.pid1:  # a container's command: no init of ours stays between
+        return _exec_command(plan, user, env, pipes)
     pid = os.fork()
     if pid == 0:
         child_main(pipes, lambda: _exec_command(plan, user, env, pipes))
@@ -271,7 +277,11 @@ def _reap_until(pid: int) -> int:
 def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes: Pipes) -> int:
     """X: wire fds, drop to the user, chdir, execve; returns only when execve failed."""
     process = plan.process
-    _wire_stdio(pipes, process.stdio)
+    stdio = process.stdio
+    if process.console is not None:
+        slave = open_console(process.console, user.uid)
+        stdio = (slave, slave, slave)
+    _wire_stdio(pipes, stdio)
     _default_signals()
     if process.tty:
         linux.controlling_tty()
@@ -283,7 +293,7 @@ def _exec_command(plan: RunPlan, user: ResolvedUser, env: dict[str, str], pipes:
                              f"{exc.strerror}") from exc
     enter_workdir(process.cwd)
     return exec_as(user, process.argv, env, plan.confinement,
-                   privileged=process.privileged)
+                   privileged=process.privileged, keep_deathsig=process.pid1)
 
 
 def _wire_stdio(pipes: Pipes, stdio: tuple[int, int, int] | None = None) -> None:

@@ -192,8 +192,13 @@ def kill(pid: int, sig: int) -> None:
 
 def pidfd_kill(fd: int) -> None:
     """SIGKILL through a pidfd (no pid reuse race); a dead process is fine."""
+    pidfd_send(fd, signal.SIGKILL)
+
+
+def pidfd_send(fd: int, sig: int) -> None:
+    """A signal through a pidfd (no pid reuse race); a dead process is fine."""
     try:
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        signal.pidfd_send_signal(fd, sig)
     except ProcessLookupError:
         pass
 

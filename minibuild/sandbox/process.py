@@ -41,6 +41,12 @@ class Process:
     # the stdin feed and the streamed output pipe; `tty`: stdio[0] becomes its controlling tty
     stdio: tuple[int, int, int] | None = None
     tty: bool = False
+    # instead of stdio: a unix socket to send the master of a pty made in the root's own
+    # devpts (console.py); its slave is then the command's stdio and controlling tty
+    console: int | None = None
+    # the command itself is pid 1 of its pid namespace (a container's, as docker's: it reaps
+    # its own zombies, and ignores a signal it has no handler for); else our init reaps for it
+    pid1: bool = False
     # a RUN's secrets exposed as env variables (over `env`): kept apart so that no cache key,
     # history or repr ever holds their values
     secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -65,8 +71,8 @@ def check_process(process: Process) -> None:
         raise SandboxError(f"invalid hostname {process.hostname!r}")
     if process.stdio is not None and process.stdin is not None:
         raise SandboxError("a process takes either stdin bytes or stdio fds, not both")
-    if process.tty and process.stdio is None:
-        raise SandboxError("a tty needs stdio fds (a pty slave)")
+    if process.tty and (process.stdio is None) == (process.console is None):
+        raise SandboxError("a tty needs either stdio fds (a pty slave) or a console socket")
     if any("/" in name or name in ("", ".", "..") for name, _ in process.pipes):
         raise SandboxError("a /dev/pipes file needs a plain file name")
 
@@ -103,10 +109,13 @@ STEP_CAPABILITIES = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 29, 31})
 
 
 def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
-            confinement: Confinement | None = None, *, privileged: bool = False) -> int:
+            confinement: Confinement | None = None, *, privileged: bool = False,
+            keep_deathsig: bool = False) -> int:
     """Confine (Landlock, seccomp, no_new_privs), drop to the step capabilities (all kept when
     `privileged`: RUN --security=insecure), become `user` and execve argv (searching env's
     PATH); the exit status if execve fails. Build steps, `run` and `exec` all come through here.
+    `keep_deathsig`: set PDEATHSIG again after the user change (which clears it), for a
+    command that is its pid namespace's init and must die with the sandbox's helper.
 
     In a forked child only: on failure the message goes to fd 2 and the caller must os._exit.
     """
@@ -120,6 +129,8 @@ def exec_as(user: ResolvedUser, argv: Sequence[str], env: dict[str, str],
     os.setgroups(list(user.process_groups()))
     os.setgid(user.gid)
     os.setuid(user.uid)
+    if keep_deathsig:
+        linux.die_with_parent()
     if confinement is not None:
         try:
             confinement.after_drop()
