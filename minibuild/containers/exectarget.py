@@ -95,6 +95,7 @@ def _fork_reporting(body: Callable[[], int]) -> int:
 
 def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | None) -> int:
     """Forked: setns into each namespace, chroot to the container's root, fork the command."""
+    parent = os.getppid()
     linux.die_with_parent()
     linux.not_dumpable()  # the command's child inherits it: no container process opens its exe
     cgroups.enter(target.cgroups)  # host paths: before setns(mnt)
@@ -111,6 +112,9 @@ def _exec_child(target: ExecTarget, proc: Process, confinement: Confinement | No
             os.setgroups([])
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+            linux.die_with_parent()  # the uid change cleared PDEATHSIG
+            if os.getppid() != parent:
+                os._exit(1)
     os.fchdir(target.root)
     os.chroot(".")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides; we relay its status

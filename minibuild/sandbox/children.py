@@ -108,6 +108,8 @@ def namespace_child(plan: RunPlan, pipes: Pipes) -> int:
     _mount_root(plan)
     if plan.mounts:
         _mount_steps(plan)
+    if plan.userns is not None:  # acting_as changed our fsuid, which clears PDEATHSIG: again
+        _die_with_parent(plan.parent_pid)
     try:
         socket.sethostname(plan.process.hostname)
     except OSError as exc:
@@ -246,6 +248,8 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
     _wait_joined(pipes)
     if plan.userns is not None:  # root of it from here on (and so X, and `exec` joins it)
         idmapped.enter(plan.userns)
+        _die_with_init_parent(lifeline)  # a uid change clears PDEATHSIG: ask again
+    os.close(lifeline)
     if plan.process.pid1:  # a container's command: no init of ours stays between
         return _exec_command(plan, user, env, pipes)
     pid = os.fork()
@@ -256,11 +260,11 @@ def _init(plan: RunPlan, pipes: Pipes, lifeline: int) -> int:
 
 
 def _die_with_init_parent(lifeline: int) -> None:
-    """PDEATHSIG for pid 1 of a new pid ns (getppid() is 0 there): EOF on a pipe only C holds."""
+    """PDEATHSIG for pid 1 of a new pid ns (getppid() is 0 there): EOF on a pipe only C holds
+    (the caller closes it once no uid change is left to clear the signal)."""
     linux.die_with_parent()
     if select.select([lifeline], [], [], 0)[0]:
         os._exit(SETUP_FAILED)
-    os.close(lifeline)
 
 
 def _reap_until(pid: int) -> int:
