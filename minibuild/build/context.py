@@ -159,10 +159,10 @@ class BuildContext:
                 source = self._direct(_ctx_join(b.relpath, rest), pattern, verb)
                 found.append(replace(source, name=rest, base=b.relpath))
             else:
-                found.extend(self._parents_matches(b.relpath, rest))
+                found.extend(self._parents_matches(b.relpath, rest, pattern, verb))
         return found
 
-    def _parents_matches(self, base: str, rest: str) -> list[Source]:
+    def _parents_matches(self, base: str, rest: str, pattern: str, verb: str) -> list[Source]:
         """Entries below `base` whose path from it matches the wildcard `rest` (`**` spans dirs);
         a matched dir brings everything below it, a matched link stays a link."""
         regex = re.compile(glob_to_regex(rest, double_star=True) + r"\Z", re.DOTALL)
@@ -171,6 +171,7 @@ class BuildContext:
         start = _ctx_join(base, literal)
         if not os.path.isdir(self._look(os.path.join(self.root, start))):
             return []
+        self._inside(start, pattern, verb)  # the walk follows `start`: a link out is refused
         found: list[Source] = []
         taken: list[str] = []
         for entry in walk_source(str(self.root), start, self.ignore, self._listed()):

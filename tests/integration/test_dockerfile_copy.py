@@ -180,3 +180,19 @@ def test_exclude_parents_and_chmod_rerun_the_step_when_changed(mb: Minibuild, tm
     # an excluded file's change still re-runs the step (the key covers what the sources name)
     (tmp_path / "ctx0" / "b.md").write_text("changed")
     assert "CACHED" not in mb.build(tmp_path / "ctx0", "-t", "key:0").stderr
+
+
+@pytest.mark.parametrize("line", ["COPY --parents out/secr* out/su* /d/",
+                                  "COPY --exclude=*.txt --parents out/* /d/",
+                                  "COPY --parents out/./sec* /d/"])
+def test_parents_wildcard_below_a_link_out_of_the_context_is_refused(mb: Minibuild, tmp_path, line):
+    """Attack from the adversarial review: the literal part of a --parents wildcard (`out`) was
+    walked with the link followed, so a context could list and hash host files as root."""
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    (host / "secret.txt").write_text("HOSTSECRET\n")
+    ctx = write_context(tmp_path / "ctx", f"FROM scratch\n{line}\n")
+    (ctx / "out").symlink_to(host)
+    out = mb.build(ctx, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "outside the build context" in out.stderr and "internal error" not in out.stderr
