@@ -111,9 +111,15 @@ def is_remote(text: str) -> bool:
     return is_http_source(text) or git_source(text) is not None
 
 
+_NAME_MAX = 255  # a file name's bytes on Linux
+
+
 def url_filename(url: str) -> str:
     """The name a downloaded file takes inside a destination dir: the URL path's last part."""
     base = posixpath.basename(unquote(urlsplit(url).path).rstrip("/") or "/")
+    if "\0" in base or len(base.encode(errors="surrogateescape")) > _NAME_MAX:
+        raise BuildError(f"{url}: the URL's last path part is no file name (a NUL byte, or "
+                         f"over {_NAME_MAX} bytes); name the destination file instead")
     return base if base not in ("", ".", "..", "/") else UNNAMED
 
 

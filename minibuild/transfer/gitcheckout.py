@@ -15,12 +15,19 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Mapping
 
 from minibuild.dockerfile.remotesource import GitSource
 from minibuild.errors import BuildError
 
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1"}
+# A repository from a Buildfile is not trusted: its submodules may not read the host's
+# repositories (file://) or run commands (ext::), whatever git's defaults or the user's config
+# say (environment config wins over the files).
+_TRANSPORTS = {"GIT_CONFIG_COUNT": "2",
+               "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "never",
+               "GIT_CONFIG_KEY_1": "protocol.ext.allow", "GIT_CONFIG_VALUE_1": "never"}
 
 
 def checkout(source: GitSource, target: Path, keep_git_dir: bool,
@@ -31,7 +38,7 @@ def checkout(source: GitSource, target: Path, keep_git_dir: bool,
         raise BuildError("ADD from a git repository needs the `git` command (apt install git)")
     work = target.parent / (target.name + ".git-work")
     work.mkdir()
-    env = {**os.environ, **_NO_PROMPT, **_proxy_env(proxies or {})}
+    env = {**os.environ, **_NO_PROMPT, **_TRANSPORTS, **_proxy_env(proxies or {})}
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never a prompt in a build
     _git(work, env, "-c", "init.defaultBranch=master", "init", "-q")
     _git(work, env, "remote", "add", "origin", source.remote)
@@ -41,6 +48,7 @@ def checkout(source: GitSource, target: Path, keep_git_dir: bool,
     if (work / ".gitmodules").exists():
         _git(work, env, "submodule", "update", "--init", "--recursive", "--depth=1")
     if keep_git_dir and not source.subdir:
+        _git(work, env, "remote", "set-url", "origin", redact(source.remote))  # as BuildKit
         _git(work, env, "reflog", "expire", "--all", "--expire=now")
         (work / ".git" / "FETCH_HEAD").unlink(missing_ok=True)
     else:
@@ -48,6 +56,15 @@ def checkout(source: GitSource, target: Path, keep_git_dir: bool,
     _take(work, source, target)
     normalize_modes(target)
     return commit
+
+
+def redact(url: str) -> str:
+    """The URL without its user part (`https://user:TOKEN@h/r.git` and `https://TOKEN@h/r.git`
+    → `https://h/r.git`): a kept .git/config must not carry a secret into the image."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _proxy_env(proxies: Mapping[str, str]) -> dict[str, str]:
