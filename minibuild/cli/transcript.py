@@ -69,7 +69,7 @@ class Transcript:
 
     def _put(self, text: str) -> None:
         """Overwrite from the cursor on, as a terminal does."""
-        text = _CONTROL.sub("", text.expandtabs(8) if "\t" in text else text)
+        text = _CONTROL.sub("", text)  # a tab stays a tab: plain logs keep the step's bytes
         if not text:
             return
         end = self._column + len(text)

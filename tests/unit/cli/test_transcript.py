@@ -39,3 +39,9 @@ def test_only_the_last_lines_are_kept_and_a_cut_utf8_sequence_waits_for_its_end(
     transcript.feed(b"\xc3")
     transcript.flush()
     assert transcript.current == "caf\u00e9\ufffd"
+
+
+def test_tabs_are_kept_as_the_step_wrote_them():
+    """Plain logs get the step's bytes: `cat /proc/sys/net/ipv4/ping_group_range` prints a tab
+    (test_network caught tabs expanded to spaces)."""
+    assert Transcript().feed(b"0\t2147483647\n") == ["0\t2147483647"]
