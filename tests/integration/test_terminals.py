@@ -166,4 +166,6 @@ def test_exec_it_gets_a_pty_of_the_containers_devpts(cmb, tmux):  # noqa: F811
     assert re.search(r"^/dev/pts/\d+$", screen, re.M) and "25 90" in screen
     tmux("send-keys", "exit 4", "Enter")
     tmux.wait_screen("EXIT=4")
+    out = cmb.run("exec", "-t", "host", "tty").stdout  # -t alone, our stdout a pipe
+    assert re.fullmatch(r"/dev/pts/\d+\r\n", out), out
     cmb.run("kill", "host")
