@@ -12,10 +12,11 @@ import io
 import os
 import posixpath
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from minibuild.build.addarchive import extract, is_tar
 from minibuild.build.context import Source
+from minibuild.build.copymeter import CopyMeter
 from minibuild.build.rootwriter import (ROOT_OWNER, Attrs, Job, Reused, ReuseMismatch,
                                         claim_reused, ensure_dir, file_target, put_dir, put_file,
                                         put_symlink, set_dir_times)
@@ -44,6 +45,7 @@ class CopyPlan:
     parents: bool = False  # COPY --parents: sources land at their `name` paths below dest
     keep_owner: bool = False  # COPY --from: entries keep their uid/gid unless --chown
     keyword: str | None = None  # COPY or ADD, for messages (default: ADD when unpacking)
+    meter: CopyMeter | None = field(default=None, compare=False)  # bytes written, for progress
 
 
 def source_key(relpath: str, below: str = "") -> str:
@@ -75,7 +77,8 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
     chmod = parse_mode(plan.chmod) if plan.chmod is not None else None
     job = Job(root, context, _owner(plan.chown, root), chmod,
               plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse,
-              IgnoreRules.of(plan.exclude) if plan.exclude else None, plan.keep_owner)
+              IgnoreRules.of(plan.exclude) if plan.exclude else None, plan.keep_owner,
+              plan.meter)
     for source in plan.sources:
         _copy_source(job, source, dest, want_dir)
     for name, content in plan.inline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,18 +70,25 @@ class LayerMaker:
         try:
             dirs = make_overlay_dirs(scratch)
             lowers = tuple(self.store.ensure_layer(layer) for layer in reversed(image.layers))
-            reused = 0
-            if previous is not None:
-                reused = step.reuse.execute(RootFS(lowers, *dirs), previous)
-            else:
-                step.execute(RootFS(lowers, *dirs))
+            with step.meter.watching(self.reporter.phase) if step.meter else nullcontext():
+                reused = self._execute(step, RootFS(lowers, *dirs), previous)
             if step.verify is not None:
                 step.verify()
             self.reporter.phase("snapshot")
             layer, note = self.snapshot(dirs[0], keep_empty=step.layer_when_unchanged)
+            copied = step.meter.note() if step.meter else ""
+            note = f"{copied}; {note}" if copied else note
             return layer, f"{note}, {reused} files reused" if reused else note
         finally:
             remove_tree(scratch)
+
+    @staticmethod
+    def _execute(step: FsStep, rootfs: RootFS, previous: Path | None) -> int:
+        """Run the step (from `previous`'s unchanged files when given); the files reused."""
+        if previous is None:
+            step.execute(rootfs)
+            return 0
+        return step.reuse.execute(rootfs, previous)
 
     def snapshot(self, upper: Path, keep_empty: bool = False) -> tuple[Layer | None, str]:
         """The upper dir as a stored layer. When the step changed nothing: BuildKit's empty

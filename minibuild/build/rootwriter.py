@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from minibuild.build.copymeter import CopyMeter
 from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.dockerfile.filemode import FileMode
 from minibuild.errors import BuildError
@@ -73,6 +73,7 @@ class Job:
     reuse: Reused | None = None
     exclude: IgnoreRules | None = None  # --exclude, matched below the destination
     keep_owner: bool = False  # COPY --from without --chown: entries keep the stage's uid/gid
+    meter: CopyMeter | None = None  # counts the bytes written (TTY progress)
     claimed: set[str] = field(default_factory=set)  # reused image paths the walk reached
     finished: set[str] = field(default_factory=set)  # premade dirs already treated as created
 
@@ -248,7 +249,7 @@ def put_file(job: Job, target: str, src: BinaryIO, attrs: Attrs) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(target, flags, 0o600)
     try:
-        _pump(src, fd)
+        _pump(src, fd, job.meter.add if job.meter is not None else None)
         chown(fd, attrs.owner)
         os.fchmod(fd, attrs.mode)  # after chown: chown clears set-id bits
     finally:
@@ -256,22 +257,26 @@ def put_file(job: Job, target: str, src: BinaryIO, attrs: Attrs) -> None:
     os.utime(target, ns=(attrs.mtime_ns, attrs.mtime_ns), follow_symlinks=False)
 
 
-def _pump(src: BinaryIO, fd: int) -> None:
-    """Copy a stream into fd: in-kernel sendfile for real files, 1 MiB chunks otherwise."""
+def _pump(src: BinaryIO, fd: int, count: Callable[[int], None] | None = None) -> None:
+    """Copy a stream into fd: in-kernel sendfile for real files, 1 MiB chunks otherwise;
+    `count` is told each chunk's size (sendfile's are 16 MiB: progress moves on a big file)."""
+    count = count or (lambda _: None)
     try:
         infd = src.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
         infd = None
     if infd is not None:
         try:
-            while os.sendfile(fd, infd, None, 1 << 30) > 0:
-                pass
+            while (sent := os.sendfile(fd, infd, None, 1 << 24)) > 0:
+                count(sent)
             return
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP):
                 raise
-    with open(fd, "wb", closefd=False, buffering=0) as out:
-        shutil.copyfileobj(src, out, _CHUNK)
+    with open(fd, "wb", closefd=False) as out:  # buffered: each write is written whole
+        while chunk := src.read(_CHUNK):
+            out.write(chunk)
+            count(len(chunk))
 
 
 def put_symlink(job: Job, target: str, link: str, attrs: Attrs) -> None:

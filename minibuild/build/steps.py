@@ -15,6 +15,7 @@ from minibuild.dockerfile import metadata, runcommand, shell as words
 from minibuild.build import remoteadd, reuse
 from minibuild.build.context import BuildContext
 from minibuild.build.copier import CopyPlan, apply_copy
+from minibuild.build.copymeter import CopyMeter
 from minibuild.build.copyplan import ADD_FLAGS, COPY_FLAGS, check_flags, copy_plan, fail as _fail
 from minibuild.build.rootwriter import ReuseMismatch
 from minibuild.build.workdir import make_workdir
@@ -46,6 +47,7 @@ class FsStep:
     # A step that changes no file still makes an (empty) layer, as each of BuildKit's RUN,
     # COPY/ADD and WORKDIR does (docker build's diff_ids); only `WORKDIR /` makes none.
     layer_when_unchanged: bool = True
+    meter: CopyMeter | None = None  # COPY/ADD: the bytes its copier writes (progress, note)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ class StepFactory:
         unpack = remoteadd.unpack_flag(instruction) if isinstance(instruction, Add) else False
         plan = copy_plan(instruction, config, env, expand, source is not None, self.context,
                           remote, unpack)
+        plan = replace(plan, meter=CopyMeter())
         flags = [f"--{name}={value}" for name, value in
                  (("from", source.name if source else None), ("chown", plan.chown), ("chmod", plan.chmod))
                  if value]
@@ -233,7 +236,8 @@ class StepFactory:
         if source is not None:
             description["from"] = source.key
             description["owners"] = "kept"  # since stages' uid/gid are kept: older layers differ
-            return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction))
+            return FsStep(description, created_by, self._copy_from(plan, sources, source, instruction),
+                          meter=plan.meter)
         if remote:
             return self._copy_remote(instruction, plan, sources, description, created_by, scope, expand)
         verify = None
@@ -250,7 +254,7 @@ class StepFactory:
                 and not plan.parents:  # reuse.py walks sources as a plain COPY does
             again = Reuse(shape, functools.partial(self._copy_reusing, plan))
         return FsStep(description, created_by, functools.partial(self._copy_context, plan),
-                      verify=verify, reuse=again)
+                      verify=verify, reuse=again, meter=plan.meter)
 
     def _copy_remote(self, instruction, plan: CopyPlan, sources: tuple[str, ...],
                      description: dict[str, Any], created_by: str, scope: metadata.Scope,
@@ -265,7 +269,7 @@ class StepFactory:
 
         def execute(rootfs: RootFS) -> None:
             self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=fetched.root)
-        return FsStep(description, created_by, execute)
+        return FsStep(description, created_by, execute, meter=plan.meter)
 
     def _unchanged(self, plan: CopyPlan, sources: tuple[str, ...], key, instruction) -> None:
         """Refuse a COPY whose sources changed while they were copied: its layer would be cached
@@ -276,6 +280,8 @@ class StepFactory:
                              "was being copied; run the build again")
 
     def _copy_context(self, plan: CopyPlan, rootfs: RootFS) -> None:
+        if plan.meter is not None:  # a copy done again (reuse.py's mismatch) counts anew
+            plan.meter.reset()
         self.sandbox.call(rootfs, functools.partial(apply_copy, plan), cwd=self.context.root)
 
     def _copy_reusing(self, plan: CopyPlan, rootfs: RootFS, previous: Path) -> int:

@@ -212,6 +212,8 @@ def container_supervise(ctx, container_id, notify_fd, tty_) -> None:
 @click.pass_context
 def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> None:
     """Run a command in a running container (its namespaces, root and environment)."""
+    from dataclasses import replace
+
     from minibuild.containers import exectarget, runtime
     from minibuild.containers.terminal import Terminal
     from minibuild.oci.image import ContainerConfig
@@ -230,8 +232,9 @@ def exec_(ctx, interactive, tty_, env, workdir, user, container, command) -> Non
         confinement = prepare(found.security)
         sys.stdout.flush()
         if tty_:
-            with Terminal(0 if interactive else None, 1) as term:
-                status = exectarget.exec_in(target, _with_stdio(proc, term.stdio, True),
+            with Terminal(0 if interactive else None, 1, console=True) as term:
+                status = exectarget.exec_in(target, replace(proc, tty=True,
+                                                            console=term.console_fd),
                                             confinement)
         else:
             stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)

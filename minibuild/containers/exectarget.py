@@ -20,6 +20,7 @@ from minibuild.errors import SandboxError
 from minibuild.containers.signals import is_paused
 from minibuild.sandbox import cgroups, linux
 from minibuild.sandbox.confinement import Confinement
+from minibuild.sandbox.console import open_console
 from minibuild.sandbox.freezer import cgroups_of
 from minibuild.sandbox.process import Process, enter_workdir, exec_as, exit_status, \
     process_environment
@@ -132,15 +133,19 @@ def _exec_command(proc: Process, confinement: Confinement | None) -> int:
     """Inside: stdio, no other fd of ours, user, cwd, env, execve; returns only on failure."""
     from minibuild.fs.users import read_user_files, resolve_user
 
-    if proc.stdio is not None:
-        for target, fd in enumerate([os.dup(fd) for fd in proc.stdio]):
+    user = resolve_user(proc.user or "", *read_user_files(Path("/")))
+    stdio = proc.stdio
+    if proc.console is not None:  # -t: a pty of the container's devpts, as run -t has
+        slave = open_console(proc.console, user.uid)
+        stdio = (slave, slave, slave)
+    if stdio is not None:
+        for target, fd in enumerate([os.dup(fd) for fd in stdio]):
             os.dup2(fd, target)
     linux.close_from(3)  # whatever our caller left open would reach the host (runc: CVE-2024-21626)
     if proc.tty:
         linux.controlling_tty()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    user = resolve_user(proc.user or "", *read_user_files(Path("/")))
     env = process_environment(proc.env, user.default_home())
     enter_workdir(proc.cwd)
     return exec_as(user, proc.argv, env, confinement)

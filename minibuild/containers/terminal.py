@@ -1,8 +1,8 @@
 """A pty between the user's terminal (or a container's log) and a container's stdio.
 
-`exec -t` gives the command a pty slave of ours as its stdio. `run -t` and a detached `run -dt`
-do as runc does: the container allocates its pty from its own devpts (so `tty` prints
-/dev/pts/0) and sends the master back over a unix socket, the console socket. Either way a
+`run -t`, a detached `run -dt` and `exec -t` do as runc does: the container allocates its pty
+from its own devpts (so `tty` prints /dev/pts/0) and sends the master back over a unix socket,
+the console socket (without `console`, a pty of ours: the unit tests'). Either way a
 thread copies our input into the master and the master's output to our stdout (or the log),
 and the caller's window size follows to the master, at the start and on each SIGWINCH.
 """

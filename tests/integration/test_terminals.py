@@ -153,3 +153,19 @@ def test_run_it_gives_a_real_terminal(cmb, tmux):  # noqa: F811
     assert wait_for(lambda: (cmb.root / "after").exists() and (cmb.root / "after").read_text())
     assert (cmb.root / "after").read_text() == (cmb.root / "before").read_text()  # not raw
     assert "/dev/pts/0" in cmb.run("logs", "term").stdout
+
+
+def test_exec_it_gets_a_pty_of_the_containers_devpts(cmb, tmux):  # noqa: F811
+    cmb.run("run", "-d", "--name", "host", "base:1.0", "sleep", "600")
+    run = (f"cd {shlex.quote(str(REPO))} && MINIBUILD_ROOT={cmb.root} {sys.executable} -m "
+           f"minibuild exec -it host sh; echo EXIT=$?; sleep 600")
+    tmux("new-session", "-d", "-x", "90", "-y", "25", run)
+    tmux.wait_screen("/ #")
+    tmux("send-keys", "tty; stty size; ls -l /proc/self/fd/0; echo E$((2+2))N", "Enter")
+    screen = tmux.wait_screen("E4N")
+    assert re.search(r"^/dev/pts/\d+$", screen, re.M) and "25 90" in screen
+    tmux("send-keys", "exit 4", "Enter")
+    tmux.wait_screen("EXIT=4")
+    out = cmb.run("exec", "-t", "host", "tty").stdout  # -t alone, our stdout a pipe
+    assert re.fullmatch(r"/dev/pts/\d+\r\n", out), out
+    cmb.run("kill", "host")

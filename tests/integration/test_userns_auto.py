@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Minibuild, write_context
+from tests.conftest import REPO, Minibuild, write_context
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +106,33 @@ def test_containers_run_as_their_range_start_and_never_share_one(umb):
         inside = umb.run("exec", name, "sh", "-c", "id -u; cat /proc/self/uid_map").stdout.split()
         assert inside == ["0", "0", str(uid), "65536"]
     assert starts[0] != starts[1]
+
+
+def test_two_builds_at_once_take_different_ranges(umb, tmp_path):
+    # each RUN records its uid_map and, around a 1 s sleep, the uptime (no time namespace:
+    # the host's clock) so the test sees that the two steps really overlapped
+    record = "RUN cat /proc/uptime > /w/t0 && cat /proc/self/uid_map > /w/map && sleep 1 && " \
+             "cat /proc/uptime > /w/t1 && echo {name} > /w/name\n"
+    env = {**os.environ, "MINIBUILD_ROOT": str(umb.root), "MINIBUILD_REGISTRIES_CONF": os.devnull,
+           "MINIBUILD_USERNS_LOCKS": str(tmp_path / "locks")}  # the slots of these two only
+    builds = []
+    for name in ("one", "two"):
+        context = write_context(tmp_path / name, "FROM owners:1\n" + record.format(name=name))
+        builds.append(subprocess.Popen(
+            [sys.executable, "-m", "minibuild", "build", "--progress", "plain", "--userns=auto",
+             "-t", f"par:{name}", str(context)], env=env, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    for build in builds:
+        out = build.communicate(timeout=120)[0].decode(errors="replace")
+        assert build.returncode == 0, out
+    maps = [_file(umb, f"par:{name}", "/w/map").split() for name in ("one", "two")]
+    spans = [[float(_file(umb, f"par:{name}", f"/w/{t}").split()[0]) for t in ("t0", "t1")]
+             for name in ("one", "two")]
+    assert max(s[0] for s in spans) < min(s[1] for s in spans), spans  # the sleeps overlapped
+    first = _containers_range()[0]
+    for inside, host, count in maps:
+        assert inside == "0" and count == "65536" and (int(host) - first) % 65536 == 0
+    assert maps[0][1] != maps[1][1]
 
 
 def test_an_escaped_root_cannot_write_a_root_only_host_dir(umb, tmp_path):
