@@ -71,7 +71,8 @@ def registries(ctx: click.Context):
 # and only the module a command line names is imported: all of them would cost ~40 ms of
 # start-up (tests/unit/cli/test_app.py checks this table against the modules).
 COMMAND_MODULES = {
-    "images": ("build", "history", "images", "tag", "parse", "rmi", "layers"),
+    "building": ("build",),
+    "images": ("history", "images", "tag", "parse", "rmi", "layers"),
     "inspection": ("inspect",),
     "transfer": ("save", "load", "import", "pull", "push", "login", "logout"),
     "maintenance": ("fsck", "prune", "df"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from minibuild.cli.images import build_arg_values
+from minibuild.cli.building import build_arg_values
 
 
 def test_build_args_with_a_value_and_the_last_one_winning():
