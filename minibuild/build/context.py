@@ -21,6 +21,7 @@ from minibuild.build.hashcache import HashCache
 from minibuild.build.sightings import Sightings
 from minibuild.build.treewalk import Entry, kind_of, walk_source
 from minibuild.oci.digest import Digest
+from minibuild.fs.longpath import LongPaths
 from minibuild.fs.rootpath import resolve_in_root
 from minibuild.dockerfile.dockerignore import IgnoreRules, glob_to_regex, has_glob, ignore_files
 from minibuild.errors import BuildError
@@ -269,16 +270,23 @@ class BuildContext:
         """Key exactly the selected content: names, types, modes, bytes, link targets."""
         h = hashlib.sha256()
         files = size = 0
-        for source in sources:
-            _record(h, ["source", source.dest_name, source.kind, *self._parent_modes(source)])
-            entries = self._entries(source)
-            for entry in entries:
-                data = self._entry_data(source, entry)
-                _record(h, [entry.relpath, entry.kind, stat.S_IMODE(entry.stat.st_mode), data])
-                if entry.kind == "file":
-                    files += 1
-                    size += entry.stat.st_size
+        with LongPaths() as paths:  # a context dir may be deeper than PATH_MAX
+            for source in sources:
+                files, size = self._hash_source(h, source, paths, files, size)
         return Selection(sources, Digest.from_hash(h), files, size)
+
+    def _hash_source(self, h: "hashlib._Hash", source: Source, paths: LongPaths, files: int,
+                     size: int) -> tuple[int, int]:
+        """Feed one source into the hash; the file and byte counts with its own added."""
+        _record(h, ["source", source.dest_name, source.kind, *self._parent_modes(source)])
+        entries = self._entries(source)
+        for entry in entries:
+            data = self._entry_data(source, entry, paths)
+            _record(h, [entry.relpath, entry.kind, stat.S_IMODE(entry.stat.st_mode), data])
+            if entry.kind == "file":
+                files += 1
+                size += entry.stat.st_size
+        return files, size
 
     def _parent_modes(self, source: Source) -> list[int]:
         """COPY --parents: the modes of the context dirs it copies above a source."""
@@ -295,15 +303,16 @@ class BuildContext:
         if source.kind == "dir":
             yield from walk_source(str(self.root), source.relpath, self.ignore, self._listed())
 
-    def _entry_data(self, source: Source, entry: Entry) -> str:
+    def _entry_data(self, source: Source, entry: Entry, paths: LongPaths) -> str:
         """The content part of an entry's record."""
         path = os.path.join(self.root, source.relpath)
         if entry.relpath:
             path = os.path.join(path, entry.relpath)
         if entry.kind == "file":
-            return self.hashes.digest(self._look(path))
+            return self.hashes.digest(self._look(path), paths)
         if entry.kind == "symlink":
-            return os.readlink(self._look(path))
+            dir_fd, rest = paths.split(self._look(path))
+            return os.readlink(rest, dir_fd=dir_fd)
         return ""
 
 def _ctx_join(a: str, b: str) -> str:

@@ -79,8 +79,9 @@ def apply_copy(plan: CopyPlan, root: str = "/", context: str = ".") -> None:
               plan.ignore, plan.unpack_archives, verb, plan.chown is not None, plan.reuse,
               IgnoreRules.of(plan.exclude) if plan.exclude else None, plan.keep_owner,
               plan.meter)
-    for source in plan.sources:
-        _copy_source(job, source, dest, want_dir)
+    with job.src, job.dst:  # the fds pinned for paths past PATH_MAX are closed at the end
+        for source in plan.sources:
+            _copy_source(job, source, dest, want_dir)
     for name, content in plan.inline:
         target = file_target(job, dest, want_dir, name)
         mode = job.mode_of(stat.S_IFREG | 0o644)  # BuildKit writes heredocs 0644
@@ -190,7 +191,8 @@ def _filter(job: Job, source: Source) -> IgnoreRules | Excluding | None:
 
 
 def _copy_tree(job: Job, source: Source, dest: str) -> None:
-    """Copy the contents of a context dir into the image dir dest."""
+    """Copy the contents of a context dir into the image dir dest (at any depth: paths past
+    PATH_MAX go through the job's LongPaths)."""
     top, created = ensure_dir(job, dest)
     base = os.path.join(job.context, source.relpath)
     stamps: list[tuple[str, int]] = []
@@ -198,19 +200,24 @@ def _copy_tree(job: Job, source: Source, dest: str) -> None:
         st = os.stat(base)
         os.chmod(top, job.attrs(st).mode)
         stamps.append((top, st.st_mtime_ns))
-    dirs = {"": top}
+    above = [("", top)]  # (relpath, host dir) from the source dir down to the current parent
     for entry in walk_source(job.context, source.relpath, _filter(job, source)):
         parent, name = posixpath.split(entry.relpath)
-        target = os.path.join(dirs[parent], name)
+        while above[-1][0] != parent:  # the walk goes parents first: only ancestors are kept
+            above.pop()
+        target = os.path.join(above[-1][1], name)
         attrs = job.attrs(entry.stat)
         if entry.kind == "dir":
-            dirs[entry.relpath], stamped = put_dir(job, target, attrs, job.root)
+            host, stamped = put_dir(job, target, attrs, job.root)
+            above.append((entry.relpath, host))
             if stamped:
-                stamps.append((dirs[entry.relpath], attrs.mtime_ns))
+                stamps.append((host, attrs.mtime_ns))
         elif entry.kind == "symlink":
-            put_symlink(job, target, os.readlink(os.path.join(base, entry.relpath)), attrs)
+            fd, rest = job.src.split(os.path.join(base, entry.relpath))
+            put_symlink(job, target, os.readlink(rest, dir_fd=fd), attrs)
         elif not claim_reused(job, target, source_key(source.relpath, entry.relpath), attrs,
                               entry.stat.st_size):
-            with open(os.path.join(base, entry.relpath), "rb") as src:
+            fd, rest = job.src.split(os.path.join(base, entry.relpath))
+            with open(os.open(rest, os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd), "rb") as src:
                 put_file(job, target, src, attrs)
-    set_dir_times(stamps)
+    set_dir_times(stamps, job.dst)

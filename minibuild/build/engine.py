@@ -364,8 +364,9 @@ def _locate(exc: MinibuildError, instruction) -> None:
 
 @contextlib.contextmanager
 def _path_limit(instruction):
-    """A path longer than the kernel's PATH_MAX (a context dir ~2,000 levels deep) as one line
-    at the COPY/ADD, not an internal error: the copier still works by path."""
+    """A path longer than the kernel's PATH_MAX as one line at the COPY/ADD, not an internal
+    error: dirs are walked and copied at any depth, but a source *named* past PATH_MAX (or a
+    wildcard resolved there) is still looked up by path."""
     try:
         yield
     except OSError as exc:

@@ -9,6 +9,7 @@ import os
 import time
 
 from minibuild.build import fsstate
+from minibuild.fs.longpath import LongPaths
 
 
 class HashCache:
@@ -31,15 +32,17 @@ class HashCache:
             if isinstance(entry, list) and len(entry) == 6:
                 self._entries[path] = tuple(entry)  # type: ignore[assignment]
 
-    def digest(self, path: str) -> str:
-        """sha256 hex of a file's bytes, read at most once while its stat stays the same."""
-        st = os.stat(path)
+    def digest(self, path: str, paths: LongPaths | None = None) -> str:
+        """sha256 hex of a file's bytes, read at most once while its stat stays the same;
+        `paths` lets a path past PATH_MAX through."""
+        dir_fd, rest = paths.split(path) if paths is not None else (None, path)
+        st = os.stat(rest, dir_fd=dir_fd)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         cached = self._entries.get(path)
         if cached is not None and cached[:5] == key:
             return cached[5]
         started = time.time_ns()
-        with open(path, "rb") as f:
+        with open(os.open(rest, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd), "rb") as f:
             before = os.fstat(f.fileno())
             hexdigest = hashlib.file_digest(f, "sha256").hexdigest()
             after = os.fstat(f.fileno())

@@ -55,6 +55,7 @@ KEEP = 200  # memos per store; the oldest go first
 # Set by shells between two identical commands; they cannot change what a build does.
 _SHELL_BOOKKEEPING = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 _REF_NAME = "org.opencontainers.image.ref.name"
+_PATH_MAX = 4096  # a longer input (a context dir thousands deep) cannot be stat'ed by path
 
 
 # NamedTuples, not dataclasses: importing dataclasses (inspect) costs 5 ms of every start-up.
@@ -208,12 +209,14 @@ def record(cmd: Command, *, started_ns: int, index_before: str, inputs: Iterable
            digest: str, tags: Sequence[str], shown_tags: Sequence[str],
            warnings: Sequence[str], image_id: str = "") -> bool:
     """Write the memo of a successful build; False (and nothing written) when an input changed
-    too recently to trust its signature, a traced name changed during the build, or the build
+    too recently to trust its signature or is past PATH_MAX, a traced name changed during the build, or the build
     (or another process) changed the tags it resolved."""
     from minibuild.fs.files import write_atomic
 
     signatures = []
     for path in sorted(set(inputs)):
+        if len(os.fsencode(path)) >= _PATH_MAX:
+            return False  # no memo: its check could not stat this input by path
         sig = fsstate.signature(path)
         if sig is not None and not fsstate.settled(sig, started_ns):
             return False

@@ -89,6 +89,7 @@ def link_unchanged(plan: CopyPlan, context: Path, previous: Path, lowers: Sequen
 # The copier reads these through the mount for --chown names: a reused copy would shadow the
 # image's own before the names are resolved.
 _ACCOUNTS = frozenset({"etc/passwd", "etc/group"})
+_LONG = 1000  # chars of a source path past which reuse is not tried (PATH_MAX is 4096 bytes)
 
 
 def copy_targets(plan: CopyPlan, context: str) -> dict[str, list[tuple[str, str, _Meta]]] | None:
@@ -103,6 +104,8 @@ def copy_targets(plan: CopyPlan, context: str) -> dict[str, list[tuple[str, str,
         if source.kind == "dir":
             writes[dest].append(("dir", source.relpath, (stat.S_IFDIR, 0, 0)))
             for entry in walk_source(context, source.relpath, plan.ignore):
+                if len(entry.relpath) > _LONG:
+                    return None  # reuse checks by path: a tree this deep is copied plainly
                 writes[posixpath.join(dest, entry.relpath)].append(
                     (entry.kind, source_key(source.relpath, entry.relpath), _meta(entry.stat)))
         elif not want_dir:

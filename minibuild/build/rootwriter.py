@@ -21,6 +21,7 @@ from minibuild.dockerfile.dockerignore import IgnoreRules
 from minibuild.dockerfile.filemode import FileMode
 from minibuild.errors import BuildError
 from minibuild.fs import idmap
+from minibuild.fs.longpath import LongPaths
 from minibuild.fs.rootpath import resolve_in_root
 
 
@@ -76,6 +77,9 @@ class Job:
     meter: CopyMeter | None = None  # counts the bytes written (TTY progress)
     claimed: set[str] = field(default_factory=set)  # reused image paths the walk reached
     finished: set[str] = field(default_factory=set)  # premade dirs already treated as created
+    # Paths past PATH_MAX (a context dir 10,000 deep) as (dir fd, rest), one pin set per tree.
+    src: LongPaths = field(default_factory=LongPaths)
+    dst: LongPaths = field(default_factory=LongPaths)
 
     def attrs(self, st: os.stat_result) -> Attrs:
         """Attributes for an entry copied from the context."""
@@ -143,13 +147,13 @@ def _premade(job: Job, host: str) -> bool:
     return True
 
 
-def chown(target: str | int, owner: tuple[int, int]) -> None:
-    """Set ownership of a path (not following links) or of an open fd."""
+def chown(target: str | int, owner: tuple[int, int], dir_fd: int | None = None) -> None:
+    """Set ownership of a path (not following links, relative to dir_fd) or of an open fd."""
     try:
         if isinstance(target, int):
             os.fchown(target, *owner)
         else:
-            os.lchown(target, *owner)
+            os.chown(target, *owner, dir_fd=dir_fd, follow_symlinks=False)
     except PermissionError:
         # Only root can give files away. Unprivileged runs (unit tests) keep their own ids
         # for the default 0:0, but an explicit other owner that cannot be set is an error.
@@ -210,15 +214,16 @@ def file_target(job: Job, dest: str, want_dir: bool, name: str) -> str:
 
 def clear(job: Job, target: str) -> None:
     """Make room for a non-directory at target (replacing a file or link is Docker's way)."""
+    fd, rest = job.dst.split(target)
     try:
-        st = os.lstat(target)
+        st = os.lstat(rest, dir_fd=fd)
     except FileNotFoundError:
         return
     _guard(job, target)
     if stat.S_ISDIR(st.st_mode):
         raise BuildError(f"{job.verb} failed: cannot overwrite directory "
                          f"{image_path(job.root, target)} with a non-directory")
-    os.unlink(target)
+    os.unlink(rest, dir_fd=fd)
 
 
 def put_dir(job: Job, target: str, attrs: Attrs, scope: str) -> tuple[str, bool]:
@@ -226,8 +231,9 @@ def put_dir(job: Job, target: str, attrs: Attrs, scope: str) -> tuple[str, bool]
 
     Returns the host dir to write children into and whether its mtime is ours to set.
     """
+    fd, rest = job.dst.split(target)
     try:
-        st = os.lstat(target)
+        st = os.lstat(rest, dir_fd=fd)
     except FileNotFoundError:
         st = None
     if st is not None and stat.S_ISLNK(st.st_mode):
@@ -237,9 +243,10 @@ def put_dir(job: Job, target: str, attrs: Attrs, scope: str) -> tuple[str, bool]
             return resolved, False
     if st is None or not stat.S_ISDIR(st.st_mode):
         clear(job, target)
-        os.mkdir(target, 0o700)
-    chown(target, attrs.owner)
-    os.chmod(target, attrs.mode)  # after chown: chown clears set-id bits
+        fd, rest = job.dst.split(target)
+        os.mkdir(rest, 0o700, dir_fd=fd)
+    chown(rest, attrs.owner, fd)
+    os.chmod(rest, attrs.mode, dir_fd=fd)  # after chown: chown clears set-id bits
     return target, True
 
 
@@ -247,14 +254,15 @@ def put_file(job: Job, target: str, src: BinaryIO, attrs: Attrs) -> None:
     """Write a regular file from a stream, replacing what was there."""
     clear(job, target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(target, flags, 0o600)
+    dir_fd, rest = job.dst.split(target)
+    fd = os.open(rest, flags, 0o600, dir_fd=dir_fd)
     try:
         _pump(src, fd, job.meter.add if job.meter is not None else None)
         chown(fd, attrs.owner)
         os.fchmod(fd, attrs.mode)  # after chown: chown clears set-id bits
     finally:
         os.close(fd)
-    os.utime(target, ns=(attrs.mtime_ns, attrs.mtime_ns), follow_symlinks=False)
+    os.utime(rest, ns=(attrs.mtime_ns, attrs.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
 
 
 def _pump(src: BinaryIO, fd: int, count: Callable[[int], None] | None = None) -> None:
@@ -282,12 +290,15 @@ def _pump(src: BinaryIO, fd: int, count: Callable[[int], None] | None = None) ->
 def put_symlink(job: Job, target: str, link: str, attrs: Attrs) -> None:
     """Create a symlink (kept as data, never followed), replacing what was there."""
     clear(job, target)
-    os.symlink(link, target)
-    chown(target, attrs.owner)
-    os.utime(target, ns=(attrs.mtime_ns, attrs.mtime_ns), follow_symlinks=False)
+    fd, rest = job.dst.split(target)
+    os.symlink(link, rest, dir_fd=fd)
+    chown(rest, attrs.owner, fd)
+    os.utime(rest, ns=(attrs.mtime_ns, attrs.mtime_ns), dir_fd=fd, follow_symlinks=False)
 
 
-def set_dir_times(stamps: list[tuple[str, int]]) -> None:
+def set_dir_times(stamps: list[tuple[str, int]], paths: LongPaths | None = None) -> None:
     """Set dir mtimes deepest first, after their children stopped changing them."""
-    for host, ns in reversed(stamps):
-        os.utime(host, ns=(ns, ns), follow_symlinks=False)
+    with LongPaths() as own:
+        for host, ns in reversed(stamps):
+            fd, rest = (paths or own).split(host)
+            os.utime(rest, ns=(ns, ns), dir_fd=fd, follow_symlinks=False)
