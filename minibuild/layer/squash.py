@@ -183,7 +183,8 @@ class _Squasher:
                 with os.scandir(src) as it:
                     names = sorted((e.name for e in it), reverse=True)
             except OSError as e:
-                raise LayerError(f"cannot squash {os.fsdecode(src)!r}: {e}") from e
+                raise LayerError(f"cannot squash {_tail(os.fsdecode(src))!r}: "
+                                 f"{e.strerror or e}") from e
             stack.extend(parts + (name,) for name in names)
 
     def _entry(self, src: bytes, parts: Parts) -> bool:
@@ -302,3 +303,9 @@ def _replace_xattrs(path: bytes, kept: dict[str, bytes], opaque: bool) -> None:
         os.setxattr(path, name, value, follow_symlinks=False)
     if opaque:
         os.setxattr(path, opaque_xattr(), b"y", follow_symlinks=False)
+
+
+def _tail(path: str, keep: int = 80) -> str:
+    """A path for an error line: its last `keep` characters (a tree past PATH_MAX, which squash
+    cannot walk yet, has paths of thousands)."""
+    return path if len(path) <= keep else "…" + path[-keep:]
