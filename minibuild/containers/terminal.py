@@ -20,6 +20,8 @@ import threading
 import tty
 from collections.abc import Callable
 
+from minibuild.containers.logfile import write_all
+
 
 class Terminal:
     """A pty whose slave is the container's stdio; a thread copies input in and output out.
@@ -103,10 +105,10 @@ class Terminal:
                         return
                     continue
                 if fd != self.master:
-                    _write_all(self.master, data)
+                    write_all(self.master, data)
                     continue
                 if self.output_fd is not None:
-                    _write_all(self.output_fd, data)
+                    write_all(self.output_fd, data)
                 if self.log is not None:
                     self.log(data)
 
@@ -133,13 +135,3 @@ def _copy_window_size(source: int, target: int) -> None:
         fcntl.ioctl(target, termios.TIOCSWINSZ, size)
     except OSError:
         pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write until everything is written (or the reader is gone)."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError:
-            return
